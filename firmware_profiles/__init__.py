@@ -1,0 +1,1 @@
+"""The bundled device profiles: data files only, read through importlib.resources."""

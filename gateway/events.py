@@ -1,0 +1,123 @@
+"""Event types and wire schema v1: the contract with central systems.
+
+Every event is a frozen, slotted dataclass built with keywords only. ``to_wire()`` gives
+the short-key map of docs/events.md (the same map in msgpack and in JSON); ``from_wire()``
+is its inverse. Keys whose value is absent are still present (as ``None``) so that a
+subscriber can rely on the key set, except ``x`` (vendor fields), which is left out when
+a profile adds none.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+import msgpack
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEvent:
+    """One call record, normalized. Times: ``rx`` in ms and ``start`` in s since the epoch, UTC."""
+
+    KIND: ClassVar[str] = "call"
+
+    gw: str
+    src: str
+    seq: int
+    rx: int
+    profile: str
+    start: int
+    ring: int | None = None
+    dur: int | None = None
+    dir: str | None = None
+    ext: str | None = None
+    trunk: str | None = None
+    caller: str | None = None
+    called: str | None = None
+    acct: str | None = None
+    disp: str | None = None
+    callid: str | None = None
+    raw: str = ""
+    x: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnparsedEvent:
+    """A record its profile could not parse: kept whole, with the reason, never dropped."""
+
+    KIND: ClassVar[str] = "unparsed"
+
+    gw: str
+    src: str
+    seq: int
+    rx: int
+    profile: str
+    raw: str
+    reason: str
+
+
+Event = CallEvent | UnparsedEvent
+_TYPES: dict[str, type[CallEvent] | type[UnparsedEvent]] = {
+    cls.KIND: cls for cls in (CallEvent, UnparsedEvent)
+}
+
+
+def to_wire(event: Event) -> dict[str, Any]:
+    """The schema-v1 map of an event: ``v`` and ``kind`` first, then fields in table order."""
+    wire: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": event.KIND}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if f.name == "x" and not value:
+            continue
+        wire[f.name] = value
+    return wire
+
+
+def from_wire(wire: dict[str, Any]) -> Event:
+    """Rebuild an event from its schema-v1 map.
+
+    :raises ValueError: the map is not a schema-v1 event this version knows.
+    """
+    if wire.get("v") != SCHEMA_VERSION:
+        raise ValueError(f"unsupported schema version {wire.get('v')!r}")
+    try:
+        cls = _TYPES[wire["kind"]]
+    except KeyError:
+        raise ValueError(f"unknown event kind {wire.get('kind')!r}") from None
+    values = {k: v for k, v in wire.items() if k not in ("v", "kind")}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ValueError(f"malformed {cls.KIND} event: {exc}") from None
+
+
+def packb(event: Event) -> bytes:
+    """msgpack encoding of one event (str as str, bytes as bin)."""
+    return msgpack.packb(to_wire(event), use_bin_type=True)
+
+
+def unpackb(data: bytes) -> Event:
+    """Decode one msgpack-encoded event; see :func:`from_wire`."""
+    return from_wire(msgpack.unpackb(data, raw=False))
+
+
+def iso_utc(epoch_seconds: int) -> str:
+    """``2026-01-02T09:15:00Z``: how JSON output shows ``start``."""
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_json_dict(event: Event) -> dict[str, Any]:
+    """The wire map as JSON output shows it: the same keys, ``start`` in ISO-8601 UTC."""
+    wire = to_wire(event)
+    if "start" in wire:
+        wire["start"] = iso_utc(wire["start"])
+    return wire
+
+
+def to_json(event: Event) -> str:
+    """One JSON line (non-ASCII kept as is, so names stay readable)."""
+    return json.dumps(to_json_dict(event), ensure_ascii=False)

@@ -1,0 +1,304 @@
+"""The PBX profile library: find, load and validate ``firmware_profiles/pbx/*``.
+
+A profile is data a technician can read and copy: ``profile.toml`` (how the PBX frames
+and lays out a record, and how columns become event fields), ``samples.txt`` (records
+the PBX printed) and ``expected.jsonl`` (the events they must give). docs/profiles.md
+explains every key. Loading compiles the TOML into immutable objects the parser runs;
+every mistake is one :class:`~gateway.errors.ProfileError` naming file and key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ProfileError
+from gateway.smdr.fields import DATE_ORDERS, DURATIONS
+from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, TERMINATORS, FramingRules
+from gateway.tomltable import Table, load_toml
+
+#: Where the bundled profiles live (inside the installed package).
+BUNDLED = resources.files("gateway.firmware_profiles")
+
+#: Event fields a profile may fill from text, and the values the closed ones allow.
+TEXT_FIELDS = ("dir", "ext", "trunk", "caller", "called", "acct", "disp", "callid")
+DURATION_FIELDS = ("ring", "dur")
+CLOSED_VALUES = {
+    "dir": ("in", "out", "int"),
+    "disp": ("answered", "unanswered", "busy", "transferred", "forwarded", "other"),
+}
+#: Formats of a column: text, a plain integer, or a duration (see fields.DURATIONS).
+FORMATS = ("text", "int", *DURATIONS)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One record layout. ``positions`` follow :attr:`Layout.columns`: ``(start, end)``
+    character slices for fixed-width records, field indexes for delimited ones."""
+
+    name: str
+    max_length: int | None
+    positions: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a record splits into named columns (the part the compiled engine runs)."""
+
+    kind: str
+    columns: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    delimiter: str = ","
+    quote: str = ""
+    min_fields: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """Event field ``target`` (``x_`` prefix: a vendor field) from column ``column``."""
+
+    target: str
+    column: int
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartSpec:
+    """Where the call's start time comes from.
+
+    ``date`` and ``time`` are column indexes (the same column when the PBX prints date
+    and time together); ``time_is`` ``"end"`` means the PBX prints the end of the call,
+    so ring and talk time are subtracted to get its start.
+    """
+
+    date: int
+    time: int
+    date_order: str
+    time_is: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """When every column regex matches (full match), the rule decides the fields it
+    names (its named groups and its ``set`` keys) that no earlier rule has decided. A
+    group that did not take part decides its field as null."""
+
+    when: tuple[tuple[int, re.Pattern[str]], ...]
+    set: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PbxProfile:
+    """A loaded PBX profile."""
+
+    name: str
+    title: str
+    source: str
+    path: Path
+    framing: FramingRules
+    layout: Layout
+    start: StartSpec
+    fields: tuple[FieldSpec, ...]
+    rules: tuple[Rule, ...]
+    test_timezone: str
+    test_received: datetime
+
+    @property
+    def samples_path(self) -> Path:
+        return self.path.parent / "samples.txt"
+
+    @property
+    def expected_path(self) -> Path:
+        return self.path.parent / "expected.jsonl"
+
+
+def bundled_names() -> list[str]:
+    """Names of the profiles shipped with pbxgw, sorted."""
+    pbx = BUNDLED / "pbx"
+    return sorted(p.name for p in pbx.iterdir() if (p / "profile.toml").is_file())
+
+
+def find(name_or_path: str) -> PbxProfile:
+    """Load a bundled profile by name, or a profile directory / ``profile.toml`` by path.
+
+    :raises ProfileError: no such profile, or the profile is malformed.
+    """
+    if "/" in name_or_path or name_or_path.endswith(".toml"):
+        path = Path(name_or_path)
+        return load(path / "profile.toml" if path.is_dir() else path)
+    if not _NAME.fullmatch(name_or_path) or name_or_path not in bundled_names():
+        known = ", ".join(bundled_names())
+        raise ProfileError(name_or_path, "", f"no such profile; known: {known}")
+    return load(Path(str(BUNDLED / "pbx" / name_or_path / "profile.toml")))
+
+
+def load_all() -> list[PbxProfile]:
+    """Every bundled profile."""
+    return [find(name) for name in bundled_names()]
+
+
+def load(path: Path) -> PbxProfile:
+    """Load and validate one ``profile.toml``.
+
+    :raises ProfileError: with the file, the key and what was expected.
+    """
+    top = Table(str(path), "", load_toml(path, ProfileError), ProfileError)
+    meta = top.table("profile", required=True)
+    name = meta.take("name", str)
+    if not _NAME.fullmatch(name):
+        raise meta.fail("name", f"expected lower-case letters, digits, '-' or '_'; got {name!r}")
+    title = meta.take("title", str)
+    source = meta.take("source", str, "")
+    meta.done()
+
+    framing = _framing(top.table("framing"))
+    layout = _layout(top.table("layout", required=True))
+    start, specs = _fields(top.table("fields", required=True), layout.columns)
+    rules = tuple(_rule(t, layout.columns) for t in top.tables("rules"))
+    filled = {s.target for s in specs}
+    for rule in rules:
+        clash = filled.intersection(dict(rule.set)) | filled.intersection(
+            g for _, p in rule.when for g in p.groupindex)
+        if clash:
+            raise ProfileError(str(path), "rules", f"{sorted(clash)[0]!r} is also set in [fields]")
+
+    test = top.table("test")
+    test_timezone = test.take("timezone", str, "UTC")
+    received = test.take("received", datetime, datetime(2026, 1, 15, 12, tzinfo=timezone.utc))
+    if received.tzinfo is None:
+        raise test.fail("received", "expected a time with a zone, e.g. 2026-01-15T12:00:00Z")
+    test.done()
+    top.done()
+    return PbxProfile(name=name, title=title, source=source, path=path, framing=framing,
+                      layout=layout, start=start, fields=specs, rules=rules,
+                      test_timezone=test_timezone, test_received=received)
+
+
+def _framing(t: Table) -> FramingRules:
+    terminator = t.take("terminator", str, "line", choices=tuple(TERMINATORS))
+    max_len = t.take("max_record_len", int, 512)
+    if not 16 <= max_len <= MAX_RECORD_LEN_CEILING:
+        raise t.fail("max_record_len", f"expected 16 to {MAX_RECORD_LEN_CEILING}, got {max_len}")
+    # Skip patterns run on the record's bytes, before decoding: compiled from UTF-8.
+    skip = tuple(re.compile(_regex(t, "skip", p).pattern.encode()) for p in t.take("skip", list, []))
+    t.done()
+    return FramingRules(terminator, max_len, skip)
+
+
+def _layout(t: Table) -> Layout:
+    kind = t.take("kind", str, choices=("fixed", "delimited"))
+    options: dict[str, Any] = {}
+    if kind == "delimited":
+        options["delimiter"] = t.take("delimiter", str, ",")
+        options["quote"] = t.take("quote", str, "")
+        options["min_fields"] = t.take("min_fields", int, 1)
+        for key in ("delimiter", "quote"):
+            if len(options[key]) > 1 or (key == "delimiter" and not options[key]):
+                raise t.fail(key, f"expected one character, got {options[key]!r}")
+    variants_t = t.tables("variant")
+    if not variants_t:
+        raise t.fail("variant", "expected at least one [[layout.variant]]")
+    columns: tuple[str, ...] = ()
+    variants = []
+    for vt in variants_t:
+        vname = vt.take("name", str)
+        max_length = vt.take("max_length", int, None)
+        cols = vt.table("columns", required=True)
+        names = tuple(cols.keys())
+        columns = columns or names
+        if set(names) != set(columns):
+            raise vt.fail("columns", f"expected the same column names as the first variant: {columns}")
+        positions = tuple(_position(cols, kind, n) for n in columns)
+        cols.done()
+        vt.done()
+        variants.append(Variant(vname, max_length, positions))
+    t.done()
+    if any(v.max_length is None for v in variants[:-1]):
+        raise t.fail("variant", "only the last variant may omit max_length")
+    return Layout(kind, columns, tuple(variants), **options)
+
+
+def _position(cols: Table, kind: str, name: str) -> Any:
+    if not _NAME.fullmatch(name):
+        raise cols.fail(name, "column names are lower-case letters, digits, '-' or '_'")
+    if kind == "delimited":
+        index = cols.take(name, int)
+        if index < 0:
+            raise cols.fail(name, f"expected a field index from 0, got {index}")
+        return index
+    span = cols.take(name, list)
+    if len(span) != 2 or not all(isinstance(i, int) for i in span) or not 0 <= span[0] < span[1]:
+        raise cols.fail(name, f"expected [start, end] character offsets, start < end; got {span}")
+    return tuple(span)
+
+
+def _column(t: Table, key: str, columns: tuple[str, ...]) -> int:
+    name = t.take(key, str)
+    if name not in columns:
+        raise t.fail(key, f"expected a column of the layout ({', '.join(columns)}); got {name!r}")
+    return columns.index(name)
+
+
+def _fields(t: Table, columns: tuple[str, ...]) -> tuple[StartSpec, tuple[FieldSpec, ...]]:
+    st = t.table("start", required=True)
+    if "column" in st.keys():
+        date_col = time_col = _column(st, "column", columns)
+    else:
+        date_col, time_col = _column(st, "date", columns), _column(st, "time", columns)
+    start = StartSpec(date_col, time_col, st.take("date_order", str, choices=DATE_ORDERS),
+                      st.take("time_is", str, "start", choices=("start", "end")))
+    st.done()
+    specs = []
+    x = t.table("x")
+    for target, spec_t in [(n, t.table(n)) for n in t.keys()] + \
+            [(f"x_{n}", x.table(n)) for n in x.keys()]:
+        if not target.startswith("x_") and target not in TEXT_FIELDS + DURATION_FIELDS:
+            raise t.fail(target, "not an event field a profile can fill; vendor fields go under [fields.x]")
+        fmt = spec_t.take("format", str, "text", choices=FORMATS)
+        if target in DURATION_FIELDS and fmt not in ("int", *DURATIONS):
+            raise spec_t.fail("format", f"{target} is a duration: expected int or one of {', '.join(DURATIONS)}")
+        if target in TEXT_FIELDS and fmt != "text":
+            raise spec_t.fail("format", f"{target} is text")
+        specs.append(FieldSpec(target, _column(spec_t, "column", columns), fmt))
+        spec_t.done()
+    x.done()
+    t.done()
+    return start, tuple(specs)
+
+
+def _rule(t: Table, columns: tuple[str, ...]) -> Rule:
+    when_t = t.table("when")
+    when = []
+    for name, pattern in when_t.items():
+        if name not in columns:
+            raise when_t.fail(name, f"expected a column of the layout ({', '.join(columns)})")
+        regex = _regex(when_t, name, pattern)
+        for group in regex.groupindex:
+            if group in CLOSED_VALUES or not (group in TEXT_FIELDS or group.startswith("x_")):
+                raise when_t.fail(name, f"group {group!r}: captures fill text fields or x_ vendor fields")
+        when.append((columns.index(name), regex))
+    set_t = t.table("set")
+    settings = []
+    for field, value in set_t.items():
+        if field not in TEXT_FIELDS and not field.startswith("x_"):
+            raise set_t.fail(field, "not an event field a rule can set")
+        if not isinstance(value, str) or value not in CLOSED_VALUES.get(field, (value,)):
+            allowed = CLOSED_VALUES.get(field)
+            raise set_t.fail(field, f"expected {' or '.join(allowed) if allowed else 'a string'}; got {value!r}")
+        settings.append((field, value))
+    t.done()
+    return Rule(tuple(when), tuple(settings))
+
+
+def _regex(t: Table, key: str, pattern: Any) -> re.Pattern[str]:
+    if not isinstance(pattern, str):
+        raise t.fail(key, f"expected a regular expression string, got {pattern!r}")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise t.fail(key, f"bad regular expression {pattern!r}: {exc}") from None

@@ -1,0 +1,1 @@
+"""SMDR/CDR call records: framing, splitting and normalizing (all sans-I/O)."""

@@ -1,0 +1,100 @@
+"""Field transforms shared by every profile: dates, times of day, durations.
+
+Each function takes the text of one column (already stripped) and returns a value or
+raises :class:`~gateway.errors.RecordError` with a reason a technician can read. None of
+them reads the clock: where the year is missing, the receive date is an argument.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time, timedelta
+
+from gateway.errors import RecordError
+
+#: Date orders a profile may declare. Two letters: the PBX prints no year.
+DATE_ORDERS = ("YMD", "MDY", "DMY", "MD", "DM")
+
+_DATE_PARTS = re.compile(r"(\d{1,4})[/.\-](\d{1,2})(?:[/.\-](\d{1,4}))?")
+_TIME = re.compile(r"\*?(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:([AaPp])[Mm]?)?")
+
+
+def parse_date(text: str, order: str, received: date) -> date:
+    """A date printed in ``order``; 2-digit and missing years are placed near ``received``.
+
+    A 2-digit year is taken in the century that puts it no later than one year after
+    the receive date (``98`` received in 2026 is 1998). A missing year is the receive
+    year, or the year before when that would put the call more than a day in the future
+    (a PBX clock may run a little ahead): a record received on 2 January for a call on
+    31 December belongs to last year.
+
+    >>> parse_date("12/31/98", "MDY", date(2026, 1, 5))
+    datetime.date(1998, 12, 31)
+    >>> parse_date("12/31", "MD", date(2026, 1, 2))
+    datetime.date(2025, 12, 31)
+    """
+    match = _DATE_PARTS.fullmatch(text)
+    if not match or (match[3] is None) != (len(order) == 2):
+        raise RecordError(f"date {text!r} is not {'/'.join(order)}")
+    parts = dict(zip(order, (int(p) for p in match.groups() if p is not None)))
+    year_text = dict(zip(order, match.groups())).get("Y")
+    month, day = parts["M"], parts["D"]
+    try:
+        if year_text is None:
+            found = date(received.year, month, day)
+            if found <= received + timedelta(days=1):
+                return found
+            return date(received.year - 1, month, day)
+        year = parts["Y"]
+        if len(year_text) <= 2:
+            year += 2000 if 2000 + year <= received.year + 1 else 1900
+        return date(year, month, day)
+    except ValueError:
+        raise RecordError(f"date {text!r} does not exist") from None
+
+
+def parse_time(text: str) -> time:
+    """A time of day: 24 h ``HH:MM[:SS]`` or 12 h ``h:mmAM``/``h:mmP`` (a leading ``*``,
+    the transfer mark of older Panasonic systems, is accepted).
+
+    >>> parse_time("1:04PM"), parse_time("12:52AM"), parse_time("09:30:57")
+    (datetime.time(13, 4), datetime.time(0, 52), datetime.time(9, 30, 57))
+    """
+    match = _TIME.fullmatch(text)
+    if not match:
+        raise RecordError(f"time {text!r} is not hh:mm[:ss][AM|PM]")
+    hour, minute, second = int(match[1]), int(match[2]), int(match[3] or 0)
+    if match[4]:
+        if not 1 <= hour <= 12:
+            raise RecordError(f"time {text!r} has hour {hour} on a 12-hour clock")
+        hour = hour % 12 + (12 if match[4] in "Pp" else 0)
+    try:
+        return time(hour, minute, second)
+    except ValueError:
+        raise RecordError(f"time {text!r} does not exist") from None
+
+
+#: Duration formats: name -> (pattern, seconds per captured group).
+DURATIONS: dict[str, tuple[re.Pattern[str], tuple[int, ...]]] = {
+    "seconds": (re.compile(r"(\d+)"), (1,)),
+    "hh:mm:ss": (re.compile(r"(\d+):([0-5]\d):([0-5]\d)"), (3600, 60, 1)),
+    "hh:mm'ss": (re.compile(r"(\d+):([0-5]\d)'([0-5]\d)"), (3600, 60, 1)),
+    "m'ss": (re.compile(r"(\d+)'([0-5]\d)"), (60, 1)),
+    # Hours, minutes and tenths of a minute run together (Avaya CM: "0123" = 12.3 min).
+    "hmmt": (re.compile(r"(\d)([0-5]\d)(\d)"), (3600, 60, 6)),
+}
+
+
+def parse_duration(text: str, fmt: str) -> int | None:
+    """Seconds from a duration printed in ``fmt`` (a key of :data:`DURATIONS`); blank is None.
+
+    >>> parse_duration("00:01'05", "hh:mm'ss"), parse_duration("5'15", "m'ss")
+    (65, 315)
+    """
+    if not text:
+        return None
+    pattern, scale = DURATIONS[fmt]
+    match = pattern.fullmatch(text)
+    if not match:
+        raise RecordError(f"duration {text!r} is not {fmt}")
+    return sum(int(g) * s for g, s in zip(match.groups(), scale))

@@ -1,0 +1,161 @@
+"""Sans-I/O framer: a PBX byte stream in, bounded records out.
+
+Theory of operation
+-------------------
+A PBX prints records separated by a terminator (CR, LF, CR LF, any of those, or NUL).
+``feed(data)`` only appends to a buffer; ``next_record()`` returns the next
+:class:`Record`, :data:`NEED_DATA` when more bytes are needed, or :data:`END` once
+``feed(b"")`` has marked the end of the stream and everything has been returned.
+
+Two rules keep a long-running gateway safe on any input:
+
+* The terminator search is incremental: ``_searched`` remembers how far the buffer has
+  been scanned, so bytes that arrive one at a time are never rescanned (O(n) overall).
+* A record never grows past ``max_record_len``. A stream without terminators (wrong
+  line-end setting, wrong baud rate, noise) is cut there and the piece is returned as a
+  ``Record(truncated=True)``; the parser turns it into an ``unparsed`` event.
+
+Lines that are not call records are dropped here and counted: blank lines, form feeds,
+and whatever matches the profile's ``skip`` patterns (page headers, rulers, login
+prompts and echo). NUL bytes are removed (some PBXes pad records with them) and counted,
+unless NUL is the terminator.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+class _Sentinel:
+    def __init__(self, name: str):
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: Returned by :meth:`Framer.next_record` when a whole record has not arrived yet.
+NEED_DATA = _Sentinel("NEED_DATA")
+#: Returned by :meth:`Framer.next_record` after end of stream, once the buffer is empty.
+END = _Sentinel("END")
+
+#: Terminator name -> pattern. ``line`` accepts CR, LF and CR LF alike, which is what a
+#: technician wants when a PBX's "new line code" setting is unknown.
+TERMINATORS = {
+    "line": rb"\r\n?|\n",
+    "crlf": rb"\r\n",
+    "cr": rb"\r",
+    "lf": rb"\n",
+    "nul": rb"\x00",
+}
+
+#: No profile may allow records longer than this: it bounds the framer's memory.
+MAX_RECORD_LEN_CEILING = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One framed record: its bytes without terminator, and whether it was cut short."""
+
+    data: bytes
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class FramerStats:
+    """Counters a technician reads to diagnose a link (wrong settings show up here)."""
+
+    records: int = 0
+    skipped: int = 0
+    truncated: int = 0
+    nul_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FramingRules:
+    """The framing part of a profile, compiled."""
+
+    terminator: str = "line"
+    max_record_len: int = 512
+    skip: tuple[re.Pattern[bytes], ...] = field(default=())
+
+
+_BLANK = re.compile(rb"[\s\x00]*")
+
+
+class Framer:
+    """Splits a byte stream into records according to :class:`FramingRules`."""
+
+    def __init__(self, rules: FramingRules):
+        self._rules = rules
+        self._terminator = re.compile(TERMINATORS[rules.terminator])
+        # With "line", a CR that is the last byte so far may be the first half of CR LF.
+        self._cr_may_continue = rules.terminator == "line"
+        self._buffer = bytearray()
+        self._searched = 0
+        self._eof = False
+        self.stats = FramerStats()
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes from the stream; ``feed(b"")`` marks the end of the stream."""
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    def next_record(self) -> Record | _Sentinel:
+        """Return the next record, :data:`NEED_DATA`, or :data:`END`."""
+        while True:
+            record = self._maybe_extract()
+            if record is None:
+                return END if self._eof and not self._buffer else NEED_DATA
+            record = self._filter(record)
+            if record is not None:
+                return record
+
+    def records(self) -> list[Record]:
+        """All records available now (a convenience for loops and tests)."""
+        out = []
+        while isinstance(record := self.next_record(), Record):
+            out.append(record)
+        return out
+
+    def _maybe_extract(self) -> Record | None:
+        buf, limit = self._buffer, self._rules.max_record_len
+        match = self._terminator.search(buf, self._searched)
+        if self._cr_may_continue and match and match.end() == len(buf) and match.group() == b"\r":
+            if not self._eof:
+                match = None  # a CR that is the last byte may be the start of CR LF
+        if match is None:
+            # Resume the next search where this one stopped, less one byte so that a
+            # two-byte terminator split across feeds is still found.
+            self._searched = max(0, len(buf) - 1)
+            if len(buf) >= limit:
+                return self._cut(limit, limit, truncated=True)
+            if self._eof and buf:
+                return self._cut(len(buf), len(buf), truncated=False)
+            return None
+        start, end = match.span()
+        if start > limit:
+            return self._cut(limit, limit, truncated=True)
+        return self._cut(start, end, truncated=False)
+
+    def _cut(self, record_end: int, consumed: int, truncated: bool) -> Record:
+        data = bytes(self._buffer[:record_end])
+        del self._buffer[:consumed]
+        self._searched = 0
+        return Record(data, truncated)
+
+    def _filter(self, record: Record) -> Record | None:
+        """Drop NUL padding; return None for lines that are not records (counted)."""
+        rules, stats = self._rules, self.stats
+        if rules.terminator != "nul" and b"\x00" in record.data:
+            stats.nul_bytes += record.data.count(b"\x00")
+            record = Record(record.data.replace(b"\x00", b""), record.truncated)
+        if _BLANK.fullmatch(record.data) or any(p.search(record.data) for p in rules.skip):
+            stats.skipped += 1
+            return None
+        stats.records += 1
+        stats.truncated += record.truncated
+        return record

@@ -1,0 +1,103 @@
+"""Sans-I/O record parser: a framed record -> one call event or one unparsed event.
+
+:meth:`RecordParser.parse` is the single boundary where a :class:`RecordError` becomes an
+:class:`~gateway.events.UnparsedEvent`. Any other exception leaving it is a bug, and the
+property tests feed it random bytes to prove there is none.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, tzinfo
+from typing import Any
+
+from gateway.errors import RecordError
+from gateway.events import CallEvent, Event, UnparsedEvent
+from gateway.profiles import PbxProfile
+from gateway.smdr.fields import parse_date, parse_duration, parse_time
+from gateway.smdr.framer import Record
+from gateway.smdr.split import split_record
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 when the bytes are valid UTF-8, else latin-1 (which decodes every byte)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+class RecordParser:
+    """Parses records of one source with one profile.
+
+    :param profile: the PBX profile.
+    :param tz: the time zone the PBX prints local times in.
+    :param gw: gateway id stamped on events.
+    :param src: source name stamped on events.
+    """
+
+    def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str):
+        self.profile, self.tz, self.gw, self.src = profile, tz, gw, src
+
+    def parse(self, record: Record, rx: int, seq: int) -> Event:
+        """The event for ``record``, received at ``rx`` (ms since the epoch) as number ``seq``."""
+        raw = decode(record.data)
+        stamp = dict(gw=self.gw, src=self.src, seq=seq, rx=rx, profile=self.profile.name)
+        if record.truncated:
+            reason = f"no record end within {self.profile.framing.max_record_len} bytes; cut there"
+            return UnparsedEvent(**stamp, raw=raw, reason=reason)
+        try:
+            values = self._normalize(split_record(self.profile.layout, raw), rx)
+        except RecordError as exc:
+            return UnparsedEvent(**stamp, raw=raw, reason=exc.reason)
+        return CallEvent(**stamp, **values, raw=raw)
+
+    def _normalize(self, columns: tuple[str, ...], rx: int) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for spec in self.profile.fields:
+            values[spec.target] = _convert(columns[spec.column], spec.format)
+        decided: set[str] = set()
+        for rule in self.profile.rules:
+            matches = [pattern.fullmatch(columns[col]) for col, pattern in rule.when]
+            if not all(matches):
+                continue
+            found = {name: (text.strip() or None) if text else None
+                     for match in matches for name, text in match.groupdict().items()}
+            found.update(rule.set)
+            for name, value in found.items():
+                if name not in decided:
+                    decided.add(name)
+                    values[name] = value
+        values["start"] = self._start(columns, rx, values.get("ring"), values.get("dur"))
+        vendor = {k: values.pop(k) for k in list(values) if k.startswith("x_")}
+        values["x"] = {k[2:]: v for k, v in vendor.items() if v is not None}
+        return values
+
+    def _start(self, columns: tuple[str, ...], rx: int, ring: int | None, dur: int | None) -> int:
+        spec = self.profile.start
+        date_text, time_text = columns[spec.date], columns[spec.time]
+        if spec.date == spec.time:
+            date_text, _, time_text = date_text.partition(" ")
+        if not date_text or not time_text.strip():
+            raise RecordError("no call date and time")
+        received = datetime.fromtimestamp(rx / 1000, self.tz).date()
+        day = parse_date(date_text, spec.date_order, received)
+        local = datetime.combine(day, parse_time(time_text.strip()), self.tz)
+        start = int(local.timestamp())
+        if spec.time_is == "end":
+            start -= (ring or 0) + (dur or 0)
+        return start
+
+
+def _convert(text: str, fmt: str) -> Any:
+    if fmt == "text":
+        return text or None
+    if fmt == "int":
+        if not text:
+            return None
+        if not _INT.fullmatch(text):
+            raise RecordError(f"{text!r} is not a whole number")
+        return int(text)
+    return parse_duration(text, fmt)

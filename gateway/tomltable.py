@@ -1,0 +1,93 @@
+"""Strict reading of TOML tables: every key checked, every error naming file and key.
+
+Used by the profile loader (and the config loader) so that a typo is an error that says
+``profile.toml: layout.delimitr: unknown key`` instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+from gateway.errors import ConfigError
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "a table",
+               list: "a list", float: "a number"}
+
+
+def load_toml(path: Path, error: Callable[[str, str, str], ConfigError] = ConfigError) -> dict:
+    """Parse a TOML file; a missing file or a syntax error becomes ``error``."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise error(str(path), "", f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(str(path), "", f"not valid TOML: {exc}") from None
+
+
+class Table:
+    """A view of one TOML table that hands out keys and complains about the rest.
+
+    :param path: the file, for error messages.
+    :param key: the dotted path of this table in the file ("" for the top level).
+    :param data: the table.
+    :param error: the error class to raise (a :class:`ConfigError` subclass).
+    """
+
+    def __init__(self, path: str, key: str, data: Any, error: type[ConfigError] = ConfigError):
+        self.path, self.key, self.error = path, key, error
+        if not isinstance(data, dict):
+            raise self.fail("", f"expected a table, got {data!r}")
+        self._data = dict(data)
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        """An error about ``key`` of this table (returned, for the caller to raise)."""
+        return self.error(self.path, self.dotted(key), message)
+
+    def dotted(self, key: str) -> str:
+        return ".".join(k for k in (self.key, key) if k)
+
+    def take(self, key: str, kind: type, default: Any = ..., choices: tuple = ()) -> Any:
+        """Remove and return ``key``: of type ``kind``, one of ``choices`` if given.
+
+        Without a default the key is required.
+        """
+        if key not in self._data:
+            if default is ...:
+                raise self.fail(key, f"missing; expected {_TYPE_NAMES.get(kind, kind.__name__)}")
+            return default
+        value = self._data.pop(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
+        if choices and value not in choices:
+            raise self.fail(key, f"expected one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+
+    def table(self, key: str, required: bool = False) -> "Table":
+        """Remove and return a sub-table (empty when absent and not required)."""
+        data = self.take(key, dict, ... if required else {})
+        return Table(self.path, self.dotted(key), data, self.error)
+
+    def tables(self, key: str) -> list["Table"]:
+        """Remove and return an array of tables (``[[key]]``)."""
+        items = self.take(key, list, [])
+        return [Table(self.path, f"{self.dotted(key)}[{i}]", item, self.error)
+                for i, item in enumerate(items)]
+
+    def keys(self) -> list[str]:
+        """The keys nobody has taken yet (for tables whose keys are names)."""
+        return list(self._data)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """Remove and return every remaining key (for tables whose keys are names)."""
+        items = list(self._data.items())
+        self._data.clear()
+        return items
+
+    def done(self) -> None:
+        """Raise on any key nobody took: unknown keys are typos until proven otherwise."""
+        if self._data:
+            key = next(iter(self._data))
+            raise self.fail(key, "unknown key")
