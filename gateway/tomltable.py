@@ -71,10 +71,11 @@ class Table:
         return Table(self.path, self.dotted(key), data, self.error)
 
     def tables(self, key: str) -> list["Table"]:
-        """Remove and return an array of tables (``[[key]]``)."""
+        """Remove and return an array of tables (``[[key]]``), named ``key[1]``, ``key[2]``...
+        in file order (counted from 1, as a technician counts them)."""
         items = self.take(key, list, [])
         return [Table(self.path, f"{self.dotted(key)}[{i}]", item, self.error)
-                for i, item in enumerate(items)]
+                for i, item in enumerate(items, 1)]
 
     def keys(self) -> list[str]:
         """The keys nobody has taken yet (for tables whose keys are names)."""

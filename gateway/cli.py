@@ -1,0 +1,242 @@
+"""The ``pbxgw`` command: argparse sub-commands wired to the library, no logic of their own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from typing import BinaryIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway import __version__, offline, profiles, simulate
+from gateway.errors import GatewayError
+from gateway.events import UnparsedEvent, packb, to_json
+from gateway.smdr.stream import StreamParser
+
+#: How many unparsed records ``pbxgw parse`` describes on stderr before it only counts.
+UNPARSED_SHOWN = 20
+CHUNK = 64 * 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except GatewayError as exc:
+        print(f"pbxgw: {exc}", file=sys.stderr)
+        return 78 if isinstance(exc, ValueError) else 1  # 78: EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`pbxgw parse ... | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pbxgw", description="Contact-center edge gateway: PBX call records to events.")
+    parser.add_argument("--version", action="version", version=f"pbxgw {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("parse", help="parse a capture offline: one JSON line per record",
+                       description="Parse a PBX capture (a file, - for stdin, or a serial "
+                       "device such as /dev/ttyUSB0 or a pty) and print one event per record "
+                       "on stdout; a summary and every unparsed record go to stderr.")
+    p.add_argument("--profile", required=True, help="profile name, or a path to a profile.toml")
+    p.add_argument("--tz", metavar="ZONE", help="time zone the PBX prints in, e.g. Asia/Taipei "
+                   "(default: this machine's zone; UTC prints the PBX's times unchanged)")
+    p.add_argument("--format", choices=("jsonl", "msgpack"), default="jsonl",
+                   help="jsonl: one JSON object per line (start in ISO-8601 UTC); "
+                   "msgpack: the wire encoding, one map per event (default: jsonl)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any record is unparsed")
+    p.add_argument("file", nargs="?", default="-", help="capture file, serial device, or - (default)")
+    p.set_defaults(run=_parse)
+
+    p = sub.add_parser("profiles", help="list, show and test the PBX profiles")
+    psub = p.add_subparsers(title="profile commands", metavar="ACTION", required=True)
+    q = psub.add_parser("list", help="the bundled profiles")
+    q.set_defaults(run=_profiles_list)
+    q = psub.add_parser("show", help="print a profile's file")
+    q.add_argument("name", help="profile name, or a path to a profile.toml")
+    q.set_defaults(run=_profiles_show)
+    q = psub.add_parser("test", help="check profiles against their samples.txt and expected.jsonl",
+                        description="Parse each profile's samples.txt and compare the events "
+                        "with its expected.jsonl; print differences; exit 1 if any.")
+    q.add_argument("name", nargs="?", help="one profile (name or path); default: all bundled")
+    q.set_defaults(run=_profiles_test)
+
+    p = sub.add_parser("detect", help="rank profiles by how well they parse a capture",
+                       description="Parse a capture with every bundled profile and print "
+                       "NAME SCORE lines, best first; SCORE is the share of records that parse.")
+    p.add_argument("file", nargs="?", default="-", help="capture file or - (default)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead")
+    p.set_defaults(run=_detect)
+
+    p = sub.add_parser("simulate", help="a PBX emulator printing a profile's samples",
+                       description="Replay a profile's samples.txt as a PBX would print it, "
+                       "on a new pty (its path is printed) or on a TCP port, until --count "
+                       "lines or Ctrl-C.")
+    p.add_argument("--profile", required=True, help="profile name, or a path to a profile.toml")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pty", action="store_true", help="print on a new pseudo-terminal")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="serve on this TCP address (port 0: any)")
+    p.add_argument("--rate", type=float, default=1.0, help="lines per second on average (default 1)")
+    p.add_argument("--count", type=int, help="stop after this many lines (default: never)")
+    p.add_argument("--seed", type=int, help="seed for the random gaps, to repeat a run")
+    p.set_defaults(run=_simulate)
+    return parser
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    """The named zone, or this machine's (TZ, then /etc/localtime), or UTC."""
+    if name is None:
+        name = os.environ.get("TZ", "").lstrip(":")
+        if not name:
+            link = os.path.realpath("/etc/localtime")
+            name = link.partition("zoneinfo/")[2] or "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise GatewayError(f"--tz: unknown time zone {name!r} (expected e.g. Europe/Paris or UTC)") from None
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _open_capture(name: str) -> Iterator[bytes]:
+    """The bytes of a capture: stdin, a serial device (through pyserial) or a file.
+
+    Opens at once, so that a missing file is an error before anything is printed.
+    """
+    if name == "-":
+        return iter(lambda: sys.stdin.buffer.read1(CHUNK), b"")
+    try:
+        if stat.S_ISCHR(os.stat(name).st_mode):
+            return _serial_chunks(name)
+        fh = open(name, "rb")
+    except OSError as exc:
+        raise GatewayError(f"{name}: {exc.strerror}") from None
+    return _file_chunks(fh)
+
+
+def _file_chunks(fh: BinaryIO) -> Iterator[bytes]:
+    with fh:
+        yield from iter(lambda: fh.read(CHUNK), b"")
+
+
+def _serial_chunks(name: str) -> Iterator[bytes]:
+    """Read a serial port until it hangs up (a pty whose other end closed) or Ctrl-C."""
+    import serial
+
+    try:
+        port = serial.serial_for_url(name, timeout=None)
+    except serial.SerialException as exc:
+        raise GatewayError(f"{name}: {exc}") from None
+
+    def chunks() -> Iterator[bytes]:
+        with port:
+            while True:
+                try:
+                    data = port.read(port.in_waiting or 1)
+                except serial.SerialException:
+                    return  # the device went away or hung up: the end of this capture
+                if not data:
+                    return
+                yield data
+
+    return chunks()
+
+
+def _parse(args: argparse.Namespace) -> int:
+    profile = profiles.find(args.profile)
+    stream = StreamParser(profile, _zone(args.tz), gw="local", src=args.file)
+    chunks = _open_capture(args.file)
+    out = sys.stdout.buffer
+    encode = packb if args.format == "msgpack" else lambda e: to_json(e).encode() + b"\n"
+    counts = {"call": 0, "unparsed": 0}
+
+    def emit(events: list) -> None:
+        for event in events:
+            counts[event.KIND] += 1
+            out.write(encode(event))
+            if isinstance(event, UnparsedEvent) and counts["unparsed"] <= UNPARSED_SHOWN:
+                print(f"unparsed record {event.seq}: {event.reason}: {event.raw!r}", file=sys.stderr)
+        out.flush()
+
+    try:
+        for chunk in chunks:
+            emit(stream.feed(chunk, _now_ms()))
+    finally:
+        emit(stream.feed(b"", _now_ms()))
+        stats = stream.framer.stats
+        print(f"pbxgw parse: profile {profile.name}: records {stats.records} (calls "
+              f"{counts['call']}, unparsed {counts['unparsed']}); non-record lines skipped "
+              f"{stats.skipped}; records cut at {profile.framing.max_record_len} bytes "
+              f"{stats.truncated}; NUL bytes removed {stats.nul_bytes}", file=sys.stderr)
+    return 1 if args.strict and counts["unparsed"] else 0
+
+
+def _profiles_list(args: argparse.Namespace) -> int:
+    for profile in profiles.load_all():
+        print(f"{profile.name:<20} {profile.layout.kind:<10} {profile.title}")
+    return 0
+
+
+def _profiles_show(args: argparse.Namespace) -> int:
+    profile = profiles.find(args.name)
+    print(f"# {profile.path}")
+    print(profile.path.read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def _profiles_test(args: argparse.Namespace) -> int:
+    chosen = [profiles.find(args.name)] if args.name else profiles.load_all()
+    failed = 0
+    for profile in chosen:
+        problems = offline.check_profile(profile)
+        count = len(offline.sample_events(profile))
+        print(f"{'FAIL' if problems else 'ok  '} {profile.name} ({count} sample records)")
+        for problem in problems:
+            print(f"     {problem}")
+        failed += bool(problems)
+    return 1 if failed else 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    data = b"".join(_open_capture(args.file))
+    ranked = offline.rank(profiles.load_all(), data, _zone("UTC"), _now_ms())
+    if args.json:
+        print(json.dumps([{"profile": s.profile, "score": round(s.score, 3), "calls": s.calls,
+                           "unparsed": s.unparsed} for s in ranked]))
+    else:
+        for score in ranked:
+            print(f"{score.profile} {score.score:.3f}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    profile = profiles.find(args.profile)
+    if args.rate <= 0:
+        raise GatewayError(f"--rate: expected a positive number, got {args.rate}")
+
+    def announce(where: str) -> None:
+        print(where, flush=True)
+
+    if args.pty:
+        simulate.run_pty(profile, args.rate, args.count, args.seed, announce)
+    else:
+        host, _, port = args.tcp.rpartition(":")
+        if not host or not port.isdigit():
+            raise GatewayError(f"--tcp: expected HOST:PORT, got {args.tcp!r}")
+        simulate.run_tcp(profile, host, int(port), args.rate, args.count, args.seed, announce)
+    return 0

@@ -1,0 +1,78 @@
+"""Work on whole captures: parse one, check a profile against its samples, rank profiles.
+
+Used by ``pbxgw profiles test`` and ``pbxgw detect``, and by the tests, so that the
+technician's tools and the test suite judge a profile the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
+
+from gateway.events import CallEvent, Event, to_json_dict
+from gateway.profiles import PbxProfile
+from gateway.smdr.stream import StreamParser
+
+#: Keys that depend on where and when a record was received, not on the record.
+RECEIPT_KEYS = ("gw", "src", "seq", "rx")
+
+
+def parse_capture(profile: PbxProfile, data: bytes, tz: tzinfo, rx: int,
+                  src: str = "capture") -> list[Event]:
+    """Every event of a whole capture, as if it all arrived at ``rx``."""
+    stream = StreamParser(profile, tz, gw="offline", src=src)
+    return stream.feed(data, rx) + stream.feed(b"", rx)
+
+
+def sample_events(profile: PbxProfile) -> list[Event]:
+    """The events a profile gives for its own ``samples.txt`` (with its [test] settings)."""
+    rx = int(profile.test_received.timestamp() * 1000)
+    data = profile.samples_path.read_bytes()
+    return parse_capture(profile, data, ZoneInfo(profile.test_timezone), rx, src="samples")
+
+
+def comparable(event: Event) -> dict:
+    """An event's JSON form without the receipt keys: what expected.jsonl holds."""
+    return {k: v for k, v in to_json_dict(event).items() if k not in RECEIPT_KEYS}
+
+
+def check_profile(profile: PbxProfile) -> list[str]:
+    """Differences between a profile's sample events and its expected.jsonl; [] when none."""
+    got = [comparable(e) for e in sample_events(profile)]
+    try:
+        lines = profile.expected_path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        return [f"{profile.expected_path}: cannot read: {exc.strerror}"]
+    expected = [json.loads(line) for line in lines if line.strip()]
+    problems = []
+    if len(got) != len(expected):
+        problems.append(f"{len(got)} events from samples.txt, {len(expected)} lines in expected.jsonl")
+    for number, (want, have) in enumerate(zip(expected, got), 1):
+        for key in sorted(want.keys() | have.keys()):
+            if want.get(key, "<absent>") != have.get(key, "<absent>"):
+                problems.append(f"event {number}: {key}: expected {json.dumps(want.get(key, '<absent>'), ensure_ascii=False)},"
+                                f" got {json.dumps(have.get(key, '<absent>'), ensure_ascii=False)}")
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """How well a profile reads a capture: the share of its records that parse."""
+
+    profile: str
+    score: float
+    calls: int
+    unparsed: int
+
+
+def rank(profiles: list[PbxProfile], data: bytes, tz: tzinfo, rx: int) -> list[Score]:
+    """Profiles ranked best first by :class:`Score` (ties: more calls, then name)."""
+    scores = []
+    for profile in profiles:
+        events = parse_capture(profile, data, tz, rx)
+        calls = sum(isinstance(e, CallEvent) for e in events)
+        unparsed = len(events) - calls
+        scores.append(Score(profile.name, calls / len(events) if events else 0.0, calls, unparsed))
+    return sorted(scores, key=lambda s: (-s.score, -s.calls, s.profile))

@@ -1,0 +1,121 @@
+"""A PBX emulator: replays a profile's sample printout onto a pty or a TCP port.
+
+It prints the lines of ``samples.txt`` (page headers included) with the profile's line
+end, cycling through them, at ``rate`` lines per second on average with exponentially
+distributed gaps, as calls end at random. On a pty it behaves like a PBX's serial port;
+on TCP like a PBX that serves its SMDR port (as Panasonic does on 2300).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import random
+import select
+import socket
+import struct
+import termios
+import time
+import tty
+from collections.abc import Callable, Iterator
+
+from gateway.profiles import PbxProfile
+
+#: What the PBX prints after each line, per profile terminator.
+LINE_ENDS = {"line": b"\r\n", "crlf": b"\r\n", "cr": b"\r", "lf": b"\n", "nul": b"\x00"}
+
+#: How long to let a serial reader settle after it opens the port: pyserial flushes the
+#: input buffer while opening, which would swallow a record written at that moment.
+READER_SETTLE_S = 0.3
+#: How often to look for a reader, and how long to wait for it to take the last bytes.
+POLL_S = 0.05
+DRAIN_TIMEOUT_S = 10.0
+
+
+def printout(profile: PbxProfile, count: int | None, seed: int | None) -> Iterator[tuple[float, bytes]]:
+    """(gap before it in seconds at rate 1, bytes) for each line to print, cycling the samples.
+
+    :param count: how many lines; None for as long as the caller takes them.
+    """
+    lines = [line for line in profile.samples_path.read_bytes().splitlines()]
+    end = LINE_ENDS[profile.framing.terminator]
+    rng = random.Random(seed)
+    cycle = itertools.cycle(lines) if lines else iter(())
+    for line in itertools.islice(cycle, count):
+        yield rng.expovariate(1.0), line + end
+
+
+def run_pty(profile: PbxProfile, rate: float, count: int | None, seed: int | None,
+            announce: Callable[[str], None]) -> None:
+    """Serve the printout on a new pseudo-terminal; ``announce`` gets its path.
+
+    Printing starts when a reader opens the pty and pauses while none has it open (a
+    PBX's buffer would hold the records). At the end it waits until the reader has
+    taken every byte, then hangs up.
+    """
+    master, slave = os.openpty()
+    tty.setraw(slave)  # no echo, no CR/LF translation: the line carries bytes as printed
+    path = os.ttyname(slave)
+    os.close(slave)
+    try:
+        announce(path)
+        for gap, data in printout(profile, count, seed):
+            if _wait_for_reader(master):
+                time.sleep(READER_SETTLE_S)
+            time.sleep(gap / rate)
+            os.write(master, data)
+        _wait_until_read(path)
+    finally:
+        os.close(master)
+
+
+def _wait_for_reader(master: int) -> bool:
+    """Block while no one has the pty's other end open; True if we had to wait."""
+    poller = select.poll()
+    poller.register(master, select.POLLHUP)
+    waited = False
+    while poller.poll(0):
+        waited = True
+        time.sleep(POLL_S)
+    return waited
+
+
+def _wait_until_read(path: str) -> None:
+    """Wait until the reader's input queue is empty (bytes still there at hang-up are lost)."""
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            pending = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            if not pending:
+                return
+            time.sleep(POLL_S)
+    finally:
+        os.close(fd)
+
+
+def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int | None,
+            seed: int | None, announce: Callable[[str], None]) -> None:
+    """Serve the printout to TCP clients, one at a time, as a PBX's SMDR port does.
+
+    A client that disconnects is replaced by the next one; the printout goes on where it
+    stopped. ``announce`` gets ``host:port`` once listening (port 0 picks a free one).
+    """
+    with socket.create_server((host, port)) as server:
+        announce("%s:%d" % server.getsockname()[:2])
+        lines = printout(profile, count, seed)
+        pending = next(lines, None)
+        while pending is not None:
+            conn, _ = server.accept()
+            with conn:
+                while pending is not None:
+                    gap, data = pending
+                    time.sleep(gap / rate)
+                    try:
+                        conn.sendall(data)
+                    except OSError:
+                        break  # the client left; this line goes to the next one
+                    pending = next(lines, None)
+                if pending is None:
+                    conn.shutdown(socket.SHUT_WR)

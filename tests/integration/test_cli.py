@@ -1,0 +1,87 @@
+"""The `pbxgw` command as a technician runs it: real processes, real files."""
+
+import json
+
+import msgpack
+import pytest
+
+from gateway import offline, profiles
+from helpers import pbxgw
+
+
+def test_parse_avaya_kb_examples_matches_expected_jsonl():
+    ipo = profiles.find("avaya-ipo")
+    run = pbxgw("parse", "--profile", "avaya-ipo", "--tz", "UTC", str(ipo.samples_path))
+    assert run.returncode == 0, run.stderr
+    printed = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    expected = [json.loads(line) for line in ipo.expected_path.read_text().splitlines()]
+    assert [{k: v for k, v in e.items() if k not in offline.RECEIPT_KEYS} for e in printed] == expected
+    assert [e["seq"] for e in printed] == list(range(1, len(expected) + 1))
+    assert b"profile avaya-ipo: records 10 (calls 10, unparsed 0)" in run.stderr
+
+
+def test_parse_reports_unparsed_on_stderr_and_strict_makes_it_fail():
+    capture = b"2008/06/28 09:28:41,00:00:00,9,1,I,4,4,,0,1,0,E4,J,T9,L,0,0\r\nnot a record\r\n"
+    lenient = pbxgw("parse", "--profile", "avaya-ipo", "--tz", "UTC", "-", input=capture)
+    assert lenient.returncode == 0
+    kinds = [json.loads(line)["kind"] for line in lenient.stdout.decode().splitlines()]
+    assert kinds == ["call", "unparsed"]
+    assert b"unparsed record 2: 1 fields, expected at least 17: 'not a record'" in lenient.stderr
+    strict = pbxgw("parse", "--strict", "--profile", "avaya-ipo", "-", input=capture)
+    assert strict.returncode == 1 and len(strict.stdout.splitlines()) == 2
+
+
+def test_parse_msgpack_output_is_the_wire_encoding():
+    ipo = profiles.find("avaya-ipo")
+    run = pbxgw("parse", "--format", "msgpack", "--profile", "avaya-ipo", "--tz", "UTC", str(ipo.samples_path))
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(run.stdout)
+    maps = list(unpacker)
+    assert len(maps) == 10 and maps[0]["kind"] == "call" and maps[0]["start"] == 1214645321
+
+
+def test_profiles_test_passes_and_fails_with_a_diff(tmp_path):
+    run = pbxgw("profiles", "test")
+    assert run.returncode == 0, run.stdout
+    assert set(run.stdout.decode().split()) >= {"ok", "avaya-ipo", "panasonic-kx-tda"}
+    source = profiles.find("panasonic-kx-tda").path.parent
+    for name in ("profile.toml", "samples.txt"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    (tmp_path / "expected.jsonl").write_text((source / "expected.jsonl").read_text().replace('"05"', '"06"', 1))
+    broken = pbxgw("profiles", "test", str(tmp_path))
+    assert broken.returncode == 1
+    assert 'event 1: trunk: expected "06", got "05"' in broken.stdout.decode()
+
+
+def test_profiles_list_and_show():
+    listed = pbxgw("profiles", "list").stdout.decode().splitlines()
+    assert [line.split()[0] for line in listed] == profiles.bundled_names()
+    shown = pbxgw("profiles", "show", "avaya-ipo").stdout.decode()
+    assert 'name = "avaya-ipo"' in shown
+
+
+def test_detect_ranks_each_profiles_own_samples_first(profile):
+    run = pbxgw("detect", str(profile.samples_path))
+    first_name, first_score = run.stdout.decode().splitlines()[0].split()
+    assert (first_name, float(first_score)) == (profile.name, 1.0)
+    as_json = json.loads(pbxgw("detect", "--json", str(profile.samples_path)).stdout)
+    assert as_json[0]["profile"] == profile.name and as_json[1]["score"] < 0.5
+
+
+def test_bad_profile_is_one_line_naming_file_and_key(tmp_path):
+    bad = tmp_path / "profile.toml"
+    bad.write_text(profiles.find("avaya-ipo").path.read_text().replace('kind = "delimited"', 'kind = "csv"'))
+    run = pbxgw("parse", "--profile", str(bad), "-", input=b"")
+    assert run.returncode == 78
+    assert run.stderr.decode() == f"pbxgw: {bad}: layout.kind: expected one of fixed, delimited; got 'csv'\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["parse", "--profile", "nec-x", "-"], "no such profile"),
+    (["parse", "--profile", "avaya-ipo", "--tz", "Mars/Olympus", "-"], "unknown time zone"),
+    (["parse", "--profile", "avaya-ipo", "/nonexistent/capture.txt"], "No such file or directory"),
+])
+def test_usage_errors_are_one_clear_line(args, message):
+    run = pbxgw(*args, input=b"")
+    assert run.returncode != 0
+    assert message in run.stderr.decode() and len(run.stderr.decode().splitlines()) == 1

@@ -1,0 +1,62 @@
+"""The wire contract: keys as documented, bytes as pinned, encode/decode inverse."""
+
+import re
+
+import msgpack
+import pytest
+
+from helpers import FIXTURES, ROOT
+from gateway.events import CallEvent, UnparsedEvent, from_wire, packb, to_json_dict, to_wire, unpackb
+
+CALL = CallEvent(gw="gw-01", src="pbx1", seq=42, rx=1768478400123, profile="avaya-ipo",
+                 start=1214645321, ring=9, dur=0, dir="in", ext="4324", trunk="9161",
+                 caller="8004206", called="4324", acct=None, disp="unanswered",
+                 callid="1000014155", raw="2008/06/28 09:28:41,00:00:00,9,8004206,I,...",
+                 x={"continuation": 0, "party1_name": "Анна"})
+UNPARSED = UnparsedEvent(gw="gw-01", src="pbx1", seq=43, rx=1768478400456, profile="avaya-ipo",
+                         raw="garbage\xff", reason="1 fields, expected at least 17")
+
+
+def documented_keys(kind: str) -> list[str]:
+    """The key column of the docs/events.md table under the `kind` heading."""
+    text = (ROOT / "docs" / "events.md").read_text()
+    section = text.split(f"## `{kind}`", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE)
+
+
+@pytest.mark.parametrize("event", [CALL, UNPARSED], ids=["call", "unparsed"])
+def test_wire_keys_are_the_documented_ones_in_order(event):
+    assert list(to_wire(event)) == documented_keys(event.KIND)
+
+
+@pytest.mark.parametrize("event, golden", [(CALL, "call-v1.msgpack"), (UNPARSED, "unparsed-v1.msgpack")])
+def test_encoding_matches_golden_bytes_and_decodes_back(event, golden):
+    pinned = (FIXTURES / "wire" / golden).read_bytes()
+    assert packb(event) == pinned
+    assert unpackb(pinned) == event
+
+
+def test_empty_vendor_fields_are_left_out_and_nulls_kept():
+    bare = CallEvent(gw="g", src="s", seq=1, rx=0, profile="p", start=0)
+    wire = to_wire(bare)
+    assert "x" not in wire and wire["ring"] is None and wire["callid"] is None
+    assert from_wire(wire) == bare
+
+
+def test_text_is_msgpack_str_not_bin():
+    decoded = msgpack.unpackb(packb(UNPARSED), raw=False)  # bin would decode to bytes
+    assert isinstance(decoded["raw"], str) and decoded["raw"] == "garbage\xff"
+
+
+def test_json_shows_start_in_iso_utc():
+    assert to_json_dict(CALL)["start"] == "2008-06-28T09:28:41Z"
+
+
+@pytest.mark.parametrize("wire, message", [
+    ({"v": 2, "kind": "call"}, "unsupported schema version 2"),
+    ({"v": 1, "kind": "fax"}, "unknown event kind 'fax'"),
+    ({"v": 1, "kind": "unparsed", "gw": "g"}, "malformed unparsed event"),
+])
+def test_decoding_rejects_what_it_does_not_know(wire, message):
+    with pytest.raises(ValueError, match=message):
+        from_wire(wire)

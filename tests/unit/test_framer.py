@@ -1,0 +1,97 @@
+"""Framer: terminators, bounded records, skip rules, incremental search."""
+
+import re
+
+import pytest
+
+from gateway.smdr.framer import END, NEED_DATA, Framer, FramingRules, Record
+
+
+def frame(data: bytes, rules: FramingRules = FramingRules(), bytewise: bool = False) -> list[Record]:
+    framer = Framer(rules)
+    out = []
+    for piece in ([data[i:i + 1] for i in range(len(data))] if bytewise else [data]):
+        framer.feed(piece)
+        out += framer.records()
+    framer.feed(b"")
+    out += framer.records()
+    assert framer.next_record() is END
+    return out
+
+
+@pytest.mark.parametrize("terminator, data", [
+    ("line", b"a1\r\na2\ra3\na4"),
+    ("crlf", b"a1\r\na2\r\na3\r\na4"),
+    ("cr", b"a1\ra2\ra3\ra4"),
+    ("lf", b"a1\na2\na3\na4"),
+    ("nul", b"a1\x00a2\x00a3\x00a4"),
+])
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_each_terminator_splits_records_whole_and_byte_by_byte(terminator, data, bytewise):
+    records = frame(data, FramingRules(terminator=terminator), bytewise)
+    assert [r.data for r in records] == [b"a1", b"a2", b"a3", b"a4"]
+
+
+def test_crlf_split_between_feeds_is_one_terminator_not_two():
+    framer = Framer(FramingRules(terminator="line"))
+    framer.feed(b"rec1\r")
+    assert framer.next_record() is NEED_DATA  # the CR may be the start of CR LF
+    framer.feed(b"\nrec2\r\n")
+    assert [r.data for r in framer.records()] == [b"rec1", b"rec2"]
+    assert framer.stats.skipped == 0  # no phantom empty line between CR and LF
+
+
+def test_stream_without_terminator_is_cut_at_max_record_len_and_memory_stays_bounded():
+    framer = Framer(FramingRules(max_record_len=32))
+    for _ in range(1000):
+        framer.feed(b"x" * 7)
+        records = framer.records()
+        assert all(len(r.data) == 32 and r.truncated for r in records)
+        assert len(framer._buffer) < 32
+    assert framer.stats.truncated == 7000 // 32
+
+
+def test_terminated_record_longer_than_limit_is_cut_and_rest_follows():
+    records = frame(b"y" * 40 + b"\n", FramingRules(max_record_len=32))
+    assert [(len(r.data), r.truncated) for r in records] == [(32, True), (8, False)]
+
+
+def test_blank_lines_form_feeds_and_skip_patterns_are_dropped_and_counted():
+    rules = FramingRules(skip=(re.compile(rb"^-{5,}$"), re.compile(rb"Date\s+Time")))
+    framer = Framer(rules)
+    framer.feed(b"\x0c  Date     Time    Ext\r\n" + b"-" * 80 + b"\r\n\r\n  \r\nREC\r\n")
+    assert [r.data for r in framer.records()] == [b"REC"]
+    assert framer.stats.skipped == 4 and framer.stats.records == 1
+
+
+def test_nul_padding_is_removed_and_counted_unless_nul_terminates():
+    framer = Framer(FramingRules())
+    framer.feed(b"AB\x00\x00C\r\n\x00\x00\x00\r\n")
+    assert [r.data for r in framer.records()] == [b"ABC"]
+    assert framer.stats.nul_bytes == 5
+
+
+def test_last_unterminated_record_comes_out_at_end_of_stream():
+    framer = Framer(FramingRules())
+    framer.feed(b"one\r\ntwo")
+    assert [r.data for r in framer.records()] == [b"one"]
+    assert framer.next_record() is NEED_DATA
+    framer.feed(b"")
+    assert framer.next_record() == Record(b"two")
+    assert framer.next_record() is END
+
+
+def test_search_resumes_where_it_stopped(monkeypatch):
+    framer = Framer(FramingRules(max_record_len=4096))
+    scanned = []
+    real = framer._terminator
+    class Spy:
+        def search(self, buf, pos):
+            scanned.append(len(buf) - pos)
+            return real.search(buf, pos)
+    framer._terminator = Spy()
+    for _ in range(1000):
+        framer.feed(b"z")
+        framer.records()
+    # Each search looks at the new byte and at most one before it: O(n), not O(n^2).
+    assert max(scanned) <= 2

@@ -1,0 +1,61 @@
+"""The profile library: bundled profiles pass their own samples; mistakes name file and key."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway import offline, profiles
+from gateway.errors import ProfileError
+
+GOOD = (Path(profiles.find("avaya-ipo").path)).read_text()
+
+
+def test_each_bundled_profile_gives_its_expected_events(profile):
+    assert offline.check_profile(profile) == []
+    assert len(offline.sample_events(profile)) >= 10
+
+
+def test_a_wrong_expectation_is_reported_with_event_number_and_key(tmp_path):
+    source = profiles.find("avaya-ipo").path.parent
+    for name in ("profile.toml", "samples.txt"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    expected = (source / "expected.jsonl").read_text().replace('"ring": 21', '"ring": 22')
+    (tmp_path / "expected.jsonl").write_text(expected)
+    assert offline.check_profile(profiles.find(str(tmp_path))) == ["event 2: ring: expected 22, got 21"]
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ('kind = "delimited"', 'kind = "delimted"', "layout.kind", "expected one of fixed, delimited"),
+    ('delimiter = ","', 'delimitr = ","', "layout.delimitr", "unknown key"),
+    ('date_order = "YMD"', 'date_order = "YDM"', "fields.start.date_order", "expected one of YMD"),
+    ('format = "hh:mm:ss"', 'format = "hh:mm"', "fields.dur.format", "expected one of text"),
+    ('{ column = "account" }', '{ column = "acount" }', "fields.acct.column", "expected a column of the layout"),
+    ("when = { continuation = '1' }", "when = { continuation = '(1' }", "rules[10].when.continuation",
+     "bad regular expression"),
+    ('set = { dir = "int" }', 'set = { dir = "internal" }', "rules[3].set.dir", "expected in or out or int"),
+    ('max_record_len = 1024', 'max_record_len = 10000000', "framing.max_record_len", "expected 16 to 65536"),
+    ('name = "avaya-ipo"', 'name = "Avaya IPO"', "profile.name", "expected lower-case letters"),
+])
+def test_broken_profile_is_one_error_naming_file_and_key(tmp_path, old, new, key, message):
+    assert old in GOOD
+    path = tmp_path / "profile.toml"
+    path.write_text(GOOD.replace(old, new, 1))
+    with pytest.raises(ProfileError) as info:
+        profiles.load(path)
+    assert info.value.path == str(path) and info.value.key == key
+    assert message in info.value.message
+    assert str(info.value).startswith(f"{path}: {key}: ") and "\n" not in str(info.value)
+
+
+def test_toml_syntax_error_and_missing_file_name_the_file(tmp_path):
+    path = tmp_path / "profile.toml"
+    path.write_text("[profile\n")
+    with pytest.raises(ProfileError, match=f"^{path}: not valid TOML"):
+        profiles.load(path)
+    with pytest.raises(ProfileError, match="cannot read"):
+        profiles.load(tmp_path / "nope.toml")
+
+
+def test_unknown_profile_name_lists_the_known_ones():
+    with pytest.raises(ProfileError, match="no such profile; known: avaya-ipo, panasonic-kx-tda"):
+        profiles.find("nec-sl9")
