@@ -25,8 +25,9 @@ from gateway.profiles import PbxProfile
 #: What the PBX prints after each line, per profile terminator.
 LINE_ENDS = {"line": b"\r\n", "crlf": b"\r\n", "cr": b"\r", "lf": b"\n", "nul": b"\x00"}
 
-#: How long to let a serial reader settle after it opens the port: pyserial flushes the
-#: input buffer while opening, which would swallow a record written at that moment.
+#: How long to let a serial reader settle after it opens the port (pyserial flushes the
+#: input buffer while opening, which would swallow a record written at that moment), and
+#: to let the kernel hand the last bytes written to the reader's queue.
 READER_SETTLE_S = 0.3
 #: How often to look for a reader, and how long to wait for it to take the last bytes.
 POLL_S = 0.05
@@ -82,15 +83,20 @@ def _wait_for_reader(master: int) -> bool:
 
 
 def _wait_until_read(path: str) -> None:
-    """Wait until the reader's input queue is empty (bytes still there at hang-up are lost)."""
+    """Wait until the reader has taken every byte: bytes still queued at hang-up are lost.
+
+    The kernel moves bytes written to the master into the reader's queue a little later,
+    so an empty queue counts only once the last write is ``READER_SETTLE_S`` old.
+    """
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
     try:
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        settled = time.monotonic() + READER_SETTLE_S
+        deadline = settled + DRAIN_TIMEOUT_S
         while time.monotonic() < deadline:
-            pending = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
-            if not pending:
-                return
             time.sleep(POLL_S)
+            pending = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            if not pending and time.monotonic() >= settled:
+                return
     finally:
         os.close(fd)
 

@@ -1,0 +1,63 @@
+"""The PBX emulator on a real pty read through pyserial, and on a loopback TCP port."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from gateway import offline, profiles
+from helpers import pbxgw
+
+TIMEOUT = 60
+
+
+@pytest.fixture
+def simulator():
+    """Start `pbxgw simulate ARGS`; yield (process, the address it announced)."""
+    procs = []
+
+    def start(*args):
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append(proc)
+        announced = proc.stdout.readline().decode().strip()  # the first line, printed at once
+        assert announced, proc.stderr.read().decode()
+        return proc, announced
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(TIMEOUT)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_parse_reads_the_simulated_pty_to_the_expected_events(simulator):
+    kx = profiles.find("panasonic-kx-tda")
+    lines = len(kx.samples_path.read_bytes().splitlines())
+    proc, pty = simulator("--profile", "panasonic-kx-tda", "--pty", "--rate", "40", "--count", str(lines), "--seed", "7")
+    assert pty.startswith("/dev/pts/")
+    run = pbxgw("parse", "--profile", "panasonic-kx-tda", "--tz", "UTC", pty, timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    printed = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    expected = [json.loads(line) for line in kx.expected_path.read_text().splitlines()]
+    assert [{k: v for k, v in e.items() if k not in offline.RECEIPT_KEYS} for e in printed] == expected
+    assert proc.wait(TIMEOUT) == 0  # it hung up by itself once every line was read
+
+
+def test_tcp_simulator_serves_the_printout_byte_for_byte(simulator):
+    ipo = profiles.find("avaya-ipo")
+    sample = ipo.samples_path.read_bytes()
+    lines = len(sample.splitlines())
+    proc, address = simulator("--profile", "avaya-ipo", "--tcp", "127.0.0.1:0", "--rate", "200",
+                              "--count", str(2 * lines))
+    host, port = address.rsplit(":", 1)
+    assert host == "127.0.0.1"
+    received = bytearray()
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as conn:
+        while chunk := conn.recv(65536):
+            received += chunk
+    assert bytes(received) == sample * 2  # cycles through the samples, CR LF line ends
+    assert proc.wait(TIMEOUT) == 0

@@ -1,0 +1,32 @@
+"""The built wheel carries the profile library and works outside the source tree."""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+from gateway import profiles
+from helpers import ROOT
+
+
+def test_wheel_ships_profiles_and_runs_from_an_install(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True, timeout=600)
+    wheel = next(tmp_path.glob("pbxgw-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in profiles.bundled_names():
+        for part in ("profile.toml", "samples.txt", "expected.jsonl"):
+            assert f"gateway/firmware_profiles/pbx/{name}/{part}" in names
+    assert not any(n.endswith((".pyx", ".c")) for n in names)
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run([sys.executable, "-c", "import gateway; print(gateway.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(target))
+    run = subprocess.run([sys.executable, "-m", "gateway", "profiles", "test"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("ok ") == len(profiles.bundled_names())
