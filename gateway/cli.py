@@ -203,12 +203,11 @@ def _profiles_test(args: argparse.Namespace) -> int:
     chosen = [profiles.find(args.name)] if args.name else profiles.load_all()
     failed = 0
     for profile in chosen:
-        problems = offline.check_profile(profile)
-        count = len(offline.sample_events(profile))
-        print(f"{'FAIL' if problems else 'ok  '} {profile.name} ({count} sample records)")
-        for problem in problems:
+        check = offline.check_profile(profile)
+        print(f"{'FAIL' if check.problems else 'ok  '} {profile.name} ({check.events} sample records)")
+        for problem in check.problems:
             print(f"     {problem}")
-        failed += bool(problems)
+        failed += bool(check.problems)
     return 1 if failed else 0
 
 

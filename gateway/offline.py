@@ -38,13 +38,21 @@ def comparable(event: Event) -> dict:
     return {k: v for k, v in to_json_dict(event).items() if k not in RECEIPT_KEYS}
 
 
-def check_profile(profile: PbxProfile) -> list[str]:
-    """Differences between a profile's sample events and its expected.jsonl; [] when none."""
+@dataclass(frozen=True, slots=True)
+class ProfileCheck:
+    """The outcome of :func:`check_profile`: how many sample events, and what differed."""
+
+    events: int
+    problems: list[str]
+
+
+def check_profile(profile: PbxProfile) -> ProfileCheck:
+    """Compare a profile's sample events with its expected.jsonl (no problems: it passes)."""
     got = [comparable(e) for e in sample_events(profile)]
     try:
         lines = profile.expected_path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        return [f"{profile.expected_path}: cannot read: {exc.strerror}"]
+        return ProfileCheck(len(got), [f"{profile.expected_path}: cannot read: {exc.strerror}"])
     expected = [json.loads(line) for line in lines if line.strip()]
     problems = []
     if len(got) != len(expected):
@@ -54,7 +62,7 @@ def check_profile(profile: PbxProfile) -> list[str]:
             if want.get(key, "<absent>") != have.get(key, "<absent>"):
                 problems.append(f"event {number}: {key}: expected {json.dumps(want.get(key, '<absent>'), ensure_ascii=False)},"
                                 f" got {json.dumps(have.get(key, '<absent>'), ensure_ascii=False)}")
-    return problems
+    return ProfileCheck(len(got), problems)
 
 
 @dataclass(frozen=True, slots=True)
