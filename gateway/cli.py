@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import stat
 import sys
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import __version__, offline, profiles, simulate
+from gateway import __version__, config, daemon, offline, profiles, simulate
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, packb, to_json
 from gateway.smdr.stream import StreamParser
@@ -93,7 +95,60 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="stop after this many lines (default: never)")
     p.add_argument("--seed", type=int, help="seed for the random gaps, to repeat a run")
     p.set_defaults(run=_simulate)
+
+    p = sub.add_parser("run", help="the gateway daemon, in the foreground",
+                       description="Read the configured sources, queue events on disk and "
+                       "publish them over MQTT until SIGTERM or Ctrl-C.")
+    p.add_argument("--config", default="/etc/pbxgw/config.toml", help="config file (default: %(default)s)")
+    p.set_defaults(run=_run)
+
+    p = sub.add_parser("check-config", help="validate a config file",
+                       description="Exit 0 if the config file is valid; otherwise print one "
+                       "line naming the file, the key and what was expected, and exit 78.")
+    p.add_argument("path", help="config file")
+    p.set_defaults(run=_check_config)
+
+    p = sub.add_parser("subscribe", help="print events from a broker as JSON lines",
+                       description="Subscribe to gateway topics and print each event once as "
+                       "a JSON line, dropping duplicates by (gw, src, seq).")
+    p.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST[:PORT]")
+    p.add_argument("--site", default="+", help="only this site (default: all)")
+    p.add_argument("--gw", default="+", help="only this gateway (default: all)")
+    p.add_argument("--client-id", default="", help="keep a persistent session under this id, "
+                   "so the broker queues events while this subscriber is away")
+    p.add_argument("--count", type=int, help="exit after this many events (default: never)")
+    p.add_argument("--dedup-window", type=int, default=100_000,
+                   help="how many recent event keys to remember (default: %(default)s)")
+    p.set_defaults(run=_subscribe)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = config.load(args.config)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    return daemon.run(settings)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = config.load(args.path)
+    names = ", ".join(f"{s.name} ({s.type}, {s.profile.name})" for s in settings.sources)
+    print(f"{args.path}: ok: gateway {settings.gateway_id} at site {settings.site}; sources: {names}")
+    return 0
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    from gateway.subscribe import subscribe
+
+    parts = urlsplit(args.broker)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise GatewayError(f"--broker: expected mqtt://HOST[:PORT], got {args.broker!r}")
+    for name in ("site", "gw"):
+        value = getattr(args, name)
+        if value != "+" and not config.ID.fullmatch(value):
+            raise GatewayError(f"--{name}: expected letters, digits, '.', '_' or '-'; got {value!r}")
+    topic = f"pbxgw/v1/{args.site}/{args.gw}/#"
+    return subscribe(parts.hostname, parts.port or 1883, topic, args.client_id,
+                     args.dedup_window, args.count)
 
 
 def _zone(name: str | None) -> ZoneInfo:

@@ -60,10 +60,51 @@ class UnparsedEvent:
     reason: str
 
 
-Event = CallEvent | UnparsedEvent
-_TYPES: dict[str, type[CallEvent] | type[UnparsedEvent]] = {
-    cls.KIND: cls for cls in (CallEvent, UnparsedEvent)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GapEvent:
+    """Events of a source the gateway had to drop (queue full), reported once the link is back.
+
+    ``first``..``last`` are the dropped ``seq`` numbers (``count`` of them; fewer than the
+    span when only some in it were dropped), ``first_rx``..``last_rx`` when they arrived.
+    """
+
+    KIND: ClassVar[str] = "gap"
+
+    gw: str
+    src: str
+    rx: int
+    first: int
+    last: int
+    count: int
+    first_rx: int
+    last_rx: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusEvent:
+    """The gateway's presence, retained on the status topic: ``online`` when it connects,
+    ``offline`` (its Last Will) when it goes away. ``boot`` counts the daemon's starts."""
+
+    KIND: ClassVar[str] = "status"
+
+    gw: str
+    site: str
+    state: str
+    boot: int
+    rx: int
+    version: str
+
+
+Event = CallEvent | UnparsedEvent | GapEvent | StatusEvent
+_TYPES: dict[str, type[Event]] = {
+    cls.KIND: cls for cls in (CallEvent, UnparsedEvent, GapEvent, StatusEvent)
 }
+#: Wire kind -> the topic (last part) its events are published on.
+TOPICS = {"call": "calls", "unparsed": "unparsed", "gap": "gaps"}
+#: The key the publisher adds to events sent from the backlog (queued before the link
+#: came back), so that consumers can tell late events from live ones.
+HIST_KEY = "hist"
 
 
 def to_wire(event: Event) -> dict[str, Any]:
@@ -88,7 +129,7 @@ def from_wire(wire: dict[str, Any]) -> Event:
         cls = _TYPES[wire["kind"]]
     except KeyError:
         raise ValueError(f"unknown event kind {wire.get('kind')!r}") from None
-    values = {k: v for k, v in wire.items() if k not in ("v", "kind")}
+    values = {k: v for k, v in wire.items() if k not in ("v", "kind", HIST_KEY)}
     try:
         return cls(**values)
     except TypeError as exc:
@@ -103,6 +144,26 @@ def packb(event: Event) -> bytes:
 def unpackb(data: bytes) -> Event:
     """Decode one msgpack-encoded event; see :func:`from_wire`."""
     return from_wire(msgpack.unpackb(data, raw=False))
+
+
+def mark_historical(payload: bytes) -> bytes:
+    """Add ``hist: true`` to one msgpack-encoded event map without decoding it.
+
+    Backlog events are sent as stored; only the map header changes (its entry count) and
+    the pair is appended.
+    """
+    first = payload[0]
+    if 0x80 <= first <= 0x8E:  # fixmap with room for one more entry
+        return bytes((first + 1,)) + payload[1:] + _HIST_PAIR
+    if first == 0x8F:  # fixmap full: becomes a map16
+        return b"\xde\x00\x10" + payload[1:] + _HIST_PAIR
+    if first == 0xDE:
+        count = int.from_bytes(payload[1:3], "big") + 1
+        return b"\xde" + count.to_bytes(2, "big") + payload[3:] + _HIST_PAIR
+    raise ValueError("not a msgpack map of fewer than 65535 entries")
+
+
+_HIST_PAIR = msgpack.packb(HIST_KEY) + msgpack.packb(True)
 
 
 def iso_utc(epoch_seconds: int) -> str:

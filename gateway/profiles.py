@@ -93,6 +93,23 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginStep:
+    """One step of a TCP login dialogue: wait for ``expect`` (text, any case; empty: no
+    wait), then send ``send``."""
+
+    expect: str
+    send: str
+    timeout: float
+
+
+#: pyserial's own setting names (serialutil._SAVED_SETTINGS), accepted in ``[serial]``.
+SERIAL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "baudrate": int, "bytesize": int, "parity": str, "stopbits": (int, float),
+    "xonxoff": bool, "rtscts": bool, "dsrdtr": bool,
+}
+
+
+@dataclass(frozen=True, slots=True)
 class PbxProfile:
     """A loaded PBX profile."""
 
@@ -107,6 +124,8 @@ class PbxProfile:
     rules: tuple[Rule, ...]
     test_timezone: str
     test_received: datetime
+    serial: dict[str, Any]
+    login: tuple[LoginStep, ...]
 
     @property
     def samples_path(self) -> Path:
@@ -167,6 +186,13 @@ def load(path: Path) -> PbxProfile:
         if clash:
             raise ProfileError(str(path), "rules", f"{sorted(clash)[0]!r} is also set in [fields]")
 
+    serial_t = top.table("serial")
+    serial = {key: serial_t.take(key, kind) for key, kind in SERIAL_KEYS.items() if key in serial_t.keys()}
+    serial_t.done()
+    transport = top.table("transport")
+    login = tuple(_login_step(t) for t in transport.tables("login"))
+    transport.done()
+
     test = top.table("test")
     test_timezone = test.take("timezone", str, "UTC")
     received = test.take("received", datetime, datetime(2026, 1, 15, 12, tzinfo=timezone.utc))
@@ -176,7 +202,17 @@ def load(path: Path) -> PbxProfile:
     top.done()
     return PbxProfile(name=name, title=title, source=source, path=path, framing=framing,
                       layout=layout, start=start, fields=specs, rules=rules,
-                      test_timezone=test_timezone, test_received=received)
+                      test_timezone=test_timezone, test_received=received,
+                      serial=serial, login=login)
+
+
+def _login_step(t: Table) -> LoginStep:
+    step = LoginStep(t.take("expect", str, ""), t.take("send", str, ""),
+                     float(t.take("timeout", (int, float), 10)))
+    if not (step.expect or step.send) or step.timeout <= 0:
+        raise t.fail("", "expected expect and/or send text, and a timeout above 0 seconds")
+    t.done()
+    return step
 
 
 def _framing(t: Table) -> FramingRules:

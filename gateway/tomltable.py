@@ -16,6 +16,11 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: 
                list: "a list", float: "a number"}
 
 
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+
+
 def load_toml(path: Path, error: Callable[[str, str, str], ConfigError] = ConfigError) -> dict:
     """Parse a TOML file; a missing file or a syntax error becomes ``error``."""
     try:
@@ -49,18 +54,19 @@ class Table:
     def dotted(self, key: str) -> str:
         return ".".join(k for k in (self.key, key) if k)
 
-    def take(self, key: str, kind: type, default: Any = ..., choices: tuple = ()) -> Any:
+    def take(self, key: str, kind: type | tuple[type, ...], default: Any = ...,
+             choices: tuple = ()) -> Any:
         """Remove and return ``key``: of type ``kind``, one of ``choices`` if given.
 
         Without a default the key is required.
         """
         if key not in self._data:
             if default is ...:
-                raise self.fail(key, f"missing; expected {_TYPE_NAMES.get(kind, kind.__name__)}")
+                raise self.fail(key, f"missing; expected {_type_name(kind)}")
             return default
         value = self._data.pop(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(key, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise self.fail(key, f"expected {_type_name(kind)}, got {value!r}")
         if choices and value not in choices:
             raise self.fail(key, f"expected one of {', '.join(map(str, choices))}; got {value!r}")
         return value

@@ -114,6 +114,11 @@ class Framer:
             if record is not None:
                 return record
 
+    @property
+    def buffered(self) -> int:
+        """Bytes fed but not yet returned in a record (the start of an incomplete one)."""
+        return len(self._buffer)
+
     def records(self) -> list[Record]:
         """All records available now (a convenience for loops and tests)."""
         out = []

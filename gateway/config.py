@@ -1,0 +1,236 @@
+"""The gateway's TOML config -> typed, validated settings.
+
+Every key is checked: an unknown key, a wrong type or a bad value is one
+:class:`~gateway.errors.ConfigError` naming the file, the key path and what was expected.
+Durations may be written ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` (or a number of seconds)
+and sizes ``"512KiB"``, ``"256MiB"``, ``"1GB"`` (or a number of bytes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway import profiles
+from gateway.errors import ConfigError, ProfileError
+from gateway.tomltable import Table, load_toml
+
+#: Site, gateway and source ids end up in MQTT topics: no '+', '#', '/' or control characters.
+ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SOURCE_TYPES = ("serial", "tcp-client", "tcp-server", "file")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)")
+_SIZE = re.compile(r"(\d+)\s*(B|kB|KiB|MB|MiB|GB|GiB)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "B": 1, "kB": 1000, "KiB": 1024,
+          "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """How to reach the broker and how to batch what is sent to it."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    tls: bool = False
+    protocol: str = "5"
+    client_id: str = ""
+    username: str = ""
+    password_file: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    keepalive: int = 30
+    batch_events: int = 100
+    batch_bytes: int = 256 * 1024
+    linger: float = 0.05
+    inflight: int = 10
+    backoff_min: float = 0.5
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """The durable disk queue."""
+
+    max_bytes: int = 256 * 1024**2
+    when_full: str = "drop_oldest"
+    sync_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """One PBX link."""
+
+    name: str
+    type: str
+    profile: profiles.PbxProfile
+    timezone: ZoneInfo
+    device: str = ""
+    baudrate: int | None = None
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    follow: bool = False
+    poll_interval: float = 0.5
+    read_delay: float = 0.1
+    backoff_min: float = 1.0
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A whole, validated config file."""
+
+    path: Path
+    gateway_id: str
+    site: str
+    state_dir: Path
+    mqtt: MqttSettings
+    queue: QueueSettings
+    sources: tuple[SourceSettings, ...]
+    headsets_enabled: bool = False
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"pbxgw/v1/{self.site}/{self.gateway_id}"
+
+
+def duration(t: Table, key: str, default: float) -> float:
+    """A duration in seconds from ``"250ms"``/``"5s"``/``"2m"``/``"1h"`` or a number."""
+    value = t.take(key, (str, int, float), default)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if not match:
+            raise t.fail(key, f"expected a duration such as \"500ms\", \"5s\" or \"2m\"; got {value!r}")
+        value = float(match[1]) * _UNITS[match[2]]
+    if isinstance(value, bool) or value < 0:
+        raise t.fail(key, f"expected a duration of 0 or more; got {value!r}")
+    return float(value)
+
+
+def size(t: Table, key: str, default: int) -> int:
+    """A size in bytes from ``"256MiB"``-style text or a number."""
+    value = t.take(key, (str, int), default)
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if not match:
+            raise t.fail(key, f"expected a size such as \"64MiB\" or \"1GB\"; got {value!r}")
+        value = int(match[1]) * _UNITS[match[2]]
+    if isinstance(value, bool) or value <= 0:
+        raise t.fail(key, f"expected a size above 0; got {value!r}")
+    return value
+
+
+def identifier(t: Table, key: str, default: str | None = None) -> str:
+    value = t.take(key, str, ... if default is None else default)
+    if not ID.fullmatch(value):
+        raise t.fail(key, f"expected 1-64 of A-Z a-z 0-9 . _ - (it goes into MQTT topics); got {value!r}")
+    return value
+
+
+def load(path: str | Path) -> Settings:
+    """Read and validate a config file.
+
+    :raises ConfigError: one line naming the file, the key and what was expected.
+    """
+    path = Path(path)
+    top = Table(str(path), "", load_toml(path))
+    gw = top.table("gateway", required=True)
+    gateway_id, site = identifier(gw, "id"), identifier(gw, "site")
+    state_dir = Path(gw.take("state_dir", str, "/var/lib/pbxgw"))
+    gw.done()
+    mqtt = _mqtt(top.table("mqtt"), gateway_id)
+    queue = _queue(top.table("queue"))
+    sources = tuple(_source(t) for t in top.tables("source"))
+    if not sources:
+        raise top.fail("source", "expected at least one [[source]]")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise top.fail("source", f"two sources are named {dup!r}; names must be unique")
+    headsets = top.table("headsets")
+    headsets_enabled = headsets.take("enabled", bool, False)
+    headsets.done()
+    top.done()
+    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets_enabled)
+
+
+def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
+    url = t.take("url", str, "mqtt://127.0.0.1:1883")
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
+        raise t.fail("url", f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; got {url!r}")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise t.fail("url", f"the port in {url!r} is not a number from 1 to 65535") from None
+    settings = MqttSettings(
+        host=parts.hostname, port=port, tls=parts.scheme == "mqtts",
+        protocol=t.take("protocol", str, "5", choices=("5", "3.1.1")),
+        client_id=t.take("client_id", str, f"pbxgw-{gateway_id}"),
+        username=t.take("username", str, ""),
+        password_file=t.take("password_file", str, ""),
+        ca_file=t.take("ca_file", str, ""), cert_file=t.take("cert_file", str, ""),
+        key_file=t.take("key_file", str, ""),
+        keepalive=int(duration(t, "keepalive", 30)),
+        batch_events=t.take("batch_events", int, 100),
+        batch_bytes=size(t, "batch_bytes", 256 * 1024),
+        linger=duration(t, "linger", 0.05),
+        inflight=t.take("inflight", int, 10),
+        backoff_min=duration(t, "backoff_min", 0.5),
+        backoff_max=duration(t, "backoff_max", 60),
+    )
+    for key, low, high in (("batch_events", 1, 10000), ("inflight", 1, 1000)):
+        value = getattr(settings, key)
+        if not low <= value <= high:
+            raise t.fail(key, f"expected {low} to {high}; got {value}")
+    t.done()
+    return settings
+
+
+def _queue(t: Table) -> QueueSettings:
+    settings = QueueSettings(
+        max_bytes=size(t, "max_bytes", 256 * 1024**2),
+        when_full=t.take("when_full", str, "drop_oldest", choices=("drop_oldest", "drop_newest")),
+        sync_interval=duration(t, "sync_interval", 1.0),
+    )
+    t.done()
+    return settings
+
+
+def _source(t: Table) -> SourceSettings:
+    name = identifier(t, "name")
+    kind = t.take("type", str, choices=SOURCE_TYPES)
+    profile_name = t.take("profile", str)
+    try:
+        profile = profiles.find(profile_name)
+    except ProfileError as exc:
+        if exc.path == profile_name:  # not found, rather than malformed
+            raise t.fail("profile", exc.message) from None
+        raise
+    zone = t.take("timezone", str, "UTC")
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise t.fail("timezone", f"expected a zone such as Europe/Paris or UTC; got {zone!r}") from None
+    options: dict = {}
+    if kind == "serial":
+        options["device"] = t.take("device", str)
+        options["baudrate"] = t.take("baudrate", int, None)
+    elif kind in ("tcp-client", "tcp-server"):
+        options["host"] = t.take("host", str, "" if kind == "tcp-server" else ...)
+        options["port"] = t.take("port", int)
+        if not 0 < options["port"] < 65536:
+            raise t.fail("port", f"expected 1 to 65535; got {options['port']}")
+    else:
+        options["path"] = t.take("path", str)
+        options["follow"] = t.take("follow", bool, False)
+        options["poll_interval"] = duration(t, "poll_interval", 0.5)
+    settings = SourceSettings(name=name, type=kind, profile=profile, timezone=tz,
+                              read_delay=duration(t, "read_delay", 0.1),
+                              backoff_min=duration(t, "backoff_min", 1.0),
+                              backoff_max=duration(t, "backoff_max", 60.0), **options)
+    t.done()
+    return settings

@@ -1,0 +1,73 @@
+"""``pbxgw run``: one asyncio loop that owns the sources, the queue and the publisher.
+
+Start: config is valid (checked before we get here), the queue is opened (recovered if
+damaged), the boot counter goes up, sources start reading and the publisher starts
+connecting. A missing device or an unreachable broker is a state, retried, never a
+reason to stop.
+
+Stop (SIGTERM, SIGINT): sources stop reading (every read is already committed), the
+publisher waits a bounded time for messages in flight and says ``offline``, the queue is
+synced, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from gateway.config import Settings
+from gateway.publisher import Publisher
+from gateway.sources import Ingest, Source, source_class
+from gateway.store import Store
+
+log = logging.getLogger("pbxgw")
+
+#: How long a stop waits for the broker to confirm what is in flight.
+STOP_FLUSH_S = 5.0
+
+
+class Gateway:
+    """The running daemon's parts, for the loop and for status reports."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store = Store(settings.state_dir, settings.queue.max_bytes, settings.queue.when_full)
+        self.boot = self.store.bump_boot()
+        self.publisher: Publisher | None = None
+        self.sources: list[Source] = []
+
+    async def run(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        self.publisher = Publisher(s.mqtt, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot)
+        for source_settings in s.sources:
+            ingest = Ingest(source_settings, self.store, s.gateway_id, self.publisher.wake)
+            self.sources.append(source_class(source_settings.type)(source_settings, ingest))
+        tasks = [loop.create_task(src.run(), name=src.settings.name) for src in self.sources]
+        self.publisher.start()
+        syncer = loop.create_task(self._sync_every(s.queue.sync_interval))
+        log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d",
+                 self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port)
+        await stop.wait()
+        log.info("stopping")
+        for task in [*tasks, syncer]:
+            task.cancel()
+        await asyncio.gather(*tasks, syncer, return_exceptions=True)
+        await self.publisher.stop(STOP_FLUSH_S)
+        self.store.close()
+        log.info("stopped; %d events left in the queue", self.store.depth)
+
+    async def _sync_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.store.sync()
+
+
+def run(settings: Settings) -> int:
+    """Run the daemon until SIGTERM or SIGINT; the exit status."""
+    asyncio.run(Gateway(settings).run())
+    return 0

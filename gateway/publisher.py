@@ -1,0 +1,227 @@
+"""MQTT delivery: a thin paho-mqtt 2.x shell on the gateway's asyncio loop.
+
+paho runs without a thread of its own: its socket is watched with ``add_reader`` /
+``add_writer`` and ``loop_misc()`` runs once a second (paho's external-loop hooks). The
+blocking TCP connect runs in an executor so that a slow broker never stalls the readers.
+Decisions (what to send, when to retry) are the :class:`~gateway.outbox.Outbox`'s; this
+module only carries them out and reports what the broker said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from gateway import __version__
+from gateway.config import MqttSettings
+from gateway.events import StatusEvent, packb
+from gateway.outbox import Outbox, Row
+from gateway.store import Store
+
+log = logging.getLogger("pbxgw.mqtt")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Publisher:
+    """Sends the queue's rows to the broker; see the module docstring.
+
+    :param settings: the ``[mqtt]`` settings.
+    :param store: the queue.
+    :param prefix: topic prefix ``pbxgw/v1/<site>/<gw>``.
+    :param gw: gateway id; :param site: site id; :param boot: the daemon's start count.
+    """
+
+    def __init__(self, settings: MqttSettings, store: Store, prefix: str, gw: str, site: str, boot: int):
+        self.settings, self.store, self.prefix = settings, store, prefix
+        self.gw, self.site, self.boot = gw, site, boot
+        self.outbox = Outbox(settings.batch_events, settings.batch_bytes, settings.inflight,
+                             settings.backoff_min, settings.backoff_max)
+        self.connected_since: float | None = None
+        self.last_ack: float | None = None
+        self.delivered = 0
+        self.rejected = 0
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._client = self._make_client()
+        self._pump_scheduled = False
+        self._stopping = False
+        self._drained = asyncio.Event()  # set whenever nothing is in flight
+        self._status_mid: int | None = None
+        self._status_acked = asyncio.Event()
+        self._retry: asyncio.TimerHandle | None = None
+        self._misc = self._loop.call_later(1, self._loop_misc)
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
+                             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+                             clean_session=None if v5 else True, reconnect_on_failure=False)
+        # paho holds at most the in-flight window; the disk queue holds the rest.
+        client.max_inflight_messages_set(s.inflight)
+        client.max_queued_messages_set(s.inflight)
+        if s.tls:
+            client.tls_set(ca_certs=s.ca_file or None, certfile=s.cert_file or None,
+                           keyfile=s.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        if s.username:
+            password = None
+            if s.password_file:
+                with open(s.password_file, encoding="utf-8") as fh:
+                    password = fh.read().strip()
+            client.username_pw_set(s.username, password)
+        client.will_set(self._topic("status"), self._status("offline"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        # paho's socket is watched by our loop. These hooks may run in the executor thread
+        # that connects, so they pass file descriptor numbers over to the loop thread.
+        loop = self._loop
+        client.on_socket_open = lambda c, u, sock: self._on_loop(loop.add_reader, sock.fileno(), c.loop_read)
+        client.on_socket_close = lambda c, u, sock: self._on_loop(loop.remove_reader, sock.fileno())
+        client.on_socket_register_write = lambda c, u, sock: self._on_loop(loop.add_writer, sock.fileno(), c.loop_write)
+        client.on_socket_unregister_write = lambda c, u, sock: self._on_loop(loop.remove_writer, sock.fileno())
+        return client
+
+    def _on_loop(self, fn, *args) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _topic(self, kind: str) -> str:
+        return f"{self.prefix}/{kind}"
+
+    def _status(self, state: str) -> bytes:
+        return packb(StatusEvent(gw=self.gw, site=self.site, state=state, boot=self.boot,
+                                 rx=now_ms(), version=__version__))
+
+    # -- connection ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin connecting (in the background; retried with backoff)."""
+        self._loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        self._retry = None
+        s = self.settings
+        try:
+            await self._loop.run_in_executor(None, self._client.connect, s.host, s.port, s.keepalive)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.warning("cannot connect to mqtt%s://%s:%d: %s", "s" if s.tls else "", s.host, s.port, exc)
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        if self._stopping or self._retry is not None:
+            return
+        delay = self.outbox.disconnected()
+        self._retry = self._loop.call_later(delay, lambda: self._loop.create_task(self._connect()))
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return  # paho closes the socket; _on_disconnect schedules the retry
+        self.connected_since = time.time()
+        log.info("connected to %s:%d", self.settings.host, self.settings.port)
+        self.store.report_gaps(self.gw, now_ms())
+        self.outbox.connected(self.store.max_id())
+        client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
+        self.wake()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected_since is not None:
+            (log.info if self._stopping else log.warning)("disconnected from the broker: %s", reason_code)
+        self.connected_since = None
+        self._schedule_retry()
+
+    def _loop_misc(self) -> None:
+        self._client.loop_misc()
+        self._misc = self._loop.call_later(1, self._loop_misc)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New rows are queued: send them after the linger time (so they batch up)."""
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._loop.call_later(self.settings.linger, self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        while self.outbox.can_send():
+            rows, hist = self._next_rows()
+            if not rows:
+                return
+            batch = self.outbox.batch(rows, hist)
+            info = self._client.publish(self._topic(batch.topic), batch.payload, qos=1)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                log.error("publish failed locally (%s); retrying after reconnect", info.rc)
+                return
+            # MQTT_ERR_NO_CONN: paho keeps the message and sends it after reconnecting.
+            self.outbox.sent(info.mid, batch)
+            self._drained.clear()
+
+    def _next_rows(self) -> tuple[list[Row], bool]:
+        limit = self.settings.batch_events
+        rows = self.store.peek(self.outbox.live_after, None, limit)
+        if rows:
+            return rows, False
+        while (backlog := self.outbox.backlog_range()) is not None:
+            rows = self.store.peek(backlog[0], backlog[1], limit)
+            if rows:
+                return rows, True
+            self.outbox.backlog_empty()
+        return [], False
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        batch = self.outbox.acked(mid)
+        if not self.outbox.in_flight:
+            self._drained.set()
+        if batch is None:
+            if mid == self._status_mid:
+                self._status_acked.set()
+            return
+        self.last_ack = time.time()
+        if reason_code.is_failure:
+            self.rejected += len(batch.ids)
+            log.error("broker rejected %d events on %s: %s; kept in the dead-letter table",
+                      len(batch.ids), self._topic(batch.topic), reason_code)
+            self.store.dead_letter(list(batch.ids), str(reason_code), now_ms())
+        else:
+            self.delivered += len(batch.ids)
+            self.store.delete(list(batch.ids))
+        self.wake()
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def stop(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for messages in flight, say ``offline``, disconnect."""
+        self._stopping = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self.connected_since is not None:
+            try:
+                async with asyncio.timeout(timeout):
+                    if self.outbox.in_flight:
+                        await self._drained.wait()
+                    info = self._client.publish(self._topic("status"), self._status("offline"),
+                                                qos=1, retain=True)
+                    self._status_mid = info.mid
+                    await self._status_acked.wait()
+            except TimeoutError:
+                log.warning("stopping with %d messages unconfirmed; they stay queued",
+                            len(self.outbox.in_flight))
+        self._client.disconnect()
+        self._misc.cancel()
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connected_since is not None

@@ -1,0 +1,101 @@
+"""What every source shares: the ingest path into the queue, state, and retry pacing."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from gateway.backoff import Backoff
+from gateway.config import SourceSettings
+from gateway.smdr.stream import StreamParser
+from gateway.store import Store
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Ingest:
+    """One source's bytes -> events committed to the queue, each read in one transaction.
+
+    The next ``seq`` (and a followed file's read offset) are stored in the same
+    transaction as the events, so a restart neither skips nor repeats a number.
+
+    :param on_queued: called after each commit that queued events (wakes the publisher).
+    """
+
+    def __init__(self, settings: SourceSettings, store: Store, gw: str, on_queued: Callable[[], None]):
+        self.settings, self.store, self.gw, self.on_queued = settings, store, gw, on_queued
+        next_seq, self.offset, self.identity = store.source_state(settings.name)
+        self.records = self.unparsed = 0
+        self.last_record: float | None = None
+        self._stream = self._new_stream(next_seq)
+
+    def _new_stream(self, next_seq: int) -> StreamParser:
+        s = self.settings
+        return StreamParser(s.profile, s.timezone, self.gw, s.name, next_seq)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a whole record (not yet committed)."""
+        return self._stream.framer.buffered
+
+    def data(self, chunk: bytes, read_to: int | None = None, identity: str | None = None) -> None:
+        """Frame, parse and commit ``chunk``.
+
+        :param read_to: for a file, the offset just after ``chunk``; the offset committed is
+            the start of the first record not yet complete, where a restart resumes.
+        :param identity: for a file, which file (device and inode).
+        """
+        events = self._stream.feed(chunk, now_ms())
+        self._commit(events, None if read_to is None else read_to - self.buffered, identity)
+
+    def end(self, read_to: int | None = None, identity: str | None = None) -> None:
+        """The stream ended (connection closed, device gone, file done): commit the last
+        partial record as what it is, and start a fresh stream for what comes next."""
+        events = self._stream.feed(b"", now_ms())
+        self._commit(events, read_to, identity)
+        self._stream = self._new_stream(self._stream.next_seq)
+
+    def _commit(self, events: list, offset: int | None, identity: str | None) -> None:
+        if not events and (offset, identity) == (self.offset, self.identity):
+            return
+        self.store.append(self.settings.name, events, self._stream.next_seq, offset, identity)
+        self.offset, self.identity = offset, identity
+        if events:
+            self.records += len(events)
+            self.unparsed += sum(e.KIND == "unparsed" for e in events)
+            self.last_record = time.time()
+            self.on_queued()
+
+
+class Source:
+    """Base of the source types: ``run()`` reads until cancelled, never raising for a lost
+    device or connection (that is the ``waiting`` state, retried with backoff).
+
+    :ivar state: ``starting``, ``connecting``, ``reading``, ``waiting`` or ``finished``.
+    """
+
+    def __init__(self, settings: SourceSettings, ingest: Ingest):
+        self.settings, self.ingest = settings, ingest
+        self.state = "starting"
+        self.error = ""
+        self.backoff = Backoff(settings.backoff_min, settings.backoff_max)
+        self.log = logging.getLogger(f"pbxgw.source.{settings.name}")
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def waiting(self, error: str) -> float:
+        """Enter ``waiting`` after ``error``; the delay before the next attempt."""
+        if error != self.error or self.state != "waiting":
+            self.log.warning("%s; retrying", error)
+        self.state, self.error = "waiting", error
+        return self.backoff.next()
+
+    def reading(self) -> None:
+        if self.state != "reading":
+            self.log.info("reading")
+        self.state, self.error = "reading", ""
+        self.backoff.reset()

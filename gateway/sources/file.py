@@ -1,0 +1,78 @@
+"""Capture files and stdin; with ``follow = true``, a growing file followed like ``tail -F``.
+
+The read offset is committed with the events it produced, so a restart resumes at the
+first byte not yet part of a committed record: nothing lost, nothing ingested twice. The
+file's identity (device and inode) is stored with it; a rotated file is finished, then
+the new one is read from its start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import BinaryIO
+
+from gateway.sources.base import Source
+
+CHUNK = 64 * 1024
+
+
+def identity_of(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+class FileSource(Source):
+    async def run(self) -> None:
+        if self.settings.path == "-":
+            await self._read_stdin()
+            return
+        while True:
+            try:
+                fh = open(self.settings.path, "rb")
+            except OSError as exc:
+                if not self.settings.follow:
+                    self.state, self.error = "finished", f"cannot read {self.settings.path}: {exc.strerror}"
+                    self.log.error("%s", self.error)
+                    return
+                await asyncio.sleep(self.waiting(f"cannot open {self.settings.path}: {exc.strerror}"))
+                continue
+            with fh:
+                st = os.fstat(fh.fileno())
+                identity = identity_of(st)
+                # Resume where the last committed record ended, unless this is another file
+                # (rotated) or the same one cut shorter (truncated): then from its start.
+                if identity == self.ingest.identity and (self.ingest.offset or 0) <= st.st_size:
+                    fh.seek(self.ingest.offset or 0)
+                self.reading()
+                await self._read_file(fh, identity)
+            if not self.settings.follow:
+                self.state = "finished"
+                return
+
+    async def _read_file(self, fh: BinaryIO, identity: str) -> None:
+        """Read to the end; when following, keep reading until the file is replaced."""
+        while True:
+            data = fh.read(CHUNK)
+            if data:
+                self.ingest.data(data, read_to=fh.tell(), identity=identity)
+                continue
+            if not self.settings.follow or self._replaced(fh, identity):
+                self.ingest.end(read_to=fh.tell(), identity=identity)
+                return
+            await asyncio.sleep(self.settings.poll_interval)
+
+    def _replaced(self, fh: BinaryIO, identity: str) -> bool:
+        try:
+            st = os.stat(self.settings.path)
+        except OSError:
+            return False  # between a rename and the new file: keep the old one for now
+        return identity_of(st) != identity or st.st_size < fh.tell()
+
+    async def _read_stdin(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.reading()
+        while data := await loop.run_in_executor(None, sys.stdin.buffer.read1, CHUNK):
+            self.ingest.data(data)
+        self.ingest.end()
+        self.state = "finished"
