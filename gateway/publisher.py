@@ -58,6 +58,7 @@ class Publisher:
         self._status_mid: int | None = None
         self._status_acked = asyncio.Event()
         self._retry: asyncio.TimerHandle | None = None
+        self._last_error = ""
         self._misc = self._loop.call_later(1, self._loop_misc)
 
     def _make_client(self) -> mqtt.Client:
@@ -116,7 +117,10 @@ class Publisher:
         try:
             await self._loop.run_in_executor(None, self._client.connect, s.host, s.port, s.keepalive)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            log.warning("cannot connect to mqtt%s://%s:%d: %s", "s" if s.tls else "", s.host, s.port, exc)
+            error = f"cannot connect to mqtt{'s' if s.tls else ''}://{s.host}:{s.port}: {exc}"
+            # Said once per kind of failure, not at every retry of a long outage.
+            (log.debug if error == self._last_error else log.warning)("%s; retrying", error)
+            self._last_error = error
             self._schedule_retry()
 
     def _schedule_retry(self) -> None:
@@ -130,6 +134,7 @@ class Publisher:
             log.error("broker refused the connection: %s", reason_code)
             return  # paho closes the socket; _on_disconnect schedules the retry
         self.connected_since = time.time()
+        self._last_error = ""
         log.info("connected to %s:%d", self.settings.host, self.settings.port)
         self.store.report_gaps(self.gw, now_ms())
         self.outbox.connected(self.store.max_id())
@@ -168,6 +173,8 @@ class Publisher:
             # MQTT_ERR_NO_CONN: paho keeps the message and sends it after reconnecting.
             self.outbox.sent(info.mid, batch)
             self._drained.clear()
+            log.debug("sent mid %d: %d events on %s (rows %d..%d)%s", info.mid, len(batch.ids),
+                      batch.topic, batch.ids[0], batch.ids[-1], " from the backlog" if batch.hist else "")
 
     def _next_rows(self) -> tuple[list[Row], bool]:
         limit = self.settings.batch_events
@@ -183,6 +190,7 @@ class Publisher:
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         batch = self.outbox.acked(mid)
+        log.debug("PUBACK mid %d: %s", mid, reason_code)
         if not self.outbox.in_flight:
             self._drained.set()
         if batch is None:

@@ -101,9 +101,27 @@ def _wait_until_read(path: str) -> None:
         os.close(fd)
 
 
+def _serve_login(conn: socket.socket, profile: PbxProfile) -> bool:
+    """Play the PBX's side of the profile's login dialogue: print each expected prompt,
+    wait for each text the client must send. False if the client gave up."""
+    received = b""
+    for step in profile.login:
+        if step.expect:
+            conn.sendall(step.expect.encode() + b": ")
+        wanted = step.send.strip().lower().encode()
+        while wanted and wanted not in received.lower():
+            chunk = conn.recv(1024)
+            if not chunk:
+                return False
+            received += chunk
+        received = received[received.lower().index(wanted) + len(wanted):] if wanted else received
+    return True
+
+
 def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int | None,
             seed: int | None, announce: Callable[[str], None]) -> None:
-    """Serve the printout to TCP clients, one at a time, as a PBX's SMDR port does.
+    """Serve the printout to TCP clients, one at a time, as a PBX's SMDR port does, after
+    the profile's login dialogue if it has one.
 
     A client that disconnects is replaced by the next one; the printout goes on where it
     stopped. ``announce`` gets ``host:port`` once listening (port 0 picks a free one).
@@ -115,6 +133,8 @@ def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int |
         while pending is not None:
             conn, _ = server.accept()
             with conn:
+                if not _serve_login(conn, profile):
+                    continue
                 while pending is not None:
                     gap, data = pending
                     time.sleep(gap / rate)

@@ -80,8 +80,9 @@ class Store:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
             self._db = self._recover(exc)
-        self.bytes, self.depth = self._db.execute(
-            "SELECT COALESCE(SUM(length(payload)), 0), COUNT(*) FROM events").fetchone()
+        self.bytes, self.depth, self._last_id = self._db.execute(
+            "SELECT COALESCE(SUM(length(payload)), 0), COUNT(*), COALESCE(MAX(id), 0) FROM events"
+        ).fetchone()
         if self.corrupt_recoveries:
             self._bump("corrupt_recoveries", self.corrupt_recoveries)
 
@@ -122,25 +123,38 @@ class Store:
                offset: int | None = None, identity: str | None = None) -> None:
         """Queue one read's events with the source's state, in one transaction."""
         rows = [(src, getattr(e, "seq", None), e.KIND, e.rx, packb(e)) for e in events]
-        incoming = sum(len(r[4]) for r in rows)
         with self._transaction():
-            if self.bytes + incoming > self.max_bytes:
+            excess = self.bytes + sum(len(r[4]) for r in rows) - self.max_bytes
+            if excess > 0:
                 if self.when_full == "drop_newest":
-                    self._record_drops(rows, "queue full: drop_newest")
-                    rows, incoming = [], 0
+                    keep = _fitting(rows, self.max_bytes - self.bytes)
+                    dropped, rows = rows[keep:], rows[:keep]
                 else:
-                    self._drop_oldest(self.bytes + incoming - self.max_bytes)
-            self._db.executemany(
-                "INSERT INTO events (src, seq, kind, rx, payload) VALUES (?, ?, ?, ?, ?)", rows)
+                    # The oldest queued go first; if this read alone is over the budget,
+                    # its own oldest go too.
+                    skip = _covering(rows, excess - self._drop_oldest(excess))
+                    dropped, rows = rows[:skip], rows[skip:]
+                self._record_drops(dropped, f"queue full: {self.when_full}")
+            self._insert(rows)
             self._db.execute(
                 "INSERT INTO sources (name, next_seq, offset, identity) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET next_seq = excluded.next_seq, "
                 "offset = excluded.offset, identity = excluded.identity",
                 (src, next_seq, offset, identity))
-        self.bytes += incoming
+        self.bytes += sum(len(r[4]) for r in rows)
         self.depth += len(rows)
 
-    def _drop_oldest(self, excess: int) -> None:
+    def _insert(self, rows: list[tuple]) -> None:
+        # Row ids only grow while the process lives (the publisher's cursors rely on it),
+        # even when the queue empties; SQLite alone would reuse them.
+        first = self._last_id + 1
+        self._db.executemany("INSERT INTO events (id, src, seq, kind, rx, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                             [(first + i, *row) for i, row in enumerate(rows)])
+        self._last_id += len(rows)
+
+    def _drop_oldest(self, excess: int) -> int:
+        """Delete the oldest queued events (never gap reports) until ``excess`` bytes are
+        freed or none are left; the bytes freed."""
         victims, freed = [], 0
         cursor = self._db.execute(
             "SELECT id, src, seq, kind, rx, length(payload) FROM events WHERE kind != 'gap' ORDER BY id")
@@ -154,6 +168,7 @@ class Store:
         self._record_drops([(v[1], v[2], v[3], v[4], b"") for v in victims], "queue full: drop_oldest")
         self.bytes -= freed
         self.depth -= len(victims)
+        return freed
 
     def _record_drops(self, rows: list[tuple], reason: str) -> None:
         for src, seq, _kind, rx, _payload in rows:
@@ -175,8 +190,7 @@ class Store:
                              first_rx=first_rx, last_rx=last_rx, reason=reason)
                     for src, reason, first, last, count, first_rx, last_rx in drops]
             rows = [(g.src, None, g.KIND, g.rx, packb(g)) for g in gaps]
-            self._db.executemany(
-                "INSERT INTO events (src, seq, kind, rx, payload) VALUES (?, ?, ?, ?, ?)", rows)
+            self._insert(rows)
         self.bytes += sum(len(r[4]) for r in rows)
         self.depth += len(rows)
         return len(rows)
@@ -184,7 +198,8 @@ class Store:
     # -- delivery ------------------------------------------------------------------------
 
     def max_id(self) -> int:
-        return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        """The id of the newest row queued (rows queued later have greater ids)."""
+        return self._last_id
 
     def peek(self, after: int, upto: int | None, limit: int) -> list[Row]:
         """Up to ``limit`` rows with ``after < id <= upto`` (no upper bound if None), in order."""
@@ -255,6 +270,26 @@ class Store:
 
     def _transaction(self):
         return _Transaction(self._db)
+
+
+def _fitting(rows: list[tuple], budget: int) -> int:
+    """How many of ``rows``, from the first, fit in ``budget`` payload bytes."""
+    used = 0
+    for count, row in enumerate(rows):
+        used += len(row[4])
+        if used > budget:
+            return count
+    return len(rows)
+
+
+def _covering(rows: list[tuple], excess: int) -> int:
+    """How many of ``rows``, from the first, free at least ``excess`` payload bytes."""
+    freed = 0
+    for count, row in enumerate(rows):
+        if freed >= excess:
+            return count
+        freed += len(row[4])
+    return len(rows)
 
 
 class _Transaction:

@@ -9,3 +9,6 @@ from gateway import profiles
 def profile(request):
     """Each bundled PBX profile in turn."""
     return profiles.find(request.param)
+
+
+pytest_plugins = ["plugins.processes"]

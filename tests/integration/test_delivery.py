@@ -1,0 +1,219 @@
+"""Nothing lost between the PBX and a central subscriber: a real broker, real faults."""
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import pbxgw
+from plugins.processes import TIMEOUT, Broker, Gateway, Subscriber, free_port, wait_until
+
+
+def ipo_record(i: int) -> bytes:
+    """A distinct Avaya IP Office record; its call id is ``i``."""
+    return (f"2026/01/15 10:{i // 60 % 60:02}:{i % 60:02},00:00:10,3,0312{i:06},I,200,200,,0,{i},0,"
+            f"E200,Agent,T9001,Line 1.1,0,0\r\n").encode()
+
+
+def followed_file(path):
+    return {"name": "ipo", "type": "file", "path": str(path), "follow": True,
+            "poll_interval": "50ms", "profile": "avaya-ipo"}
+
+
+def append(path, first: int, last: int) -> None:
+    with open(path, "ab") as fh:
+        for i in range(first, last + 1):
+            fh.write(ipo_record(i))
+
+
+def assert_complete(events: list[dict], count: int) -> None:
+    """Every record 1..count exactly once, each with the seq of its line, each lane in order."""
+    calls = [e for e in events if e.get("kind") == "call"]
+    assert sorted(int(e["callid"]) for e in calls) == list(range(1, count + 1))
+    assert all(int(e["callid"]) == e["seq"] for e in calls)  # no record ingested twice
+    for lane in (True, False):
+        seqs = [e["seq"] for e in calls if bool(e.get("hist")) is lane]
+        assert seqs == sorted(seqs)
+
+
+@pytest.fixture
+def central(broker, processes):
+    sub = Subscriber(broker.url)
+    processes.append(sub)
+    return sub
+
+
+def test_events_from_a_followed_file_reach_the_subscriber_in_order(tmp_path, broker, central, processes):
+    capture = tmp_path / "smdr.log"
+    append(capture, 1, 50)
+    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    processes.append(gw)
+    gw.start()
+    central.collect(lambda ev: len(central.calls()) >= 50, what="the first 50")
+    append(capture, 51, 120)  # the file grows while followed
+    central.collect(lambda ev: len(central.calls()) >= 120, what="120 events")
+    assert_complete(central.events, 120)
+    statuses = [e for e in central.events if e["kind"] == "status"]
+    assert statuses[-1]["state"] == "online" and statuses[-1]["boot"] == 1
+    assert gw.kill(signal.SIGTERM) == 0
+    central.collect(lambda ev: ev[-1].get("state") == "offline", what="the offline status")
+
+
+def test_broker_down_at_start_then_everything_arrives_marked_historical(tmp_path, broker, central, processes):
+    broker.stop()  # a clean stop keeps the central subscriber's session
+    capture = tmp_path / "smdr.log"
+    append(capture, 1, 200)
+    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "cannot connect" in gw.log_text(), what="the gateway to find the broker down")
+    broker.start()
+    central.collect(lambda ev: len(central.calls()) >= 200, what="the backlog")
+    assert_complete(central.events, 200)
+    assert all(e.get("hist") is True for e in central.calls())
+
+
+def test_broker_restart_30s_mid_stream_loses_nothing(tmp_path, broker, central, processes):
+    capture = tmp_path / "smdr.log"
+    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    processes.append(gw)
+    gw.start()
+    append(capture, 1, 100)
+    central.collect(lambda ev: len(central.calls()) >= 100, what="events before the outage")
+    broker.stop()
+    append(capture, 101, 200)  # the PBX goes on printing during the outage
+    time.sleep(30)  # the outage itself: 30 s without a broker
+    append(capture, 201, 250)
+    broker.start()
+    append(capture, 251, 300)
+    central.collect(lambda ev: len(central.calls()) >= 300, what="everything after the outage")
+    assert_complete(central.events, 300)
+    assert any(e.get("hist") for e in central.calls())  # the outage's events came as backlog
+
+
+def test_kill_9_of_the_gateway_loses_nothing_from_a_followed_file(tmp_path, broker, central, processes):
+    capture = tmp_path / "smdr.log"
+    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    processes.append(gw)
+    gw.start()
+    for round_ in range(3):
+        append(capture, round_ * 400 + 1, round_ * 400 + 400)
+        central.collect(lambda ev: len(central.calls()) >= round_ * 400 + 150, what="events flowing")
+        gw.kill(signal.SIGKILL)  # records still being read and sent
+        gw.start()
+    central.collect(lambda ev: len(central.calls()) >= 1200, what="all 1200 events")
+    assert_complete(central.events, 1200)
+
+
+def test_full_queue_during_an_outage_drops_oldest_and_reports_an_exact_gap(tmp_path, broker, central, processes):
+    broker.stop()
+    capture = tmp_path / "smdr.log"
+    append(capture, 1, 400)
+    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)], queue={"max_bytes": "40KiB"})
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "events dropped" in gw.log_text(), what="the queue to fill")
+    wait_until(lambda: _queued_max_callid(gw) == 400, what="all 400 records read")
+    broker.start()
+    central.collect(lambda ev: any(e["kind"] == "gap" for e in ev) and len(central.calls()) > 0
+                    and max(e["seq"] for e in central.calls()) == 400, what="the gap and the kept events")
+    gap = next(e for e in central.events if e["kind"] == "gap")
+    kept = sorted(e["seq"] for e in central.calls())
+    assert kept == list(range(kept[0], 401))  # the newest survive, in one piece
+    assert (gap["src"], gap["first"], gap["last"], gap["count"]) == ("ipo", 1, kept[0] - 1, kept[0] - 1)
+    assert gap["reason"] == "queue full: drop_oldest" and gap["first_rx"] <= gap["last_rx"]
+
+
+def _queued_max_callid(gw: Gateway) -> int:
+    db = sqlite3.connect(gw.state_dir / "queue.db")
+    try:
+        return db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_a_rejected_publish_is_not_delivered_but_kept_as_dead_letter(tmp_path, processes):
+    acl = "topic write pbxgw/v1/lab/gw-test/status\ntopic read #\n"
+    broker = Broker(tmp_path / "broker", acl=acl)
+    broker.start()
+    processes.append(broker)
+    capture = tmp_path / "smdr.log"
+    append(capture, 1, 5)
+    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "broker rejected 5 events" in gw.log_text(), what="the rejection")
+    assert "Not authorized" in gw.log_text()
+    assert gw.kill(signal.SIGTERM) == 0
+    db = sqlite3.connect(gw.state_dir / "queue.db")
+    assert db.execute("SELECT COUNT(*) FROM events WHERE kind = 'call'").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*), MIN(reason) FROM dead").fetchone() == (5, "Not authorized")
+    db.close()
+
+
+def test_unplugged_serial_adapter_is_waited_for_and_read_again(tmp_path, broker, central, processes):
+    """The device path is a symlink (like /dev/serial/by-id/...): it goes away and comes back."""
+    device = tmp_path / "by-id-usb-serial"
+    source = {"name": "kx", "type": "serial", "device": str(device), "profile": "panasonic-kx-tda",
+              "backoff_min": "100ms", "backoff_max": "500ms"}
+    gw = Gateway(tmp_path / "gw", broker.url, [source])
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "cannot open" in gw.log_text(), what="the gateway to wait for the device")
+    for plug in range(2):
+        sim = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", "--profile", "panasonic-kx-tda",
+                                "--pty", "--rate", "50", "--count", "15"], stdout=subprocess.PIPE, text=True)
+        processes.append(sim)
+        pty = sim.stdout.readline().strip()
+        device.unlink(missing_ok=True)
+        device.symlink_to(pty)
+        central.collect(lambda ev: len(central.calls()) >= 12 * (plug + 1), what=f"plug-in {plug + 1}")
+        assert sim.wait(TIMEOUT) == 0  # the "adapter" is unplugged: the pty hangs up
+        wait_until(lambda: gw.log_text().count("went away") > plug, what="the gateway to notice")
+    assert sorted(e["seq"] for e in central.calls()) == list(range(1, 25))
+
+
+def test_tcp_client_logs_in_to_the_pbx_and_reads(tmp_path, broker, central, processes):
+    sim = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", "--profile", "panasonic-kx-tda",
+                            "--tcp", "127.0.0.1:0", "--rate", "100", "--count", "15"],
+                           stdout=subprocess.PIPE, text=True)
+    processes.append(sim)
+    host, port = sim.stdout.readline().strip().rsplit(":", 1)
+    source = {"name": "kx", "type": "tcp-client", "host": host, "port": int(port), "profile": "panasonic-kx-tda"}
+    gw = Gateway(tmp_path / "gw", broker.url, [source])
+    processes.append(gw)
+    gw.start()
+    central.collect(lambda ev: len(central.calls()) >= 12, what="records over TCP after the login")
+    assert [e["ext"] for e in central.calls()][:3] == ["101", "102", "103"]
+
+
+def test_tcp_server_takes_records_the_pbx_pushes(tmp_path, broker, central, processes):
+    port = free_port()
+    source = {"name": "ipo", "type": "tcp-server", "host": "127.0.0.1", "port": port, "profile": "avaya-ipo"}
+    gw = Gateway(tmp_path / "gw", broker.url, [source])
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "listening on port" in gw.log_text(), what="the listener")
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as pbx:
+        pbx.sendall(b"".join(ipo_record(i) for i in range(1, 31)))
+    central.collect(lambda ev: len(central.calls()) >= 30, what="30 pushed records")
+    assert_complete(central.events, 30)
+
+
+def test_check_config_names_file_and_key(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[gateway]\nid = "gw-1"\nsite = "hq"\nstate_dir = "/tmp/x"\n'
+                    '[[source]]\nname = "pbx1"\ntype = "serial"\ndevice = "/dev/ttyUSB0"\nprofile = "panasonic-kx-tda"\n')
+    assert pbxgw("check-config", str(good)).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text().replace('site = "hq"', 'site = "hq/+"'))
+    run = pbxgw("check-config", str(bad))
+    assert run.returncode == 78
+    assert run.stderr.decode().startswith(f"pbxgw: {bad}: gateway.site: expected 1-64 of A-Z")
+    typo = tmp_path / "typo.toml"
+    typo.write_text(good.read_text().replace("[gateway]", "[gateway]\nstate_dri = 1"))
+    assert "gateway.state_dri: unknown key" in pbxgw("check-config", str(typo)).stderr.decode()

@@ -1,0 +1,1 @@
+"""pytest plugins: real processes (broker, gateway, subscriber) for the integration tests."""
