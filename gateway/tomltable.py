@@ -6,6 +6,7 @@ Used by the profile loader (and the config loader) so that a typo is an error th
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
@@ -62,7 +63,9 @@ class Table:
         """
         if key not in self._data:
             if default is ...:
-                raise self.fail(key, f"missing; expected {_type_name(kind)}")
+                typo = difflib.get_close_matches(key, list(self._data), 1)
+                hint = f" ({typo[0]!r} is there: a typo?)" if typo else ""
+                raise self.fail(key, f"missing; expected {_type_name(kind)}{hint}")
             return default
         value = self._data.pop(key)
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):

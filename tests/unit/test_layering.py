@@ -9,7 +9,7 @@ import gateway
 
 PACKAGE = Path(gateway.__file__).parent
 CORE = ["events.py", "errors.py", "smdr/framer.py", "smdr/fields.py", "smdr/split.py",
-        "smdr/parser.py", "smdr/stream.py"]
+        "smdr/parser.py", "smdr/stream.py", "outbox.py", "backoff.py"]
 FORBIDDEN_MODULES = {"serial", "pyudev", "paho", "socket", "asyncio", "sqlite3", "select", "os", "time"}
 
 

@@ -1,0 +1,78 @@
+"""Config files: typed settings, and one clear line for every mistake."""
+
+import pytest
+
+from gateway import config
+from gateway.errors import ConfigError
+
+GOOD = """
+[gateway]
+id = "gw-01"
+site = "taipei-hq"
+state_dir = "/var/lib/pbxgw"
+
+[mqtt]
+url = "mqtts://broker.example:8884"
+linger = "250ms"
+
+[queue]
+max_bytes = "64MiB"
+when_full = "drop_newest"
+sync_interval = "2s"
+
+[[source]]
+name = "pbx1"
+type = "serial"
+device = "/dev/serial/by-id/usb-FTDI-if00"
+profile = "panasonic-kx-tda"
+timezone = "Asia/Taipei"
+
+[[source]]
+name = "ipo"
+type = "tcp-server"
+port = 5010
+profile = "avaya-ipo"
+
+[headsets]
+enabled = true
+"""
+
+
+def load(tmp_path, text):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return config.load(path)
+
+
+def test_a_full_config_is_typed(tmp_path):
+    s = load(tmp_path, GOOD)
+    assert (s.gateway_id, s.site, s.topic_prefix) == ("gw-01", "taipei-hq", "pbxgw/v1/taipei-hq/gw-01")
+    assert (s.mqtt.host, s.mqtt.port, s.mqtt.tls, s.mqtt.linger) == ("broker.example", 8884, True, 0.25)
+    assert (s.queue.max_bytes, s.queue.when_full, s.queue.sync_interval) == (64 * 1024**2, "drop_newest", 2.0)
+    pbx1, ipo = s.sources
+    assert (pbx1.type, pbx1.profile.name, str(pbx1.timezone)) == ("serial", "panasonic-kx-tda", "Asia/Taipei")
+    assert (ipo.type, ipo.port, ipo.host) == ("tcp-server", 5010, "")
+    assert s.headsets_enabled
+
+
+@pytest.mark.parametrize("old, new, key, expected", [
+    ('site = "taipei-hq"', 'site = "taipei/#"', "gateway.site", "it goes into MQTT topics"),
+    ('url = "mqtts://broker.example:8884"', 'url = "http://x"', "mqtt.url", "expected mqtt://HOST"),
+    ('linger = "250ms"', 'linger = "soon"', "mqtt.linger", "expected a duration"),
+    ('max_bytes = "64MiB"', 'max_bytes = "64 megs"', "queue.max_bytes", "expected a size"),
+    ('when_full = "drop_newest"', 'when_full = "block"', "queue.when_full", "expected one of drop_oldest"),
+    ('type = "serial"', 'type = "usb"', "source[1].type", "expected one of serial"),
+    ('profile = "panasonic-kx-tda"', 'profile = "panasonic"', "source[1].profile", "no such profile"),
+    ('timezone = "Asia/Taipei"', 'timezone = "Taipei"', "source[1].timezone", "expected a zone"),
+    ('port = 5010', 'port = 70000', "source[2].port", "expected 1 to 65535"),
+    ('device = "/dev/serial', 'devce = "/dev/serial', "source[1].device", "'devce' is there: a typo?"),
+    ('enabled = true', 'enabled = true\ncolour = "red"', "headsets.colour", "unknown key"),
+    ('[headsets]', '[headset]', "headset", "unknown key"),
+    ('name = "ipo"', 'name = "pbx1"', "source", "two sources are named 'pbx1'"),
+])
+def test_mistakes_name_file_key_and_expectation(tmp_path, old, new, key, expected):
+    assert old in GOOD
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, GOOD.replace(old, new, 1))
+    assert info.value.key == key and expected in info.value.message
+    assert str(info.value).startswith(str(tmp_path / "config.toml"))

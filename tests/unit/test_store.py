@@ -1,0 +1,87 @@
+"""The SQLite queue: one transaction per read, byte budget and its policies, recovery."""
+
+import msgpack
+import pytest
+
+from gateway.events import CallEvent, UnparsedEvent, packb
+from gateway.store import Store
+
+
+def call(seq: int, src: str = "pbx1", pad: int = 0) -> CallEvent:
+    return CallEvent(gw="gw", src=src, seq=seq, rx=1000 + seq, profile="p", start=0, raw="r" * pad)
+
+
+def test_events_seq_and_offset_commit_together_and_survive_reopen(tmp_path):
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    store.append("pbx1", [call(1), call(2)], next_seq=3, offset=120, identity="8:77")
+    store.close()
+    again = Store(tmp_path, 10**6, "drop_oldest")
+    assert again.source_state("pbx1") == (3, 120, "8:77")
+    assert again.source_state("new") == (1, None, None)
+    rows = again.peek(0, None, 10)
+    assert [msgpack.unpackb(r.payload)["seq"] for r in rows] == [1, 2]
+    assert again.depth == 2 and again.bytes == sum(len(r.payload) for r in rows)
+
+
+def test_row_ids_keep_growing_when_the_queue_empties(tmp_path):
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    store.append("pbx1", [call(1), call(2)], next_seq=3)
+    store.delete([r.id for r in store.peek(0, None, 10)])
+    assert store.depth == 0 and store.bytes == 0
+    store.append("pbx1", [call(3)], next_seq=4)
+    assert [r.id for r in store.peek(2, None, 10)] == [3]
+
+
+def test_drop_oldest_keeps_newest_and_reports_the_exact_range(tmp_path):
+    size = len(packb(call(1, pad=100)))
+    store = Store(tmp_path, 10 * size, "drop_oldest")
+    for seq in range(1, 26):
+        store.append("pbx1", [call(seq, pad=100)], next_seq=seq + 1)
+    kept = [msgpack.unpackb(r.payload)["seq"] for r in store.peek(0, None, 100)]
+    assert kept == list(range(16, 26)) and store.bytes <= 10 * size
+    assert store.report_gaps("gw", now_ms=5000) == 1
+    gap = msgpack.unpackb(store.peek(0, None, 100)[-1].payload)
+    assert (gap["kind"], gap["first"], gap["last"], gap["count"]) == ("gap", 1, 15, 15)
+    assert (gap["first_rx"], gap["last_rx"], gap["reason"]) == (1001, 1015, "queue full: drop_oldest")
+    assert store.report_gaps("gw", now_ms=6000) == 0  # reported once
+    assert store.stats().dropped == 15
+
+
+def test_a_single_read_over_budget_keeps_its_newest(tmp_path):
+    size = len(packb(call(1, pad=100)))
+    store = Store(tmp_path, 3 * size, "drop_oldest")
+    store.append("pbx1", [call(s, pad=100) for s in range(1, 8)], next_seq=8)
+    assert [msgpack.unpackb(r.payload)["seq"] for r in store.peek(0, None, 100)] == [5, 6, 7]
+
+
+def test_drop_newest_refuses_what_does_not_fit(tmp_path):
+    size = len(packb(call(1, pad=100)))
+    store = Store(tmp_path, 3 * size, "drop_newest")
+    store.append("pbx1", [call(s, pad=100) for s in range(1, 6)], next_seq=6)
+    store.append("pbx1", [call(6, pad=100)], next_seq=7)
+    assert [msgpack.unpackb(r.payload)["seq"] for r in store.peek(0, None, 100)] == [1, 2, 3]
+    assert store.source_state("pbx1")[0] == 7  # numbers of dropped events are not reused
+    store.report_gaps("gw", 0)
+    gap = msgpack.unpackb(store.peek(3, None, 10)[0].payload)
+    assert (gap["first"], gap["last"], gap["count"], gap["reason"]) == (4, 6, 3, "queue full: drop_newest")
+
+
+def test_rejected_rows_move_to_the_dead_table(tmp_path):
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    store.append("pbx1", [call(1), UnparsedEvent(gw="g", src="pbx1", seq=2, rx=1, profile="p", raw="x", reason="y")], 3)
+    store.dead_letter([r.id for r in store.peek(0, None, 10)], "Not authorized", 99)
+    assert store.depth == 0 and store.bytes == 0 and store.stats().dead == 2
+
+
+def test_unreadable_database_is_moved_aside_and_a_new_one_started(tmp_path):
+    (tmp_path / "queue.db").write_bytes(b"this is not a database" * 100)
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    assert store.stats().corrupt_recoveries == 1 and store.depth == 0
+    assert [p.name for p in tmp_path.glob("queue.db.corrupt-*")]
+    store.append("pbx1", [call(1)], 2)
+    assert store.depth == 1
+
+
+def test_boot_counter_persists(tmp_path):
+    assert Store(tmp_path, 10**6, "drop_oldest").bump_boot() == 1
+    assert Store(tmp_path, 10**6, "drop_oldest").bump_boot() == 2
