@@ -1,15 +1,28 @@
-# The README's two commands: `make demo` and `make test`. Each sets up .venv first.
+# The README's two commands: `make demo` and `make test`. Each sets up what it needs first:
+# .venv with pbxgw installed, and Mosquitto from the Debian package.
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test
+.PHONY: demo test chaos bench broker
 
 $(VENV)/.installed: pyproject.toml tools/venv.sh
 	sh tools/venv.sh
 	touch $@
 
-demo: $(VENV)/.installed
-	$(PY) tools/demo.py
+broker:
+	sh tools/mosquitto.sh
 
-test: $(VENV)/.installed
+demo: $(VENV)/.installed broker
+	$(PY) -m tools.demo
+
+test: $(VENV)/.installed broker
 	$(PY) -m pytest
+
+# Not part of `make test`: N cycles of kill -9 and broker restarts while M records flow.
+chaos: $(VENV)/.installed broker
+	$(PY) -m tools.chaos --cycles 50 --records 50000 --source file
+	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults broker
+	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults gateway
+
+bench: $(VENV)/.installed broker
+	$(PY) -m bench.delivery

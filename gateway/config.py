@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import profiles
-from gateway.errors import ConfigError, ProfileError
+from gateway.errors import ProfileError
 from gateway.tomltable import Table, load_toml
 
 #: Site, gateway and source ids end up in MQTT topics: no '+', '#', '/' or control characters.

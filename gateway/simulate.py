@@ -47,28 +47,42 @@ def printout(profile: PbxProfile, count: int | None, seed: int | None) -> Iterat
         yield rng.expovariate(1.0), line + end
 
 
+class PtyLine:
+    """A serial line on a new pseudo-terminal, written the way a PBX prints.
+
+    Writes wait while no reader has the other end open (a PBX's buffer would hold the
+    records); :meth:`close` waits until the reader has taken every byte, then hangs up.
+    """
+
+    def __init__(self):
+        self._master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no CR/LF translation: the line carries bytes as printed
+        self.path = os.ttyname(slave)
+        os.close(slave)
+
+    def write(self, data: bytes) -> None:
+        if _wait_for_reader(self._master):
+            time.sleep(READER_SETTLE_S)
+        os.write(self._master, data)
+
+    def close(self) -> None:
+        try:
+            _wait_until_read(self.path)
+        finally:
+            os.close(self._master)
+
+
 def run_pty(profile: PbxProfile, rate: float, count: int | None, seed: int | None,
             announce: Callable[[str], None]) -> None:
-    """Serve the printout on a new pseudo-terminal; ``announce`` gets its path.
-
-    Printing starts when a reader opens the pty and pauses while none has it open (a
-    PBX's buffer would hold the records). At the end it waits until the reader has
-    taken every byte, then hangs up.
-    """
-    master, slave = os.openpty()
-    tty.setraw(slave)  # no echo, no CR/LF translation: the line carries bytes as printed
-    path = os.ttyname(slave)
-    os.close(slave)
+    """Serve the printout on a new pseudo-terminal; ``announce`` gets its path."""
+    line = PtyLine()
     try:
-        announce(path)
+        announce(line.path)
         for gap, data in printout(profile, count, seed):
-            if _wait_for_reader(master):
-                time.sleep(READER_SETTLE_S)
             time.sleep(gap / rate)
-            os.write(master, data)
-        _wait_until_read(path)
+            line.write(data)
     finally:
-        os.close(master)
+        line.close()
 
 
 def _wait_for_reader(master: int) -> bool:

@@ -1,34 +1,50 @@
-"""The README's demo: a simulated Panasonic PBX on a pty, read by `pbxgw parse` through
-pyserial, decoded events printed as they arrive.
+"""The README's demo, the whole path: a simulated Panasonic PBX printing on a pty, the
+gateway reading it through pyserial into its disk queue and publishing to a local
+Mosquitto, and `pbxgw subscribe` printing the decoded events as they arrive.
 
-Run it with `make demo`. Both halves are the real commands a technician would type:
-`pbxgw simulate --pty` prints the pty's path, and `pbxgw parse` reads that path.
+Run it with `make demo`; it stops by itself after a few dozen calls, or on Ctrl-C.
 """
 
+import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+from tools.parts import Broker, GatewayProcess
 
 PROFILE = "panasonic-kx-tda"
-LINES = 30  # two passes over the profile's 15 sample lines
+LINES = 30  # two passes over the profile's 15 sample lines: 24 calls
+CALLS = 24
 RATE = 3    # lines per second
 
 
 def main() -> int:
     pbxgw = [sys.executable, "-m", "gateway"]
-    simulator = subprocess.Popen(
-        [*pbxgw, "simulate", "--profile", PROFILE, "--pty", "--rate", str(RATE), "--count", str(LINES)],
-        stdout=subprocess.PIPE, text=True)
-    try:
+    with tempfile.TemporaryDirectory(prefix="pbxgw-demo-") as tmp:
+        work = Path(tmp)
+        broker = Broker(work / "broker")
+        broker.start()
+        simulator = subprocess.Popen([*pbxgw, "simulate", "--profile", PROFILE, "--pty",
+                                      "--rate", str(RATE), "--count", str(LINES)],
+                                     stdout=subprocess.PIPE, text=True)
         pty = simulator.stdout.readline().strip()
-        print(f"demo: simulated {PROFILE} PBX printing {LINES} lines on {pty}; parsing them:",
-              file=sys.stderr, flush=True)
-        parser = subprocess.run([*pbxgw, "parse", "--profile", PROFILE, "--tz", "UTC", pty])
-        return parser.returncode or simulator.wait(timeout=30)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        simulator.kill()
-        simulator.wait()
+        source = {"name": "pbx1", "type": "serial", "device": pty, "profile": PROFILE, "timezone": "UTC"}
+        gateway = GatewayProcess(work / "gateway", broker.url, [source])
+        subscriber = subprocess.Popen([*pbxgw, "subscribe", "--broker", broker.url, "--count", str(CALLS)])
+        print(f"demo: broker {broker.url}, PBX printing on {pty}, gateway log {gateway.log}\n"
+              f"demo: events as the central side receives them (Ctrl-C stops):", file=sys.stderr, flush=True)
+        gateway.start()
+        try:
+            return subscriber.wait()
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            for proc in (subscriber, simulator):
+                proc.kill()
+                proc.wait()
+            gateway.kill(signal.SIGTERM)
+            broker.stop()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from helpers import pbxgw
-from plugins.processes import TIMEOUT, Broker, Gateway, Subscriber, free_port, wait_until
+from plugins.processes import TIMEOUT, Broker, GatewayProcess, Subscriber, free_port, wait_until
 
 
 def ipo_record(i: int) -> bytes:
@@ -49,7 +49,7 @@ def central(broker, processes):
 def test_events_from_a_followed_file_reach_the_subscriber_in_order(tmp_path, broker, central, processes):
     capture = tmp_path / "smdr.log"
     append(capture, 1, 50)
-    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)])
     processes.append(gw)
     gw.start()
     central.collect(lambda ev: len(central.calls()) >= 50, what="the first 50")
@@ -66,7 +66,7 @@ def test_broker_down_at_start_then_everything_arrives_marked_historical(tmp_path
     broker.stop()  # a clean stop keeps the central subscriber's session
     capture = tmp_path / "smdr.log"
     append(capture, 1, 200)
-    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)])
     processes.append(gw)
     gw.start()
     wait_until(lambda: "cannot connect" in gw.log_text(), what="the gateway to find the broker down")
@@ -78,7 +78,7 @@ def test_broker_down_at_start_then_everything_arrives_marked_historical(tmp_path
 
 def test_broker_restart_30s_mid_stream_loses_nothing(tmp_path, broker, central, processes):
     capture = tmp_path / "smdr.log"
-    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)])
     processes.append(gw)
     gw.start()
     append(capture, 1, 100)
@@ -96,7 +96,7 @@ def test_broker_restart_30s_mid_stream_loses_nothing(tmp_path, broker, central, 
 
 def test_kill_9_of_the_gateway_loses_nothing_from_a_followed_file(tmp_path, broker, central, processes):
     capture = tmp_path / "smdr.log"
-    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)])
     processes.append(gw)
     gw.start()
     for round_ in range(3):
@@ -112,7 +112,7 @@ def test_full_queue_during_an_outage_drops_oldest_and_reports_an_exact_gap(tmp_p
     broker.stop()
     capture = tmp_path / "smdr.log"
     append(capture, 1, 400)
-    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)], queue={"max_bytes": "40KiB"})
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)], queue={"max_bytes": "40KiB"})
     processes.append(gw)
     gw.start()
     wait_until(lambda: "events dropped" in gw.log_text(), what="the queue to fill")
@@ -127,7 +127,7 @@ def test_full_queue_during_an_outage_drops_oldest_and_reports_an_exact_gap(tmp_p
     assert gap["reason"] == "queue full: drop_oldest" and gap["first_rx"] <= gap["last_rx"]
 
 
-def _queued_max_callid(gw: Gateway) -> int:
+def _queued_max_callid(gw: GatewayProcess) -> int:
     db = sqlite3.connect(gw.state_dir / "queue.db")
     try:
         return db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
@@ -142,7 +142,7 @@ def test_a_rejected_publish_is_not_delivered_but_kept_as_dead_letter(tmp_path, p
     processes.append(broker)
     capture = tmp_path / "smdr.log"
     append(capture, 1, 5)
-    gw = Gateway(tmp_path / "gw", broker.url, [followed_file(capture)])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)])
     processes.append(gw)
     gw.start()
     wait_until(lambda: "broker rejected 5 events" in gw.log_text(), what="the rejection")
@@ -159,7 +159,7 @@ def test_unplugged_serial_adapter_is_waited_for_and_read_again(tmp_path, broker,
     device = tmp_path / "by-id-usb-serial"
     source = {"name": "kx", "type": "serial", "device": str(device), "profile": "panasonic-kx-tda",
               "backoff_min": "100ms", "backoff_max": "500ms"}
-    gw = Gateway(tmp_path / "gw", broker.url, [source])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
     processes.append(gw)
     gw.start()
     wait_until(lambda: "cannot open" in gw.log_text(), what="the gateway to wait for the device")
@@ -183,7 +183,7 @@ def test_tcp_client_logs_in_to_the_pbx_and_reads(tmp_path, broker, central, proc
     processes.append(sim)
     host, port = sim.stdout.readline().strip().rsplit(":", 1)
     source = {"name": "kx", "type": "tcp-client", "host": host, "port": int(port), "profile": "panasonic-kx-tda"}
-    gw = Gateway(tmp_path / "gw", broker.url, [source])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
     processes.append(gw)
     gw.start()
     central.collect(lambda ev: len(central.calls()) >= 12, what="records over TCP after the login")
@@ -193,7 +193,7 @@ def test_tcp_client_logs_in_to_the_pbx_and_reads(tmp_path, broker, central, proc
 def test_tcp_server_takes_records_the_pbx_pushes(tmp_path, broker, central, processes):
     port = free_port()
     source = {"name": "ipo", "type": "tcp-server", "host": "127.0.0.1", "port": port, "profile": "avaya-ipo"}
-    gw = Gateway(tmp_path / "gw", broker.url, [source])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
     processes.append(gw)
     gw.start()
     wait_until(lambda: "listening on port" in gw.log_text(), what="the listener")

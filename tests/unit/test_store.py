@@ -1,7 +1,6 @@
 """The SQLite queue: one transaction per read, byte budget and its policies, recovery."""
 
 import msgpack
-import pytest
 
 from gateway.events import CallEvent, UnparsedEvent, packb
 from gateway.store import Store
