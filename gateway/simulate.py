@@ -61,7 +61,9 @@ class PtyLine:
         os.close(slave)
 
     def write(self, data: bytes) -> None:
-        if _wait_for_reader(self._master):
+        # A reader that just opened the line gets time to settle; if it went away
+        # meanwhile, wait for the next one.
+        while _wait_for_reader(self._master):
             time.sleep(READER_SETTLE_S)
         os.write(self._master, data)
 

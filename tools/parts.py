@@ -117,9 +117,9 @@ def config_text(state_dir: Path, broker_url: str, sources: list[dict], **section
     def value(v):
         return json.dumps(v) if isinstance(v, (str, bool)) else str(v)
 
-    lines = ["[gateway]", 'id = "gw-test"', 'site = "lab"', f'state_dir = "{state_dir}"',
-             "[mqtt]", f'url = "{broker_url}"', 'backoff_max = "2s"']
-    lines += [f"{k} = {value(v)}" for k, v in sections.get("mqtt", {}).items()]
+    mqtt = {"url": broker_url, "backoff_max": "2s", **sections.get("mqtt", {})}
+    lines = ["[gateway]", 'id = "gw-test"', 'site = "lab"', f'state_dir = "{state_dir}"', "[mqtt]"]
+    lines += [f"{k} = {value(v)}" for k, v in mqtt.items()]
     for name, table in sections.items():
         if name != "mqtt":
             lines += [f"[{name}]"] + [f"{k} = {value(v)}" for k, v in table.items()]
