@@ -52,6 +52,8 @@ class Gateway:
         syncer = loop.create_task(self._sync_every(s.queue.sync_interval))
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port)
+        if s.headsets_enabled:
+            log.warning("[headsets] enabled: headset support is not built yet; ignored")
         await stop.wait()
         log.info("stopping")
         for task in [*tasks, syncer]:

@@ -76,3 +76,11 @@ def test_mistakes_name_file_key_and_expectation(tmp_path, old, new, key, expecte
         load(tmp_path, GOOD.replace(old, new, 1))
     assert info.value.key == key and expected in info.value.message
     assert str(info.value).startswith(str(tmp_path / "config.toml"))
+
+
+def test_the_documented_example_config_is_valid():
+    from helpers import ROOT
+
+    settings = config.load(ROOT / "docs" / "config.example.toml")
+    assert [s.name for s in settings.sources] == ["pbx1", "ipo"]
+    assert settings.queue.max_bytes == 256 * 1024**2

@@ -6,7 +6,8 @@ import msgpack
 import pytest
 
 from helpers import FIXTURES, ROOT
-from gateway.events import CallEvent, UnparsedEvent, from_wire, packb, to_json_dict, to_wire, unpackb
+from gateway.events import (CallEvent, GapEvent, StatusEvent, UnparsedEvent, from_wire, mark_historical,
+                            packb, to_json_dict, to_wire, unpackb)
 
 CALL = CallEvent(gw="gw-01", src="pbx1", seq=42, rx=1768478400123, profile="avaya-ipo",
                  start=1214645321, ring=9, dur=0, dir="in", ext="4324", trunk="9161",
@@ -16,6 +17,10 @@ CALL = CallEvent(gw="gw-01", src="pbx1", seq=42, rx=1768478400123, profile="avay
 UNPARSED = UnparsedEvent(gw="gw-01", src="pbx1", seq=43, rx=1768478400456, profile="avaya-ipo",
                          raw="garbage\xff", reason="1 fields, expected at least 17")
 
+GAP = GapEvent(gw="gw-01", src="pbx1", rx=1768478400999, first=1, last=15, count=15,
+               first_rx=1768478000000, last_rx=1768478100000, reason="queue full: drop_oldest")
+STATUS = StatusEvent(gw="gw-01", site="hq", state="online", boot=3, rx=1768478400000, version="0.1.0")
+
 
 def documented_keys(kind: str) -> list[str]:
     """The key column of the docs/events.md table under the `kind` heading."""
@@ -24,7 +29,7 @@ def documented_keys(kind: str) -> list[str]:
     return re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE)
 
 
-@pytest.mark.parametrize("event", [CALL, UNPARSED], ids=["call", "unparsed"])
+@pytest.mark.parametrize("event", [CALL, UNPARSED, GAP, STATUS], ids=["call", "unparsed", "gap", "status"])
 def test_wire_keys_are_the_documented_ones_in_order(event):
     assert list(to_wire(event)) == documented_keys(event.KIND)
 
@@ -46,6 +51,12 @@ def test_empty_vendor_fields_are_left_out_and_nulls_kept():
 def test_text_is_msgpack_str_not_bin():
     decoded = msgpack.unpackb(packb(UNPARSED), raw=False)  # bin would decode to bytes
     assert isinstance(decoded["raw"], str) and decoded["raw"] == "garbage\xff"
+
+
+def test_backlog_mark_is_added_without_reencoding_and_ignored_on_decoding():
+    marked = mark_historical(packb(CALL))
+    assert msgpack.unpackb(marked)["hist"] is True
+    assert unpackb(marked) == CALL
 
 
 def test_json_shows_start_in_iso_utc():
