@@ -11,13 +11,17 @@ The disk is the only durable copy of an event between the PBX and the broker's P
 * Durability against power loss is batched. ``synchronous=NORMAL`` in WAL mode does not
   fsync on commit. :meth:`sync` (called every ``[queue] sync_interval``) fsyncs the WAL
   file: a power cut loses at most the commits of one interval; a process crash loses none.
+* Events live in *segments*: one table per sync interval (``seg_<n>``). A confirmed event
+  is only marked; a segment whose events are all confirmed is dropped whole. Deleting rows
+  one by one would rewrite every page that held them, doubling the bytes written to a
+  flash card; dropping a table only returns its pages to the free list, where the next
+  segments reuse them. A restart forgets the marks: the confirmed events of segments not
+  yet dropped (about one interval's worth) are sent again, as duplicates with the same
+  ``(gw, src, seq)``.
 * Checkpoints (copying the WAL into the database file) are rare: automatic ones are off,
-  and :meth:`sync` runs one only when the WAL has grown past ``CHECKPOINT_BYTES``. Queue
-  pages are freed and reused all the time, so between two checkpoints the same few pages
-  change again and again, and the checkpoint writes each of them once: the bytes written
-  to a flash card stay close to the bytes of the events themselves.
-* Rows are deleted only when the broker acknowledged them (:meth:`delete`), or moved to
-  the ``dead`` table when it rejected them.
+  and :meth:`sync` runs one only when the WAL has grown past ``CHECKPOINT_BYTES``. Since
+  pages are reused, a checkpoint writes each of the few pages in use once.
+* A message the broker rejected moves its events to the ``dead`` table.
 * The queue has a byte budget. When an append would pass it, ``drop_oldest`` deletes the
   oldest events and ``drop_newest`` refuses the new ones; either way the dropped ``seq``
   range is counted per source in ``drops`` and later turned into a ``gap`` event.
@@ -40,13 +44,20 @@ from gateway.outbox import Row
 log = logging.getLogger("pbxgw.store")
 
 DB_NAME = "queue.db"
-#: The WAL is copied into the database once it is this large (and when the queue closes).
-CHECKPOINT_BYTES = 4 * 1024 * 1024
+#: The WAL is copied into the database once it is this large (and when the queue closes):
+#: rarely, since each checkpoint rewrites the pages in use.
+CHECKPOINT_BYTES = 64 * 1024 * 1024
+#: SQLite page size for a new queue (see _connect).
+PAGE_SIZE = 1024
+
+_SEGMENT = """CREATE TABLE seg_{n} (
+    id INTEGER PRIMARY KEY, src TEXT NOT NULL, seq INTEGER, kind TEXT NOT NULL,
+    rx INTEGER NOT NULL, payload BLOB NOT NULL)"""
+#: A segment is closed at each sync, and also when it holds this many events.
+SEGMENT_ROWS = 20_000
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, src TEXT NOT NULL, seq INTEGER, kind TEXT NOT NULL,
-    rx INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (n INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS sources (
     name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, offset INTEGER, identity TEXT);
 CREATE TABLE IF NOT EXISTS drops (
@@ -56,6 +67,23 @@ CREATE TABLE IF NOT EXISTS dead (
     id INTEGER PRIMARY KEY, kind TEXT, payload BLOB, reason TEXT, at INTEGER);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+@dataclass(slots=True)
+class _Segment:
+    """What the queue knows of one segment table without reading it."""
+
+    n: int
+    first: int
+    last: int
+    rows: int
+    bytes: int
+    closed: bool
+    done: set[int]  # ids confirmed by the broker (or moved to dead)
+
+    @property
+    def table(self) -> str:
+        return f"seg_{self.n}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +113,27 @@ class Store:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
             self._db = self._recover(exc)
-        self.bytes, self.depth, self._last_id = self._db.execute(
-            "SELECT COALESCE(SUM(length(payload)), 0), COUNT(*), COALESCE(MAX(id), 0) FROM events"
-        ).fetchone()
+        self._segments: list[_Segment] = []
+        for (n,) in self._db.execute("SELECT n FROM segments ORDER BY n").fetchall():
+            first, last, rows, size = self._db.execute(
+                f"SELECT MIN(id), MAX(id), COUNT(*), COALESCE(SUM(length(payload)), 0) FROM seg_{n}").fetchone()
+            self._segments.append(_Segment(n, first or 0, last or 0, rows, size, True, set()))
+        self.bytes = sum(seg.bytes for seg in self._segments)
+        self._last_id = max((seg.last for seg in self._segments), default=0)
         if self.corrupt_recoveries:
             self._bump("corrupt_recoveries", self.corrupt_recoveries)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            # Small pages: a commit writes whole pages, and most commits carry one record.
+            # (Takes effect when the file is created, before it switches to WAL.)
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # Debian builds SQLite with secure_delete on: every freed page would be zeroed
+            # on disk, doubling the writes. FAST zeroes only what is written anyway.
+            db.execute("PRAGMA secure_delete=FAST")
             db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints come from sync()
             db.executescript(_SCHEMA)
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
@@ -147,32 +185,54 @@ class Store:
                 "offset = excluded.offset, identity = excluded.identity",
                 (src, next_seq, offset, identity))
         self.bytes += sum(len(r[4]) for r in rows)
-        self.depth += len(rows)
 
     def _insert(self, rows: list[tuple]) -> None:
-        # Row ids only grow while the process lives (the publisher's cursors rely on it),
-        # even when the queue empties; SQLite alone would reuse them.
+        if not rows:
+            return
+        seg = self._segments[-1] if self._segments else None
+        if seg is None or seg.closed or seg.rows >= SEGMENT_ROWS:
+            if seg is not None:
+                seg.closed = True
+            seg = _Segment(seg.n + 1 if seg else 1, self._last_id + 1, self._last_id, 0, 0, False, set())
+            self._db.execute(_SEGMENT.format(n=seg.n))
+            self._db.execute("INSERT INTO segments VALUES (?)", (seg.n,))
+            self._segments.append(seg)
+        # Row ids only grow while the process lives (the publisher's cursors rely on it).
         first = self._last_id + 1
-        self._db.executemany("INSERT INTO events (id, src, seq, kind, rx, payload) VALUES (?, ?, ?, ?, ?, ?)",
+        self._db.executemany(f"INSERT INTO {seg.table} VALUES (?, ?, ?, ?, ?, ?)",
                              [(first + i, *row) for i, row in enumerate(rows)])
         self._last_id += len(rows)
+        seg.last = self._last_id
+        seg.rows += len(rows)
+        seg.bytes += sum(len(r[4]) for r in rows)
 
     def _drop_oldest(self, excess: int) -> int:
         """Delete the oldest queued events (never gap reports) until ``excess`` bytes are
-        freed or none are left; the bytes freed."""
-        victims, freed = [], 0
-        cursor = self._db.execute(
-            "SELECT id, src, seq, kind, rx, length(payload) FROM events WHERE kind != 'gap' ORDER BY id")
-        for row in cursor:
+        freed or none are left; the bytes freed. Confirmed events go without a report."""
+        freed = 0
+        for seg in list(self._segments):
             if freed >= excess:
                 break
-            victims.append(row)
-            freed += row[5]
-        cursor.close()
-        self._db.executemany("DELETE FROM events WHERE id = ?", [(v[0],) for v in victims])
-        self._record_drops([(v[1], v[2], v[3], v[4], b"") for v in victims], "queue full: drop_oldest")
+            victims, lost = [], []
+            for row in self._db.execute(
+                    f"SELECT id, src, seq, kind, rx, length(payload) FROM {seg.table} "
+                    "WHERE kind != 'gap' ORDER BY id").fetchall():
+                if freed >= excess:
+                    break
+                victims.append(row[0])
+                freed += row[5]
+                seg.bytes -= row[5]
+                if row[0] not in seg.done:
+                    lost.append((row[1], row[2], row[3], row[4], b""))
+            for start in range(0, len(victims), 500):
+                chunk = victims[start:start + 500]
+                self._db.execute(f"DELETE FROM {seg.table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            seg.rows -= len(victims)
+            seg.done.difference_update(victims)
+            self._record_drops(lost, "queue full: drop_oldest")
+            if not seg.rows and seg.closed:
+                self._drop_segment(seg)
         self.bytes -= freed
-        self.depth -= len(victims)
         return freed
 
     def _record_drops(self, rows: list[tuple], reason: str) -> None:
@@ -197,10 +257,14 @@ class Store:
             rows = [(g.src, None, g.KIND, g.rx, packb(g)) for g in gaps]
             self._insert(rows)
         self.bytes += sum(len(r[4]) for r in rows)
-        self.depth += len(rows)
         return len(rows)
 
     # -- delivery ------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Events waiting for the broker's confirmation."""
+        return sum(seg.rows - len(seg.done) for seg in self._segments)
 
     def max_id(self) -> int:
         """The id of the newest row queued (rows queued later have greater ids)."""
@@ -208,41 +272,46 @@ class Store:
 
     def peek(self, after: int, upto: int | None, limit: int) -> list[Row]:
         """Up to ``limit`` rows with ``after < id <= upto`` (no upper bound if None), in order."""
-        rows = self._db.execute(
-            "SELECT id, kind, rx, payload FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-            (after, upto if upto is not None else 2**63 - 1, limit)).fetchall()
-        return [Row(*r) for r in rows]
+        upto = upto if upto is not None else self._last_id
+        rows: list[Row] = []
+        for seg in self._segments:
+            if len(rows) >= limit:
+                break
+            if seg.last <= after or seg.first > upto or not seg.rows:
+                continue
+            rows += [Row(*r) for r in self._db.execute(
+                f"SELECT id, kind, rx, payload FROM {seg.table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (after, upto, limit - len(rows)))]
+        return rows
 
     def delete(self, ids: list[int]) -> None:
-        """Forget rows the broker acknowledged."""
-        if not ids:
-            return
-        with self._transaction():
-            freed = self._delete(ids)
-        self.bytes -= freed
-        self.depth -= len(ids)
+        """Forget rows the broker confirmed (their segments go once wholly confirmed)."""
+        for seg in self._segments:
+            seg.done.update(i for i in ids if seg.first <= i <= seg.last)
+        self._drop_finished()
 
     def dead_letter(self, ids: list[int], reason: str, now_ms: int) -> None:
         """Move rows the broker rejected to the ``dead`` table (kept for an operator)."""
         with self._transaction():
-            self._db.executemany(
-                "INSERT INTO dead (kind, payload, reason, at) SELECT kind, payload, ?, ? "
-                "FROM events WHERE id = ?", [(reason, now_ms, i) for i in ids])
-            freed = self._delete(ids)
+            for seg in self._segments:
+                mine = [(reason, now_ms, i) for i in ids if seg.first <= i <= seg.last]
+                self._db.executemany(f"INSERT INTO dead (kind, payload, reason, at) SELECT kind, payload, ?, ? "
+                                     f"FROM {seg.table} WHERE id = ?", mine)
             self._bump("dead", len(ids))
-        self.bytes -= freed
-        self.depth -= len(ids)
+        self.delete(ids)
 
-    def _delete(self, ids: list[int]) -> int:
-        freed = 0
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            freed += self._db.execute(
-                f"SELECT COALESCE(SUM(length(payload)), 0) FROM events WHERE id IN ({marks})", chunk
-            ).fetchone()[0]
-            self._db.execute(f"DELETE FROM events WHERE id IN ({marks})", chunk)
-        return freed
+    def _drop_finished(self) -> None:
+        finished = [seg for seg in self._segments if seg.closed and len(seg.done) >= seg.rows]
+        if finished:
+            with self._transaction():
+                for seg in finished:
+                    self._drop_segment(seg)
+
+    def _drop_segment(self, seg: _Segment) -> None:
+        self._db.execute(f"DROP TABLE {seg.table}")
+        self._db.execute("DELETE FROM segments WHERE n = ?", (seg.n,))
+        self._segments.remove(seg)
+        self.bytes -= seg.bytes
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -261,12 +330,17 @@ class Store:
             "RETURNING value", (key, by, by)).fetchone()[0]
 
     def stats(self) -> QueueStats:
-        oldest = self._db.execute("SELECT MIN(rx) FROM events").fetchone()[0]
+        oldest = next((self._db.execute(f"SELECT MIN(rx) FROM {seg.table}").fetchone()[0]
+                       for seg in self._segments if seg.rows), None)
         return QueueStats(self.depth, self.bytes, oldest, self.counter("dropped"),
                           self.counter("dead"), self.counter("corrupt_recoveries"))
 
     def sync(self) -> None:
-        """Make every commit so far survive a power cut: one fsync of the WAL."""
+        """Close the current segment, drop finished ones, and make every commit so far
+        survive a power cut: one fsync of the WAL."""
+        if self._segments and self._segments[-1].rows:
+            self._segments[-1].closed = True
+        self._drop_finished()
         wal = f"{self.path}-wal"
         try:
             fd = os.open(wal, os.O_RDONLY)
@@ -284,6 +358,8 @@ class Store:
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
+        """Drop what is confirmed, copy the WAL into the database, close."""
+        self.sync()
         self.checkpoint()
         self._db.close()
 

@@ -26,6 +26,7 @@ def test_row_ids_keep_growing_when_the_queue_empties(tmp_path):
     store = Store(tmp_path, 10**6, "drop_oldest")
     store.append("pbx1", [call(1), call(2)], next_seq=3)
     store.delete([r.id for r in store.peek(0, None, 10)])
+    store.sync()  # the confirmed segment is dropped
     assert store.depth == 0 and store.bytes == 0
     store.append("pbx1", [call(3)], next_seq=4)
     assert [r.id for r in store.peek(2, None, 10)] == [3]
@@ -69,6 +70,7 @@ def test_rejected_rows_move_to_the_dead_table(tmp_path):
     store = Store(tmp_path, 10**6, "drop_oldest")
     store.append("pbx1", [call(1), UnparsedEvent(gw="g", src="pbx1", seq=2, rx=1, profile="p", raw="x", reason="y")], 3)
     store.dead_letter([r.id for r in store.peek(0, None, 10)], "Not authorized", 99)
+    store.sync()
     assert store.depth == 0 and store.bytes == 0 and store.stats().dead == 2
 
 
@@ -79,6 +81,26 @@ def test_unreadable_database_is_moved_aside_and_a_new_one_started(tmp_path):
     assert [p.name for p in tmp_path.glob("queue.db.corrupt-*")]
     store.append("pbx1", [call(1)], 2)
     assert store.depth == 1
+
+
+def test_confirmed_segments_are_dropped_whole_and_the_rest_survives_a_restart(tmp_path):
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    store.append("pbx1", [call(1), call(2)], 3)
+    store.sync()  # segment 1 closed: rows 1, 2
+    store.append("pbx1", [call(3)], 4)
+    store.delete([1])
+    store.sync()
+    assert store.depth == 2 and [r.id for r in store.peek(0, None, 10)] == [1, 2, 3]
+    store.delete([2])
+    store.sync()
+    assert [r.id for r in store.peek(0, None, 10)] == [3]
+    tables = store._db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_*'").fetchall()
+    assert tables == [("seg_2",)]
+    store.close()
+    again = Store(tmp_path, 10**6, "drop_oldest")
+    assert again.depth == 1 and [r.id for r in again.peek(0, None, 10)] == [3]
+    again.append("pbx1", [call(4)], 5)
+    assert [r.id for r in again.peek(3, None, 10)] == [4]
 
 
 def test_boot_counter_persists(tmp_path):
