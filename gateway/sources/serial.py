@@ -1,14 +1,17 @@
-"""Serial PBX links through pyserial: device paths (``/dev/serial/by-id/...``, ptys) and
-any ``serial_for_url`` URL whose port has a file descriptor (``socket://``).
+"""Serial PBX links through pyserial's ``serial_for_url``: device paths
+(``/dev/serial/by-id/...``, ptys) and URLs (``socket://``, ``rfc2217://``, ``loop://``).
 
-The port's descriptor is watched on the event loop. After each read the source pauses
-``read_delay`` before the next, so that at high rates one read (and one disk commit)
-takes many records, while a lone record is still read at once.
+A port with a file descriptor (devices, ``socket://``) is watched on the event loop. A URL
+port without one (``rfc2217://``, ``loop://``) is read with a short timeout in the loop's
+executor. After each read the source pauses ``read_delay`` before the next, so that at
+high rates one read (and one disk commit) takes many records, while a lone record is
+still read at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 
 import serial
 
@@ -16,6 +19,8 @@ from gateway.sources.base import Source
 
 #: How much to read at most in one go.
 CHUNK = 64 * 1024
+#: How long an executor read of a URL port without a descriptor waits for data.
+URL_READ_TIMEOUT_S = 0.5
 
 
 class SerialSource(Source):
@@ -39,16 +44,15 @@ class SerialSource(Source):
         options = dict(self.settings.profile.serial)
         if self.settings.baudrate:
             options["baudrate"] = self.settings.baudrate
-        port = serial.serial_for_url(self.settings.device, timeout=0, **options)
-        try:
-            port.fileno()
-        except (AttributeError, NotImplementedError, serial.SerialException):
-            port.close()
-            raise ValueError("this kind of serial URL has no file descriptor to watch") from None
-        return port
+        return serial.serial_for_url(self.settings.device, timeout=0, **options)
 
     async def _read(self, port: serial.SerialBase) -> None:
         """Read until the device hangs up or goes away."""
+        try:
+            port.fileno()
+        except (AttributeError, io.UnsupportedOperation, serial.SerialException):
+            await self._read_without_fd(port)
+            return
         loop = asyncio.get_running_loop()
         while True:
             readable = loop.create_future()
@@ -65,3 +69,15 @@ class SerialSource(Source):
                 return  # readable but empty: hung up
             self.ingest.data(data)
             await asyncio.sleep(self.settings.read_delay)
+
+    async def _read_without_fd(self, port: serial.SerialBase) -> None:
+        loop = asyncio.get_running_loop()
+        port.timeout = URL_READ_TIMEOUT_S
+        while True:
+            try:
+                data = await loop.run_in_executor(None, port.read, CHUNK)
+            except (serial.SerialException, OSError):
+                return
+            if data:
+                self.ingest.data(data)
+                await asyncio.sleep(self.settings.read_delay)

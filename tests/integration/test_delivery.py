@@ -46,10 +46,11 @@ def central(broker, processes):
     return sub
 
 
-def test_events_from_a_followed_file_reach_the_subscriber_in_order(tmp_path, broker, central, processes):
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_events_from_a_followed_file_reach_the_subscriber_in_order(tmp_path, broker, central, processes, protocol):
     capture = tmp_path / "smdr.log"
     append(capture, 1, 50)
-    gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)])
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)], mqtt={"protocol": protocol})
     processes.append(gw)
     gw.start()
     central.collect(lambda ev: len(central.calls()) >= 50, what="the first 50")
@@ -204,6 +205,23 @@ def test_tcp_server_takes_records_the_pbx_pushes(tmp_path, broker, central, proc
         pbx.sendall(b"".join(ipo_record(i) for i in range(1, 31)))
     central.collect(lambda ev: len(central.calls()) >= 30, what="30 pushed records")
     assert_complete(central.events, 30)
+
+
+def test_serial_url_socket_reads_a_terminal_server(tmp_path, broker, central, processes):
+    """A serial port behind a terminal server, as `socket://host:port` (pyserial's URL)."""
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        source = {"name": "ts", "type": "serial", "device": f"socket://127.0.0.1:{port}", "profile": "avaya-ipo"}
+        gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
+        processes.append(gw)
+        gw.start()
+        server.settimeout(TIMEOUT)
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"".join(ipo_record(i) for i in range(1, 21)))
+            central.collect(lambda ev: len(central.calls()) >= 20, what="20 records from the terminal server")
+    assert_complete(central.events, 20)
 
 
 def test_check_config_names_file_and_key(tmp_path):

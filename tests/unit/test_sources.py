@@ -1,0 +1,39 @@
+"""Sources in-process, with a real queue: bytes in, committed events out."""
+
+import asyncio
+from zoneinfo import ZoneInfo
+
+import msgpack
+import serial
+
+from gateway import profiles
+from gateway.config import SourceSettings
+from gateway.sources import Ingest, source_class
+from gateway.store import Store
+
+RECORDS = b"".join(
+    b"2026/01/15 10:00:%02d,00:00:10,3,0312,I,200,200,,0,%d,0,E200,Agent,T9001,Line 1.1,0,0\r\n" % (i, i)
+    for i in range(1, 11))
+
+
+def test_a_serial_url_without_a_descriptor_is_read_in_the_executor(tmp_path):
+    """loop:// (like rfc2217://) has no file descriptor; the bytes still arrive."""
+    settings = SourceSettings(name="lp", type="serial", profile=profiles.find("avaya-ipo"),
+                              timezone=ZoneInfo("UTC"), device="loop://", read_delay=0)
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    queued = asyncio.Event()
+
+    async def main():
+        source = source_class("serial")(settings, Ingest(settings, store, "gw", queued.set))
+        port = serial.serial_for_url("loop://", timeout=0)
+        port.write(RECORDS)  # what the line carries back to the reader
+        source._open = lambda: port
+        task = asyncio.create_task(source.run())
+        while store.depth < 10:
+            await asyncio.wait_for(queued.wait(), 10)
+            queued.clear()
+        task.cancel()
+
+    asyncio.run(main())
+    seqs = [msgpack.unpackb(r.payload)["seq"] for r in store.peek(0, None, 100)]
+    assert seqs == list(range(1, 11)) and store.source_state("lp")[0] == 11
