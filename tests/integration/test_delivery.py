@@ -219,6 +219,8 @@ def test_serial_url_socket_reads_a_terminal_server(tmp_path, broker, central, pr
         server.settimeout(TIMEOUT)
         conn, _ = server.accept()
         with conn:
+            # pyserial discards what is waiting while it opens a port; send once it reads.
+            wait_until(lambda: "reading" in gw.log_text(), what="the port to be open")
             conn.sendall(b"".join(ipo_record(i) for i in range(1, 21)))
             central.collect(lambda ev: len(central.calls()) >= 20, what="20 records from the terminal server")
     assert_complete(central.events, 20)
