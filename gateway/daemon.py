@@ -61,7 +61,11 @@ class Gateway:
         await asyncio.gather(*tasks, syncer, return_exceptions=True)
         await self.publisher.stop(STOP_FLUSH_S)
         self.store.close()
-        log.info("stopped; %d events left in the queue", self.store.depth)
+        for src in self.sources:
+            log.info("source %s: %d records this run, %d unparsed", src.settings.name,
+                     src.ingest.records, src.ingest.unparsed)
+        log.info("stopped: %d events delivered and %d rejected this run; %d left in the queue",
+                 self.publisher.delivered, self.publisher.rejected, self.store.depth)
 
     async def _sync_every(self, interval: float) -> None:
         while True:

@@ -49,7 +49,6 @@ class Publisher:
         self.outbox = Outbox(settings.batch_events, settings.batch_bytes, settings.inflight,
                              settings.backoff_min, settings.backoff_max)
         self.connected_since: float | None = None
-        self.last_ack: float | None = None
         self.delivered = 0
         self.rejected = 0
         self._loop = asyncio.get_running_loop()
@@ -201,7 +200,6 @@ class Publisher:
             if mid == self._status_mid:
                 self._status_acked.set()
             return
-        self.last_ack = time.time()
         if reason_code.is_failure:
             self.rejected += len(batch.ids)
             log.error("broker rejected %d events on %s: %s; kept in the dead-letter table",
@@ -251,7 +249,3 @@ class Publisher:
         self._client.disconnect()
         self._misc.cancel()
         self.flush_acks()
-
-    @property
-    def is_connected(self) -> bool:
-        return self.connected_since is not None

@@ -29,7 +29,6 @@ class Ingest:
         self.settings, self.store, self.gw, self.on_queued = settings, store, gw, on_queued
         next_seq, self.offset, self.identity = store.source_state(settings.name)
         self.records = self.unparsed = 0
-        self.last_record: float | None = None
         self._stream = self._new_stream(next_seq)
 
     def _new_stream(self, next_seq: int) -> StreamParser:
@@ -66,7 +65,6 @@ class Ingest:
         if events:
             self.records += len(events)
             self.unparsed += sum(e.KIND == "unparsed" for e in events)
-            self.last_record = time.time()
             self.on_queued()
 
 
