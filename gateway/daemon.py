@@ -70,7 +70,6 @@ class Gateway:
     async def _sync_every(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.publisher.flush_acks()
             self.store.sync()
 
 

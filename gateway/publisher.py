@@ -26,9 +26,6 @@ from gateway.store import Store
 
 log = logging.getLogger("pbxgw.mqtt")
 
-#: Confirmed rows kept in memory at most before they are deleted anyway.
-MAX_PENDING_ACKS = 20_000
-
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -61,7 +58,6 @@ class Publisher:
         self._status_acked = asyncio.Event()
         self._retry: asyncio.TimerHandle | None = None
         self._last_error = ""
-        self._acked: list[int] = []
         self._misc = self._loop.call_later(1, self._loop_misc)
 
     def _make_client(self) -> mqtt.Client:
@@ -207,25 +203,11 @@ class Publisher:
             self.store.dead_letter(list(batch.ids), str(reason_code), now_ms())
         else:
             self.delivered += len(batch.ids)
-            self._acked.extend(batch.ids)
-            if len(self._acked) >= MAX_PENDING_ACKS:
-                self.flush_acks()
+            self.store.confirm(list(batch.ids))
         # Room in the window: send on at once (linger is for live rows trickling in).
         if not self._pump_scheduled:
             self._pump_scheduled = True
             self._loop.call_soon(self._pump)
-
-    def flush_acks(self) -> None:
-        """Delete the rows the broker has confirmed since the last flush.
-
-        Deletes are batched (the daemon calls this once per sync interval) because each
-        commit rewrites whole pages: one delete per PUBACK would multiply the bytes
-        written to a flash card. A crash before the flush only means those rows are
-        sent again after the restart, as duplicates with the same (gw, src, seq).
-        """
-        if self._acked:
-            self.store.delete(self._acked)
-            self._acked = []
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -248,4 +230,3 @@ class Publisher:
                             len(self.outbox.in_flight))
         self._client.disconnect()
         self._misc.cancel()
-        self.flush_acks()

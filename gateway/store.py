@@ -15,9 +15,9 @@ The disk is the only durable copy of an event between the PBX and the broker's P
   is only marked; a segment whose events are all confirmed is dropped whole. Deleting rows
   one by one would rewrite every page that held them, doubling the bytes written to a
   flash card; dropping a table only returns its pages to the free list, where the next
-  segments reuse them. A restart forgets the marks: the confirmed events of segments not
-  yet dropped (about one interval's worth) are sent again, as duplicates with the same
-  ``(gw, src, seq)``.
+  segments reuse them. The contiguous prefix of confirmed ids is written with each append
+  (on a page the append writes anyway) and at each sync, so a restart sends again only what
+  was confirmed since: duplicates with the same ``(gw, src, seq)``, as the contract allows.
 * Checkpoints (copying the WAL into the database file) are rare: automatic ones are off,
   and :meth:`sync` runs one only when the WAL has grown past ``CHECKPOINT_BYTES``. Since
   pages are reused, a checkpoint writes each of the few pages in use once.
@@ -44,6 +44,10 @@ from gateway.outbox import Row
 log = logging.getLogger("pbxgw.store")
 
 DB_NAME = "queue.db"
+#: The ``sources`` row that keeps the confirmed prefix (every id up to it is confirmed):
+#: it shares the page that every append writes anyway, so keeping it costs no write.
+#: ('*' cannot start a source name.)
+CONFIRMED = "*confirmed*"
 #: The WAL is copied into the database once it is this large (and when the queue closes):
 #: rarely, since each checkpoint rewrites the pages in use.
 CHECKPOINT_BYTES = 64 * 1024 * 1024
@@ -75,11 +79,14 @@ class _Segment:
 
     n: int
     first: int
-    last: int
-    rows: int
+    last: int   # ids first..last were all inserted here
     bytes: int
     closed: bool
-    done: set[int]  # ids confirmed by the broker (or moved to dead)
+    done: set[int]  # ids confirmed (or moved to dead, or dropped when the queue was full)
+
+    @property
+    def pending(self) -> int:
+        return self.last - self.first + 1 - len(self.done)
 
     @property
     def table(self) -> str:
@@ -113,13 +120,19 @@ class Store:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
             self._db = self._recover(exc)
+        self._confirmed = self.source_state(CONFIRMED)[0] - 1
+        self._confirmed_saved = self._confirmed
         self._segments: list[_Segment] = []
         for (n,) in self._db.execute("SELECT n FROM segments ORDER BY n").fetchall():
-            first, last, rows, size = self._db.execute(
-                f"SELECT MIN(id), MAX(id), COUNT(*), COALESCE(SUM(length(payload)), 0) FROM seg_{n}").fetchone()
-            self._segments.append(_Segment(n, first or 0, last or 0, rows, size, True, set()))
+            ids = [i for (i,) in self._db.execute(f"SELECT id FROM seg_{n} ORDER BY id")]
+            size = self._db.execute(f"SELECT COALESCE(SUM(length(payload)), 0) FROM seg_{n}").fetchone()[0]
+            if ids:
+                seg = _Segment(n, ids[0], ids[-1], size, True, set())
+                seg.done = set(range(seg.first, seg.last + 1)).difference(i for i in ids if i > self._confirmed)
+                self._segments.append(seg)
         self.bytes = sum(seg.bytes for seg in self._segments)
-        self._last_id = max((seg.last for seg in self._segments), default=0)
+        # New ids continue above everything ever confirmed, even when the queue is empty.
+        self._last_id = max((seg.last for seg in self._segments), default=self._confirmed)
         if self.corrupt_recoveries:
             self._bump("corrupt_recoveries", self.corrupt_recoveries)
 
@@ -179,6 +192,7 @@ class Store:
                     dropped, rows = rows[:skip], rows[skip:]
                 self._record_drops(dropped, f"queue full: {self.when_full}")
             self._insert(rows)
+            self._save_confirmed()
             self._db.execute(
                 "INSERT INTO sources (name, next_seq, offset, identity) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET next_seq = excluded.next_seq, "
@@ -190,10 +204,10 @@ class Store:
         if not rows:
             return
         seg = self._segments[-1] if self._segments else None
-        if seg is None or seg.closed or seg.rows >= SEGMENT_ROWS:
+        if seg is None or seg.closed or seg.last - seg.first + 1 >= SEGMENT_ROWS:
             if seg is not None:
                 seg.closed = True
-            seg = _Segment(seg.n + 1 if seg else 1, self._last_id + 1, self._last_id, 0, 0, False, set())
+            seg = _Segment(seg.n + 1 if seg else 1, self._last_id + 1, self._last_id, 0, False, set())
             self._db.execute(_SEGMENT.format(n=seg.n))
             self._db.execute("INSERT INTO segments VALUES (?)", (seg.n,))
             self._segments.append(seg)
@@ -203,7 +217,6 @@ class Store:
                              [(first + i, *row) for i, row in enumerate(rows)])
         self._last_id += len(rows)
         seg.last = self._last_id
-        seg.rows += len(rows)
         seg.bytes += sum(len(r[4]) for r in rows)
 
     def _drop_oldest(self, excess: int) -> int:
@@ -227,10 +240,9 @@ class Store:
             for start in range(0, len(victims), 500):
                 chunk = victims[start:start + 500]
                 self._db.execute(f"DELETE FROM {seg.table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            seg.rows -= len(victims)
-            seg.done.difference_update(victims)
+            seg.done.update(victims)
             self._record_drops(lost, "queue full: drop_oldest")
-            if not seg.rows and seg.closed:
+            if not seg.pending and seg.closed:
                 self._drop_segment(seg)
         self.bytes -= freed
         return freed
@@ -264,7 +276,7 @@ class Store:
     @property
     def depth(self) -> int:
         """Events waiting for the broker's confirmation."""
-        return sum(seg.rows - len(seg.done) for seg in self._segments)
+        return sum(seg.pending for seg in self._segments)
 
     def max_id(self) -> int:
         """The id of the newest row queued (rows queued later have greater ids)."""
@@ -273,22 +285,39 @@ class Store:
     def peek(self, after: int, upto: int | None, limit: int) -> list[Row]:
         """Up to ``limit`` rows with ``after < id <= upto`` (no upper bound if None), in order."""
         upto = upto if upto is not None else self._last_id
+        after = max(after, self._confirmed)  # confirmed before a restart: not again
         rows: list[Row] = []
         for seg in self._segments:
             if len(rows) >= limit:
                 break
-            if seg.last <= after or seg.first > upto or not seg.rows:
+            if seg.last <= after or seg.first > upto or not seg.pending:
                 continue
             rows += [Row(*r) for r in self._db.execute(
                 f"SELECT id, kind, rx, payload FROM {seg.table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
                 (after, upto, limit - len(rows)))]
         return rows
 
-    def delete(self, ids: list[int]) -> None:
-        """Forget rows the broker confirmed (their segments go once wholly confirmed)."""
+    def confirm(self, ids: list[int]) -> None:
+        """The broker has these rows. They are only marked (their segment goes once wholly
+        confirmed); the confirmed prefix is written with the next append or sync."""
         for seg in self._segments:
             seg.done.update(i for i in ids if seg.first <= i <= seg.last)
+        for seg in self._segments:  # advance the contiguous confirmed prefix
+            if seg.last <= self._confirmed:
+                continue
+            nxt = max(self._confirmed + 1, seg.first)
+            while nxt <= seg.last and nxt in seg.done:
+                nxt += 1
+            self._confirmed = nxt - 1
+            if nxt <= seg.last:
+                break
         self._drop_finished()
+
+    def _save_confirmed(self) -> None:
+        if self._confirmed != self._confirmed_saved:
+            self._db.execute("INSERT INTO sources (name, next_seq) VALUES (?, ?) ON CONFLICT (name) "
+                             "DO UPDATE SET next_seq = excluded.next_seq", (CONFIRMED, self._confirmed + 1))
+            self._confirmed_saved = self._confirmed
 
     def dead_letter(self, ids: list[int], reason: str, now_ms: int) -> None:
         """Move rows the broker rejected to the ``dead`` table (kept for an operator)."""
@@ -298,10 +327,10 @@ class Store:
                 self._db.executemany(f"INSERT INTO dead (kind, payload, reason, at) SELECT kind, payload, ?, ? "
                                      f"FROM {seg.table} WHERE id = ?", mine)
             self._bump("dead", len(ids))
-        self.delete(ids)
+        self.confirm(ids)
 
     def _drop_finished(self) -> None:
-        finished = [seg for seg in self._segments if seg.closed and len(seg.done) >= seg.rows]
+        finished = [seg for seg in self._segments if seg.closed and not seg.pending]
         if finished:
             with self._transaction():
                 for seg in finished:
@@ -331,16 +360,19 @@ class Store:
 
     def stats(self) -> QueueStats:
         oldest = next((self._db.execute(f"SELECT MIN(rx) FROM {seg.table}").fetchone()[0]
-                       for seg in self._segments if seg.rows), None)
+                       for seg in self._segments if seg.pending), None)
         return QueueStats(self.depth, self.bytes, oldest, self.counter("dropped"),
                           self.counter("dead"), self.counter("corrupt_recoveries"))
 
     def sync(self) -> None:
         """Close the current segment, drop finished ones, and make every commit so far
         survive a power cut: one fsync of the WAL."""
-        if self._segments and self._segments[-1].rows:
+        if self._segments:
             self._segments[-1].closed = True
         self._drop_finished()
+        if self._confirmed != self._confirmed_saved:
+            with self._transaction():
+                self._save_confirmed()
         wal = f"{self.path}-wal"
         try:
             fd = os.open(wal, os.O_RDONLY)

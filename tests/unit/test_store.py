@@ -25,7 +25,7 @@ def test_events_seq_and_offset_commit_together_and_survive_reopen(tmp_path):
 def test_row_ids_keep_growing_when_the_queue_empties(tmp_path):
     store = Store(tmp_path, 10**6, "drop_oldest")
     store.append("pbx1", [call(1), call(2)], next_seq=3)
-    store.delete([r.id for r in store.peek(0, None, 10)])
+    store.confirm([r.id for r in store.peek(0, None, 10)])
     store.sync()  # the confirmed segment is dropped
     assert store.depth == 0 and store.bytes == 0
     store.append("pbx1", [call(3)], next_seq=4)
@@ -87,20 +87,30 @@ def test_confirmed_segments_are_dropped_whole_and_the_rest_survives_a_restart(tm
     store = Store(tmp_path, 10**6, "drop_oldest")
     store.append("pbx1", [call(1), call(2)], 3)
     store.sync()  # segment 1 closed: rows 1, 2
-    store.append("pbx1", [call(3)], 4)
-    store.delete([1])
+    store.append("pbx1", [call(3), call(4)], 5)
+    store.confirm([1, 4])  # out of order: 4 is confirmed, 3 is not
     store.sync()
-    assert store.depth == 2 and [r.id for r in store.peek(0, None, 10)] == [1, 2, 3]
-    store.delete([2])
+    assert store.depth == 2 and [r.id for r in store.peek(0, None, 10)] == [2, 3, 4]
+    store.confirm([2])
     store.sync()
-    assert [r.id for r in store.peek(0, None, 10)] == [3]
     tables = store._db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_*'").fetchall()
-    assert tables == [("seg_2",)]
+    assert tables == [("seg_2",)]  # segment 1 went whole
+    store._db.close()  # a crash: no close()
+    again = Store(tmp_path, 10**6, "drop_oldest")
+    # The confirmed prefix (1, 2) is not sent again; 4 was confirmed beyond it and is.
+    assert again.depth == 2 and [r.id for r in again.peek(0, None, 10)] == [3, 4]
+    again.append("pbx1", [call(5)], 6)
+    assert [r.id for r in again.peek(4, None, 10)] == [5]
+
+
+def test_ids_after_a_restart_with_an_empty_queue_stay_above_the_confirmed_prefix(tmp_path):
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    store.append("pbx1", [call(1), call(2)], 3)
+    store.confirm([1, 2])
     store.close()
     again = Store(tmp_path, 10**6, "drop_oldest")
-    assert again.depth == 1 and [r.id for r in again.peek(0, None, 10)] == [3]
-    again.append("pbx1", [call(4)], 5)
-    assert [r.id for r in again.peek(3, None, 10)] == [4]
+    again.append("pbx1", [call(3)], 4)
+    assert [msgpack.unpackb(r.payload)["seq"] for r in again.peek(0, None, 10)] == [3]
 
 
 def test_boot_counter_persists(tmp_path):
