@@ -12,17 +12,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import gateway.firmware_profiles
 from gateway.errors import ProfileError
 from gateway.smdr.fields import DATE_ORDERS, DURATIONS
 from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, TERMINATORS, FramingRules
 from gateway.tomltable import Table, load_toml
 
-#: Where the bundled profiles live (inside the installed package).
-BUNDLED = resources.files("gateway.firmware_profiles")
+#: Where the bundled profiles live (inside the installed package; installed as plain files,
+#: so a path will do, without importlib.resources and the 2 MB it costs the daemon).
+BUNDLED = Path(gateway.firmware_profiles.__file__).parent
 
 #: Event fields a profile may fill from text, and the values the closed ones allow.
 TEXT_FIELDS = ("dir", "ext", "trunk", "caller", "called", "acct", "disp", "callid")
@@ -153,7 +154,7 @@ def find(name_or_path: str) -> PbxProfile:
     if not _NAME.fullmatch(name_or_path) or name_or_path not in bundled_names():
         known = ", ".join(bundled_names())
         raise ProfileError(name_or_path, "", f"no such profile; known: {known}")
-    return load(Path(str(BUNDLED / "pbx" / name_or_path / "profile.toml")))
+    return load(BUNDLED / "pbx" / name_or_path / "profile.toml")
 
 
 def load_all() -> list[PbxProfile]:
