@@ -33,7 +33,7 @@ CLOSED_VALUES = {
     "disp": ("answered", "unanswered", "busy", "transferred", "forwarded", "other"),
 }
 #: Formats of a column: text, a plain integer, or a duration (see fields.DURATIONS).
-FORMATS = ("text", "int", *DURATIONS)
+FORMATS = ("text", "int", "ipv4-le", *DURATIONS)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
@@ -44,7 +44,13 @@ class Variant:
 
     name: str
     max_length: int | None
+    match: re.Pattern[str] | None
     positions: tuple[Any, ...]
+
+    def admits(self, text: str) -> bool:
+        """Whether this variant reads ``text`` (its length and its pattern allow it)."""
+        return ((self.max_length is None or len(text) <= self.max_length)
+                and (self.match is None or self.match.search(text) is not None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +79,13 @@ class StartSpec:
     """Where the call's start time comes from.
 
     ``date`` and ``time`` are column indexes (the same column when the PBX prints date
-    and time together); ``time_is`` ``"end"`` means the PBX prints the end of the call,
-    so ring and talk time are subtracted to get its start.
+    and time together; ``date`` is None when it prints no date, ``time`` is None for
+    epoch seconds); ``time_is`` ``"end"`` means the PBX prints the end of the call, so
+    ring and talk time are subtracted to get its start.
     """
 
-    date: int
-    time: int
+    date: int | None
+    time: int | None
     date_order: str
     time_is: str
 
@@ -212,6 +219,8 @@ def _login_step(t: Table) -> LoginStep:
                      float(t.take("timeout", (int, float), 10)))
     if not (step.expect or step.send) or step.timeout <= 0:
         raise t.fail("", "expected expect and/or send text, and a timeout above 0 seconds")
+    if any(ord(c) > 0xFF for c in step.send):
+        raise t.fail("send", "expected characters U+0000 to U+00FF (each is sent as one byte)")
     t.done()
     return step
 
@@ -221,10 +230,11 @@ def _framing(t: Table) -> FramingRules:
     max_len = t.take("max_record_len", int, 512)
     if not 16 <= max_len <= MAX_RECORD_LEN_CEILING:
         raise t.fail("max_record_len", f"expected 16 to {MAX_RECORD_LEN_CEILING}, got {max_len}")
-    # Skip patterns run on the record's bytes, before decoding: compiled from UTF-8.
+    # Skip and strip patterns run on the record's bytes, before decoding: compiled from UTF-8.
     skip = tuple(re.compile(_regex(t, "skip", p).pattern.encode()) for p in t.take("skip", list, []))
+    strip = tuple(re.compile(_regex(t, "strip", p).pattern.encode()) for p in t.take("strip", list, []))
     t.done()
-    return FramingRules(terminator, max_len, skip)
+    return FramingRules(terminator, max_len, skip, strip)
 
 
 def _layout(t: Table) -> Layout:
@@ -245,18 +255,24 @@ def _layout(t: Table) -> Layout:
     for vt in variants_t:
         vname = vt.take("name", str)
         max_length = vt.take("max_length", int, None)
+        match = _regex(vt, "match", vt.take("match", str)) if "match" in vt.keys() else None
         cols = vt.table("columns", required=True)
         names = tuple(cols.keys())
         columns = columns or names
         if set(names) != set(columns):
             raise vt.fail("columns", f"expected the same column names as the first variant: {columns}")
         positions = tuple(_position(cols, kind, n) for n in columns)
+        if kind == "fixed":
+            spans = sorted(zip(positions, columns))
+            for (a, name_a), (b, name_b) in zip(spans, spans[1:]):
+                if b[0] < a[1]:
+                    raise cols.fail(name_b, f"overlaps column {name_a} {list(a)}: got {list(b)}")
         cols.done()
         vt.done()
-        variants.append(Variant(vname, max_length, positions))
+        variants.append(Variant(vname, max_length, match, positions))
     t.done()
-    if any(v.max_length is None for v in variants[:-1]):
-        raise t.fail("variant", "only the last variant may omit max_length")
+    if any(v.max_length is None and v.match is None for v in variants[:-1]):
+        raise t.fail("variant", "only the last variant may admit every record (no max_length or match)")
     return Layout(kind, columns, tuple(variants), **options)
 
 
@@ -283,12 +299,16 @@ def _column(t: Table, key: str, columns: tuple[str, ...]) -> int:
 
 def _fields(t: Table, columns: tuple[str, ...]) -> tuple[StartSpec, tuple[FieldSpec, ...]]:
     st = t.table("start", required=True)
-    if "column" in st.keys():
+    order = st.take("date_order", str, choices=(*DATE_ORDERS, "epoch", "none"))
+    if order == "epoch":
+        date_col, time_col = _column(st, "column", columns), None
+    elif order == "none":
+        date_col, time_col = None, _column(st, "time", columns)
+    elif "column" in st.keys():
         date_col = time_col = _column(st, "column", columns)
     else:
         date_col, time_col = _column(st, "date", columns), _column(st, "time", columns)
-    start = StartSpec(date_col, time_col, st.take("date_order", str, choices=DATE_ORDERS),
-                      st.take("time_is", str, "start", choices=("start", "end")))
+    start = StartSpec(date_col, time_col, order, st.take("time_is", str, "start", choices=("start", "end")))
     st.done()
     specs = []
     x = t.table("x")

@@ -124,7 +124,7 @@ def _serve_login(conn: socket.socket, profile: PbxProfile) -> bool:
     for step in profile.login:
         if step.expect:
             conn.sendall(step.expect.encode() + b": ")
-        wanted = step.send.strip().lower().encode()
+        wanted = step.send.strip().lower().encode("latin-1")
         while wanted and wanted not in received.lower():
             chunk = conn.recv(1024)
             if not chunk:

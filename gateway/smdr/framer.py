@@ -17,7 +17,8 @@ Two rules keep a long-running gateway safe on any input:
 
 Lines that are not call records are dropped here and counted: blank lines, form feeds,
 and whatever matches the profile's ``skip`` patterns (page headers, rulers, login
-prompts and echo). NUL bytes are removed (some PBXes pad records with them) and counted,
+prompts and echo). ``strip`` patterns cut text out of a record (a page header glued in
+front of it). NUL bytes are removed (some PBXes pad records with them) and counted,
 unless NUL is the terminator.
 """
 
@@ -41,13 +42,15 @@ NEED_DATA = _Sentinel("NEED_DATA")
 END = _Sentinel("END")
 
 #: Terminator name -> pattern. ``line`` accepts CR, LF and CR LF alike, which is what a
-#: technician wants when a PBX's "new line code" setting is unknown.
+#: technician wants when a PBX's "new line code" setting is unknown. ``length32le`` is not
+#: a terminator: each record comes after its length, 4 bytes little-endian (Mitel 5000).
 TERMINATORS = {
     "line": rb"\r\n?|\n",
     "crlf": rb"\r\n",
     "cr": rb"\r",
     "lf": rb"\n",
     "nul": rb"\x00",
+    "length32le": None,
 }
 
 #: No profile may allow records longer than this: it bounds the framer's memory.
@@ -79,6 +82,7 @@ class FramingRules:
     terminator: str = "line"
     max_record_len: int = 512
     skip: tuple[re.Pattern[bytes], ...] = field(default=())
+    strip: tuple[re.Pattern[bytes], ...] = field(default=())
 
 
 _BLANK = re.compile(rb"[\s\x00]*")
@@ -89,7 +93,8 @@ class Framer:
 
     def __init__(self, rules: FramingRules):
         self._rules = rules
-        self._terminator = re.compile(TERMINATORS[rules.terminator])
+        pattern = TERMINATORS[rules.terminator]
+        self._terminator = re.compile(pattern) if pattern else None
         # With "line", a CR that is the last byte so far may be the first half of CR LF.
         self._cr_may_continue = rules.terminator == "line"
         self._buffer = bytearray()
@@ -127,6 +132,8 @@ class Framer:
         return out
 
     def _maybe_extract(self) -> Record | None:
+        if self._terminator is None:
+            return self._maybe_extract_sized()
         buf, limit = self._buffer, self._rules.max_record_len
         match = self._terminator.search(buf, self._searched)
         if self._cr_may_continue and match and match.end() == len(buf) and match.group() == b"\r":
@@ -146,6 +153,28 @@ class Framer:
             return self._cut(limit, limit, truncated=True)
         return self._cut(start, end, truncated=False)
 
+    def _maybe_extract_sized(self) -> Record | None:
+        """A length-prefixed record; its own CR LF, if any, is not part of it."""
+        buf, limit = self._buffer, self._rules.max_record_len
+        if len(buf) < 4:
+            if self._eof and buf:
+                return self._cut(len(buf), len(buf), truncated=True)
+            return None
+        size = int.from_bytes(buf[:4], "little")
+        if size > limit:  # not a length we accept: the stream is out of step
+            end = min(len(buf), 4 + limit)
+            return Record(self._take(end)[4:], truncated=True)
+        if len(buf) < 4 + size:
+            if self._eof:
+                return Record(self._take(len(buf))[4:], truncated=True)
+            return None
+        return Record(self._take(4 + size)[4:].rstrip(b"\r\n"))
+
+    def _take(self, count: int) -> bytes:
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
     def _cut(self, record_end: int, consumed: int, truncated: bool) -> Record:
         data = bytes(self._buffer[:record_end])
         del self._buffer[:consumed]
@@ -158,6 +187,8 @@ class Framer:
         if rules.terminator != "nul" and b"\x00" in record.data:
             stats.nul_bytes += record.data.count(b"\x00")
             record = Record(record.data.replace(b"\x00", b""), record.truncated)
+        for pattern in rules.strip:  # e.g. a page header glued in front of a record
+            record = Record(pattern.sub(b"", record.data), record.truncated)
         if _BLANK.fullmatch(record.data) or any(p.search(record.data) for p in rules.skip):
             stats.skipped += 1
             return None

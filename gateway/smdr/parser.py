@@ -8,7 +8,7 @@ property tests feed it random bytes to prove there is none.
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from gateway.errors import RecordError
@@ -22,11 +22,13 @@ _INT = re.compile(r"[+-]?\d+")
 
 
 def decode(data: bytes) -> str:
-    """UTF-8 when the bytes are valid UTF-8, else latin-1 (which decodes every byte)."""
+    """UTF-8 when the bytes are valid UTF-8, else latin-1 (which decodes every byte); a
+    leading byte-order mark is dropped."""
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+    return text.removeprefix("\ufeff")  # a byte-order mark (files saved by Windows tools)
 
 
 class RecordParser:
@@ -77,15 +79,30 @@ class RecordParser:
 
     def _start(self, columns: tuple[str, ...], rx: int, ring: int | None, dur: int | None) -> int:
         spec = self.profile.start
-        date_text, time_text = columns[spec.date], columns[spec.time]
-        if spec.date == spec.time:
-            date_text, _, time_text = date_text.partition(" ")
-        if not date_text or not time_text.strip():
-            raise RecordError("no call date and time")
-        received = datetime.fromtimestamp(rx / 1000, self.tz).date()
-        day = parse_date(date_text, spec.date_order, received)
-        local = datetime.combine(day, parse_time(time_text.strip()), self.tz)
-        start = int(local.timestamp())
+        received = datetime.fromtimestamp(rx / 1000, self.tz)
+        if spec.date_order == "epoch":
+            text = columns[spec.date]
+            if not _INT.fullmatch(text) or int(text) <= 0:
+                raise RecordError(f"start {text!r} is not seconds since the epoch")
+            start = int(text)
+        elif spec.date is None:
+            # No date printed: the call is from the receive day, or the day before when
+            # its time is more than an hour ahead of the receive time (just past midnight).
+            if not columns[spec.time]:
+                raise RecordError("no call time")
+            local = datetime.combine(received.date(), parse_time(columns[spec.time]), self.tz)
+            if local - received > timedelta(hours=1):
+                local = datetime.combine(received.date() - timedelta(days=1), local.time(), self.tz)
+            start = int(local.timestamp())
+        else:
+            date_text, time_text = columns[spec.date], columns[spec.time]
+            if spec.date == spec.time:
+                date_text, _, time_text = date_text.partition(" ")
+            if not date_text or not time_text.strip():
+                raise RecordError("no call date and time")
+            day = parse_date(date_text, spec.date_order, received.date())
+            local = datetime.combine(day, parse_time(time_text.strip()), self.tz)
+            start = int(local.timestamp())
         if spec.time_is == "end":
             start -= (ring or 0) + (dur or 0)
         return start
@@ -94,6 +111,13 @@ class RecordParser:
 def _convert(text: str, fmt: str) -> Any:
     if fmt == "text":
         return text or None
+    if fmt == "ipv4-le":
+        # Cisco CDRs: an IPv4 address as a signed 32-bit integer, bytes in reverse order.
+        if not text:
+            return None
+        if not _INT.fullmatch(text) or not -2**31 <= int(text) < 2**32:
+            raise RecordError(f"{text!r} is not an IPv4 address as an integer")
+        return ".".join(str(b) for b in (int(text) & 0xFFFFFFFF).to_bytes(4, "little"))
     if fmt == "int":
         if not text:
             return None

@@ -16,16 +16,14 @@ from gateway.profiles import Layout
 def split_record(layout: Layout, text: str) -> tuple[str, ...]:
     """Column texts (stripped; ``""`` where the record is too short) in layout order.
 
-    The first variant whose ``max_length`` admits the record's length is used; the last
-    variant may have none and takes the rest.
+    The first variant that admits the record (by its ``max_length`` and ``match``) reads it.
 
-    :raises RecordError: a record too long for every variant, or a delimited record with
-        too few fields or broken quoting.
+    :raises RecordError: a record no variant admits, or a delimited record with too few
+        fields or broken quoting.
     """
-    variant = next((v for v in layout.variants if v.max_length is None or len(text) <= v.max_length),
-                   None)
+    variant = next((v for v in layout.variants if v.admits(text)), None)
     if variant is None:
-        raise RecordError(f"{len(text)} characters, longer than any layout variant")
+        raise RecordError(f"{len(text)} characters, no layout variant reads it")
     if layout.kind == "fixed":
         return tuple(text[start:end].strip() for start, end in variant.positions)
     if layout.quote:

@@ -36,7 +36,7 @@ async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 raise LoginFailed(f"no {step.expect!r} within {step.timeout:g} s") from None
             received = received[at + len(wanted):]
         if step.send:
-            writer.write(step.send.encode())
+            writer.write(step.send.encode("latin-1"))  # one byte per character, binary logins too
             await writer.drain()
     return received
 

@@ -95,3 +95,25 @@ def test_search_resumes_where_it_stopped(monkeypatch):
         framer.records()
     # Each search looks at the new byte and at most one before it: O(n), not O(n^2).
     assert max(scanned) <= 2
+
+
+def test_length_prefixed_records_whole_and_byte_by_byte():
+    """Mitel 5000: each record after its length, 4 bytes little-endian, CR LF inside."""
+    rec = b"TLC 11202 94003 961-9000  08:36 00:00:03 $00.00\r\n"
+    data = (len(rec)).to_bytes(4, "little") + rec + (3).to_bytes(4, "little") + b"ab\n"
+    for bytewise in (False, True):
+        records = frame(data, FramingRules(terminator="length32le"), bytewise)
+        assert [r.data for r in records] == [rec.rstrip(), b"ab"]
+
+
+def test_length_prefix_past_the_limit_is_cut_not_buffered():
+    framer = Framer(FramingRules(terminator="length32le", max_record_len=64))
+    framer.feed((10**9).to_bytes(4, "little") + b"x" * 100)
+    record = framer.next_record()
+    assert record.truncated and len(record.data) == 64
+
+
+def test_strip_patterns_cut_a_glued_page_header():
+    rules = FramingRules(terminator="nul", strip=(re.compile(rb"(?s)^\x0c.*====+\r\n"),))
+    records = frame(b"\x0cPAGE 1\r\n=====\r\nREC1\x00REC2\x00", rules)
+    assert [r.data for r in records] == [b"REC1", b"REC2"]
