@@ -113,8 +113,8 @@ def _convert(text: str, fmt: str) -> Any:
         return text or None
     if fmt == "ipv4-le":
         # Cisco CDRs: an IPv4 address as a signed 32-bit integer, bytes in reverse order.
-        if not text:
-            return None
+        if text in ("", "0"):
+            return None  # no address
         if not _INT.fullmatch(text) or not -2**31 <= int(text) < 2**32:
             raise RecordError(f"{text!r} is not an IPv4 address as an integer")
         return ".".join(str(b) for b in (int(text) & 0xFFFFFFFF).to_bytes(4, "little"))

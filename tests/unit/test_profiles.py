@@ -12,7 +12,7 @@ GOOD = (Path(profiles.find("avaya-ipo").path)).read_text()
 
 def test_each_bundled_profile_gives_its_expected_events(profile):
     check = offline.check_profile(profile)
-    assert check.problems == [] and check.events >= 10
+    assert check.problems == [] and check.events >= 5
 
 
 def test_a_wrong_expectation_is_reported_with_event_number_and_key(tmp_path):
@@ -57,5 +57,5 @@ def test_toml_syntax_error_and_missing_file_name_the_file(tmp_path):
 
 
 def test_unknown_profile_name_lists_the_known_ones():
-    with pytest.raises(ProfileError, match="no such profile; known: avaya-ipo, panasonic-kx-tda"):
+    with pytest.raises(ProfileError, match="no such profile; known: .*avaya-ipo, .*panasonic-kx-tda"):
         profiles.find("nec-sl9")
