@@ -78,7 +78,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detect", help="rank profiles by how well they parse a capture",
                        description="Parse a capture with every bundled profile and print "
-                       "NAME SCORE lines, best first; SCORE is the share of records that parse.")
+                       "NAME SCORE lines, best first; SCORE is the share of records that parse. "
+                       "Exit 1, saying so on stderr, when no profile reads at least half.")
     p.add_argument("file", nargs="?", default="-", help="capture file or - (default)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead")
     p.set_defaults(run=_detect)
@@ -275,6 +276,10 @@ def _detect(args: argparse.Namespace) -> int:
     else:
         for score in ranked:
             print(f"{score.profile} {score.score:.3f}")
+    if not ranked or ranked[0].score < offline.FITS:
+        closest = ", ".join(f"{s.profile} {s.score:.3f}" for s in ranked[:3])
+        print(f"pbxgw detect: no profile fits this capture; closest: {closest}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,6 +15,8 @@ from gateway.events import CallEvent, Event, to_json_dict
 from gateway.profiles import PbxProfile
 from gateway.smdr.stream import StreamParser
 
+#: A profile "fits" a capture when it parses at least this share of its records.
+FITS = 0.5
 #: Keys that depend on where and when a record was received, not on the record.
 RECEIPT_KEYS = ("gw", "src", "seq", "rx")
 

@@ -16,7 +16,7 @@ from gateway.errors import RecordError
 DATE_ORDERS = ("YMD", "MDY", "DMY", "MD", "DM")
 
 _DATE_PARTS = re.compile(r"(\d{1,4})[/.\-](\d{1,2})(?:[/.\-](\d{1,4}))?")
-_TIME = re.compile(r"\*?(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:([AaPp])[Mm]?)?")
+_TIME = re.compile(r"\*?(\d{1,2}):?(\d{2})(?::(\d{2}))?\s*(?:([AaPp])[Mm]?)?")
 
 
 def parse_date(text: str, order: str, received: date) -> date:
@@ -54,8 +54,8 @@ def parse_date(text: str, order: str, received: date) -> date:
 
 
 def parse_time(text: str) -> time:
-    """A time of day: 24 h ``HH:MM[:SS]`` or 12 h ``h:mmAM``/``h:mmP`` (a leading ``*``,
-    the transfer mark of older Panasonic systems, is accepted).
+    """A time of day: 24 h ``HH:MM[:SS]`` or ``HHMM`` (Avaya CM), or 12 h ``h:mmAM``/``h:mmP``
+    (a leading ``*``, the transfer mark of older Panasonic systems, is accepted).
 
     >>> parse_time("1:04PM"), parse_time("12:52AM"), parse_time("09:30:57")
     (datetime.time(13, 4), datetime.time(0, 52), datetime.time(9, 30, 57))

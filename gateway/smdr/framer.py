@@ -162,8 +162,9 @@ class Framer:
             return None
         size = int.from_bytes(buf[:4], "little")
         if size > limit:  # not a length we accept: the stream is out of step
-            end = min(len(buf), 4 + limit)
-            return Record(self._take(end)[4:], truncated=True)
+            if len(buf) < 4 + limit and not self._eof:
+                return None  # cut at the limit, as any split of the same bytes would
+            return Record(self._take(min(len(buf), 4 + limit))[4:], truncated=True)
         if len(buf) < 4 + size:
             if self._eof:
                 return Record(self._take(len(buf))[4:], truncated=True)

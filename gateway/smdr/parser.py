@@ -67,7 +67,7 @@ class RecordParser:
                 continue
             found = {name: (text.strip() or None) if text else None
                      for match in matches for name, text in match.groupdict().items()}
-            found.update(rule.set)
+            found.update((name, value or None) for name, value in rule.set)
             for name, value in found.items():
                 if name not in decided:
                     decided.add(name)

@@ -62,10 +62,21 @@ def test_profiles_list_and_show():
 
 def test_detect_ranks_each_profiles_own_samples_first(profile):
     run = pbxgw("detect", str(profile.samples_path))
+    assert run.returncode == 0
     first_name, first_score = run.stdout.decode().splitlines()[0].split()
-    assert (first_name, float(first_score)) == (profile.name, 1.0)
+    expected = [json.loads(line) for line in profile.expected_path.read_text().splitlines()]
+    share = sum(e["kind"] == "call" for e in expected) / len(expected)
+    assert (first_name, float(first_score)) == (profile.name, round(share, 3))
     as_json = json.loads(pbxgw("detect", "--json", str(profile.samples_path)).stdout)
     assert as_json[0]["profile"] == profile.name and as_json[1]["score"] < 0.5
+
+
+def test_detect_says_when_no_profile_fits():
+    garbage = b"".join(b"hello %d, this is not a PBX\r\n" % i for i in range(20))
+    run = pbxgw("detect", "-", input=garbage)
+    assert run.returncode == 1
+    assert run.stderr.decode().startswith("pbxgw detect: no profile fits this capture; closest: ")
+    assert len(run.stdout.decode().splitlines()) == len(profiles.bundled_names())
 
 
 def test_bad_profile_is_one_line_naming_file_and_key(tmp_path):
