@@ -21,9 +21,24 @@ import tty
 from collections.abc import Callable, Iterator
 
 from gateway.profiles import PbxProfile
+from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, Framer, FramingRules
 
 #: What the PBX prints after each line, per profile terminator.
 LINE_ENDS = {"line": b"\r\n", "crlf": b"\r\n", "cr": b"\r", "lf": b"\n", "nul": b"\x00"}
+
+
+def printed_units(profile: PbxProfile) -> list[bytes]:
+    """The samples as the PBX sends them, one unit per record or line, framing included.
+
+    The samples file is split with the profile's own framing but nothing skipped or
+    stripped, so page headers are replayed too.
+    """
+    framer = Framer(FramingRules(profile.framing.terminator, MAX_RECORD_LEN_CEILING))
+    framer.feed(profile.samples_path.read_bytes())
+    framer.feed(b"")
+    if profile.framing.terminator == "length32le":
+        return [len(r.data + b"\r\n").to_bytes(4, "little") + r.data + b"\r\n" for r in framer.records()]
+    return [r.data + LINE_ENDS[profile.framing.terminator] for r in framer.records()]
 
 #: How long to let a serial reader settle after it opens the port (pyserial flushes the
 #: input buffer while opening, which would swallow a record written at that moment), and
@@ -35,16 +50,16 @@ DRAIN_TIMEOUT_S = 10.0
 
 
 def printout(profile: PbxProfile, count: int | None, seed: int | None) -> Iterator[tuple[float, bytes]]:
-    """(gap before it in seconds at rate 1, bytes) for each line to print, cycling the samples.
+    """(gap before it in seconds at rate 1, bytes) for each line or record to print, cycling
+    through the samples.
 
     :param count: how many lines; None for as long as the caller takes them.
     """
-    lines = [line for line in profile.samples_path.read_bytes().splitlines()]
-    end = LINE_ENDS[profile.framing.terminator]
+    units = printed_units(profile)
     rng = random.Random(seed)
-    cycle = itertools.cycle(lines) if lines else iter(())
-    for line in itertools.islice(cycle, count):
-        yield rng.expovariate(1.0), line + end
+    cycle = itertools.cycle(units) if units else iter(())
+    for unit in itertools.islice(cycle, count):
+        yield rng.expovariate(1.0), unit
 
 
 class PtyLine:

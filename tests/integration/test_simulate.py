@@ -2,12 +2,13 @@
 
 import json
 import socket
+from zoneinfo import ZoneInfo
 import subprocess
 import sys
 
 import pytest
 
-from gateway import offline, profiles
+from gateway import offline, profiles, simulate
 from helpers import pbxgw
 
 TIMEOUT = 60
@@ -36,7 +37,7 @@ def simulator():
 
 def test_parse_reads_the_simulated_pty_to_the_expected_events(simulator):
     kx = profiles.find("panasonic-kx-tda")
-    lines = len(kx.samples_path.read_bytes().splitlines())
+    lines = len(simulate.printed_units(kx))
     proc, pty = simulator("--profile", "panasonic-kx-tda", "--pty", "--rate", "40", "--count", str(lines), "--seed", "7")
     assert pty.startswith("/dev/pts/")
     run = pbxgw("parse", "--profile", "panasonic-kx-tda", "--tz", "UTC", pty, timeout=TIMEOUT)
@@ -45,6 +46,27 @@ def test_parse_reads_the_simulated_pty_to_the_expected_events(simulator):
     expected = [json.loads(line) for line in kx.expected_path.read_text().splitlines()]
     assert [{k: v for k, v in e.items() if k not in offline.RECEIPT_KEYS} for e in printed] == expected
     assert proc.wait(TIMEOUT) == 0  # it hung up by itself once every line was read
+
+
+def test_the_simulator_replays_every_profile_to_its_expected_events(simulator, profile):
+    units = len(simulate.printed_units(profile))
+    proc, address = simulator("--profile", profile.name, "--tcp", "127.0.0.1:0", "--rate", "500",
+                              "--count", str(units))
+    host, port = address.rsplit(":", 1)
+    received = bytearray()
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as conn:
+        for step in profile.login:  # the client's side of the PBX's login dialogue
+            while step.expect and step.expect.lower().encode() not in received.lower():
+                received += conn.recv(1024)
+            received.clear()
+            conn.sendall(step.send.encode("latin-1"))
+        while chunk := conn.recv(65536):
+            received += chunk
+    events = offline.parse_capture(profile, bytes(received), ZoneInfo(profile.test_timezone),
+                                   int(profile.test_received.timestamp() * 1000))
+    expected = [json.loads(line) for line in profile.expected_path.read_text().splitlines()]
+    assert [offline.comparable(e) for e in events] == expected
+    assert proc.wait(TIMEOUT) == 0
 
 
 def test_tcp_simulator_serves_the_printout_byte_for_byte(simulator):
