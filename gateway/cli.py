@@ -59,6 +59,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jsonl", "msgpack"), default="jsonl",
                    help="jsonl: one JSON object per line (start in ISO-8601 UTC); "
                    "msgpack: the wire encoding, one map per event (default: jsonl)")
+    p.add_argument("--date-order", metavar="ORDER", help="read dates in this order instead of the "
+                   "profile's: YMD, MDY, DMY (or MD, DM without a year), e.g. DMY for DD/MM/YY")
     p.add_argument("--strict", action="store_true", help="exit 1 if any record is unparsed")
     p.add_argument("file", nargs="?", default="-", help="capture file, serial device, or - (default)")
     p.set_defaults(run=_parse)
@@ -215,6 +217,11 @@ def _serial_chunks(name: str) -> Iterator[bytes]:
 
 def _parse(args: argparse.Namespace) -> int:
     profile = profiles.find(args.profile)
+    if args.date_order:
+        try:
+            profile = profiles.with_date_order(profile, args.date_order)
+        except ValueError as exc:
+            raise GatewayError(f"--date-order: {exc}") from None
     stream = StreamParser(profile, _zone(args.tz), gw="local", src=args.file)
     chunks = _open_capture(args.file)
     out = sys.stdout.buffer

@@ -210,6 +210,11 @@ def _source(t: Table) -> SourceSettings:
         if exc.path == profile_name:  # not found, rather than malformed
             raise t.fail("profile", exc.message) from None
         raise
+    if "date_order" in t.keys():
+        try:
+            profile = profiles.with_date_order(profile, t.take("date_order", str))
+        except ValueError as exc:
+            raise t.fail("date_order", str(exc)) from None
     zone = t.take("timezone", str, "UTC")
     try:
         tz = ZoneInfo(zone)

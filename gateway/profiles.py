@@ -9,6 +9,7 @@ every mistake is one :class:`~gateway.errors.ProfileError` naming file and key.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -142,6 +143,19 @@ class PbxProfile:
     @property
     def expected_path(self) -> Path:
         return self.path.parent / "expected.jsonl"
+
+
+def with_date_order(profile: PbxProfile, order: str) -> PbxProfile:
+    """The profile reading dates in ``order`` instead (a site's DD/MM against MM/DD).
+
+    :raises ValueError: ``order`` does not fit the profile (with or without a year).
+    """
+    current = profile.start.date_order
+    allowed = [o for o in DATE_ORDERS if len(o) == len(current)] if current in DATE_ORDERS else []
+    if order not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed) or '(none: this profile prints no such date)'}"
+                         f" for profile {profile.name}; got {order!r}")
+    return dataclasses.replace(profile, start=dataclasses.replace(profile.start, date_order=order))
 
 
 def bundled_names() -> list[str]:
@@ -344,9 +358,10 @@ def _rule(t: Table, columns: tuple[str, ...]) -> Rule:
     for field, value in set_t.items():
         if field not in TEXT_FIELDS and not field.startswith("x_"):
             raise set_t.fail(field, "not an event field a rule can set")
-        if not isinstance(value, str) or value not in CLOSED_VALUES.get(field, (value,)):
+        if not isinstance(value, str) or value not in CLOSED_VALUES.get(field, (value,)) + ("",):
             allowed = CLOSED_VALUES.get(field)
-            raise set_t.fail(field, f"expected {' or '.join(allowed) if allowed else 'a string'}; got {value!r}")
+            expected = " or ".join((*allowed, '"" (null)')) if allowed else "a string"
+            raise set_t.fail(field, f"expected {expected}; got {value!r}")
         settings.append((field, value))
     t.done()
     return Rule(tuple(when), tuple(settings))

@@ -40,6 +40,16 @@ def test_parse_msgpack_output_is_the_wire_encoding():
     assert len(maps) == 10 and maps[0]["kind"] == "call" and maps[0]["start"] == 1214645321
 
 
+def test_date_order_override_reads_dd_mm():
+    record = b"20/01/26  9:02AM 101   05 0312345678                     00:02'17\r\n"
+    us = pbxgw("parse", "--profile", "panasonic-kx-tda", "--tz", "UTC", "-", input=record)
+    assert json.loads(us.stdout)["kind"] == "unparsed"  # month 20 does not exist
+    uk = pbxgw("parse", "--profile", "panasonic-kx-tda", "--tz", "UTC", "--date-order", "DMY", "-", input=record)
+    assert json.loads(uk.stdout)["start"] == "2026-01-20T08:59:43Z"
+    bad = pbxgw("parse", "--profile", "panasonic-kx-tda", "--date-order", "DM", "-", input=record)
+    assert "--date-order: expected one of YMD, MDY, DMY" in bad.stderr.decode()
+
+
 def test_profiles_test_passes_and_fails_with_a_diff(tmp_path):
     run = pbxgw("profiles", "test")
     assert run.returncode == 0, run.stdout

@@ -65,6 +65,8 @@ def test_a_full_config_is_typed(tmp_path):
     ('profile = "panasonic-kx-tda"', 'profile = "panasonic"', "source[1].profile", "no such profile"),
     ('timezone = "Asia/Taipei"', 'timezone = "Taipei"', "source[1].timezone", "expected a zone"),
     ('port = 5010', 'port = 70000', "source[2].port", "expected 1 to 65535"),
+    ('timezone = "Asia/Taipei"\n', 'timezone = "Asia/Taipei"\ndate_order = "MD"\n', "source[1].date_order",
+     "expected one of YMD, MDY, DMY for profile panasonic-kx-tda"),
     ('device = "/dev/serial', 'devce = "/dev/serial', "source[1].device", "'devce' is there: a typo?"),
     ('enabled = true', 'enabled = true\ncolour = "red"', "headsets.colour", "unknown key"),
     ('[headsets]', '[headset]', "headset", "unknown key"),
@@ -76,6 +78,11 @@ def test_mistakes_name_file_key_and_expectation(tmp_path, old, new, key, expecte
         load(tmp_path, GOOD.replace(old, new, 1))
     assert info.value.key == key and expected in info.value.message
     assert str(info.value).startswith(str(tmp_path / "config.toml"))
+
+
+def test_a_source_can_read_dd_mm_dates(tmp_path):
+    s = load(tmp_path, GOOD.replace('timezone = "Asia/Taipei"\n', 'timezone = "Asia/Taipei"\ndate_order = "DMY"\n', 1))
+    assert s.sources[0].profile.start.date_order == "DMY"
 
 
 def test_the_documented_example_config_is_valid():

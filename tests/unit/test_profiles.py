@@ -32,7 +32,7 @@ def test_a_wrong_expectation_is_reported_with_event_number_and_key(tmp_path):
     ('{ column = "account" }', '{ column = "acount" }', "fields.acct.column", "expected a column of the layout"),
     ("when = { continuation = '1' }", "when = { continuation = '(1' }", "rules[10].when.continuation",
      "bad regular expression"),
-    ('set = { dir = "int" }', 'set = { dir = "internal" }', "rules[3].set.dir", "expected in or out or int"),
+    ('set = { dir = "int" }', 'set = { dir = "internal" }', "rules[3].set.dir", 'expected in or out or int or "" (null)'),
     ('max_record_len = 1024', 'max_record_len = 10000000', "framing.max_record_len", "expected 16 to 65536"),
     ('name = "avaya-ipo"', 'name = "Avaya IPO"', "profile.name", "expected lower-case letters"),
 ])
