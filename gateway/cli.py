@@ -10,11 +10,12 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import __version__, config, daemon, offline, profiles, simulate
+from gateway import __version__, config, daemon, draft, offline, profiles, simulate
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, packb, to_json
 from gateway.smdr.stream import StreamParser
@@ -76,7 +77,17 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="Parse each profile's samples.txt and compare the events "
                         "with its expected.jsonl; print differences; exit 1 if any.")
     q.add_argument("name", nargs="?", help="one profile (name or path); default: all bundled")
+    q.add_argument("--update", action="store_true", help="write expected.jsonl from what the "
+                   "profile parses now (once you have checked those events), instead of comparing")
     q.set_defaults(run=_profiles_test)
+    q = psub.add_parser("new", help="draft a profile from a capture",
+                        description="Guess a first profile from a capture (delimiter or column "
+                        "boundaries, the date and time columns) and write it, with the capture's "
+                        "first lines as samples.txt, into a new directory.")
+    q.add_argument("name", help="the new profile's name (lower-case letters, digits, - and _)")
+    q.add_argument("--from", dest="capture", required=True, metavar="FILE", help="a capture of the PBX's output")
+    q.add_argument("--out", metavar="DIR", help="directory to create (default: ./NAME)")
+    q.set_defaults(run=_profiles_new)
 
     p = sub.add_parser("detect", help="rank profiles by how well they parse a capture",
                        description="Parse a capture with every bundled profile and print "
@@ -264,6 +275,12 @@ def _profiles_show(args: argparse.Namespace) -> int:
 
 def _profiles_test(args: argparse.Namespace) -> int:
     chosen = [profiles.find(args.name)] if args.name else profiles.load_all()
+    if args.update:
+        for profile in chosen:
+            events = [json.dumps(offline.comparable(e), ensure_ascii=False) for e in offline.sample_events(profile)]
+            profile.expected_path.write_text("\n".join(events) + "\n", encoding="utf-8")
+            print(f"wrote {profile.expected_path} ({len(events)} events)")
+        return 0
     failed = 0
     for profile in chosen:
         check = offline.check_profile(profile)
@@ -272,6 +289,28 @@ def _profiles_test(args: argparse.Namespace) -> int:
             print(f"     {problem}")
         failed += bool(check.problems)
     return 1 if failed else 0
+
+
+def _profiles_new(args: argparse.Namespace) -> int:
+    if not profiles.NAME.fullmatch(args.name):
+        raise GatewayError(f"{args.name!r}: expected lower-case letters, digits, '-' or '_'")
+    out = Path(args.out or args.name)
+    if out.exists():
+        raise GatewayError(f"{out}: already exists; choose another --out")
+    data = b"".join(_open_capture(args.capture))
+    lines = draft.capture_lines(data)
+    if not lines:
+        raise GatewayError(f"{args.capture}: no records in it")
+    out.mkdir(parents=True)
+    (out / "profile.toml").write_text(draft.draft(args.name, Path(args.capture).name, lines), encoding="utf-8")
+    (out / "samples.txt").write_bytes(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
+    profile = profiles.load(out / "profile.toml")
+    events = offline.sample_events(profile)
+    calls = sum(e.KIND == "call" for e in events)
+    print(f"wrote {out}/profile.toml and {out}/samples.txt ({len(lines)} lines); {calls} of "
+          f"{len(events)} parse with it as drafted.\nNext: edit {out}/profile.toml, check with "
+          f"`pbxgw parse --profile {out} {out}/samples.txt`, then `pbxgw profiles test {out} --update`.")
+    return 0
 
 
 def _detect(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ CLOSED_VALUES = {
 }
 #: Formats of a column: text, a plain integer, or a duration (see fields.DURATIONS).
 FORMATS = ("text", "int", "ipv4-le", *DURATIONS)
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,7 @@ def find(name_or_path: str) -> PbxProfile:
     if "/" in name_or_path or name_or_path.endswith(".toml"):
         path = Path(name_or_path)
         return load(path / "profile.toml" if path.is_dir() else path)
-    if not _NAME.fullmatch(name_or_path) or name_or_path not in bundled_names():
+    if not NAME.fullmatch(name_or_path) or name_or_path not in bundled_names():
         known = ", ".join(bundled_names())
         raise ProfileError(name_or_path, "", f"no such profile; known: {known}")
     return load(BUNDLED / "pbx" / name_or_path / "profile.toml")
@@ -191,7 +191,7 @@ def load(path: Path) -> PbxProfile:
     top = Table(str(path), "", load_toml(path, ProfileError), ProfileError)
     meta = top.table("profile", required=True)
     name = meta.take("name", str)
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise meta.fail("name", f"expected lower-case letters, digits, '-' or '_'; got {name!r}")
     title = meta.take("title", str)
     source = meta.take("source", str, "")
@@ -291,7 +291,7 @@ def _layout(t: Table) -> Layout:
 
 
 def _position(cols: Table, kind: str, name: str) -> Any:
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise cols.fail(name, "column names are lower-case letters, digits, '-' or '_'")
     if kind == "delimited":
         index = cols.take(name, int)

@@ -106,3 +106,35 @@ def test_usage_errors_are_one_clear_line(args, message):
     run = pbxgw(*args, input=b"")
     assert run.returncode != 0
     assert message in run.stderr.decode() and len(run.stderr.decode().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name, source", [("kx-site", "panasonic-kx-tda"), ("ipo-site", "avaya-ipo"),
+                                          ("ast-site", "asterisk-csv")])
+def test_profiles_new_drafts_a_profile_that_reads_its_capture(tmp_path, name, source):
+    capture = profiles.find(source).samples_path
+    out = tmp_path / name
+    run = pbxgw("profiles", "new", name, "--from", str(capture), "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    draft = profiles.find(str(out))
+    assert draft.name == name
+    events = offline.sample_events(draft)
+    calls = [e for e in events if e.KIND == "call"]
+    assert len(calls) >= 0.8 * len([e for e in offline.sample_events(profiles.find(source)) if e.KIND == "call"])
+    # the drafted start column reads the same call start times the real profile reads
+    real = {e.raw: e.start for e in offline.sample_events(profiles.find(source)) if e.KIND == "call"}
+    drafted = {e.raw: e.start for e in calls}
+    same = [raw for raw in drafted if raw in real]
+    # (Panasonic prints the END time: a draft cannot know that, so its starts differ.)
+    assert same and all(drafted[r] == real[r] for r in same if source != "panasonic-kx-tda")
+    again = pbxgw("profiles", "new", name, "--from", str(capture), "--out", str(out))
+    assert again.returncode != 0 and "already exists" in again.stderr.decode()
+
+
+def test_profiles_test_update_writes_expected_events(tmp_path):
+    source = profiles.find("avaya-ipo").path.parent
+    for part in ("profile.toml", "samples.txt"):
+        (tmp_path / part).write_bytes((source / part).read_bytes())
+    assert pbxgw("profiles", "test", str(tmp_path)).returncode == 1  # no expected.jsonl yet
+    assert pbxgw("profiles", "test", str(tmp_path), "--update").returncode == 0
+    assert (tmp_path / "expected.jsonl").read_text() == (source / "expected.jsonl").read_text()
+    assert pbxgw("profiles", "test", str(tmp_path)).returncode == 0
