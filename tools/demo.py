@@ -2,7 +2,8 @@
 gateway reading it through pyserial into its disk queue and publishing to a local
 Mosquitto, and `pbxgw subscribe` printing the decoded events as they arrive.
 
-Run it with `make demo`; it stops by itself after a few dozen calls, or on Ctrl-C.
+Run it with `make demo`; it stops by itself after two passes over the profile's sample
+printout (a few dozen events, about 15 seconds), or on Ctrl-C.
 """
 
 import signal
@@ -11,27 +12,30 @@ import sys
 import tempfile
 from pathlib import Path
 
+from gateway import offline, profiles, simulate
 from tools.parts import Broker, GatewayProcess
 
 PROFILE = "panasonic-kx-tda"
-LINES = 30  # two passes over the profile's 15 sample lines: 24 calls
-CALLS = 24
+PASSES = 2  # over the profile's sample printout
 RATE = 3    # lines per second
 
 
 def main() -> int:
     pbxgw = [sys.executable, "-m", "gateway"]
+    profile = profiles.find(PROFILE)
+    lines = PASSES * len(simulate.printed_units(profile))
+    events = PASSES * len(offline.sample_events(profile))
     with tempfile.TemporaryDirectory(prefix="pbxgw-demo-") as tmp:
         work = Path(tmp)
         broker = Broker(work / "broker")
         broker.start()
         simulator = subprocess.Popen([*pbxgw, "simulate", "--profile", PROFILE, "--pty",
-                                      "--rate", str(RATE), "--count", str(LINES)],
+                                      "--rate", str(RATE), "--count", str(lines)],
                                      stdout=subprocess.PIPE, text=True)
         pty = simulator.stdout.readline().strip()
         source = {"name": "pbx1", "type": "serial", "device": pty, "profile": PROFILE, "timezone": "UTC"}
         gateway = GatewayProcess(work / "gateway", broker.url, [source])
-        subscriber = subprocess.Popen([*pbxgw, "subscribe", "--broker", broker.url, "--count", str(CALLS)])
+        subscriber = subprocess.Popen([*pbxgw, "subscribe", "--broker", broker.url, "--count", str(events)])
         print(f"demo: broker {broker.url}, PBX printing on {pty}, gateway log {gateway.log}\n"
               f"demo: events as the central side receives them (Ctrl-C stops):", file=sys.stderr, flush=True)
         gateway.start()
