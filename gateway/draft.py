@@ -78,7 +78,7 @@ def draft(name: str, source: str, lines: list[str]) -> str:
         delimiter, quoted, count = found
         rows = [next(csv.reader([line], delimiter=delimiter)) for line in lines]
         values = [[r[i].strip() if i < len(r) else "" for r in rows] for i in range(count)]
-        layout = [f"kind = \"delimited\"", f"delimiter = {_toml(delimiter)}",
+        layout = ["kind = \"delimited\"", f"delimiter = {_toml(delimiter)}",
                   f"quote = {_toml(chr(34) if quoted else '')}", f"min_fields = {count}"]
         positions = [str(i) for i in range(count)]
         how = f"records split by {delimiter!r} into {count} fields{' (some quoted)' if quoted else ''}"
