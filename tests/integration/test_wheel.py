@@ -18,6 +18,8 @@ def test_wheel_ships_profiles_and_runs_from_an_install(tmp_path):
         for part in ("profile.toml", "samples.txt", "expected.jsonl"):
             assert f"gateway/firmware_profiles/pbx/{name}/{part}" in names
     assert not any(n.endswith((".pyx", ".c")) for n in names)
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "gateway").rglob("*.py")}
+    assert modules <= names, f"left out of the wheel: {sorted(modules - names)}"
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
@@ -30,3 +32,6 @@ def test_wheel_ships_profiles_and_runs_from_an_install(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("ok ") == len(profiles.bundled_names())
+    check = subprocess.run([sys.executable, "-m", "gateway", "check-config", str(ROOT / "docs" / "config.example.toml")],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
