@@ -1,6 +1,7 @@
 """The built wheel carries the profile library and works outside the source tree."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,7 +11,15 @@ from helpers import ROOT
 
 
 def test_wheel_ships_profiles_and_runs_from_an_install(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+    # Build from a copy of what git tracks: pip builds in the tree, and a build/ directory
+    # left there by an earlier build would slip its files into this wheel.
+    source = tmp_path / "source"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in tracked.decode().split("\0"):
+        if name and (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
                    check=True, capture_output=True, timeout=600)
     wheel = next(tmp_path.glob("pbxgw-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
