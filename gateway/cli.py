@@ -8,7 +8,6 @@ import logging
 import os
 import stat
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import __version__, config, daemon, draft, offline, profiles, simulate
+from gateway.clock import now_ms
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, packb, to_json
 from gateway.smdr.stream import StreamParser
@@ -178,10 +178,6 @@ def _zone(name: str | None) -> ZoneInfo:
         raise GatewayError(f"--tz: unknown time zone {name!r} (expected e.g. Europe/Paris or UTC)") from None
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _open_capture(name: str) -> Iterator[bytes]:
     """The bytes of a capture: stdin, a serial device (through pyserial) or a file.
 
@@ -249,9 +245,9 @@ def _parse(args: argparse.Namespace) -> int:
 
     try:
         for chunk in chunks:
-            emit(stream.feed(chunk, _now_ms()))
+            emit(stream.feed(chunk, now_ms()))
     finally:
-        emit(stream.feed(b"", _now_ms()))
+        emit(stream.feed(b"", now_ms()))
         stats = stream.framer.stats
         print(f"pbxgw parse: profile {profile.name}: records {stats.records} (calls "
               f"{counts['call']}, unparsed {counts['unparsed']}); non-record lines skipped "
@@ -315,7 +311,7 @@ def _profiles_new(args: argparse.Namespace) -> int:
 
 def _detect(args: argparse.Namespace) -> int:
     data = b"".join(_open_capture(args.file))
-    ranked = offline.rank(profiles.load_all(), data, _zone("UTC"), _now_ms())
+    ranked = offline.rank(profiles.load_all(), data, _zone("UTC"), now_ms())
     if args.json:
         print(json.dumps([{"profile": s.profile, "score": round(s.score, 3), "calls": s.calls,
                            "unparsed": s.unparsed} for s in ranked]))

@@ -19,16 +19,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from gateway import __version__
+from gateway.clock import now_ms
 from gateway.config import MqttSettings
 from gateway.events import StatusEvent, packb
 from gateway.outbox import Outbox, Row
 from gateway.store import Store
 
 log = logging.getLogger("pbxgw.mqtt")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Publisher:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from gateway.backoff import Backoff
+from gateway.clock import now_ms
 from gateway.config import SourceSettings
 from gateway.smdr.stream import StreamParser
 from gateway.store import Store
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Ingest:
