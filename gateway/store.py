@@ -31,6 +31,7 @@ The disk is the only durable copy of an event between the PBX and the broker's P
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import sqlite3
@@ -300,8 +301,12 @@ class Store:
     def confirm(self, ids: list[int]) -> None:
         """The broker has these rows. They are only marked (their segment goes once wholly
         confirmed); the confirmed prefix is written with the next append or sync."""
-        for seg in self._segments:
-            seg.done.update(i for i in ids if seg.first <= i <= seg.last)
+        # Called for every PUBACK: find each id's segment by bisection, not by scanning.
+        firsts = [seg.first for seg in self._segments]
+        for i in ids:
+            k = bisect.bisect_right(firsts, i) - 1
+            if k >= 0 and i <= self._segments[k].last:
+                self._segments[k].done.add(i)
         for seg in self._segments:  # advance the contiguous confirmed prefix
             if seg.last <= self._confirmed:
                 continue
