@@ -252,7 +252,9 @@ def _parse(args: argparse.Namespace) -> int:
         print(f"pbxgw parse: profile {profile.name}: records {stats.records} (calls "
               f"{counts['call']}, unparsed {counts['unparsed']}); non-record lines skipped "
               f"{stats.skipped}; records cut at {profile.framing.max_record_len} bytes "
-              f"{stats.truncated}; NUL bytes removed {stats.nul_bytes}", file=sys.stderr)
+              f"{stats.truncated}; NUL bytes removed {stats.nul_bytes}"
+              + (f"; bytes between blocks {stats.noise_bytes}" if profile.framing.terminator == "block" else ""),
+              file=sys.stderr)
     return 1 if args.strict and counts["unparsed"] else 0
 
 

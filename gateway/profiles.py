@@ -107,8 +107,18 @@ class LoginStep:
     wait), then send ``send``."""
 
     expect: str
-    send: str
+    send: bytes
     timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A request the PBX sends on the link that needs an answer (a keep-alive test): when
+    ``receive`` arrives, ``send`` goes back. The request still reaches the framer, which
+    must drop it (a skip pattern, or noise between blocks)."""
+
+    receive: bytes
+    send: bytes
 
 
 #: pyserial's own setting names (serialutil._SAVED_SETTINGS), accepted in ``[serial]``.
@@ -135,6 +145,7 @@ class PbxProfile:
     test_received: datetime
     serial: dict[str, Any]
     login: tuple[LoginStep, ...]
+    replies: tuple[Reply, ...]
 
     @property
     def samples_path(self) -> Path:
@@ -213,6 +224,7 @@ def load(path: Path) -> PbxProfile:
     serial_t.done()
     transport = top.table("transport")
     login = tuple(_login_step(t) for t in transport.tables("login"))
+    replies = tuple(_reply(t) for t in transport.tables("reply"))
     transport.done()
 
     test = top.table("test")
@@ -225,18 +237,26 @@ def load(path: Path) -> PbxProfile:
     return PbxProfile(name=name, title=title, source=source, path=path, framing=framing,
                       layout=layout, start=start, fields=specs, rules=rules,
                       test_timezone=test_timezone, test_received=received,
-                      serial=serial, login=login)
+                      serial=serial, login=login, replies=replies)
 
 
 def _login_step(t: Table) -> LoginStep:
-    step = LoginStep(t.take("expect", str, ""), t.take("send", str, ""),
+    expect = t.take("expect", str, "")
+    _bytes(t, "expect", expect)  # compared with the bytes received, one per character
+    step = LoginStep(expect, _bytes(t, "send", t.take("send", str, "")),
                      float(t.take("timeout", (int, float), 10)))
     if not (step.expect or step.send) or step.timeout <= 0:
         raise t.fail("", "expected expect and/or send text, and a timeout above 0 seconds")
-    if any(ord(c) > 0xFF for c in step.send):
-        raise t.fail("send", "expected characters U+0000 to U+00FF (each is sent as one byte)")
     t.done()
     return step
+
+
+def _reply(t: Table) -> Reply:
+    reply = Reply(_bytes(t, "receive", t.take("receive", str)), _bytes(t, "send", t.take("send", str)))
+    if not reply.receive or not reply.send:
+        raise t.fail("", "expected receive and send, neither empty")
+    t.done()
+    return reply
 
 
 def _framing(t: Table) -> FramingRules:
@@ -247,8 +267,24 @@ def _framing(t: Table) -> FramingRules:
     # Skip and strip patterns run on the record's bytes, before decoding: compiled from UTF-8.
     skip = tuple(re.compile(_regex(t, "skip", p).pattern.encode()) for p in t.take("skip", list, []))
     strip = tuple(re.compile(_regex(t, "strip", p).pattern.encode()) for p in t.take("strip", list, []))
+    block: dict[str, Any] = {}
+    if terminator == "block":
+        block["block_len"] = t.take("block_len", int)
+        if not 2 <= block["block_len"] <= max_len:
+            raise t.fail("block_len", f"expected 2 to max_record_len ({max_len}), got {block['block_len']}")
+        block["block_start"] = _bytes(t, "block_start", t.take("block_start", str))
+        if not block["block_start"]:
+            raise t.fail("block_start", "expected the bytes every block begins with")
     t.done()
-    return FramingRules(terminator, max_len, skip, strip)
+    return FramingRules(terminator, max_len, skip, strip, **block)
+
+
+def _bytes(t: Table, key: str, text: str) -> bytes:
+    """Text of one-byte characters (U+0000 to U+00FF) as the bytes on the wire."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise t.fail(key, "expected characters U+0000 to U+00FF (each is one byte)") from None
 
 
 def _layout(t: Table) -> Layout:

@@ -33,12 +33,20 @@ def printed_units(profile: PbxProfile) -> list[bytes]:
     The samples file is split with the profile's own framing but nothing skipped or
     stripped, so page headers are replayed too.
     """
-    framer = Framer(FramingRules(profile.framing.terminator, MAX_RECORD_LEN_CEILING))
+    framing = profile.framing
+    if framing.terminator == "block":  # blocks are replayed as they are, padding included
+        rules = FramingRules("block", framing.max_record_len, block_len=framing.block_len,
+                             block_start=framing.block_start)
+        framer = Framer(rules, as_framed=True)
+    else:
+        framer = Framer(FramingRules(framing.terminator, MAX_RECORD_LEN_CEILING))
     framer.feed(profile.samples_path.read_bytes())
     framer.feed(b"")
-    if profile.framing.terminator == "length32le":
+    if framing.terminator == "block":
+        return [r.data for r in framer.records()]
+    if framing.terminator == "length32le":
         return [len(r.data + b"\r\n").to_bytes(4, "little") + r.data + b"\r\n" for r in framer.records()]
-    return [r.data + LINE_ENDS[profile.framing.terminator] for r in framer.records()]
+    return [r.data + LINE_ENDS[framing.terminator] for r in framer.records()]
 
 #: How long to let a serial reader settle after it opens the port (pyserial flushes the
 #: input buffer while opening, which would swallow a record written at that moment), and
@@ -132,20 +140,42 @@ def _wait_until_read(path: str) -> None:
         os.close(fd)
 
 
+#: How long the emulated PBX waits for the answer to a reply request.
+REPLY_TIMEOUT_S = 10.0
+
+
 def _serve_login(conn: socket.socket, profile: PbxProfile) -> bool:
-    """Play the PBX's side of the profile's login dialogue: print each expected prompt,
-    wait for each text the client must send. False if the client gave up."""
-    received = b""
-    for step in profile.login:
-        if step.expect:
-            conn.sendall(step.expect.encode() + b": ")
-        wanted = step.send.strip().lower().encode("latin-1")
-        while wanted and wanted not in received.lower():
+    """Play the PBX's side of the profile's dialogue: print each expected prompt, wait for
+    each text the client must send; then send each reply request and wait for its answer
+    (a PBX drops a link that does not answer its keep-alive test). False if the client
+    gave up or did not answer."""
+    received = bytearray()
+
+    def wait_for(wanted: bytes) -> bool:
+        nonlocal received
+        while wanted not in received.lower():
             chunk = conn.recv(1024)
             if not chunk:
                 return False
             received += chunk
-        received = received[received.lower().index(wanted) + len(wanted):] if wanted else received
+        received = received[received.lower().index(wanted) + len(wanted):]
+        return True
+
+    for step in profile.login:
+        if step.expect:  # a text prompt is printed as one, a binary message as it is
+            conn.sendall(step.expect.encode("latin-1") + (b": " if step.expect.isprintable() else b""))
+        if step.send.strip() and not wait_for(step.send.strip().lower()):
+            return False
+    conn.settimeout(REPLY_TIMEOUT_S)
+    try:
+        for reply in profile.replies:
+            conn.sendall(reply.receive)
+            if not wait_for(reply.send.lower()):
+                return False
+    except TimeoutError:
+        return False
+    finally:
+        conn.settimeout(None)
     return True
 
 

@@ -16,6 +16,8 @@ from gateway.errors import RecordError
 DATE_ORDERS = ("YMD", "MDY", "DMY", "MD", "DM")
 
 _DATE_PARTS = re.compile(r"(\d{1,4})[/.\-](\d{1,2})(?:[/.\-](\d{1,4}))?")
+#: YYYYMMDD without separators (Alcatel OXE tickets), read when the order is YMD.
+_COMPACT_YMD = re.compile(r"(\d{4})(\d{2})(\d{2})")
 _TIME = re.compile(r"\*?(\d{1,2}):?(\d{2})(?::(\d{2}))?\s*(?:([AaPp])[Mm]?)?")
 
 
@@ -32,8 +34,10 @@ def parse_date(text: str, order: str, received: date) -> date:
     datetime.date(1998, 12, 31)
     >>> parse_date("12/31", "MD", date(2026, 1, 2))
     datetime.date(2025, 12, 31)
+    >>> parse_date("20260115", "YMD", date(2026, 1, 15))
+    datetime.date(2026, 1, 15)
     """
-    match = _DATE_PARTS.fullmatch(text)
+    match = _DATE_PARTS.fullmatch(text) or (order == "YMD" and _COMPACT_YMD.fullmatch(text))
     if not match or (match[3] is None) != (len(order) == 2):
         raise RecordError(f"date {text!r} is not {'/'.join(order)}")
     parts = dict(zip(order, (int(p) for p in match.groups() if p is not None)))

@@ -20,6 +20,11 @@ and whatever matches the profile's ``skip`` patterns (page headers, rulers, logi
 prompts and echo). ``strip`` patterns cut text out of a record (a page header glued in
 front of it). NUL bytes are removed (some PBXes pad records with them) and counted,
 unless NUL is the terminator.
+
+A ``block`` framing reads fixed-size blocks that begin with a mark (Alcatel OXE tickets:
+772 bytes after ``01 00``). Bytes between blocks (link marks, keep-alive requests) are not
+records: they are dropped and counted in ``noise_bytes``, and a stream out of step finds
+the next mark again.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ END = _Sentinel("END")
 #: Terminator name -> pattern. ``line`` accepts CR, LF and CR LF alike, which is what a
 #: technician wants when a PBX's "new line code" setting is unknown. ``length32le`` is not
 #: a terminator: each record comes after its length, 4 bytes little-endian (Mitel 5000).
+#: ``block`` is not one either: records are ``block_len`` bytes starting with ``block_start``.
 TERMINATORS = {
     "line": rb"\r\n?|\n",
     "crlf": rb"\r\n",
@@ -51,6 +57,7 @@ TERMINATORS = {
     "lf": rb"\n",
     "nul": rb"\x00",
     "length32le": None,
+    "block": None,
 }
 
 #: No profile may allow records longer than this: it bounds the framer's memory.
@@ -73,6 +80,7 @@ class FramerStats:
     skipped: int = 0
     truncated: int = 0
     nul_bytes: int = 0
+    noise_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,8 @@ class FramingRules:
     max_record_len: int = 512
     skip: tuple[re.Pattern[bytes], ...] = field(default=())
     strip: tuple[re.Pattern[bytes], ...] = field(default=())
+    block_len: int = 0
+    block_start: bytes = b""
 
 
 _BLANK = re.compile(rb"[\s\x00]*")
@@ -91,8 +101,11 @@ _BLANK = re.compile(rb"[\s\x00]*")
 class Framer:
     """Splits a byte stream into records according to :class:`FramingRules`."""
 
-    def __init__(self, rules: FramingRules):
+    def __init__(self, rules: FramingRules, as_framed: bool = False):
+        """:param as_framed: return records exactly as framed, NULs and all, nothing
+            skipped or stripped (the simulator replays them)."""
         self._rules = rules
+        self._as_framed = as_framed
         pattern = TERMINATORS[rules.terminator]
         self._terminator = re.compile(pattern) if pattern else None
         # With "line", a CR that is the last byte so far may be the first half of CR LF.
@@ -115,7 +128,8 @@ class Framer:
             record = self._maybe_extract()
             if record is None:
                 return END if self._eof and not self._buffer else NEED_DATA
-            record = self._filter(record)
+            if not self._as_framed:
+                record = self._filter(record)
             if record is not None:
                 return record
 
@@ -132,6 +146,8 @@ class Framer:
         return out
 
     def _maybe_extract(self) -> Record | None:
+        if self._rules.terminator == "block":
+            return self._maybe_extract_block()
         if self._terminator is None:
             return self._maybe_extract_sized()
         buf, limit = self._buffer, self._rules.max_record_len
@@ -170,6 +186,25 @@ class Framer:
                 return Record(self._take(len(buf))[4:], truncated=True)
             return None
         return Record(self._take(4 + size)[4:].rstrip(b"\r\n"))
+
+    def _maybe_extract_block(self) -> Record | None:
+        """A block of ``block_len`` bytes from its start mark; what comes before is noise."""
+        buf, mark, size = self._buffer, self._rules.block_start, self._rules.block_len
+        at = buf.find(mark)
+        if at < 0:
+            # Keep only what may be the first bytes of a mark split across feeds.
+            noise = len(buf) if self._eof else max(0, len(buf) - len(mark) + 1)
+            self.stats.noise_bytes += noise
+            del buf[:noise]
+            return None
+        if at:
+            self.stats.noise_bytes += at
+            del buf[:at]
+        if len(buf) < size:
+            if self._eof:
+                return Record(self._take(len(buf)), truncated=True)
+            return None
+        return Record(self._take(size))
 
     def _take(self, count: int) -> bytes:
         data = bytes(self._buffer[:count])

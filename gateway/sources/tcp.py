@@ -1,13 +1,14 @@
 """TCP PBX links: the gateway as client (Panasonic, Mitel: we connect to the PBX) or as
 server (Avaya IP Office connects to us). A profile's ``[[transport.login]]`` dialogue runs
-before records are read; its bytes never reach the parser.
+before records are read; its bytes never reach the parser. Its ``[[transport.reply]]``
+requests (keep-alive tests) are answered while records flow.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from gateway.profiles import LoginStep
+from gateway.profiles import LoginStep, Reply
 from gateway.sources.base import Source
 
 CHUNK = 64 * 1024
@@ -24,7 +25,7 @@ async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     received = b""
     for step in steps:
         if step.expect:
-            wanted = step.expect.lower().encode()
+            wanted = step.expect.lower().encode("latin-1")
             try:
                 async with asyncio.timeout(step.timeout):
                     while (at := received.lower().find(wanted)) < 0:
@@ -36,16 +37,56 @@ async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 raise LoginFailed(f"no {step.expect!r} within {step.timeout:g} s") from None
             received = received[at + len(wanted):]
         if step.send:
-            writer.write(step.send.encode("latin-1"))  # one byte per character, binary logins too
+            writer.write(step.send)
             await writer.drain()
     return received
 
 
-async def pump(source: Source, reader: asyncio.StreamReader) -> None:
-    """Move bytes from ``reader`` into the source's ingest until the peer closes."""
-    while data := await reader.read(CHUNK):
-        source.ingest.data(data)
+class Responder:
+    """Sans-I/O: finds the profile's reply requests in the incoming bytes, however they are
+    split across reads, and says what to send back."""
+
+    def __init__(self, replies: tuple[Reply, ...]):
+        self._replies = replies
+        self._keep = max((len(r.receive) for r in replies), default=1) - 1
+        self._tail = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """The answers due for ``data``, in the order their requests arrived."""
+        if not self._replies:
+            return b""
+        window = self._tail + data
+        found = sorted((at, reply.send) for reply in self._replies
+                       for at in _occurrences(window, reply.receive, len(self._tail)))
+        self._tail = window[-self._keep:] if self._keep else b""
+        return b"".join(send for _, send in found)
+
+
+def _occurrences(data: bytes, pattern: bytes, tail: int):
+    """Where ``pattern`` ends past ``tail`` bytes of ``data`` (so a request that straddles
+    two reads is found once, in the read that completes it)."""
+    at = data.find(pattern)
+    while at >= 0:
+        if at + len(pattern) > tail:
+            yield at
+        at = data.find(pattern, at + 1)
+
+
+async def pump(source: Source, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+               first: bytes = b"") -> None:
+    """Move bytes from ``reader`` into the source's ingest until the peer closes, answering
+    the profile's reply requests on the way."""
+    responder = Responder(source.settings.profile.replies)
+    data = first
+    while True:
+        if data:
+            if answer := responder.feed(data):
+                writer.write(answer)
+                await writer.drain()
+            source.ingest.data(data)
         await asyncio.sleep(source.settings.read_delay)
+        if not (data := await reader.read(CHUNK)):
+            return
 
 
 class TcpClientSource(Source):
@@ -62,9 +103,7 @@ class TcpClientSource(Source):
             try:
                 first = await login(reader, writer, self.settings.profile.login)
                 self.reading()
-                if first:
-                    self.ingest.data(first)
-                await pump(self, reader)
+                await pump(self, reader, writer, first)
                 error = f"{where} closed the connection"
             except (OSError, LoginFailed) as exc:
                 error = f"{where}: {exc}"
@@ -94,7 +133,7 @@ class TcpServerSource(Source):
         self.log.info("PBX connected from %s", peer)
         self.reading()
         try:
-            await pump(self, reader)
+            await pump(self, reader, writer)
         except OSError:
             pass
         finally:

@@ -56,10 +56,15 @@ def test_the_simulator_replays_every_profile_to_its_expected_events(simulator, p
     received = bytearray()
     with socket.create_connection((host, int(port)), timeout=TIMEOUT) as conn:
         for step in profile.login:  # the client's side of the PBX's login dialogue
-            while step.expect and step.expect.lower().encode() not in received.lower():
+            while step.expect and step.expect.lower().encode("latin-1") not in received.lower():
                 received += conn.recv(1024)
             received.clear()
-            conn.sendall(step.send.encode("latin-1"))
+            conn.sendall(step.send)
+        for reply in profile.replies:  # and answers its keep-alive test
+            while reply.receive not in received:
+                received += conn.recv(1024)
+            received.clear()
+            conn.sendall(reply.send)
         while chunk := conn.recv(65536):
             received += chunk
     events = offline.parse_capture(profile, bytes(received), ZoneInfo(profile.test_timezone),

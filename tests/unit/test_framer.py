@@ -117,3 +117,37 @@ def test_strip_patterns_cut_a_glued_page_header():
     rules = FramingRules(terminator="nul", strip=(re.compile(rb"(?s)^\x0c.*====+\r\n"),))
     records = frame(b"\x0cPAGE 1\r\n=====\r\nREC1\x00REC2\x00", rules)
     assert [r.data for r in records] == [b"REC1", b"REC2"]
+
+
+OXE = FramingRules(terminator="block", max_record_len=64, block_len=8, block_start=b"\x01\x00")
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_blocks_from_their_mark_with_noise_between_dropped_and_counted(bytewise):
+    """Alcatel OXE: fixed-size blocks; link marks and keep-alives between them are noise."""
+    data = b"\x03\x04" + b"\x01\x00AB\x00\x00\x00\x00" + b"\x00\x08TEST_REQ" + b"\x01\x00CDEF\x00\x00"
+    framer = Framer(OXE)
+    for piece in ([data[i:i + 1] for i in range(len(data))] if bytewise else [data]):
+        framer.feed(piece)
+    framer.feed(b"")
+    assert [r.data for r in framer.records()] == [b"\x01AB", b"\x01CDEF"]  # NUL padding removed
+    assert framer.stats.noise_bytes == 2 + 10 and framer.stats.nul_bytes == 8
+
+
+def test_a_stream_without_a_block_mark_keeps_at_most_a_mark_less_one_byte():
+    framer = Framer(OXE)
+    for _ in range(1000):
+        framer.feed(b"no mark here \x01")
+        assert framer.next_record() is NEED_DATA and framer.buffered <= 1
+    assert framer.stats.noise_bytes == 1000 * 14 - 1
+
+
+def test_a_block_cut_short_by_the_end_of_the_stream_is_truncated():
+    records = frame(b"\x01\x00ABC", OXE)
+    assert records == [Record(b"\x01ABC", truncated=True)]
+
+
+def test_as_framed_returns_blocks_untouched():
+    framer = Framer(OXE, as_framed=True)
+    framer.feed(b"\x03\x04\x01\x00AB\x00\x00\x00\x00")
+    assert framer.records() == [Record(b"\x01\x00AB\x00\x00\x00\x00")]

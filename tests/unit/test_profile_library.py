@@ -27,8 +27,11 @@ def parse(profile, chunks):
 
 def garbage_unit(profile, n: int) -> bytes:
     line = GARBAGE.format(n).encode()
-    if profile.framing.terminator == "length32le":
+    framing = profile.framing
+    if framing.terminator == "length32le":
         return len(line).to_bytes(4, "little") + line
+    if framing.terminator == "block":  # a block of an unknown kind, NUL-padded
+        return (framing.block_start + line).ljust(framing.block_len, b"\0")
     return line + simulate.LINE_ENDS[profile.framing.terminator]
 
 
