@@ -1,5 +1,6 @@
 """Nothing lost between the PBX and a central subscriber: a real broker, real faults."""
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -8,6 +9,7 @@ import time
 
 import pytest
 
+from gateway import profiles, simulate
 from helpers import pbxgw
 from plugins.processes import TIMEOUT, Broker, GatewayProcess, Subscriber, free_port, wait_until
 
@@ -179,18 +181,25 @@ def test_unplugged_serial_adapter_is_waited_for_and_read_again(tmp_path, broker,
     assert sorted(e["seq"] for e in central.calls()) == list(range(1, 25))
 
 
-def test_tcp_client_logs_in_to_the_pbx_and_reads(tmp_path, broker, central, processes):
-    sim = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", "--profile", "panasonic-kx-tda",
-                            "--tcp", "127.0.0.1:0", "--rate", "100", "--count", "15"],
+@pytest.mark.parametrize("profile", [
+    "panasonic-kx-tda",  # a text login
+    "alcatel-oxe",  # a binary login, 772-byte blocks, and a keep-alive test the simulator insists on
+])
+def test_tcp_client_logs_in_to_the_pbx_and_reads(tmp_path, broker, central, processes, profile):
+    pbx = profiles.find(profile)
+    count = len(simulate.printed_units(pbx))
+    expected = [json.loads(line) for line in pbx.expected_path.read_text().splitlines()]
+    sim = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", "--profile", profile,
+                            "--tcp", "127.0.0.1:0", "--rate", "100", "--count", str(count)],
                            stdout=subprocess.PIPE, text=True)
     processes.append(sim)
     host, port = sim.stdout.readline().strip().rsplit(":", 1)
-    source = {"name": "kx", "type": "tcp-client", "host": host, "port": int(port), "profile": "panasonic-kx-tda"}
+    source = {"name": "pbx", "type": "tcp-client", "host": host, "port": int(port), "profile": profile}
     gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
     processes.append(gw)
     gw.start()
-    central.collect(lambda ev: len(central.calls()) >= 12, what="records over TCP after the login")
-    assert [e["ext"] for e in central.calls()][:3] == ["101", "102", "103"]
+    central.collect(lambda ev: len(central.calls()) >= len(expected), what="records over TCP after the login")
+    assert [(e["kind"], e.get("ext")) for e in central.calls()] == [(e["kind"], e.get("ext")) for e in expected]
 
 
 def test_tcp_server_takes_records_the_pbx_pushes(tmp_path, broker, central, processes):

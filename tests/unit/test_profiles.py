@@ -59,3 +59,23 @@ def test_toml_syntax_error_and_missing_file_name_the_file(tmp_path):
 def test_unknown_profile_name_lists_the_known_ones():
     with pytest.raises(ProfileError, match="no such profile; known: .*avaya-ipo, .*panasonic-kx-tda"):
         profiles.find("nec-sl9")
+
+
+OXE = (profiles.BUNDLED / "pbx" / "alcatel-oxe" / "profile.toml").read_text()
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ("block_len = 772\n", "", "framing.block_len", "expected"),
+    ("block_len = 772", "block_len = 4096", "framing.block_len", "expected 2 to max_record_len (1024)"),
+    ('block_start = "\\u0001\\u0000"', 'block_start = ""', "framing.block_start", "expected the bytes"),
+    ('receive = "\\u0000\\u0008TEST_REQ"', 'receive = ""', "transport.reply[1]", "expected receive and send"),
+    ('send = "\\u0000\\u0008TEST_RSP"', 'send = "\\u0100"', "transport.reply[1].send", "U+0000 to U+00FF"),
+    ('expect = "\\u0000\\u0001P"', 'expect = "\\u2026"', "transport.login[2].expect", "U+0000 to U+00FF"),
+])
+def test_broken_block_framing_or_transport_is_one_error_naming_the_key(tmp_path, old, new, key, message):
+    assert old in OXE
+    path = tmp_path / "profile.toml"
+    path.write_text(OXE.replace(old, new, 1))
+    with pytest.raises(ProfileError) as info:
+        profiles.load(path)
+    assert (info.value.key, message in info.value.message) == (key, True), str(info.value)
