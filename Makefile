@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test chaos bench broker
 
-$(VENV)/.installed: pyproject.toml tools/venv.sh
+$(VENV)/.installed: pyproject.toml setup.py native/smdr_engine.pyx tools/venv.sh
 	sh tools/venv.sh
 	touch $@
 
@@ -15,8 +15,10 @@ broker:
 demo: $(VENV)/.installed broker
 	$(PY) -m tools.demo
 
+# The whole suite twice: on the compiled parser, then on the pure-Python reference.
 test: $(VENV)/.installed broker
 	$(PY) -m pytest
+	PBXGW_PUREPYTHON=1 $(PY) -m pytest
 
 # Not part of `make test`: N cycles of kill -9 and broker restarts while M records flow.
 chaos: $(VENV)/.installed broker
@@ -25,4 +27,6 @@ chaos: $(VENV)/.installed broker
 	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults gateway
 
 bench: $(VENV)/.installed broker
+	$(PY) -m bench.parse --profile panasonic-kx-tda
+	$(PY) -m bench.parse --profile avaya-ipo
 	$(PY) -m bench.delivery

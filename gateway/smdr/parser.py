@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from gateway.errors import RecordError
-from gateway.events import CallEvent, Event, UnparsedEvent
+from gateway.events import CallEvent, Event, UnparsedEvent, packb
 from gateway.profiles import PbxProfile
 from gateway.smdr.fields import parse_date, parse_duration, parse_time
 from gateway.smdr.framer import Record
@@ -55,6 +55,12 @@ class RecordParser:
         except RecordError as exc:
             return UnparsedEvent(**stamp, raw=raw, reason=exc.reason)
         return CallEvent(**stamp, **values, raw=raw)
+
+    def pack(self, records: list[Record], rx: int, seq: int) -> tuple[bytes, list[UnparsedEvent]]:
+        """The msgpack of the events of ``records`` (numbered from ``seq``), concatenated,
+        and the unparsed events among them (for their reasons)."""
+        events = [self.parse(record, rx, seq + i) for i, record in enumerate(records)]
+        return b"".join(map(packb, events)), [e for e in events if isinstance(e, UnparsedEvent)]
 
     def _normalize(self, columns: tuple[str, ...], rx: int) -> dict[str, Any]:
         values: dict[str, Any] = {}

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from datetime import tzinfo
 
-from gateway.events import Event
+from gateway.events import Event, UnparsedEvent
 from gateway.profiles import PbxProfile
-from gateway.smdr.framer import Framer
-from gateway.smdr.parser import RecordParser
+from gateway.smdr.engine import Framer, Parser
 
 
 class StreamParser:
@@ -25,7 +24,7 @@ class StreamParser:
 
     def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str, next_seq: int = 1):
         self.framer = Framer(profile.framing)
-        self.parser = RecordParser(profile, tz, gw, src)
+        self.parser = Parser(profile, tz, gw, src)
         self.next_seq = next_seq
 
     def feed(self, data: bytes, rx: int) -> list[Event]:
@@ -37,3 +36,12 @@ class StreamParser:
             events.append(self.parser.parse(record, rx, self.next_seq))
             self.next_seq += 1
         return events
+
+    def feed_packed(self, data: bytes, rx: int) -> tuple[bytes, list[UnparsedEvent]]:
+        """As :meth:`feed`, for bulk work: the events as concatenated msgpack maps (no
+        event objects on the compiled engine), and the unparsed ones among them."""
+        self.framer.feed(data)
+        records = self.framer.records()
+        packed, unparsed = self.parser.pack(records, rx, self.next_seq)
+        self.next_seq += len(records)
+        return packed, unparsed

@@ -1,0 +1,130 @@
+"""The compiled engine against the reference: the same records, events, bytes and counts.
+
+Both engines are imported here by name, whatever ``PBXGW_PUREPYTHON`` says, so this test
+compares them in either run of the suite (it needs the compiled engine built).
+"""
+
+import random
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway import _smdr_c as compiled
+from gateway import profiles, simulate
+from gateway.errors import RecordError
+from gateway.smdr.framer import Framer as ReferenceFramer
+from gateway.smdr.parser import RecordParser, decode
+from gateway.smdr.split import split_record
+
+ZONES = ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Pacific/Chatham"]
+ALL = profiles.load_all()
+
+
+def run(framer_class, parser_class, profile, chunks, zone, rx):
+    """Events (single-record path), msgpack (batch path) and framer counts of a stream."""
+    framer = framer_class(profile.framing)
+    parser = parser_class(profile, ZoneInfo(zone), "gw", "src")
+    events, packed, reasons, seq = [], b"", [], 1
+    for chunk in [*chunks, b""]:
+        framer.feed(chunk)
+        records = framer.records()
+        events += [parser.parse(record, rx, seq + i) for i, record in enumerate(records)]
+        data, unparsed = parser.pack(records, rx, seq)
+        packed += data
+        reasons += [e.reason for e in unparsed]
+        seq += len(records)
+    return events, packed, reasons, framer.stats
+
+
+def assert_same(profile, chunks, zone="UTC", rx=None):
+    rx = rx or int(profile.test_received.timestamp() * 1000)
+    reference = run(ReferenceFramer, RecordParser, profile, chunks, zone, rx)
+    assert run(compiled.Framer, compiled.Engine, profile, chunks, zone, rx) == reference
+    return reference
+
+
+def splits(data: bytes, rng: random.Random) -> list[bytes]:
+    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 20)))) if len(data) > 1 else []
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+
+
+@pytest.mark.parametrize("how", ["whole", "byte-by-byte", "random-splits"])
+def test_every_profile_sample_gives_the_same_events_and_bytes(profile, how):
+    data = b"".join(simulate.printed_units(profile))
+    chunks = {"whole": [data], "byte-by-byte": [data[i:i + 1] for i in range(len(data))],
+              "random-splits": splits(data, random.Random(profile.name))}[how]
+    events, packed, _, _ = assert_same(profile, chunks, profile.test_timezone)
+    assert events and packed  # the comparison was not between two empty outputs
+
+
+def test_the_compiled_split_matches_the_reference_split(profile):
+    program = compiled.Program(profile.layout)
+    framer = ReferenceFramer(profile.framing)
+    framer.feed(profile.samples_path.read_bytes() + b"\n~ not a record ~\n,,\"x\n")
+    framer.feed(b"")
+    for record in framer.records():
+        text = decode(record.data)
+        try:
+            expected = split_record(profile.layout, text)
+        except RecordError as exc:
+            with pytest.raises(RecordError) as got:
+                program.split(text)
+            assert got.value.reason == exc.reason
+        else:
+            assert program.split(text) == expected
+
+
+@st.composite
+def streams(draw):
+    """A profile, and a stream of its sample units, mutated units and random bytes."""
+    profile = draw(st.sampled_from(ALL))
+    units = simulate.printed_units(profile)
+    pieces = []
+    for _ in range(draw(st.integers(1, 12))):
+        kind = draw(st.sampled_from(["unit", "mutated", "garbage"]))
+        if kind == "garbage":
+            pieces.append(draw(st.binary(max_size=200)))
+            continue
+        unit = bytearray(draw(st.sampled_from(units)))
+        if kind == "mutated":
+            for _ in range(draw(st.integers(1, 4))):
+                at = draw(st.integers(0, max(0, len(unit) - 1)))
+                byte = draw(st.sampled_from([*b"0123456789 :/'*-.,\"<>", 0, 0xD0, 0xE9, 13, 10]))
+                op = draw(st.sampled_from(["replace", "insert", "delete"]))
+                if op == "replace" and unit:
+                    unit[at] = byte
+                elif op == "insert":
+                    unit.insert(at, byte)
+                elif unit:
+                    del unit[at]
+        pieces.append(bytes(unit))
+    data = b"".join(pieces)
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=8)))) if len(data) > 1 else []
+    chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+    zone = draw(st.sampled_from(ZONES))
+    received = datetime(2026, 1, 15, 12, tzinfo=timezone.utc) + timedelta(minutes=draw(st.integers(-400000, 400000)))
+    return profile, chunks, zone, int(received.timestamp() * 1000)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams())
+def test_generated_records_and_garbage_give_the_same_output(stream):
+    profile, chunks, zone, rx = stream
+    assert_same(profile, chunks, zone, rx)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Paris", "America/New_York", "Australia/Lord_Howe"])
+def test_every_minute_around_the_clock_changes_gives_the_same_start(zone):
+    """Local times in the spring gap and the autumn repeat, minute by minute."""
+    profile = profiles.find("panasonic-kx-tda")
+    lines = []
+    for day in ("03/08/26", "03/29/26", "04/05/26", "10/04/26", "10/25/26", "11/01/26"):
+        for minute in range(0, 240):
+            hour, mins = divmod(minute, 60)
+            clock = f"{(hour + 11) % 12 + 1}:{mins:02d}{'AM' if hour < 12 else 'PM'}"
+            lines.append(f"{day} {clock:>7} 101   05 0312345678                     00:02'17\r\n")
+    events, _, _, _ = assert_same(profile, ["".join(lines).encode()], zone)
+    assert len(events) == len(lines)
