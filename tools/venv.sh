@@ -19,4 +19,12 @@ if [ ! -x .venv/bin/python ]; then
         "$PYTHON" -m venv .venv
     fi
 fi
+# The compiled parser needs a C compiler and Python's headers; without them pbxgw still
+# installs (pure Python), but `make test` compares both engines, so get them here.
+include=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+if ! command -v cc >/dev/null 2>&1 || [ ! -f "$include/Python.h" ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq gcc python3-dev
+fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,11 +1,16 @@
 """The `pbxgw` command as a technician runs it: real processes, real files."""
 
+import io
 import json
+import os
+import subprocess
+import sys
 
 import msgpack
 import pytest
 
 from gateway import offline, profiles
+from gateway.events import from_wire, to_json_dict
 from helpers import pbxgw
 
 
@@ -138,3 +143,20 @@ def test_profiles_test_update_writes_expected_events(tmp_path):
     assert pbxgw("profiles", "test", str(tmp_path), "--update").returncode == 0
     assert (tmp_path / "expected.jsonl").read_text() == (source / "expected.jsonl").read_text()
     assert pbxgw("profiles", "test", str(tmp_path)).returncode == 0
+
+
+@pytest.mark.parametrize("pure, engine", [("", "cython"), ("1", "python")])
+def test_version_names_the_engine_and_pbxgw_purepython_forces_the_reference(pure, engine):
+    run = subprocess.run([sys.executable, "-m", "gateway", "--version"], capture_output=True, text=True,
+                         env={**os.environ, "PBXGW_PUREPYTHON": pure}, timeout=60)
+    assert run.returncode == 0 and f"(parser engine: {engine})" in run.stdout
+
+
+def test_msgpack_output_is_the_events_stream_of_the_batch_path():
+    sample = profiles.find("avaya-ipo").samples_path
+    packed = pbxgw("parse", "--profile", "avaya-ipo", "--tz", "UTC", "--format", "msgpack", str(sample))
+    lines = pbxgw("parse", "--profile", "avaya-ipo", "--tz", "UTC", str(sample))
+    assert packed.returncode == lines.returncode == 0
+    decoded = [to_json_dict(from_wire(m)) for m in msgpack.Unpacker(io.BytesIO(packed.stdout), raw=False)]
+    assert [{k: v for k, v in e.items() if k != "rx"} for e in decoded] == \
+        [{k: v for k, v in json.loads(line).items() if k != "rx"} for line in lines.stdout.decode().splitlines()]
