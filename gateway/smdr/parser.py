@@ -15,7 +15,7 @@ from gateway.errors import RecordError
 from gateway.events import CallEvent, Event, UnparsedEvent, packb
 from gateway.profiles import PbxProfile
 from gateway.smdr.fields import parse_date, parse_duration, parse_time
-from gateway.smdr.framer import Record
+from gateway.smdr.framer import Framer, Record
 from gateway.smdr.split import split_record
 
 _INT = re.compile(r"[+-]?\d+")
@@ -61,6 +61,13 @@ class RecordParser:
         and the unparsed events among them (for their reasons)."""
         events = [self.parse(record, rx, seq + i) for i, record in enumerate(records)]
         return b"".join(map(packb, events)), [e for e in events if isinstance(e, UnparsedEvent)]
+
+    def pack_framed(self, framer: Framer, rx: int, seq: int) -> tuple[bytes, list[UnparsedEvent], int]:
+        """:meth:`pack` of the records ``framer`` has complete: (msgpack, unparsed events,
+        number of records). The compiled engine frames and parses them in one pass."""
+        records = framer.records()
+        packed, unparsed = self.pack(records, rx, seq)
+        return packed, unparsed, len(records)
 
     def _normalize(self, columns: tuple[str, ...], rx: int) -> dict[str, Any]:
         values: dict[str, Any] = {}

@@ -41,7 +41,6 @@ class StreamParser:
         """As :meth:`feed`, for bulk work: the events as concatenated msgpack maps (no
         event objects on the compiled engine), and the unparsed ones among them."""
         self.framer.feed(data)
-        records = self.framer.records()
-        packed, unparsed = self.parser.pack(records, rx, self.next_seq)
-        self.next_seq += len(records)
+        packed, unparsed, count = self.parser.pack_framed(self.framer, rx, self.next_seq)
+        self.next_seq += count
         return packed, unparsed

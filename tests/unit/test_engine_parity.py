@@ -24,10 +24,12 @@ ALL = profiles.load_all()
 
 
 def run(framer_class, parser_class, profile, chunks, zone, rx):
-    """Events (single-record path), msgpack (batch path) and framer counts of a stream."""
-    framer = framer_class(profile.framing)
+    """Events (single-record path), msgpack of the framed records and msgpack of the
+    one-pass path (the two batch paths), their unparsed reasons and the framer counts."""
+    framer, one_pass = framer_class(profile.framing), framer_class(profile.framing)
     parser = parser_class(profile, ZoneInfo(zone), "gw", "src")
     events, packed, reasons, seq = [], b"", [], 1
+    fused, fused_reasons, fused_seq = b"", [], 1
     for chunk in [*chunks, b""]:
         framer.feed(chunk)
         records = framer.records()
@@ -36,6 +38,12 @@ def run(framer_class, parser_class, profile, chunks, zone, rx):
         packed += data
         reasons += [e.reason for e in unparsed]
         seq += len(records)
+        one_pass.feed(chunk)
+        data, unparsed, count = parser.pack_framed(one_pass, rx, fused_seq)
+        fused += data
+        fused_reasons += [e.reason for e in unparsed]
+        fused_seq += count
+    assert (fused, fused_reasons, one_pass.stats) == (packed, reasons, framer.stats)
     return events, packed, reasons, framer.stats
 
 
@@ -77,6 +85,13 @@ def test_the_compiled_split_matches_the_reference_split(profile):
             assert program.split(text) == expected
 
 
+#: What mutations put into sample records: digits and punctuation the layouts use, line
+#: ends, NUL, invalid UTF-8, a byte-order mark, Cyrillic and non-ASCII white space.
+PIECES = [bytes([b]) for b in b"0123456789 :/'*-.,\"<>@ET"] + [
+    b"\0", b"\r", b"\n", b"\x1c", b"\xd0", b"\xe9", b"\xed\xa0\x80", b"\xef\xbb\xbf",
+    "\u0416".encode(), "\u00a0".encode(), "\u2003".encode(), "\u3000".encode(), "\u0085".encode()]
+
+
 @st.composite
 def streams(draw):
     """A profile, and a stream of its sample units, mutated units and random bytes."""
@@ -92,12 +107,12 @@ def streams(draw):
         if kind == "mutated":
             for _ in range(draw(st.integers(1, 4))):
                 at = draw(st.integers(0, max(0, len(unit) - 1)))
-                byte = draw(st.sampled_from([*b"0123456789 :/'*-.,\"<>", 0, 0xD0, 0xE9, 13, 10]))
+                piece = draw(st.sampled_from(PIECES))
                 op = draw(st.sampled_from(["replace", "insert", "delete"]))
                 if op == "replace" and unit:
-                    unit[at] = byte
+                    unit[at:at + 1] = piece
                 elif op == "insert":
-                    unit.insert(at, byte)
+                    unit[at:at] = piece
                 elif unit:
                     del unit[at]
         pieces.append(bytes(unit))
@@ -128,3 +143,16 @@ def test_every_minute_around_the_clock_changes_gives_the_same_start(zone):
             lines.append(f"{day} {clock:>7} 101   05 0312345678                     00:02'17\r\n")
     events, _, _, _ = assert_same(profile, ["".join(lines).encode()], zone)
     assert len(events) == len(lines)
+
+
+@pytest.mark.parametrize("name", [
+    "Иван Петров", "\u00a0Joe", "Joe\u3000", "\u2003\u0416", "Jo\u0085", "Zoë ", "\u200bJoe",
+    b"\xef\xbb\xbfJoe", b"J\xe9r\xf4me", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"])
+def test_names_beyond_ascii_read_the_same(name):
+    """Delimited records with UTF-8 (valid or not, white space of every kind at the edges)."""
+    ipo = profiles.find("avaya-ipo")
+    raw = name if isinstance(name, bytes) else name.encode()
+    line = (b"2008/06/28 09:28:41,00:00:05,9,8004206,I,4324,4324,,0,1000014155,0,E4324,"
+            + raw + b",T9161,LINE 5.1,0,0\r\n")
+    events, _, _, _ = assert_same(ipo, [line, raw + b"," + line])
+    assert len(events) == 2
