@@ -27,10 +27,13 @@ class Program:
 class Engine:
     """One profile's parser for one source.
 
-    Records run through the compiled program with memoized dates, times, durations and
-    time-zone offsets; a record the fast path cannot read exactly as the reference does
-    (cut short, or any error) is read by the reference, so the reasons of unparsed
-    events are the reference's own.
+    On the batch paths a record runs in C: columns, conversions and rules, with dates,
+    times, durations, groupless patterns and zone offsets read once by the reference's
+    own functions and cached in fixed-size tables. What the C path cannot read exactly
+    as the reference does (fixed-width text beyond ASCII, a quoted field, a zone change
+    inside the minute, any error) goes to a Python path with the same program, and from
+    there, on any error, to the reference, so unparsed events carry the reference's
+    reasons.
     """
 
     profile: PbxProfile
@@ -41,8 +44,12 @@ class Engine:
     def parse(self, record: framer.Record, rx: int, seq: int) -> Event:
         """The event for ``record``, received at ``rx`` (ms since the epoch) as number ``seq``."""
     def pack(self, records: list[framer.Record], rx: int, seq: int) -> tuple[bytes, list[UnparsedEvent]]:
-        """The batch path: the msgpack of the events of ``records`` (numbered from
-        ``seq``) concatenated, written without event objects, and the unparsed events."""
+        """The msgpack of the events of ``records`` (numbered from ``seq``) concatenated,
+        written without event objects, and the unparsed events."""
+    def pack_framed(self, framer: framer.Framer, rx: int, seq: int) -> tuple[bytes, list[UnparsedEvent], int]:
+        """The batch path: the records ``framer`` has complete, framed and parsed in one
+        pass over its buffer (terminated records; others as :meth:`pack`): msgpack,
+        unparsed events, and how many records."""
 
 class Framer(framer.Framer):
     """The reference framer with ``records()`` compiled for terminated records (line,

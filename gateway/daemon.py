@@ -18,6 +18,7 @@ import signal
 
 from gateway.config import Settings
 from gateway.publisher import Publisher
+from gateway.smdr.engine import ENGINE
 from gateway.sources import Ingest, Source, source_class
 from gateway.store import Store
 
@@ -50,8 +51,8 @@ class Gateway:
         tasks = [loop.create_task(src.run(), name=src.settings.name) for src in self.sources]
         self.publisher.start()
         syncer = loop.create_task(self._sync_every(s.queue.sync_interval))
-        log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d",
-                 self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port)
+        log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
+                 self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
         if s.headsets_enabled:
             log.warning("[headsets] enabled: headset support is not built yet; ignored")
         await stop.wait()

@@ -1435,8 +1435,14 @@ cdef int _next_cut(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos, Py_ssiz
     cdef Py_ssize_t i = searched[0] if searched[0] > pos else pos
     cdef Py_ssize_t start = -1, end = 0
     cdef const unsigned char* hit
+    cdef const unsigned char* cr
     if term >= 2 and i < n:  # one terminator byte: memchr finds it
         hit = <const unsigned char*>memchr(p + i, 13 if term == 2 else 10 if term == 3 else 0, n - i)
+        i = n if hit == NULL else hit - p
+    elif term == 0 and i < n:  # the first CR or LF: memchr for each
+        hit = <const unsigned char*>memchr(p + i, 10, n - i)
+        cr = <const unsigned char*>memchr(p + i, 13, (n if hit == NULL else hit - p) - i)
+        hit = cr if cr != NULL else hit
         i = n if hit == NULL else hit - p
     while i < n:
         if term == 0 and (p[i] == 13 or p[i] == 10):

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from gateway import profiles, simulate
+from gateway.smdr.engine import ENGINE
 from helpers import pbxgw
 from plugins.processes import TIMEOUT, Broker, GatewayProcess, Subscriber, free_port, wait_until
 
@@ -200,6 +201,7 @@ def test_tcp_client_logs_in_to_the_pbx_and_reads(tmp_path, broker, central, proc
     gw.start()
     central.collect(lambda ev: len(central.calls()) >= len(expected), what="records over TCP after the login")
     assert [(e["kind"], e.get("ext")) for e in central.calls()] == [(e["kind"], e.get("ext")) for e in expected]
+    assert f"parser engine {ENGINE}" in gw.log_text()  # the engine of this run of the suite
 
 
 def test_tcp_server_takes_records_the_pbx_pushes(tmp_path, broker, central, processes):
