@@ -19,6 +19,7 @@ from gateway import __version__, config, daemon, draft, offline, profiles, simul
 from gateway.clock import now_ms
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, to_json
+from gateway.headsets import cli as headsets_cli
 from gateway.smdr.engine import ENGINE
 from gateway.smdr.stream import StreamParser
 
@@ -111,6 +112,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="stop after this many lines (default: never)")
     p.add_argument("--seed", type=int, help="seed for the random gaps, to repeat a run")
     p.set_defaults(run=_simulate)
+
+    headsets_cli.add_commands(sub)
 
     p = sub.add_parser("run", help="the gateway daemon, in the foreground",
                        description="Read the configured sources, queue events on disk and "

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 
 from gateway import offline, profiles
 from gateway.events import from_wire, to_json_dict
-from helpers import pbxgw
+from helpers import FIXTURES, ROOT, pbxgw
 
 
 def test_parse_avaya_kb_examples_matches_expected_jsonl():
@@ -160,3 +161,46 @@ def test_msgpack_output_is_the_events_stream_of_the_batch_path():
     decoded = [to_json_dict(from_wire(m)) for m in msgpack.Unpacker(io.BytesIO(packed.stdout), raw=False)]
     assert [{k: v for k, v in e.items() if k != "rx"} for e in decoded] == \
         [{k: v for k, v in json.loads(line).items() if k != "rx"} for line in lines.stdout.decode().splitlines()]
+
+
+HID = FIXTURES / "hid"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in HID.glob("*.hid")))
+def test_hid_describe_prints_hook_and_mute_with_their_bits_or_says_there_are_none(name):
+    run = pbxgw("hid", "describe", str(HID / f"{name}.hid"))
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode()
+    if name.startswith("logitech") or name.endswith(("col-consumer", "col-ffa0")):
+        assert "no telephony controls" in text
+    else:
+        assert re.search(r"buf\[1\] bit\d +Tel:HookSwitch", text) and re.search(r"buf\[1\] bit\d +Tel:PhoneMute", text)
+        assert re.search(r"output report \d+ .*\n(  .*\n)*  buf\[1\] bit\d +LED:OffHook", text)
+
+
+def test_hid_describe_json_keys_are_the_documented_ones():
+    described = json.loads(pbxgw("hid", "describe", "--json", str(HID / "yealink-wh66.hid")).stdout)
+    assert set(described) == {"applications", "telephony", "reports", "warnings"}
+    report = described["reports"][0]
+    assert set(report) == {"kind", "id", "application", "bytes", "controls"}
+    assert set(report["controls"][0]) == {"bit", "byte", "bit_in_byte", "size", "relative", "preferred",
+                                          "constant", "null", "min", "max", "usage"}
+    documented = (ROOT / "docs" / "headsets.md").read_text()
+    for key in [*described, *report, *report["controls"][0], "array"]:
+        assert f"`{key}`" in documented
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (HID / "replay").glob("*.hid")))
+def test_hid_replay_turns_each_family_s_recording_into_exactly_the_expected_events(name):
+    run = pbxgw("hid", "replay", str(HID / "replay" / f"{name}.hid"))
+    assert run.returncode == 0, run.stderr
+    expected = (HID / "replay" / f"{name}.expected.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in run.stdout.decode().splitlines()] == [json.loads(line) for line in expected]
+
+
+def test_hid_replay_with_leds_prints_the_writes_and_a_missing_collection_is_an_error(tmp_path):
+    run = pbxgw("hid", "replay", "--drive-leds", str(HID / "replay" / "jabra-evolve-link-ms.hid"))
+    writes = [json.loads(line)["write"] for line in run.stdout.decode().splitlines() if "write" in line]
+    assert writes == ["020100", "021300", "020100", "020000"]
+    negative = pbxgw("hid", "replay", str(HID / "logitech-g535.hid"))
+    assert negative.returncode == 1 and b"no telephony collection" in negative.stderr

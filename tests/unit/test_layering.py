@@ -9,7 +9,8 @@ import gateway
 
 PACKAGE = Path(gateway.__file__).parent
 CORE = ["events.py", "errors.py", "smdr/framer.py", "smdr/fields.py", "smdr/split.py",
-        "smdr/parser.py", "smdr/stream.py", "outbox.py", "backoff.py"]
+        "smdr/parser.py", "smdr/stream.py", "outbox.py", "backoff.py", "headsets/descriptor.py",
+        "headsets/layout.py", "headsets/telephony.py", "headsets/usages.py"]
 FORBIDDEN_MODULES = {"serial", "pyudev", "paho", "socket", "asyncio", "sqlite3", "select", "os", "time"}
 
 

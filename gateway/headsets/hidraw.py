@@ -1,0 +1,83 @@
+"""hidraw I/O: a headset's report descriptor and identity (ioctls, or sysfs), and its
+reports split one by one.
+
+The ioctl numbers and structs are Linux's ``include/uapi/linux/hidraw.h`` (the generic
+``_IOC`` layout of x86 and arm); cffi declares the structs so that their sizes, which are
+part of the ioctl numbers, come from the C declarations rather than from counting.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from cffi import FFI
+
+_ffi = FFI()
+_ffi.cdef("""
+    struct hidraw_report_descriptor { uint32_t size; uint8_t value[4096]; };
+    struct hidraw_devinfo { uint32_t bustype; int16_t vendor; int16_t product; };
+""")
+
+_IOC_READ = 2
+
+
+def _ior(nr: int, size: int) -> int:
+    return (_IOC_READ << 30) | (size << 16) | (ord("H") << 8) | nr
+
+
+HIDIOCGRDESCSIZE = _ior(0x01, _ffi.sizeof("int"))
+HIDIOCGRDESC = _ior(0x02, _ffi.sizeof("struct hidraw_report_descriptor"))
+HIDIOCGRAWINFO = _ior(0x03, _ffi.sizeof("struct hidraw_devinfo"))
+
+
+def read_descriptor(fd: int) -> bytes:
+    """The report descriptor of an open hidraw node (HIDIOCGRDESCSIZE, HIDIOCGRDESC)."""
+    size = _ffi.new("int *")
+    fcntl.ioctl(fd, HIDIOCGRDESCSIZE, _ffi.buffer(size), True)
+    descriptor = _ffi.new("struct hidraw_report_descriptor *")
+    descriptor.size = min(size[0], 4096)
+    fcntl.ioctl(fd, HIDIOCGRDESC, _ffi.buffer(descriptor), True)
+    return bytes(_ffi.buffer(descriptor.value, descriptor.size))
+
+
+def device_info(fd: int) -> tuple[int, int, int]:
+    """(bus, vendor ID, product ID) of an open hidraw node (HIDIOCGRAWINFO; the kernel's
+    IDs are signed 16-bit, so they are masked)."""
+    info = _ffi.new("struct hidraw_devinfo *")
+    fcntl.ioctl(fd, HIDIOCGRAWINFO, _ffi.buffer(info), True)
+    return info.bustype, info.vendor & 0xFFFF, info.product & 0xFFFF
+
+
+def sysfs_descriptor(sys_path: Path) -> bytes:
+    """The descriptor as sysfs shows it (``.../hidrawN/device/report_descriptor``),
+    readable without access to the node itself."""
+    return (sys_path / "device" / "report_descriptor").read_bytes()
+
+
+class ReportSplitter:
+    """Sans-I/O: cuts a byte stream into input reports by the sizes the descriptor
+    declares. A hidraw read returns one report, so on a device this only checks lengths;
+    on a pipe (recorded reports replayed) it is what finds the report boundaries. Bytes of
+    an undeclared report ID are given as one report (the tracker ignores it)."""
+
+    def __init__(self, sizes: dict[int, int], numbered: bool):
+        self._sizes, self._numbered, self._buffer = sizes, numbered, b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        reports = []
+        while self._buffer:
+            size = (1 + self._sizes[self._buffer[0]] if self._buffer[0] in self._sizes else len(self._buffer)) \
+                if self._numbered else self._sizes.get(0, len(self._buffer))
+            if size <= 0 or len(self._buffer) < size:
+                break
+            reports.append(self._buffer[:size])
+            self._buffer = self._buffer[size:]
+        return reports
+
+
+def open_nonblocking(path: str) -> int:
+    """An open hidraw node (or pipe), read and written without blocking the event loop."""
+    return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
