@@ -80,6 +80,34 @@ class SourceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HeadsetDevice:
+    """A headset read without udev: a hidraw node, or a pipe of recorded reports (tests)."""
+
+    path: str
+    descriptor: str = ""  # a .hid recording or raw descriptor; "": read from the node
+    serial: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMapping:
+    """The agent (and extension) a headset belongs to, by its serial number."""
+
+    serial: str
+    agent: str
+    extension: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeadsetSettings:
+    enabled: bool = False
+    discover: bool = True  # find headsets through udev, and follow hotplug
+    drive_leds: bool = False
+    guard: float = 0.5
+    devices: tuple[HeadsetDevice, ...] = ()
+    agents: tuple[AgentMapping, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """A whole, validated config file."""
 
@@ -90,7 +118,7 @@ class Settings:
     mqtt: MqttSettings
     queue: QueueSettings
     sources: tuple[SourceSettings, ...]
-    headsets_enabled: bool = False
+    headsets: HeadsetSettings = HeadsetSettings()
 
     @property
     def topic_prefix(self) -> str:
@@ -150,11 +178,35 @@ def load(path: str | Path) -> Settings:
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise top.fail("source", f"two sources are named {dup!r}; names must be unique")
-    headsets = top.table("headsets")
-    headsets_enabled = headsets.take("enabled", bool, False)
-    headsets.done()
+    headsets = _headsets(top.table("headsets"), top.tables("headset"))
     top.done()
-    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets_enabled)
+    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets)
+
+
+def _headsets(t: Table, mappings: list[Table]) -> HeadsetSettings:
+    settings = HeadsetSettings(
+        enabled=t.take("enabled", bool, False), discover=t.take("discover", bool, True),
+        drive_leds=t.take("drive_leds", bool, False), guard=duration(t, "guard", 0.5),
+        devices=tuple(_headset_device(d) for d in t.tables("device")),
+        agents=tuple(_agent(m) for m in mappings))
+    t.done()
+    serials = [a.serial for a in settings.agents]
+    if len(set(serials)) != len(serials):
+        dup = next(n for n in serials if serials.count(n) > 1)
+        raise t.fail("", f"two [[headset]] mappings have serial {dup!r}; a headset belongs to one agent")
+    return settings
+
+
+def _headset_device(t: Table) -> HeadsetDevice:
+    device = HeadsetDevice(t.take("path", str), t.take("descriptor", str, ""), t.take("serial", str, None))
+    t.done()
+    return device
+
+
+def _agent(t: Table) -> AgentMapping:
+    mapping = AgentMapping(t.take("serial", str), t.take("agent", str), t.take("extension", str, None))
+    t.done()
+    return mapping
 
 
 def _mqtt(t: Table, gateway_id: str) -> MqttSettings:

@@ -17,6 +17,7 @@ import logging
 import signal
 
 from gateway.config import Settings
+from gateway.headsets.service import Headsets
 from gateway.publisher import Publisher
 from gateway.smdr.engine import ENGINE
 from gateway.sources import Ingest, Source, source_class
@@ -53,13 +54,17 @@ class Gateway:
         syncer = loop.create_task(self._sync_every(s.queue.sync_interval))
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
-        if s.headsets_enabled:
-            log.warning("[headsets] enabled: headset support is not built yet; ignored")
+        headsets = None
+        if s.headsets.enabled:
+            headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
+            headsets.start(loop)
         await stop.wait()
         log.info("stopping")
         for task in [*tasks, syncer]:
             task.cancel()
         await asyncio.gather(*tasks, syncer, return_exceptions=True)
+        if headsets is not None:
+            headsets.close()
         await self.publisher.stop(STOP_FLUSH_S)
         self.store.close()
         for src in self.sources:

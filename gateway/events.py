@@ -61,6 +61,33 @@ class UnparsedEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HeadsetEvent:
+    """What an agent did on a USB telephony headset (or that it came or went). ``src`` is
+    the device's id, stable across plugs and restarts; ``ts`` when the gateway read the
+    report, ms since the epoch. ``agent`` and ``ext`` come from the config's mapping."""
+
+    KIND: ClassVar[str] = "headset"
+
+    gw: str
+    src: str
+    seq: int
+    ts: int
+    vid: int
+    pid: int
+    model: str | None = None
+    serial: str | None = None
+    agent: str | None = None
+    ext: str | None = None
+    ev: str
+    detail: str | None = None
+
+    @property
+    def rx(self) -> int:
+        """The receive time, as the queue orders every kind of event by it."""
+        return self.ts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GapEvent:
     """Events of a source the gateway had to drop (queue full), reported once the link is back.
 
@@ -96,12 +123,12 @@ class StatusEvent:
     version: str
 
 
-Event = CallEvent | UnparsedEvent | GapEvent | StatusEvent
+Event = CallEvent | UnparsedEvent | HeadsetEvent | GapEvent | StatusEvent
 _TYPES: dict[str, type[Event]] = {
-    cls.KIND: cls for cls in (CallEvent, UnparsedEvent, GapEvent, StatusEvent)
+    cls.KIND: cls for cls in (CallEvent, UnparsedEvent, HeadsetEvent, GapEvent, StatusEvent)
 }
 #: Wire kind -> the topic (last part) its events are published on.
-TOPICS = {"call": "calls", "unparsed": "unparsed", "gap": "gaps"}
+TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap": "gaps"}
 #: The key the publisher adds to events sent from the backlog (queued before the link
 #: came back), so that consumers can tell late events from live ones.
 HIST_KEY = "hist"

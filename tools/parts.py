@@ -121,8 +121,11 @@ def config_text(state_dir: Path, broker_url: str, sources: list[dict], **section
     lines = ["[gateway]", 'id = "gw-test"', 'site = "lab"', f'state_dir = "{state_dir}"', "[mqtt]"]
     lines += [f"{k} = {value(v)}" for k, v in mqtt.items()]
     for name, table in sections.items():
-        if name != "mqtt":
-            lines += [f"[{name}]"] + [f"{k} = {value(v)}" for k, v in table.items()]
+        if name == "mqtt":
+            continue
+        for entry in table if isinstance(table, list) else [table]:  # a list: an array of tables
+            header = f"[[{name}]]" if isinstance(table, list) else f"[{name}]"
+            lines += [header] + [f"{k} = {value(v)}" for k, v in entry.items()]
     for source in sources:
         lines += ["[[source]]"] + [f"{k} = {value(v)}" for k, v in source.items()]
     return "\n".join(lines) + "\n"

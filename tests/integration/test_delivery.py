@@ -1,6 +1,7 @@
 """Nothing lost between the PBX and a central subscriber: a real broker, real faults."""
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 from gateway import profiles, simulate
 from gateway.smdr.engine import ENGINE
-from helpers import pbxgw
+from helpers import FIXTURES, pbxgw
 from plugins.processes import TIMEOUT, Broker, GatewayProcess, Subscriber, free_port, wait_until
 
 
@@ -250,3 +251,33 @@ def test_check_config_names_file_and_key(tmp_path):
     typo = tmp_path / "typo.toml"
     typo.write_text(good.read_text().replace("[gateway]", "[gateway]\nstate_dri = 1"))
     assert "gateway.state_dri: unknown key" in pbxgw("check-config", str(typo)).stderr.decode()
+
+
+def test_headset_reports_fed_through_a_pipe_reach_the_subscriber_as_agent_events(tmp_path, broker, central,
+                                                                                    processes):
+    """A headset cannot exist here: its reports (built from the Jabra EVOLVE LINK MS layout)
+    come through a FIFO that the gateway reads as it would a hidraw node."""
+    fifo = tmp_path / "hidraw-fake"
+    os.mkfifo(fifo)
+    recording = FIXTURES / "hid" / "jabra-evolve-link-ms.hid"
+    source = {"name": "pbx", "type": "file", "path": str(tmp_path / "none.txt"), "profile": "avaya-ipo"}
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source],
+                        headsets={"enabled": True, "discover": False},
+                        **{"headsets.device": [{"path": str(fifo), "descriptor": str(recording), "serial": "SN42"}],
+                           "headset": [{"serial": "SN42", "agent": "alice", "extension": "4101"}]})
+    processes.append(gw)
+    gw.start()
+    central.collect(lambda ev: any(e.get("ev") == "connected" for e in ev), what="the headset connected")
+    writer = os.open(fifo, os.O_WRONLY)
+    try:
+        for report in ("020000", "020100", "020100", "020500", "020100", "020000"):
+            os.write(writer, bytes.fromhex(report))
+        central.collect(lambda ev: sum(e.get("kind") == "headset" for e in ev) >= 5, what="the agent's events")
+    finally:
+        os.close(writer)
+    headset = [e for e in central.events if e.get("kind") == "headset"]
+    assert [e["ev"] for e in headset] == ["connected", "off_hook", "mute_on", "on_hook", "mute_off"]
+    assert [e["seq"] for e in headset] == [1, 2, 3, 4, 5]
+    first = headset[0]
+    assert (first["src"], first["vid"], first["pid"], first["model"], first["agent"], first["ext"]) == \
+        ("hs-0b0e-0307-SN42", 0x0B0E, 0x0307, "Jabra EVOLVE LINK MS", "alice", "4101")

@@ -35,6 +35,17 @@ profile = "avaya-ipo"
 
 [headsets]
 enabled = true
+drive_leds = true
+guard = "300ms"
+
+[[headsets.device]]
+path = "/dev/hidraw-thin-client"
+serial = "SN42"
+
+[[headset]]
+serial = "SN42"
+agent = "alice"
+extension = "4101"
 """
 
 
@@ -52,7 +63,10 @@ def test_a_full_config_is_typed(tmp_path):
     pbx1, ipo = s.sources
     assert (pbx1.type, pbx1.profile.name, str(pbx1.timezone)) == ("serial", "panasonic-kx-tda", "Asia/Taipei")
     assert (ipo.type, ipo.port, ipo.host) == ("tcp-server", 5010, "")
-    assert s.headsets_enabled
+    h = s.headsets
+    assert (h.enabled, h.discover, h.drive_leds, h.guard) == (True, True, True, 0.3)
+    assert [(d.path, d.descriptor, d.serial) for d in h.devices] == [("/dev/hidraw-thin-client", "", "SN42")]
+    assert [(a.serial, a.agent, a.extension) for a in h.agents] == [("SN42", "alice", "4101")]
 
 
 @pytest.mark.parametrize("old, new, key, expected", [
@@ -69,7 +83,12 @@ def test_a_full_config_is_typed(tmp_path):
      "expected one of YMD, MDY, DMY for profile panasonic-kx-tda"),
     ('device = "/dev/serial', 'devce = "/dev/serial', "source[1].device", "'devce' is there: a typo?"),
     ('enabled = true', 'enabled = true\ncolour = "red"', "headsets.colour", "unknown key"),
-    ('[headsets]', '[headset]', "headset", "unknown key"),
+    ('[headsets]', '[headsetz]', "headsetz", "unknown key"),
+    ('guard = "300ms"', 'guard = "soon"', "headsets.guard", "expected a duration"),
+    ('agent = "alice"', 'agnet = "alice"', "headset[1].agent", "missing"),
+    ('extension = "4101"\n', 'extension = "4101"\n[[headset]]\nserial = "SN42"\nagent = "bob"\n', "headsets",
+     "two [[headset]] mappings have serial 'SN42'"),
+    ('[[headset]]', '[headset]', "headset", "expected a list"),  # [[headset]]: agent mappings
     ('name = "ipo"', 'name = "pbx1"', "source", "two sources are named 'pbx1'"),
 ])
 def test_mistakes_name_file_key_and_expectation(tmp_path, old, new, key, expected):

@@ -6,8 +6,9 @@ import msgpack
 import pytest
 
 from helpers import FIXTURES, ROOT
-from gateway.events import (CallEvent, GapEvent, StatusEvent, UnparsedEvent, from_wire, mark_historical,
-                            packb, to_json_dict, to_wire, unpackb)
+from gateway.events import (CallEvent, GapEvent, HeadsetEvent, StatusEvent, UnparsedEvent, from_wire,
+                            mark_historical, packb, to_json_dict, to_wire, unpackb)
+from gateway.headsets.telephony import EVENTS
 
 CALL = CallEvent(gw="gw-01", src="pbx1", seq=42, rx=1768478400123, profile="avaya-ipo",
                  start=1214645321, ring=9, dur=0, dir="in", ext="4324", trunk="9161",
@@ -16,6 +17,10 @@ CALL = CallEvent(gw="gw-01", src="pbx1", seq=42, rx=1768478400123, profile="avay
                  x={"continuation": 0, "party1_name": "Анна"})
 UNPARSED = UnparsedEvent(gw="gw-01", src="pbx1", seq=43, rx=1768478400456, profile="avaya-ipo",
                          raw="garbage\xff", reason="1 fields, expected at least 17")
+
+HEADSET = HeadsetEvent(gw="gw-01", src="hs-0b0e-0307-ABC123", seq=7, ts=1768478400123, vid=0x0B0E,
+                       pid=0x0307, model="Jabra EVOLVE LINK MS", serial="ABC123", agent="alice", ext="4101",
+                       ev="off_hook")
 
 GAP = GapEvent(gw="gw-01", src="pbx1", rx=1768478400999, first=1, last=15, count=15,
                first_rx=1768478000000, last_rx=1768478100000, reason="queue full: drop_oldest")
@@ -29,12 +34,14 @@ def documented_keys(kind: str) -> list[str]:
     return re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE)
 
 
-@pytest.mark.parametrize("event", [CALL, UNPARSED, GAP, STATUS], ids=["call", "unparsed", "gap", "status"])
+@pytest.mark.parametrize("event", [CALL, UNPARSED, HEADSET, GAP, STATUS],
+                         ids=["call", "unparsed", "headset", "gap", "status"])
 def test_wire_keys_are_the_documented_ones_in_order(event):
     assert list(to_wire(event)) == documented_keys(event.KIND)
 
 
-@pytest.mark.parametrize("event, golden", [(CALL, "call-v1.msgpack"), (UNPARSED, "unparsed-v1.msgpack")])
+@pytest.mark.parametrize("event, golden", [(CALL, "call-v1.msgpack"), (UNPARSED, "unparsed-v1.msgpack"),
+                                           (HEADSET, "headset-v1.msgpack")])
 def test_encoding_matches_golden_bytes_and_decodes_back(event, golden):
     pinned = (FIXTURES / "wire" / golden).read_bytes()
     assert packb(event) == pinned
@@ -71,3 +78,9 @@ def test_json_shows_start_in_iso_utc():
 def test_decoding_rejects_what_it_does_not_know(wire, message):
     with pytest.raises(ValueError, match=message):
         from_wire(wire)
+
+
+def test_every_headset_event_the_tracker_knows_is_documented():
+    text = (ROOT / "docs" / "events.md").read_text().split("## `headset`", 1)[1].split("\n## ", 1)[0]
+    ev_row = next(line for line in text.splitlines() if line.startswith("| `ev` |"))
+    assert re.findall(r'"(\w+)"', ev_row) == list(EVENTS)
