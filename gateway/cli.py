@@ -15,7 +15,7 @@ from typing import BinaryIO, TextIO
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import __version__, config, daemon, draft, offline, profiles, simulate
+from gateway import __version__, config, daemon, devices, draft, offline, profiles, simulate
 from gateway.clock import now_ms
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, to_json
@@ -114,6 +114,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_simulate)
 
     headsets_cli.add_commands(sub)
+
+    p = sub.add_parser("devices", help="serial ports and headsets present, their profile and access",
+                       description="List the serial ports and USB telephony headsets on this box, "
+                       "which profile would read each headset, and whether this user may open them.")
+    p.set_defaults(run=_devices)
 
     p = sub.add_parser("run", help="the gateway daemon, in the foreground",
                        description="Read the configured sources, queue events on disk and "
@@ -298,6 +303,11 @@ class Progress:
     def close(self) -> None:
         if self._shown:
             self._tty.write("\n")
+
+
+def _devices(args: argparse.Namespace) -> int:
+    print("\n".join(devices.lines()))
+    return 0
 
 
 def _profiles_list(args: argparse.Namespace) -> int:

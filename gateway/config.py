@@ -101,8 +101,7 @@ class AgentMapping:
 class HeadsetSettings:
     enabled: bool = False
     discover: bool = True  # find headsets through udev, and follow hotplug
-    drive_leds: bool = False
-    guard: float = 0.5
+    drive_leds: bool = False  # acknowledge every headset's states with its LEDs (some need it always)
     devices: tuple[HeadsetDevice, ...] = ()
     agents: tuple[AgentMapping, ...] = ()
 
@@ -186,7 +185,7 @@ def load(path: str | Path) -> Settings:
 def _headsets(t: Table, mappings: list[Table]) -> HeadsetSettings:
     settings = HeadsetSettings(
         enabled=t.take("enabled", bool, False), discover=t.take("discover", bool, True),
-        drive_leds=t.take("drive_leds", bool, False), guard=duration(t, "guard", 0.5),
+        drive_leds=t.take("drive_leds", bool, False),
         devices=tuple(_headset_device(d) for d in t.tables("device")),
         agents=tuple(_agent(m) for m in mappings))
     t.done()

@@ -100,17 +100,35 @@ class Discovery:
                 self._on_remove(device.device_node)
 
     def _added(self, device) -> None:
-        node = device.device_node
-        if node is None or node in self._seen:
+        if device.device_node in self._seen:
             return
-        try:
-            descriptor = hidraw.sysfs_descriptor(Path(device.sys_path))
-        except OSError as exc:
-            log.debug("%s: no descriptor: %s", node, exc)
-            return
-        if telephony_layout(decode(descriptor)) is None:
-            return
-        identity = usb_identity(device)
-        self._seen.add(node)
-        self._on_add(HeadsetInfo(node, identity.get("vid", 0), identity.get("pid", 0), identity.get("model"),
-                                 identity.get("serial"), identity.get("usb_path")), descriptor)
+        found = headset_of(device)
+        if found is not None:
+            self._seen.add(device.device_node)
+            self._on_add(*found)
+
+
+def headset_of(device) -> tuple[HeadsetInfo, bytes] | None:
+    """A hidraw device's identity and descriptor, when it is a telephony headset."""
+    node = device.device_node
+    if node is None:
+        return None
+    try:
+        descriptor = hidraw.sysfs_descriptor(Path(device.sys_path))
+    except OSError as exc:
+        log.debug("%s: no descriptor: %s", node, exc)
+        return None
+    if telephony_layout(decode(descriptor)) is None:
+        return None
+    identity = usb_identity(device)
+    return HeadsetInfo(node, identity.get("vid", 0), identity.get("pid", 0), identity.get("model"),
+                       identity.get("serial"), identity.get("usb_path")), descriptor
+
+
+def present(context=None) -> list[tuple[HeadsetInfo, bytes]]:
+    """The telephony headsets present now (``pbxgw devices``)."""
+    import pyudev
+
+    context = context or pyudev.Context()
+    found = [headset_of(device) for device in context.list_devices(subsystem="hidraw")]
+    return [f for f in found if f is not None]

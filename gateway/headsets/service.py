@@ -19,8 +19,10 @@ from gateway.clock import now_ms
 from gateway.config import HeadsetDevice, HeadsetSettings
 from gateway.events import HeadsetEvent
 from gateway.headsets import hidraw, recording
+from gateway.headsets import profiles as headset_profiles
 from gateway.headsets.descriptor import INPUT, decode
 from gateway.headsets.discovery import Discovery, HeadsetInfo
+from gateway.headsets.profiles import HeadsetProfile
 from gateway.headsets.layout import telephony_layout
 from gateway.headsets.telephony import TelephonyTracker
 from gateway.store import Store
@@ -34,14 +36,14 @@ READ_SIZE = 4096
 class HeadsetReader:
     """Reads one headset's reports, turns them into events, writes its LED reports."""
 
-    def __init__(self, info: HeadsetInfo, descriptor: bytes, settings: HeadsetSettings,
+    def __init__(self, info: HeadsetInfo, descriptor: bytes, profile: HeadsetProfile, drive_leds: bool,
                  queue: Callable[[HeadsetInfo, list[tuple[str, str | None]]], None]):
         decoded = decode(descriptor)
-        layout = telephony_layout(decoded)
+        layout = telephony_layout(decoded, mirror=profile.mirror) or telephony_layout(decoded)
         if layout is None:
             raise ValueError(f"{info.node}: no telephony collection in its descriptor")
-        self.info, self._queue = info, queue
-        self._tracker = TelephonyTracker(layout, settings.drive_leds, settings.guard)
+        self.info, self.profile, self._queue = info, profile, queue
+        self._tracker = TelephonyTracker(layout, drive_leds or profile.led_echo, profile.guard)
         sizes = {rid: decoded.report_bytes(INPUT, rid) for kind, rid in decoded.report_bits if kind == INPUT}
         self._splitter = hidraw.ReportSplitter(sizes, decoded.uses_report_ids)
         self._fd: int | None = None
@@ -93,6 +95,7 @@ class Headsets:
         self.settings, self.store, self.gw, self.on_queued = settings, store, gw, on_queued
         self.readers: dict[str, HeadsetReader] = {}  # by node
         self._agents = {a.serial: a for a in settings.agents}
+        self._profiles = headset_profiles.load_all()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._discovery = None
 
@@ -113,14 +116,15 @@ class Headsets:
     def add(self, info: HeadsetInfo, descriptor: bytes) -> None:
         if info.node in self.readers:
             return
+        profile = headset_profiles.match(info.vid, info.pid, self._profiles) or headset_profiles.DEFAULT
         try:
-            reader = HeadsetReader(info, descriptor, self.settings, self._queue)
+            reader = HeadsetReader(info, descriptor, profile, self.settings.drive_leds, self._queue)
             reader.open(self._loop)
         except (OSError, ValueError) as exc:
             log.warning("headset %s (%s): not read: %s", info.id, info.node, exc)
             return
         self.readers[info.node] = reader
-        log.info("headset %s on %s (%s)", info.id, info.node, info.model or "no name")
+        log.info("headset %s on %s (%s; profile %s)", info.id, info.node, info.model or "no name", profile.name)
 
     def remove(self, node: str) -> None:
         reader = self.readers.pop(node, None)

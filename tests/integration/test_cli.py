@@ -204,3 +204,10 @@ def test_hid_replay_with_leds_prints_the_writes_and_a_missing_collection_is_an_e
     assert writes == ["020100", "021300", "020100", "020000"]
     negative = pbxgw("hid", "replay", str(HID / "logitech-g535.hid"))
     assert negative.returncode == 1 and b"no telephony collection" in negative.stderr
+
+
+def test_devices_lists_serial_ports_and_headsets_sections():
+    run = pbxgw("devices")
+    assert run.returncode == 0, run.stderr
+    text = run.stdout.decode()
+    assert text.startswith("serial ports:\n") and "\nheadsets:\n" in text

@@ -255,11 +255,12 @@ def test_check_config_names_file_and_key(tmp_path):
 
 def test_headset_reports_fed_through_a_pipe_reach_the_subscriber_as_agent_events(tmp_path, broker, central,
                                                                                     processes):
-    """A headset cannot exist here: its reports (built from the Jabra EVOLVE LINK MS layout)
-    come through a FIFO that the gateway reads as it would a hidraw node."""
+    """A headset cannot exist here: its reports (built from the Poly BT700 layout: report 32,
+    hook bit 0, mute bit 1) come through a FIFO that the gateway reads as it would a hidraw
+    node. (Poly needs no LED acknowledgement: LED writes would come back through a FIFO.)"""
     fifo = tmp_path / "hidraw-fake"
     os.mkfifo(fifo)
-    recording = FIXTURES / "hid" / "jabra-evolve-link-ms.hid"
+    recording = FIXTURES / "hid" / "poly-bt700.hid"
     source = {"name": "pbx", "type": "file", "path": str(tmp_path / "none.txt"), "profile": "avaya-ipo"}
     gw = GatewayProcess(tmp_path / "gw", broker.url, [source],
                         headsets={"enabled": True, "discover": False},
@@ -270,7 +271,7 @@ def test_headset_reports_fed_through_a_pipe_reach_the_subscriber_as_agent_events
     central.collect(lambda ev: any(e.get("ev") == "connected" for e in ev), what="the headset connected")
     writer = os.open(fifo, os.O_WRONLY)
     try:
-        for report in ("020000", "020100", "020100", "020500", "020100", "020000"):
+        for report in ("2000", "2001", "2001", "2003", "2001", "2000"):
             os.write(writer, bytes.fromhex(report))
         central.collect(lambda ev: sum(e.get("kind") == "headset" for e in ev) >= 5, what="the agent's events")
     finally:
@@ -280,4 +281,4 @@ def test_headset_reports_fed_through_a_pipe_reach_the_subscriber_as_agent_events
     assert [e["seq"] for e in headset] == [1, 2, 3, 4, 5]
     first = headset[0]
     assert (first["src"], first["vid"], first["pid"], first["model"], first["agent"], first["ext"]) == \
-        ("hs-0b0e-0307-SN42", 0x0B0E, 0x0307, "Jabra EVOLVE LINK MS", "alice", "4101")
+        ("hs-047f-02e6-SN42", 0x047F, 0x02E6, "Plantronics Poly BT700", "alice", "4101")

@@ -35,6 +35,8 @@ def test_wheel_ships_profiles_and_runs_from_an_install(tmp_path, compiler, engin
     for name in profiles.bundled_names():
         for part in ("profile.toml", "samples.txt", "expected.jsonl"):
             assert f"gateway/firmware_profiles/pbx/{name}/{part}" in names
+    for path in (ROOT / "firmware_profiles" / "headsets").glob("*.toml"):
+        assert f"gateway/firmware_profiles/headsets/{path.name}" in names
     assert not any(n.endswith((".pyx", ".c")) for n in names)
     assert any(n.startswith("gateway/_smdr_c") and n.endswith(".so") for n in names) == (engine == "cython")
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "gateway").rglob("*.py")}

@@ -36,7 +36,6 @@ profile = "avaya-ipo"
 [headsets]
 enabled = true
 drive_leds = true
-guard = "300ms"
 
 [[headsets.device]]
 path = "/dev/hidraw-thin-client"
@@ -64,7 +63,7 @@ def test_a_full_config_is_typed(tmp_path):
     assert (pbx1.type, pbx1.profile.name, str(pbx1.timezone)) == ("serial", "panasonic-kx-tda", "Asia/Taipei")
     assert (ipo.type, ipo.port, ipo.host) == ("tcp-server", 5010, "")
     h = s.headsets
-    assert (h.enabled, h.discover, h.drive_leds, h.guard) == (True, True, True, 0.3)
+    assert (h.enabled, h.discover, h.drive_leds) == (True, True, True)
     assert [(d.path, d.descriptor, d.serial) for d in h.devices] == [("/dev/hidraw-thin-client", "", "SN42")]
     assert [(a.serial, a.agent, a.extension) for a in h.agents] == [("SN42", "alice", "4101")]
 
@@ -84,7 +83,7 @@ def test_a_full_config_is_typed(tmp_path):
     ('device = "/dev/serial', 'devce = "/dev/serial', "source[1].device", "'devce' is there: a typo?"),
     ('enabled = true', 'enabled = true\ncolour = "red"', "headsets.colour", "unknown key"),
     ('[headsets]', '[headsetz]', "headsetz", "unknown key"),
-    ('guard = "300ms"', 'guard = "soon"', "headsets.guard", "expected a duration"),
+    ('drive_leds = true', 'drive_leds = "yes"', "headsets.drive_leds", "expected true or false"),
     ('agent = "alice"', 'agnet = "alice"', "headset[1].agent", "missing"),
     ('extension = "4101"\n', 'extension = "4101"\n[[headset]]\nserial = "SN42"\nagent = "bob"\n', "headsets",
      "two [[headset]] mappings have serial 'SN42'"),

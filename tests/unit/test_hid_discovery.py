@@ -2,75 +2,10 @@
 pipe, fake devices over a fake sysfs tree; the real event loop."""
 
 import asyncio
-import os
 
-from gateway.headsets import recording
+from fake_udev import Context, Device, Monitor, UsbParent, sysfs
+from gateway import devices
 from gateway.headsets.discovery import Discovery
-from helpers import FIXTURES
-
-
-class Attributes:
-    def __init__(self, values):
-        self.values = values
-
-    def asstring(self, name):
-        return self.values[name]
-
-
-class UsbParent:
-    def __init__(self, sys_path, **attributes):
-        self.sys_path, self.attributes = sys_path, Attributes(attributes)
-
-
-class Device:
-    """The parts of a pyudev Device that discovery reads."""
-
-    def __init__(self, node, sys_path, usb=None, action=None):
-        self.device_node, self.sys_path, self.action, self._usb = node, str(sys_path), action, usb
-
-    def find_parent(self, subsystem, device_type=None):
-        return self._usb if (subsystem, device_type) == ("usb", "usb_device") else None
-
-
-class Monitor:
-    """Queued devices; readable on a real pipe while some wait."""
-
-    def __init__(self):
-        self._read, self._write = os.pipe()
-        self._queue = []
-
-    def start(self):
-        pass
-
-    def fileno(self):
-        return self._read
-
-    def deliver(self, device):
-        self._queue.append(device)
-        os.write(self._write, b"!")
-
-    def poll(self, timeout=None):
-        if not self._queue:
-            return None
-        os.read(self._read, 1)
-        return self._queue.pop(0)
-
-
-class Context:
-    def __init__(self, present):
-        self.present = present
-
-    def list_devices(self, subsystem):
-        assert subsystem == "hidraw"
-        return list(self.present)
-
-
-def sysfs(tmp_path, name, fixture):
-    node_dir = tmp_path / name / "device"
-    node_dir.mkdir(parents=True)
-    descriptor = recording.load(FIXTURES / "hid" / f"{fixture}.hid").descriptor
-    (node_dir / "report_descriptor").write_bytes(descriptor)
-    return tmp_path / name
 
 
 def test_present_and_plugged_headsets_are_added_others_ignored_and_removals_seen(tmp_path):
@@ -100,3 +35,14 @@ def test_present_and_plugged_headsets_are_added_others_ignored_and_removals_seen
         ("/dev/hidraw1", "hs-0b0e-0307-A1B2", "Jabra EVOLVE LINK MS"),
         ("/dev/hidraw3", "hs-047f-02e6-1-4", "Poly BT700")]  # no serial: the USB port path
     assert removed == ["/dev/hidraw1"]  # the gaming headset was never added, so never removed
+
+
+def test_pbxgw_devices_lists_headsets_with_their_profile_and_access(tmp_path):
+    jabra = Device(str(tmp_path / "hidraw1"), sysfs(tmp_path, "hidraw1", "jabra-evolve-link-ms"),
+                   UsbParent("/sys/x/1-2", idVendor="0b0e", idProduct="0307", product="Jabra EVOLVE LINK MS",
+                             serial="A1B2"))
+    (tmp_path / "hidraw1").chmod(0o600)
+    report = devices.lines(Context([jabra]))
+    line = report[report.index("headsets:") + 1]
+    assert "hs-0b0e-0307-A1B2" in line and "profile: jabra" in line and "access: yes" in line
+    assert devices.lines(Context([]))[-1] == "  none found"
