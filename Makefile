@@ -1,32 +1,32 @@
 # The README's two commands: `make demo` and `make test`. Each sets up what it needs first:
-# .venv with pbxgw installed, and Mosquitto from the Debian package.
+# .venv with pbxgw installed, and Debian's mosquitto, openssl and systemd-analyze.
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test chaos bench broker
+.PHONY: demo test chaos bench packages
 
 $(VENV)/.installed: pyproject.toml setup.py native/smdr_engine.pyx tools/venv.sh
 	sh tools/venv.sh
 	touch $@
 
-broker:
-	sh tools/mosquitto.sh
+packages:
+	sh tools/debian-packages.sh
 
-demo: $(VENV)/.installed broker
+demo: $(VENV)/.installed packages
 	$(PY) -m tools.demo
 
 # The whole suite twice: on the compiled parser, then on the pure-Python reference.
-test: $(VENV)/.installed broker
+test: $(VENV)/.installed packages
 	$(PY) -m pytest
 	PBXGW_PUREPYTHON=1 $(PY) -m pytest
 
 # Not part of `make test`: N cycles of kill -9 and broker restarts while M records flow.
-chaos: $(VENV)/.installed broker
+chaos: $(VENV)/.installed packages
 	$(PY) -m tools.chaos --cycles 50 --records 50000 --source file
 	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults broker
 	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults gateway
 
-bench: $(VENV)/.installed broker
+bench: $(VENV)/.installed packages
 	$(PY) -m bench.parse --profile panasonic-kx-tda
 	$(PY) -m bench.parse --profile avaya-ipo
 	$(PY) -m bench.delivery

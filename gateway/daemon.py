@@ -18,6 +18,7 @@ import signal
 
 from gateway.config import Settings
 from gateway.headsets.service import Headsets
+from gateway.notify import Notifier
 from gateway.publisher import Publisher
 from gateway.smdr.engine import ENGINE
 from gateway.sources import Ingest, Source, source_class
@@ -27,6 +28,8 @@ log = logging.getLogger("pbxgw")
 
 #: How long a stop waits for the broker to confirm what is in flight.
 STOP_FLUSH_S = 5.0
+#: How often STATUS= is refreshed (and, at most, the watchdog pinged).
+STATUS_INTERVAL_S = 10.0
 
 
 class Gateway:
@@ -38,6 +41,7 @@ class Gateway:
         self.boot = self.store.bump_boot()
         self.publisher: Publisher | None = None
         self.sources: list[Source] = []
+        self.notifier = Notifier()
 
     async def run(self) -> None:
         s = self.settings
@@ -54,15 +58,19 @@ class Gateway:
         syncer = loop.create_task(self._sync_every(s.queue.sync_interval))
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
+        # The config was valid, the queue is recovered and the loop runs: ready.
+        self.notifier.ready(self.status_line())
+        watchdog = loop.create_task(self._watchdog([*tasks, syncer]))
         headsets = None
         if s.headsets.enabled:
             headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
             headsets.start(loop)
         await stop.wait()
         log.info("stopping")
-        for task in [*tasks, syncer]:
+        self.notifier.stopping()
+        for task in [*tasks, syncer, watchdog]:
             task.cancel()
-        await asyncio.gather(*tasks, syncer, return_exceptions=True)
+        await asyncio.gather(*tasks, syncer, watchdog, return_exceptions=True)
         if headsets is not None:
             headsets.close()
         await self.publisher.stop(STOP_FLUSH_S)
@@ -72,6 +80,27 @@ class Gateway:
                      src.ingest.records, src.ingest.unparsed)
         log.info("stopped: %d events delivered and %d rejected this run; %d left in the queue",
                  self.publisher.delivered, self.publisher.rejected, self.store.depth)
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (``systemctl status pbxgw`` shows it)."""
+        reading = sum(src.state == "reading" for src in self.sources)
+        broker = "connected" if self.publisher and self.publisher.connected_since else "not connected"
+        return (f"{reading} of {len(self.sources)} sources reading, queue {self.store.depth} events, "
+                f"broker {broker}")
+
+    async def _watchdog(self, tasks: list[asyncio.Task]) -> None:
+        """WATCHDOG=1 from the event loop while every task of the gateway is alive: a loop
+        blocked by a stuck read sends nothing, nor does a gateway with a dead task, and
+        systemd restarts it. STATUS= is refreshed on the way."""
+        interval = self.notifier.watchdog_interval or STATUS_INTERVAL_S
+        while True:
+            await asyncio.sleep(min(interval, STATUS_INTERVAL_S))
+            dead = [t.get_name() for t in tasks if t.done()]
+            if dead:
+                log.error("stopped working: %s; no more watchdog pings", ", ".join(dead))
+            elif self.notifier.watchdog_interval:
+                self.notifier.watchdog()
+            self.notifier.status(self.status_line())
 
     async def _sync_every(self, interval: float) -> None:
         while True:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import shutil
 import signal
 import socket
@@ -100,10 +101,10 @@ class GatewayProcess:
         self.config.write_text(config_text(self.state_dir, broker_url, sources, **sections))
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log, env={**os.environ, **(env or {})})
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
         self.proc.send_signal(sig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import sys
 from typing import BinaryIO
 
@@ -39,6 +40,10 @@ class FileSource(Source):
                 continue
             with fh:
                 st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):  # a FIFO or a device: no offsets to resume from
+                    await asyncio.sleep(self.waiting(f"{self.settings.path} is not a regular file "
+                                                     "(a serial device is type = \"serial\")"))
+                    continue
                 identity = identity_of(st)
                 # Resume where the last committed record ended, unless this is another file
                 # (rotated) or the same one cut shorter (truncated): then from its start.

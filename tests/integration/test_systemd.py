@@ -1,0 +1,116 @@
+"""The gateway under systemd's eyes: sd_notify over a real NOTIFY_SOCKET datagram socket."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+from plugins.processes import TIMEOUT, GatewayProcess
+
+
+class NotifySocket:
+    """What systemd's end of NOTIFY_SOCKET receives, message by message."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages: list[tuple[float, set[str]]] = []
+
+    def next(self, timeout: float) -> set[str] | None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except TimeoutError:
+            return None
+        lines = set(data.decode().splitlines())
+        self.messages.append((time.monotonic(), lines))
+        return lines
+
+    def wait_for(self, line: str, timeout: float = TIMEOUT) -> set[str]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            got = self.next(left)
+            if got and line in got:
+                return got
+        pytest.fail(f"no {line} within {timeout} s")
+
+    def quiet_for(self, line: str, quiet: float, within: float) -> bool:
+        """Whether ``line`` stops coming for ``quiet`` seconds at some time within ``within``."""
+        deadline, last = time.monotonic() + within, time.monotonic()
+        while time.monotonic() < deadline:
+            got = self.next(min(quiet, deadline - time.monotonic()))
+            if got is not None and line in got:
+                last = time.monotonic()
+            elif time.monotonic() - last >= quiet:
+                return True
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(tmp_path):
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()
+
+
+def test_ready_watchdog_until_a_reader_hangs_then_stopping(tmp_path, broker, processes, notify):
+    """READY once the queue is recovered and the loop runs; WATCHDOG=1 while the loop works;
+    none while a source's read blocks the loop (a FIFO with no writer, opened like a file);
+    STOPPING=1 on SIGTERM."""
+    capture = tmp_path / "smdr.txt"
+    source = {"name": "pbx", "type": "file", "path": str(capture), "follow": True, "profile": "avaya-ipo",
+              "backoff_min": "100ms", "backoff_max": "200ms"}
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
+    processes.append(gw)
+    gw.start(env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"})
+    ready = notify.wait_for("READY=1")
+    assert any(line.startswith("STATUS=") and "queue 0 events" in line for line in ready)
+    for _ in range(3):
+        notify.wait_for("WATCHDOG=1", timeout=2)  # every 0.3 s
+
+    os.mkfifo(capture)  # the source opens it and blocks: the loop is stuck
+    assert notify.quiet_for("WATCHDOG=1", quiet=2.0, within=TIMEOUT)
+
+    with open(capture, "wb") as writer:  # a writer, a record and the end: the reads return,
+        writer.write(b"2008/06/28 09:28:41,00:00:00,9,8004206,I,4324,4324,,0,1000014155,0,E4324,Joe,T9161,L,0,0\r\n")
+        capture.unlink()  # and the FIFO is gone, so the source does not open it again
+    notify.wait_for("WATCHDOG=1", timeout=TIMEOUT)
+    gw.proc.send_signal(signal.SIGTERM)
+    notify.wait_for("STOPPING=1")
+    assert gw.proc.wait(TIMEOUT) == 0
+
+
+UNIT = ROOT / "systemd" / "pbxgw.service"
+
+
+def test_the_unit_verifies_and_its_exposure_is_at_most_2(tmp_path):
+    """systemd-analyze on the unit as installed, its ExecStart pointed at this checkout's
+    pbxgw (verify checks that the command exists)."""
+    unit = tmp_path / "pbxgw.service"
+    pbxgw = Path(sys.executable).with_name("pbxgw")
+    unit.write_text(UNIT.read_text().replace("/opt/pbxgw/venv/bin/pbxgw", str(pbxgw)))
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
+                              capture_output=True, text=True)
+    exposure = float(re.search(r"Overall exposure level for pbxgw.service: ([\d.]+)", security.stdout)[1])
+    assert exposure <= 2.0, security.stdout
+
+
+def test_the_unit_refuses_restarts_for_a_bad_config_and_keeps_its_state_private():
+    unit = UNIT.read_text()
+    assert "RestartPreventExitStatus=78" in unit  # pbxgw exits 78 on a bad config
+    for setting in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "DynamicUser=yes", "StateDirectory=pbxgw",
+                    "StateDirectoryMode=0700", "UMask=0077", "DevicePolicy=closed", "DeviceAllow=char-hidraw rw"):
+        assert setting in unit

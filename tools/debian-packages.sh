@@ -1,0 +1,14 @@
+#!/bin/sh
+# Install what the demo and the tests run for real, from Debian's packages, when missing:
+# the Mosquitto broker, openssl (test certificates for TLS) and systemd-analyze (the unit's
+# verify and security checks).
+set -eu
+missing=""
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+[ -n "$missing" ] || exit 0
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq $missing
