@@ -15,7 +15,7 @@ from typing import BinaryIO, TextIO
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import __version__, config, daemon, devices, draft, offline, profiles, simulate
+from gateway import __version__, config, daemon, devices, draft, offline, profiles, simulate, status
 from gateway.clock import now_ms
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, to_json
@@ -114,6 +114,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_simulate)
 
     headsets_cli.add_commands(sub)
+
+    p = sub.add_parser("status", help="the running gateway: sources, queue, broker, headsets",
+                       description="Ask the running gateway (over the Unix socket in its runtime "
+                       "directory) for its state: sources, queue depth and age, the broker link, "
+                       "headsets. Exit 1 when no gateway answers.")
+    p.add_argument("--config", default="/etc/pbxgw/config.toml", help="its config file (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the JSON document (docs/operations.md)")
+    p.set_defaults(run=_status)
 
     p = sub.add_parser("devices", help="serial ports and headsets present, their profile and access",
                        description="List the serial ports and USB telephony headsets on this box, "
@@ -303,6 +311,18 @@ class Progress:
     def close(self) -> None:
         if self._shown:
             self._tty.write("\n")
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = config.load(args.config)
+    path = settings.runtime_dir / status.SOCKET_NAME
+    try:
+        state = status.query(path)
+    except OSError as exc:
+        raise GatewayError(f"no gateway answers on {path} ({exc.strerror or exc}); is pbxgw running "
+                           "(systemctl status pbxgw)?") from None
+    print(json.dumps(state, indent=2) if args.json else "\n".join(status.text(state)))
+    return 0
 
 
 def _devices(args: argparse.Namespace) -> int:

@@ -118,6 +118,7 @@ class Settings:
     queue: QueueSettings
     sources: tuple[SourceSettings, ...]
     headsets: HeadsetSettings = HeadsetSettings()
+    runtime_dir: Path = Path("/run/pbxgw")  # the status socket (systemd's RuntimeDirectory)
 
     @property
     def topic_prefix(self) -> str:
@@ -167,6 +168,7 @@ def load(path: str | Path) -> Settings:
     gw = top.table("gateway", required=True)
     gateway_id, site = identifier(gw, "id"), identifier(gw, "site")
     state_dir = Path(gw.take("state_dir", str, "/var/lib/pbxgw"))
+    runtime_dir = Path(gw.take("runtime_dir", str, "/run/pbxgw"))
     gw.done()
     mqtt = _mqtt(top.table("mqtt"), gateway_id)
     queue = _queue(top.table("queue"))
@@ -179,7 +181,7 @@ def load(path: str | Path) -> Settings:
         raise top.fail("source", f"two sources are named {dup!r}; names must be unique")
     headsets = _headsets(top.table("headsets"), top.tables("headset"))
     top.done()
-    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets)
+    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets, runtime_dir)
 
 
 def _headsets(t: Table, mappings: list[Table]) -> HeadsetSettings:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
+from gateway import status
 from gateway.config import Settings
 from gateway.headsets.service import Headsets
 from gateway.notify import Notifier
@@ -42,6 +44,8 @@ class Gateway:
         self.publisher: Publisher | None = None
         self.sources: list[Source] = []
         self.notifier = Notifier()
+        self.headsets: Headsets | None = None
+        self.started = time.time()
 
     async def run(self) -> None:
         s = self.settings
@@ -61,18 +65,20 @@ class Gateway:
         # The config was valid, the queue is recovered and the loop runs: ready.
         self.notifier.ready(self.status_line())
         watchdog = loop.create_task(self._watchdog([*tasks, syncer]))
-        headsets = None
         if s.headsets.enabled:
-            headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
-            headsets.start(loop)
+            self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
+            self.headsets.start(loop)
+        status_server = await self._serve_status()
         await stop.wait()
         log.info("stopping")
         self.notifier.stopping()
         for task in [*tasks, syncer, watchdog]:
             task.cancel()
         await asyncio.gather(*tasks, syncer, watchdog, return_exceptions=True)
-        if headsets is not None:
-            headsets.close()
+        if self.headsets is not None:
+            self.headsets.close()
+        if status_server is not None:
+            status_server.close()
         await self.publisher.stop(STOP_FLUSH_S)
         self.store.close()
         for src in self.sources:
@@ -80,6 +86,15 @@ class Gateway:
                      src.ingest.records, src.ingest.unparsed)
         log.info("stopped: %d events delivered and %d rejected this run; %d left in the queue",
                  self.publisher.delivered, self.publisher.rejected, self.store.depth)
+
+    async def _serve_status(self) -> asyncio.AbstractServer | None:
+        path = self.settings.runtime_dir / status.SOCKET_NAME
+        try:
+            self.settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+            return await status.serve(self, path)
+        except OSError as exc:
+            log.warning("no status socket at %s (pbxgw status will not answer): %s", path, exc)
+            return None
 
     def status_line(self) -> str:
         """One line for systemd's STATUS= (``systemctl status pbxgw`` shows it)."""

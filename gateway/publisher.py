@@ -45,6 +45,7 @@ class Publisher:
         self.connected_since: float | None = None
         self.delivered = 0
         self.rejected = 0
+        self.last_ack_ms: int | None = None  # when the broker last confirmed a batch
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._client = self._make_client()
@@ -200,6 +201,7 @@ class Publisher:
             self.store.dead_letter(list(batch.ids), str(reason_code), now_ms())
         else:
             self.delivered += len(batch.ids)
+            self.last_ack_ms = now_ms()
             self.store.confirm(list(batch.ids))
         # Room in the window: send on at once (linger is for live rows trickling in).
         if not self._pump_scheduled:

@@ -37,6 +37,7 @@ def main() -> int:
         gateway = GatewayProcess(work / "gateway", broker.url, [source])
         subscriber = subprocess.Popen([*pbxgw, "subscribe", "--broker", broker.url, "--count", str(events)])
         print(f"demo: broker {broker.url}, PBX printing on {pty}, gateway log {gateway.log}\n"
+              f"demo: the gateway's state meanwhile: pbxgw status --config {gateway.config}\n"
               f"demo: events as the central side receives them (Ctrl-C stops):", file=sys.stderr, flush=True)
         gateway.start()
         try:

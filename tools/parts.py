@@ -119,7 +119,8 @@ def config_text(state_dir: Path, broker_url: str, sources: list[dict], **section
         return json.dumps(v) if isinstance(v, (str, bool)) else str(v)
 
     mqtt = {"url": broker_url, "backoff_max": "2s", **sections.get("mqtt", {})}
-    lines = ["[gateway]", 'id = "gw-test"', 'site = "lab"', f'state_dir = "{state_dir}"', "[mqtt]"]
+    lines = ["[gateway]", 'id = "gw-test"', 'site = "lab"', f'state_dir = "{state_dir}"',
+             f'runtime_dir = "{state_dir.parent / "run"}"', "[mqtt]"]
     lines += [f"{k} = {value(v)}" for k, v in mqtt.items()]
     for name, table in sections.items():
         if name == "mqtt":

@@ -25,6 +25,7 @@ class Ingest:
         self.settings, self.store, self.gw, self.on_queued = settings, store, gw, on_queued
         next_seq, self.offset, self.identity = store.source_state(settings.name)
         self.records = self.unparsed = 0
+        self.last_rx: int | None = None  # when the last record arrived, ms
         self._stream = self._new_stream(next_seq)
 
     def _new_stream(self, next_seq: int) -> StreamParser:
@@ -59,6 +60,7 @@ class Ingest:
         self.store.append(self.settings.name, events, self._stream.next_seq, offset, identity)
         self.offset, self.identity = offset, identity
         if events:
+            self.last_rx = events[-1].rx
             self.records += len(events)
             self.unparsed += sum(e.KIND == "unparsed" for e in events)
             self.on_queued()

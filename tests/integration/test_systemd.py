@@ -1,5 +1,6 @@
 """The gateway under systemd's eyes: sd_notify over a real NOTIFY_SOCKET datagram socket."""
 
+import json
 import os
 import re
 import signal
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
-from plugins.processes import TIMEOUT, GatewayProcess
+from helpers import ROOT, pbxgw
+from plugins.processes import TIMEOUT, GatewayProcess, free_port, wait_until
 
 
 class NotifySocket:
@@ -114,3 +115,28 @@ def test_the_unit_refuses_restarts_for_a_bad_config_and_keeps_its_state_private(
     for setting in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "DynamicUser=yes", "StateDirectory=pbxgw",
                     "StateDirectoryMode=0700", "UMask=0077", "DevicePolicy=closed", "DeviceAllow=char-hidraw rw"):
         assert setting in unit
+
+
+def test_status_answers_with_the_broker_down_and_says_so_when_no_gateway_runs(tmp_path, processes):
+    capture = tmp_path / "smdr.txt"
+    capture.write_bytes((ROOT / "firmware_profiles" / "pbx" / "avaya-ipo" / "samples.txt").read_bytes())
+    source = {"name": "pbx", "type": "file", "path": str(capture), "profile": "avaya-ipo"}
+    gw = GatewayProcess(tmp_path / "gw", f"mqtt://127.0.0.1:{free_port()}", [source])  # no broker there
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: pbxgw("status", "--config", str(gw.config)).returncode == 0, what="status to answer")
+    state = json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)
+    wait_until(lambda: json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)
+               ["sources"][0]["records"] == 10, what="the capture read")
+    state = json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)
+    assert set(state) == {"gateway", "sources", "queue", "broker", "headsets"}
+    assert state["queue"]["depth"] >= 10 and state["broker"]["connected_since"] is None
+    text = pbxgw("status", "--config", str(gw.config)).stdout.decode()
+    assert "source pbx (file):" in text and "10 records" in text and "not connected" in text
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    for section, values in state.items():
+        for key in (values[0] if isinstance(values, list) and values else values if isinstance(values, dict) else {}):
+            assert f"`{key}`" in documented, key
+    gw.kill(signal.SIGTERM)
+    gone = pbxgw("status", "--config", str(gw.config))
+    assert gone.returncode == 1 and b"no gateway answers" in gone.stderr
