@@ -8,6 +8,7 @@ and sizes ``"512KiB"``, ``"256MiB"``, ``"1GB"`` (or a number of bytes).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,12 +236,26 @@ def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
         backoff_min=duration(t, "backoff_min", 0.5),
         backoff_max=duration(t, "backoff_max", 60),
     )
+    if settings.password_file:
+        _private(t, "password_file", settings.password_file)
+        if not settings.username:
+            raise t.fail("password_file", "expected a username too (username = \"...\")")
     for key, low, high in (("batch_events", 1, 10000), ("inflight", 1, 1000)):
         value = getattr(settings, key)
         if not low <= value <= high:
             raise t.fail(key, f"expected {low} to {high}; got {value}")
     t.done()
     return settings
+
+
+def _private(t: Table, key: str, path: str) -> None:
+    """A secret's file must exist and be readable by its owner only (it is never logged)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise t.fail(key, f"cannot read {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise t.fail(key, f"expected {path} readable by its owner only (chmod 600); its mode is {mode & 0o777:o}")
 
 
 def _queue(t: Table) -> QueueSettings:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 
@@ -104,16 +105,21 @@ class Gateway:
                 f"broker {broker}")
 
     async def _watchdog(self, tasks: list[asyncio.Task]) -> None:
-        """WATCHDOG=1 from the event loop while every task of the gateway is alive: a loop
-        blocked by a stuck read sends nothing, nor does a gateway with a dead task, and
-        systemd restarts it. STATUS= is refreshed on the way."""
+        """WATCHDOG=1 from the event loop while no part of the gateway has died: a loop
+        blocked by a stuck read sends nothing, nor does a gateway with a failed part, and
+        systemd restarts it. (A source that finished its file is not failed.) STATUS= is
+        refreshed on the way."""
         interval = self.notifier.watchdog_interval or STATUS_INTERVAL_S
+        said: set[str] = set()
         while True:
             await asyncio.sleep(min(interval, STATUS_INTERVAL_S))
-            dead = [t.get_name() for t in tasks if t.done()]
-            if dead:
-                log.error("stopped working: %s; no more watchdog pings", ", ".join(dead))
-            elif self.notifier.watchdog_interval:
+            failed = [t for t in tasks if t.done() and (t.cancelled() or t.exception() is not None)]
+            for task in failed:
+                if task.get_name() not in said:
+                    said.add(task.get_name())
+                    log.error("%s stopped working: %r; no more watchdog pings", task.get_name(),
+                              None if task.cancelled() else task.exception())
+            if not failed and self.notifier.watchdog_interval:
                 self.notifier.watchdog()
             self.notifier.status(self.status_line())
 
@@ -125,5 +131,6 @@ class Gateway:
 
 def run(settings: Settings) -> int:
     """Run the daemon until SIGTERM or SIGINT; the exit status."""
+    os.umask(0o077)  # the queue holds call records: nothing it writes is for other users
     asyncio.run(Gateway(settings).run())
     return 0

@@ -114,11 +114,13 @@ class Publisher:
         try:
             await self._loop.run_in_executor(None, self._client.connect, s.host, s.port, s.keepalive)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            error = f"cannot connect to mqtt{'s' if s.tls else ''}://{s.host}:{s.port}: {exc}"
-            # Said once per kind of failure, not at every retry of a long outage.
-            (log.debug if error == self._last_error else log.warning)("%s; retrying", error)
-            self._last_error = error
-            self._schedule_retry()
+            self._connect_failed(f"cannot connect to mqtt{'s' if s.tls else ''}://{s.host}:{s.port}: {exc}")
+
+    def _connect_failed(self, error: str) -> None:
+        # Said once per kind of failure, not at every retry of a long outage.
+        (log.debug if error == self._last_error else log.warning)("%s; retrying", error)
+        self._last_error = error
+        self._schedule_retry()
 
     def _schedule_retry(self) -> None:
         if self._stopping or self._retry is not None:
@@ -141,6 +143,13 @@ class Publisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected_since is not None:
             (log.info if self._stopping else log.warning)("disconnected from the broker: %s", reason_code)
+        elif not self._stopping:
+            # Closed before it accepted us: a TLS listener that wants a client certificate,
+            # or one that rejected ours, does this after the handshake.
+            s = self.settings
+            self._connect_failed(f"mqtt{'s' if s.tls else ''}://{s.host}:{s.port} closed the connection "
+                                 f"before accepting it ({reason_code}; a client certificate missing or refused?)")
+            return
         self.connected_since = None
         self._schedule_retry()
 

@@ -50,7 +50,9 @@ class Broker:
     subscriber's session and what is queued for it.
     """
 
-    def __init__(self, workdir: Path, acl: str = ""):
+    def __init__(self, workdir: Path, acl: str = "", tls: dict | None = None):
+        """:param tls: a second listener, TLS only, on ``tls_port``: mosquitto's ``cafile``,
+            ``certfile``, ``keyfile`` and ``require_certificate`` settings."""
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -63,6 +65,10 @@ class Broker:
         if acl:
             (workdir / "acl").write_text(acl)
             lines.append(f"acl_file {workdir}/acl")
+        self.tls_port = free_port() if tls else None
+        if tls:
+            lines.append(f"listener {self.tls_port} 127.0.0.1")
+            lines += [f"{key} {str(value).lower() if isinstance(value, bool) else value}" for key, value in tls.items()]
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None

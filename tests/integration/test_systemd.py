@@ -137,6 +137,8 @@ def test_status_answers_with_the_broker_down_and_says_so_when_no_gateway_runs(tm
     for section, values in state.items():
         for key in (values[0] if isinstance(values, list) and values else values if isinstance(values, dict) else {}):
             assert f"`{key}`" in documented, key
+    assert gw.state_dir.stat().st_mode & 0o777 == 0o700  # the queue is the service's alone
+    assert all(p.stat().st_mode & 0o077 == 0 for p in gw.state_dir.rglob("*"))
     gw.kill(signal.SIGTERM)
     gone = pbxgw("status", "--config", str(gw.config))
     assert gone.returncode == 1 and b"no gateway answers" in gone.stderr

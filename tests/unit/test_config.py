@@ -109,3 +109,20 @@ def test_the_documented_example_config_is_valid():
     settings = config.load(ROOT / "docs" / "config.example.toml")
     assert [s.name for s in settings.sources] == ["pbx1", "ipo"]
     assert settings.queue.max_bytes == 256 * 1024**2
+
+
+def test_a_password_file_must_be_private_and_come_with_a_username(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o644)
+    base = GOOD.replace('url = "mqtts://broker.example:8884"',
+                        f'url = "mqtts://broker.example:8884"\nusername = "gw"\npassword_file = "{secret}"')
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, base)
+    assert info.value.key == "mqtt.password_file" and "chmod 600" in info.value.message
+    assert "hunter2" not in str(info.value)
+    secret.chmod(0o600)
+    assert load(tmp_path, base).mqtt.password_file == str(secret)
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, base.replace('username = "gw"\n', ""))
+    assert "expected a username" in info.value.message
