@@ -13,13 +13,15 @@ synced, exit 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import time
 
-from gateway import status
-from gateway.config import Settings
+from gateway import config, status
+from gateway.config import Settings, SourceSettings
+from gateway.errors import ConfigError
 from gateway.headsets.service import Headsets
 from gateway.notify import Notifier
 from gateway.publisher import Publisher
@@ -47,6 +49,52 @@ class Gateway:
         self.notifier = Notifier()
         self.headsets: Headsets | None = None
         self.started = time.time()
+        self._tasks: dict[str, asyncio.Task] = {}  # each source's, by name
+
+    def _start_source(self, settings: SourceSettings) -> None:
+        ingest = Ingest(settings, self.store, self.settings.gateway_id, self.publisher.wake)
+        source = source_class(settings.type)(settings, ingest)
+        self.sources.append(source)
+        self._tasks[settings.name] = asyncio.get_running_loop().create_task(source.run(), name=settings.name)
+
+    async def _stop_source(self, name: str) -> None:
+        task = self._tasks.pop(name)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self.sources = [src for src in self.sources if src.settings.name != name]
+
+    async def reload(self) -> None:
+        """SIGHUP: read the config (and the profiles) again; restart only the sources whose
+        settings changed, start new ones, stop removed ones. The queue is never touched,
+        except its own limits. A config that does not load is refused: the running one
+        stays. What only a restart can change (gateway ids, broker, headsets) is said."""
+        self.notifier.reloading()
+        try:
+            new = config.load(self.settings.path)
+        except ConfigError as exc:
+            log.error("reload refused, the running config stays: %s", exc)
+            self.notifier.ready(self.status_line())
+            return
+        old = self.settings
+        fixed = [name for name, was, now in (
+            ("gateway", (old.gateway_id, old.site, old.state_dir, old.runtime_dir),
+             (new.gateway_id, new.site, new.state_dir, new.runtime_dir)),
+            ("mqtt", old.mqtt, new.mqtt), ("headsets", old.headsets, new.headsets)) if was != now]
+        if fixed:
+            log.warning("reload: [%s] changed; that takes a restart (systemctl restart pbxgw)", "], [".join(fixed))
+        before = {src.name: src for src in old.sources}
+        after = {src.name: src for src in new.sources}
+        changed = [name for name in before if before[name] != after.get(name)]
+        for name in changed:
+            await self._stop_source(name)
+        started = [src for src in new.sources if src.name not in self._tasks]
+        for source_settings in started:
+            self._start_source(source_settings)
+        self.store.max_bytes, self.store.when_full = new.queue.max_bytes, new.queue.when_full
+        self.settings = dataclasses.replace(new, gateway_id=old.gateway_id, site=old.site, state_dir=old.state_dir,
+                                            runtime_dir=old.runtime_dir, mqtt=old.mqtt, headsets=old.headsets)
+        log.info("reloaded %s: %d sources stopped or restarted, %d started", new.path, len(changed), len(started))
+        self.notifier.ready(self.status_line())
 
     async def run(self) -> None:
         s = self.settings
@@ -54,18 +102,17 @@ class Gateway:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         self.publisher = Publisher(s.mqtt, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot)
         for source_settings in s.sources:
-            ingest = Ingest(source_settings, self.store, s.gateway_id, self.publisher.wake)
-            self.sources.append(source_class(source_settings.type)(source_settings, ingest))
-        tasks = [loop.create_task(src.run(), name=src.settings.name) for src in self.sources]
+            self._start_source(source_settings)
         self.publisher.start()
-        syncer = loop.create_task(self._sync_every(s.queue.sync_interval))
+        syncer = loop.create_task(self._sync_every(), name="queue sync")
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
         # The config was valid, the queue is recovered and the loop runs: ready.
         self.notifier.ready(self.status_line())
-        watchdog = loop.create_task(self._watchdog([*tasks, syncer]))
+        watchdog = loop.create_task(self._watchdog(syncer))
         if s.headsets.enabled:
             self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
             self.headsets.start(loop)
@@ -73,9 +120,10 @@ class Gateway:
         await stop.wait()
         log.info("stopping")
         self.notifier.stopping()
-        for task in [*tasks, syncer, watchdog]:
+        tasks = [*self._tasks.values(), syncer, watchdog]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, syncer, watchdog, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.headsets is not None:
             self.headsets.close()
         if status_server is not None:
@@ -104,7 +152,7 @@ class Gateway:
         return (f"{reading} of {len(self.sources)} sources reading, queue {self.store.depth} events, "
                 f"broker {broker}")
 
-    async def _watchdog(self, tasks: list[asyncio.Task]) -> None:
+    async def _watchdog(self, syncer: asyncio.Task) -> None:
         """WATCHDOG=1 from the event loop while no part of the gateway has died: a loop
         blocked by a stuck read sends nothing, nor does a gateway with a failed part, and
         systemd restarts it. (A source that finished its file is not failed.) STATUS= is
@@ -113,7 +161,8 @@ class Gateway:
         said: set[str] = set()
         while True:
             await asyncio.sleep(min(interval, STATUS_INTERVAL_S))
-            failed = [t for t in tasks if t.done() and (t.cancelled() or t.exception() is not None)]
+            failed = [t for t in [*self._tasks.values(), syncer]
+                      if t.done() and (t.cancelled() or t.exception() is not None)]
             for task in failed:
                 if task.get_name() not in said:
                     said.add(task.get_name())
@@ -123,9 +172,9 @@ class Gateway:
                 self.notifier.watchdog()
             self.notifier.status(self.status_line())
 
-    async def _sync_every(self, interval: float) -> None:
+    async def _sync_every(self) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.settings.queue.sync_interval)  # a reload may change it
             self.store.sync()
 
 

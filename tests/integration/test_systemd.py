@@ -142,3 +142,38 @@ def test_status_answers_with_the_broker_down_and_says_so_when_no_gateway_runs(tm
     gw.kill(signal.SIGTERM)
     gone = pbxgw("status", "--config", str(gw.config))
     assert gone.returncode == 1 and b"no gateway answers" in gone.stderr
+
+
+def test_sighup_restarts_a_changed_source_keeps_the_queue_and_refuses_a_broken_config(tmp_path, processes, notify):
+    samples = (ROOT / "firmware_profiles" / "pbx" / "avaya-ipo" / "samples.txt").read_bytes()
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_bytes(samples)
+    second.write_bytes(samples[:samples.index(b"\n") + 1])  # one record
+    source = {"name": "pbx", "type": "file", "path": str(first), "profile": "avaya-ipo"}
+    other = {"name": "other", "type": "file", "path": str(first), "profile": "avaya-ipo"}
+    gw = GatewayProcess(tmp_path / "gw", f"mqtt://127.0.0.1:{free_port()}", [source, other])  # no broker
+    processes.append(gw)
+    gw.start(env={"NOTIFY_SOCKET": notify.path})
+    notify.wait_for("READY=1")
+
+    def state():
+        run = pbxgw("status", "--json", "--config", str(gw.config))
+        return json.loads(run.stdout) if run.returncode == 0 else {"queue": {"depth": None}}
+
+    wait_until(lambda: state()["queue"]["depth"] == 20, what="both sources read")
+    gw.config.write_text(gw.config.read_text().replace(f'path = "{first}"', f'path = "{second}"', 1))
+    gw.proc.send_signal(signal.SIGHUP)
+    notify.wait_for("RELOADING=1")
+    notify.wait_for("READY=1")
+    wait_until(lambda: state()["queue"]["depth"] == 21, what="the changed source read its new file")
+    sources = {s["name"]: s for s in state()["sources"]}
+    assert (sources["pbx"]["records"], sources["other"]["records"]) == (1, 10)  # only pbx restarted
+
+    good = gw.config.read_text()
+    gw.config.write_text(good.replace("[mqtt]", "[mqtt\n"))  # not TOML any more
+    gw.proc.send_signal(signal.SIGHUP)
+    notify.wait_for("RELOADING=1")
+    notify.wait_for("READY=1")
+    wait_until(lambda: "reload refused" in gw.log_text(), what="the refusal logged")
+    gw.config.write_text(good)  # for pbxgw status, which reads the config to find the gateway
+    assert gw.proc.poll() is None and state()["queue"]["depth"] == 21
