@@ -17,15 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import profiles
 from gateway.errors import ProfileError
-from gateway.tomltable import Table, load_toml
+from gateway.tomltable import Table, duration, load_toml
 
 #: Site, gateway and source ids end up in MQTT topics: no '+', '#', '/' or control characters.
 ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SOURCE_TYPES = ("serial", "tcp-client", "tcp-server", "file")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)")
 _SIZE = re.compile(r"(\d+)\s*(B|kB|KiB|MB|MiB|GB|GiB)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "B": 1, "kB": 1000, "KiB": 1024,
-          "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
+_UNITS = {"B": 1, "kB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,19 +122,6 @@ class Settings:
     @property
     def topic_prefix(self) -> str:
         return f"pbxgw/v1/{self.site}/{self.gateway_id}"
-
-
-def duration(t: Table, key: str, default: float) -> float:
-    """A duration in seconds from ``"250ms"``/``"5s"``/``"2m"``/``"1h"`` or a number."""
-    value = t.take(key, (str, int, float), default)
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if not match:
-            raise t.fail(key, f"expected a duration such as \"500ms\", \"5s\" or \"2m\"; got {value!r}")
-        value = float(match[1]) * _UNITS[match[2]]
-    if isinstance(value, bool) or value < 0:
-        raise t.fail(key, f"expected a duration of 0 or more; got {value!r}")
-    return float(value)
 
 
 def size(t: Table, key: str, default: int) -> int:

@@ -7,12 +7,15 @@ Used by the profile loader (and the config loader) so that a typo is an error th
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 from gateway.errors import ConfigError
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "a table",
                list: "a list", float: "a number"}
 
@@ -101,3 +104,16 @@ class Table:
         if self._data:
             key = next(iter(self._data))
             raise self.fail(key, "unknown key")
+
+
+def duration(t: Table, key: str, default: float) -> float:
+    """A duration in seconds from ``"250ms"``/``"5s"``/``"2m"``/``"1h"`` or a number."""
+    value = t.take(key, (str, int, float), default)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if not match:
+            raise t.fail(key, f"expected a duration such as \"500ms\", \"5s\" or \"2m\"; got {value!r}")
+        value = float(match[1]) * _SECONDS[match[2]]
+    if isinstance(value, bool) or value < 0:
+        raise t.fail(key, f"expected a duration of 0 or more; got {value!r}")
+    return float(value)

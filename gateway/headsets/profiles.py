@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config import duration
 from gateway.errors import ProfileError
 from gateway.profiles import BUNDLED
-from gateway.tomltable import Table, load_toml
+from gateway.tomltable import Table, duration, load_toml
 
 DIRECTORY = BUNDLED / "headsets"
 
