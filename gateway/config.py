@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import profiles
+from gateway.alarms import Hours
 from gateway.errors import ProfileError
 from gateway.tomltable import Table, duration, load_toml
 
@@ -76,6 +77,8 @@ class SourceSettings:
     read_delay: float = 0.1
     backoff_min: float = 1.0
     backoff_max: float = 60.0
+    quiet: float = 0.0  # a no-data alarm after this long without a record (0: none)
+    quiet_hours: Hours | None = None  # watch only within these (the source's zone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,9 +289,16 @@ def _source(t: Table) -> SourceSettings:
         options["path"] = t.take("path", str)
         options["follow"] = t.take("follow", bool, False)
         options["poll_interval"] = duration(t, "poll_interval", 0.5)
+    hours = None
+    if "quiet_hours" in t.keys():
+        try:
+            hours = Hours.parse(t.take("quiet_hours", str))
+        except ValueError as exc:
+            raise t.fail("quiet_hours", str(exc)) from None
     settings = SourceSettings(name=name, type=kind, profile=profile, timezone=tz,
                               read_delay=duration(t, "read_delay", 0.1),
                               backoff_min=duration(t, "backoff_min", 1.0),
-                              backoff_max=duration(t, "backoff_max", 60.0), **options)
+                              backoff_max=duration(t, "backoff_max", 60.0),
+                              quiet=duration(t, "quiet", profile.quiet), quiet_hours=hours, **options)
     t.done()
     return settings

@@ -18,10 +18,14 @@ import logging
 import os
 import signal
 import time
+from datetime import datetime
 
 from gateway import config, status
+from gateway.alarms import QuietWatch
+from gateway.clock import now_ms
 from gateway.config import Settings, SourceSettings
 from gateway.errors import ConfigError
+from gateway.events import AlarmEvent
 from gateway.headsets.service import Headsets
 from gateway.notify import Notifier
 from gateway.publisher import Publisher
@@ -33,6 +37,8 @@ log = logging.getLogger("pbxgw")
 
 #: How long a stop waits for the broker to confirm what is in flight.
 STOP_FLUSH_S = 5.0
+#: How often the sources' no-data alarms are checked.
+ALARM_CHECK_S = 1.0
 #: How often STATUS= is refreshed (and, at most, the watchdog pinged).
 STATUS_INTERVAL_S = 10.0
 
@@ -50,15 +56,18 @@ class Gateway:
         self.headsets: Headsets | None = None
         self.started = time.time()
         self._tasks: dict[str, asyncio.Task] = {}  # each source's, by name
+        self._watches: dict[str, tuple[QuietWatch, int]] = {}  # no-data alarm and its start, by source
 
     def _start_source(self, settings: SourceSettings) -> None:
         ingest = Ingest(settings, self.store, self.settings.gateway_id, self.publisher.wake)
         source = source_class(settings.type)(settings, ingest)
         self.sources.append(source)
         self._tasks[settings.name] = asyncio.get_running_loop().create_task(source.run(), name=settings.name)
+        self._watches[settings.name] = (QuietWatch(settings.quiet, settings.quiet_hours), now_ms())
 
     async def _stop_source(self, name: str) -> None:
         task = self._tasks.pop(name)
+        self._watches.pop(name)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         self.sources = [src for src in self.sources if src.settings.name != name]
@@ -108,11 +117,12 @@ class Gateway:
             self._start_source(source_settings)
         self.publisher.start()
         syncer = loop.create_task(self._sync_every(), name="queue sync")
+        quiet = loop.create_task(self._watch_quiet(), name="no-data alarms")
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
         # The config was valid, the queue is recovered and the loop runs: ready.
         self.notifier.ready(self.status_line())
-        watchdog = loop.create_task(self._watchdog(syncer))
+        watchdog = loop.create_task(self._watchdog(syncer, quiet))
         if s.headsets.enabled:
             self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
             self.headsets.start(loop)
@@ -120,7 +130,7 @@ class Gateway:
         await stop.wait()
         log.info("stopping")
         self.notifier.stopping()
-        tasks = [*self._tasks.values(), syncer, watchdog]
+        tasks = [*self._tasks.values(), syncer, quiet, watchdog]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -152,7 +162,7 @@ class Gateway:
         return (f"{reading} of {len(self.sources)} sources reading, queue {self.store.depth} events, "
                 f"broker {broker}")
 
-    async def _watchdog(self, syncer: asyncio.Task) -> None:
+    async def _watchdog(self, *parts: asyncio.Task) -> None:
         """WATCHDOG=1 from the event loop while no part of the gateway has died: a loop
         blocked by a stuck read sends nothing, nor does a gateway with a failed part, and
         systemd restarts it. (A source that finished its file is not failed.) STATUS= is
@@ -161,7 +171,7 @@ class Gateway:
         said: set[str] = set()
         while True:
             await asyncio.sleep(min(interval, STATUS_INTERVAL_S))
-            failed = [t for t in [*self._tasks.values(), syncer]
+            failed = [t for t in [*self._tasks.values(), *parts]
                       if t.done() and (t.cancelled() or t.exception() is not None)]
             for task in failed:
                 if task.get_name() not in said:
@@ -171,6 +181,26 @@ class Gateway:
             if not failed and self.notifier.watchdog_interval:
                 self.notifier.watchdog()
             self.notifier.status(self.status_line())
+
+    async def _watch_quiet(self) -> None:
+        """The no-data alarm of every source, checked every second: raised once when it has
+        been silent past its quiet period, cleared on its next record; queued like events."""
+        while True:
+            await asyncio.sleep(ALARM_CHECK_S)
+            raised = []
+            for source in self.sources:
+                s = source.settings
+                watch, since = self._watches[s.name]
+                change = watch.check(datetime.now(s.timezone), source.ingest.last_rx, since)
+                if change is None:
+                    continue
+                (log.warning if change == "raised" else log.info)(
+                    "source %s: no-data alarm %s (quiet period %g s)", s.name, change, s.quiet)
+                raised.append(AlarmEvent(gw=self.settings.gateway_id, src=s.name, rx=now_ms(), alarm="no_data",
+                                         state=change, last_rx=source.ingest.last_rx, quiet_s=s.quiet))
+            if raised:
+                self.store.enqueue(raised)
+                self.publisher.wake()
 
     async def _sync_every(self) -> None:
         while True:

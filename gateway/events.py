@@ -109,6 +109,22 @@ class GapEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AlarmEvent:
+    """A condition a site should look at, raised once and cleared once: ``no_data``, a
+    source silent past its quiet period (``last_rx`` its last record, or null)."""
+
+    KIND: ClassVar[str] = "alarm"
+
+    gw: str
+    src: str
+    rx: int
+    alarm: str
+    state: str
+    last_rx: int | None
+    quiet_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusEvent:
     """The gateway's presence, retained on the status topic: ``online`` when it connects,
     ``offline`` (its Last Will) when it goes away. ``boot`` counts the daemon's starts."""
@@ -123,12 +139,12 @@ class StatusEvent:
     version: str
 
 
-Event = CallEvent | UnparsedEvent | HeadsetEvent | GapEvent | StatusEvent
+Event = CallEvent | UnparsedEvent | HeadsetEvent | GapEvent | AlarmEvent | StatusEvent
 _TYPES: dict[str, type[Event]] = {
-    cls.KIND: cls for cls in (CallEvent, UnparsedEvent, HeadsetEvent, GapEvent, StatusEvent)
+    cls.KIND: cls for cls in (CallEvent, UnparsedEvent, HeadsetEvent, GapEvent, AlarmEvent, StatusEvent)
 }
 #: Wire kind -> the topic (last part) its events are published on.
-TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap": "gaps"}
+TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap": "gaps", "alarm": "alarms"}
 #: The key the publisher adds to events sent from the backlog (queued before the link
 #: came back), so that consumers can tell late events from live ones.
 HIST_KEY = "hist"

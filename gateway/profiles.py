@@ -20,7 +20,7 @@ import gateway.firmware_profiles
 from gateway.errors import ProfileError
 from gateway.smdr.fields import DATE_ORDERS, DURATIONS
 from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, TERMINATORS, FramingRules
-from gateway.tomltable import Table, load_toml
+from gateway.tomltable import Table, duration, load_toml
 
 #: Where the bundled profiles live (inside the installed package; installed as plain files,
 #: so a path will do, without importlib.resources and the 2 MB it costs the daemon).
@@ -146,6 +146,7 @@ class PbxProfile:
     serial: dict[str, Any]
     login: tuple[LoginStep, ...]
     replies: tuple[Reply, ...]
+    quiet: float = 0.0  # default no-data alarm period of its sources (0: none)
 
     @property
     def samples_path(self) -> Path:
@@ -225,6 +226,7 @@ def load(path: Path) -> PbxProfile:
     transport = top.table("transport")
     login = tuple(_login_step(t) for t in transport.tables("login"))
     replies = tuple(_reply(t) for t in transport.tables("reply"))
+    quiet = duration(transport, "quiet", 0.0)
     transport.done()
 
     test = top.table("test")
@@ -237,7 +239,7 @@ def load(path: Path) -> PbxProfile:
     return PbxProfile(name=name, title=title, source=source, path=path, framing=framing,
                       layout=layout, start=start, fields=specs, rules=rules,
                       test_timezone=test_timezone, test_received=received,
-                      serial=serial, login=login, replies=replies)
+                      serial=serial, login=login, replies=replies, quiet=quiet)
 
 
 def _login_step(t: Table) -> LoginStep:

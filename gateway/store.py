@@ -267,10 +267,18 @@ class Store:
             gaps = [GapEvent(gw=gw, src=src, rx=now_ms, first=first, last=last, count=count,
                              first_rx=first_rx, last_rx=last_rx, reason=reason)
                     for src, reason, first, last, count, first_rx, last_rx in drops]
-            rows = [(g.src, None, g.KIND, g.rx, packb(g)) for g in gaps]
-            self._insert(rows)
+            self._enqueue(gaps)
+        return len(gaps)
+
+    def enqueue(self, events: list[Event]) -> None:
+        """Queue events outside any source's sequence (alarms), in one transaction."""
+        with self._transaction():
+            self._enqueue(events)
+
+    def _enqueue(self, events: list[Event]) -> None:
+        rows = [(e.src, None, e.KIND, e.rx, packb(e)) for e in events]
+        self._insert(rows)
         self.bytes += sum(len(r[4]) for r in rows)
-        return len(rows)
 
     # -- delivery ------------------------------------------------------------------------
 

@@ -282,3 +282,20 @@ def test_headset_reports_fed_through_a_pipe_reach_the_subscriber_as_agent_events
     first = headset[0]
     assert (first["src"], first["vid"], first["pid"], first["model"], first["agent"], first["ext"]) == \
         ("hs-047f-02e6-SN42", 0x047F, 0x02E6, "Plantronics Poly BT700", "alice", "4101")
+
+
+def test_a_silent_source_raises_the_no_data_alarm_and_its_next_record_clears_it(tmp_path, broker, central, processes):
+    capture = tmp_path / "smdr.txt"
+    capture.write_bytes(b"")
+    source = {"name": "pbx", "type": "file", "path": str(capture), "follow": True, "profile": "avaya-ipo",
+              "poll_interval": "100ms", "quiet": "2s"}
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
+    processes.append(gw)
+    gw.start()
+    central.collect(lambda ev: any(e.get("kind") == "alarm" for e in ev), what="the no-data alarm")
+    with open(capture, "ab") as fh:
+        fh.write(b"2008/06/28 09:28:41,00:00:00,9,8004206,I,4324,4324,,0,1000014155,0,E4324,Joe,T9161,L,0,0\r\n")
+    central.collect(lambda ev: sum(e.get("kind") == "alarm" for e in ev) >= 2, what="the alarm cleared")
+    alarms = [e for e in central.events if e.get("kind") == "alarm"]
+    assert [(a["src"], a["alarm"], a["state"]) for a in alarms] == [("pbx", "no_data", "raised"), ("pbx", "no_data", "cleared")]
+    assert alarms[0]["last_rx"] is None and alarms[1]["last_rx"] is not None and alarms[0]["quiet_s"] == 2.0

@@ -6,8 +6,8 @@ import msgpack
 import pytest
 
 from helpers import FIXTURES, ROOT
-from gateway.events import (CallEvent, GapEvent, HeadsetEvent, StatusEvent, UnparsedEvent, from_wire,
-                            mark_historical, packb, to_json_dict, to_wire, unpackb)
+from gateway.events import (AlarmEvent, CallEvent, GapEvent, HeadsetEvent, StatusEvent, UnparsedEvent,
+                            from_wire, mark_historical, packb, to_json_dict, to_wire, unpackb)
 from gateway.headsets.telephony import EVENTS
 
 CALL = CallEvent(gw="gw-01", src="pbx1", seq=42, rx=1768478400123, profile="avaya-ipo",
@@ -24,6 +24,8 @@ HEADSET = HeadsetEvent(gw="gw-01", src="hs-0b0e-0307-ABC123", seq=7, ts=17684784
 
 GAP = GapEvent(gw="gw-01", src="pbx1", rx=1768478400999, first=1, last=15, count=15,
                first_rx=1768478000000, last_rx=1768478100000, reason="queue full: drop_oldest")
+ALARM = AlarmEvent(gw="gw-01", src="pbx1", rx=1768478400999, alarm="no_data", state="raised",
+                   last_rx=None, quiet_s=900.0)
 STATUS = StatusEvent(gw="gw-01", site="hq", state="online", boot=3, rx=1768478400000, version="0.1.0")
 
 
@@ -34,8 +36,8 @@ def documented_keys(kind: str) -> list[str]:
     return re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE)
 
 
-@pytest.mark.parametrize("event", [CALL, UNPARSED, HEADSET, GAP, STATUS],
-                         ids=["call", "unparsed", "headset", "gap", "status"])
+@pytest.mark.parametrize("event", [CALL, UNPARSED, HEADSET, GAP, ALARM, STATUS],
+                         ids=["call", "unparsed", "headset", "gap", "alarm", "status"])
 def test_wire_keys_are_the_documented_ones_in_order(event):
     assert list(to_wire(event)) == documented_keys(event.KIND)
 

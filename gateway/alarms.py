@@ -1,0 +1,83 @@
+"""Sans-I/O no-data alarm: a PBX link that has been silent longer than its quiet period.
+
+A PBX prints a record when a call ends, so silence is normal at night and alarming in the
+middle of a working day. A source's ``quiet`` period says how long a silence may last;
+``quiet_hours`` (``"Mon-Fri 08:00-18:00"``, in the source's time zone) limits the watch to
+working hours, and silence is then counted from the later of the last record and the day's
+opening time, so the first minutes of a morning are not taken for an outage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"(?i)(mon|tue|wed|thu|fri|sat|sun)(?:-(mon|tue|wed|thu|fri|sat|sun))?\s+"
+                    r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
+
+
+@dataclass(frozen=True, slots=True)
+class Hours:
+    """Working hours: a run of weekdays and a daily window."""
+
+    days: frozenset[int]  # 0 = Monday
+    opens: time
+    closes: time
+
+    @classmethod
+    def parse(cls, text: str) -> Hours:
+        """``"Mon-Fri 08:00-18:00"`` or ``"Sat 09:00-13:00"``.
+
+        :raises ValueError: with what was expected.
+        """
+        match = _HOURS.fullmatch(text.strip())
+        if not match:
+            raise ValueError(f'expected days and hours such as "Mon-Fri 08:00-18:00"; got {text!r}')
+        first = DAYS.index(match[1].lower())
+        last = DAYS.index((match[2] or match[1]).lower())
+        days = frozenset(range(first, last + 1)) if first <= last else frozenset([*range(first, 7), *range(last + 1)])
+        try:
+            opens, closes = time(int(match[3]), int(match[4])), time(int(match[5]), int(match[6]))
+        except ValueError:
+            raise ValueError(f"{text!r} has a time that does not exist") from None
+        if closes <= opens:
+            raise ValueError(f"{text!r} closes before it opens")
+        return cls(days, opens, closes)
+
+    def opening(self, now: datetime) -> datetime | None:
+        """Today's opening time when ``now`` (local, aware) is within the hours, else None."""
+        if now.weekday() not in self.days or not self.opens <= now.time() < self.closes:
+            return None
+        return now.replace(hour=self.opens.hour, minute=self.opens.minute, second=0, microsecond=0)
+
+
+@dataclass(slots=True)
+class QuietWatch:
+    """Raises once when a source stays silent past ``quiet_s``; clears on its next record."""
+
+    quiet_s: float
+    hours: Hours | None = None
+    silent_since_ms: int | None = None  # set while raised: the silence it was raised for
+
+    def check(self, now: datetime, last_record_ms: int | None, since_ms: int) -> str | None:
+        """``"raised"``, ``"cleared"`` or None, at ``now`` (aware, in the source's zone);
+        ``since_ms``: when the watch began (before any record, silence counts from there)."""
+        if self.silent_since_ms is not None:
+            if last_record_ms is not None and last_record_ms > self.silent_since_ms:
+                self.silent_since_ms = None
+                return "cleared"
+            return None
+        if self.quiet_s <= 0:
+            return None
+        silent_since = since_ms if last_record_ms is None else max(last_record_ms, since_ms)
+        if self.hours is not None:
+            opening = self.hours.opening(now)
+            if opening is None:
+                return None
+            silent_since = max(silent_since, int(opening.timestamp() * 1000))
+        if now.timestamp() * 1000 - silent_since < self.quiet_s * 1000:
+            return None
+        self.silent_since_ms = silent_since
+        return "raised"
