@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test chaos bench packages
+.PHONY: demo test chaos bench packages install
 
 $(VENV)/.installed: pyproject.toml setup.py native/smdr_engine.pyx tools/venv.sh
 	sh tools/venv.sh
@@ -30,3 +30,7 @@ bench: $(VENV)/.installed packages
 	$(PY) -m bench.parse --profile panasonic-kx-tda
 	$(PY) -m bench.parse --profile avaya-ipo
 	$(PY) -m bench.delivery
+
+# As root: pbxgw as a systemd service (tools/install.sh says what to edit next).
+install:
+	sh tools/install.sh

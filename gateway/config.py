@@ -121,6 +121,7 @@ class Settings:
     sources: tuple[SourceSettings, ...]
     headsets: HeadsetSettings = HeadsetSettings()
     runtime_dir: Path = Path("/run/pbxgw")  # the status socket (systemd's RuntimeDirectory)
+    metrics_interval: float = 60.0  # 0: no metrics messages
 
     @property
     def topic_prefix(self) -> str:
@@ -158,6 +159,7 @@ def load(path: str | Path) -> Settings:
     gateway_id, site = identifier(gw, "id"), identifier(gw, "site")
     state_dir = Path(gw.take("state_dir", str, "/var/lib/pbxgw"))
     runtime_dir = Path(gw.take("runtime_dir", str, "/run/pbxgw"))
+    metrics_interval = duration(gw, "metrics_interval", 60.0)
     gw.done()
     mqtt = _mqtt(top.table("mqtt"), gateway_id)
     queue = _queue(top.table("queue"))
@@ -170,7 +172,8 @@ def load(path: str | Path) -> Settings:
         raise top.fail("source", f"two sources are named {dup!r}; names must be unique")
     headsets = _headsets(top.table("headsets"), top.tables("headset"))
     top.done()
-    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets, runtime_dir)
+    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets, runtime_dir,
+                    metrics_interval)
 
 
 def _headsets(t: Table, mappings: list[Table]) -> HeadsetSettings:

@@ -25,7 +25,7 @@ from gateway.alarms import QuietWatch
 from gateway.clock import now_ms
 from gateway.config import Settings, SourceSettings
 from gateway.errors import ConfigError
-from gateway.events import AlarmEvent
+from gateway.events import AlarmEvent, MetricsEvent, packb
 from gateway.headsets.service import Headsets
 from gateway.notify import Notifier
 from gateway.publisher import Publisher
@@ -118,11 +118,12 @@ class Gateway:
         self.publisher.start()
         syncer = loop.create_task(self._sync_every(), name="queue sync")
         quiet = loop.create_task(self._watch_quiet(), name="no-data alarms")
+        metrics = loop.create_task(self._send_metrics(), name="metrics")
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
         # The config was valid, the queue is recovered and the loop runs: ready.
         self.notifier.ready(self.status_line())
-        watchdog = loop.create_task(self._watchdog(syncer, quiet))
+        watchdog = loop.create_task(self._watchdog(syncer, quiet, metrics))
         if s.headsets.enabled:
             self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
             self.headsets.start(loop)
@@ -130,7 +131,7 @@ class Gateway:
         await stop.wait()
         log.info("stopping")
         self.notifier.stopping()
-        tasks = [*self._tasks.values(), syncer, quiet, watchdog]
+        tasks = [*self._tasks.values(), syncer, quiet, metrics, watchdog]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -201,6 +202,18 @@ class Gateway:
             if raised:
                 self.store.enqueue(raised)
                 self.publisher.wake()
+
+    async def _send_metrics(self) -> None:
+        """A ``metrics`` message every ``metrics_interval`` while connected."""
+        while True:
+            interval = self.settings.metrics_interval
+            await asyncio.sleep(interval or STATUS_INTERVAL_S)
+            if not interval:
+                continue
+            snap = status.snapshot(self)
+            self.publisher.publish_metrics(packb(MetricsEvent(
+                gw=self.settings.gateway_id, rx=now_ms(), up_s=snap["gateway"]["up_s"], sources=snap["sources"],
+                queue=snap["queue"], broker=snap["broker"], headsets=len(snap["headsets"]))))
 
     async def _sync_every(self) -> None:
         while True:

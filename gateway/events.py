@@ -125,6 +125,23 @@ class AlarmEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsEvent:
+    """The gateway's counters, sent every ``[gateway] metrics_interval`` while connected
+    (not queued: the next one supersedes it). ``sources``, ``queue`` and ``broker`` hold
+    what ``pbxgw status --json`` shows (docs/operations.md)."""
+
+    KIND: ClassVar[str] = "metrics"
+
+    gw: str
+    rx: int
+    up_s: float
+    sources: list[dict[str, Any]]
+    queue: dict[str, Any]
+    broker: dict[str, Any]
+    headsets: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusEvent:
     """The gateway's presence, retained on the status topic: ``online`` when it connects,
     ``offline`` (its Last Will) when it goes away. ``boot`` counts the daemon's starts."""
@@ -139,9 +156,10 @@ class StatusEvent:
     version: str
 
 
-Event = CallEvent | UnparsedEvent | HeadsetEvent | GapEvent | AlarmEvent | StatusEvent
+Event = CallEvent | UnparsedEvent | HeadsetEvent | GapEvent | AlarmEvent | MetricsEvent | StatusEvent
 _TYPES: dict[str, type[Event]] = {
-    cls.KIND: cls for cls in (CallEvent, UnparsedEvent, HeadsetEvent, GapEvent, AlarmEvent, StatusEvent)
+    cls.KIND: cls for cls in (CallEvent, UnparsedEvent, HeadsetEvent, GapEvent, AlarmEvent, MetricsEvent,
+                              StatusEvent)
 }
 #: Wire kind -> the topic (last part) its events are published on.
 TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap": "gaps", "alarm": "alarms"}

@@ -98,6 +98,14 @@ class Publisher:
     def _topic(self, kind: str) -> str:
         return f"{self.prefix}/{kind}"
 
+    def publish_metrics(self, payload: bytes) -> bool:
+        """Send a metrics map now, QoS 0, if connected (metrics are not queued: the next
+        one supersedes a lost one). Whether it was sent."""
+        if self.connected_since is None:
+            return False
+        self._client.publish(self._topic("metrics"), payload, qos=0)
+        return True
+
     def _status(self, state: str) -> bytes:
         return packb(StatusEvent(gw=self.gw, site=self.site, state=state, boot=self.boot,
                                  rx=now_ms(), version=__version__))

@@ -299,3 +299,18 @@ def test_a_silent_source_raises_the_no_data_alarm_and_its_next_record_clears_it(
     alarms = [e for e in central.events if e.get("kind") == "alarm"]
     assert [(a["src"], a["alarm"], a["state"]) for a in alarms] == [("pbx", "no_data", "raised"), ("pbx", "no_data", "cleared")]
     assert alarms[0]["last_rx"] is None and alarms[1]["last_rx"] is not None and alarms[0]["quiet_s"] == 2.0
+
+
+def test_metrics_arrive_periodically_with_the_status_counters(tmp_path, broker, central, processes):
+    capture = tmp_path / "smdr.txt"
+    capture.write_bytes(profiles.find("avaya-ipo").samples_path.read_bytes())
+    source = {"name": "pbx", "type": "file", "path": str(capture), "profile": "avaya-ipo"}
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
+    gw.config.write_text(gw.config.read_text().replace("[mqtt]", 'metrics_interval = "500ms"\n[mqtt]'))
+    processes.append(gw)
+    gw.start()
+    central.collect(lambda ev: sum(e.get("kind") == "metrics" and e["sources"][0]["records"] == 10 for e in ev) >= 2,
+                    what="two metrics messages after the capture was read")
+    metrics = [e for e in central.events if e.get("kind") == "metrics"][-1]
+    assert metrics["sources"][0]["name"] == "pbx" and metrics["broker"]["connected_since"] is not None
+    assert {"depth", "bytes", "oldest_age_s", "dropped", "dead"} == set(metrics["queue"])

@@ -177,3 +177,25 @@ def test_sighup_restarts_a_changed_source_keeps_the_queue_and_refuses_a_broken_c
     wait_until(lambda: "reload refused" in gw.log_text(), what="the refusal logged")
     gw.config.write_text(good)  # for pbxgw status, which reads the config to find the gateway
     assert gw.proc.poll() is None and state()["queue"]["depth"] == 21
+
+
+def test_the_install_script_lays_out_a_working_service_and_keeps_an_edited_config(tmp_path):
+    root = tmp_path / "root"
+    env = {**os.environ, "DESTDIR": str(root), "PYTHON": sys.executable}
+    first = subprocess.run(["sh", str(ROOT / "tools" / "install.sh")], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "Next: edit /etc/pbxgw/config.toml" in first.stdout
+    for path in ("etc/systemd/system/pbxgw.service", "usr/lib/sysusers.d/pbxgw.conf",
+                 "etc/udev/rules.d/70-pbxgw-headsets.rules", "opt/pbxgw/share/doc/operations.md"):
+        assert (root / path).is_file(), path
+    config = root / "etc" / "pbxgw" / "config.toml"
+    assert config.stat().st_mode & 0o777 == 0o640
+    installed = subprocess.run([str(root / "opt" / "pbxgw" / "venv" / "bin" / "pbxgw"), "check-config", str(config)],
+                               capture_output=True, text=True, timeout=60)
+    assert installed.returncode == 0, installed.stderr
+    config.write_text(config.read_text() + "# edited on site\n")
+    again = subprocess.run(["sh", str(ROOT / "tools" / "install.sh")], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and "was kept" in again.stdout
+    assert config.read_text().endswith("# edited on site\n")
