@@ -15,7 +15,9 @@ from typing import BinaryIO, TextIO
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import __version__, config, daemon, devices, draft, offline, profiles, simulate, status
+# The daemon, status, devices and subscriber modules pull in asyncio, paho, pyudev and
+# cffi: they are imported by their commands, so that `pbxgw parse` starts quickly.
+from gateway import __version__, config, draft, offline, profiles, simulate
 from gateway.clock import now_ms
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, to_json
@@ -158,6 +160,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     settings = config.load(args.config)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    from gateway import daemon
+
     return daemon.run(settings)
 
 
@@ -314,6 +318,8 @@ class Progress:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from gateway import status
+
     settings = config.load(args.config)
     path = settings.runtime_dir / status.SOCKET_NAME
     try:
@@ -326,6 +332,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _devices(args: argparse.Namespace) -> int:
+    from gateway import devices
+
     print("\n".join(devices.lines()))
     return 0
 

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from gateway.errors import GatewayError
-from gateway.headsets import hidraw, recording
+from gateway.headsets import recording
 from gateway.headsets.descriptor import decode
 from gateway.headsets.layout import describe, describe_text, telephony_layout
 from gateway.headsets.telephony import TelephonyTracker
@@ -41,6 +41,8 @@ def _descriptor(name: str) -> bytes:
     path = Path(name)
     try:
         if stat.S_ISCHR(os.stat(path).st_mode):
+            from gateway.headsets import hidraw  # cffi: only for a hidraw node
+
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 return hidraw.read_descriptor(fd)
