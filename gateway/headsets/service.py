@@ -110,8 +110,10 @@ class Headsets:
             self._discovery = Discovery(self.add, self.remove)
             try:
                 self._discovery.start(loop)
-            except OSError as exc:
-                log.warning("headset discovery through udev is not available: %s", exc)
+            except (OSError, ImportError) as exc:  # no udev here (a container), or no libudev
+                log.warning("headset discovery through udev is not available: %s; only [[headsets.device]] "
+                            "entries are read", exc)
+                self._discovery = None
 
     def add(self, info: HeadsetInfo, descriptor: bytes) -> None:
         if info.node in self.readers:
