@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from plugins.processes import TIMEOUT, Broker, GatewayProcess, Subscriber, wait_until
 from helpers import ROOT
+from plugins.processes import Broker, GatewayProcess, Subscriber, wait_until
 
 CLIENT_ID = "pbxgw-gw-test"
 
@@ -75,7 +75,7 @@ def test_a_tls_failure_is_an_error_and_a_retry_never_plaintext(tmp_path, pki, pr
                 "no client certificate": "closed the connection before accepting it"}[case]
     wait_until(lambda: expected in gw.log_text() and "retrying" in gw.log_text(), what=f"{case} refused")
     broker_log = broker.workdir / "mosquitto.log"
-    wait_until(lambda: broker_log.read_text().count(f"New connection from 127.0.0.1:") >= 3,
+    wait_until(lambda: broker_log.read_text().count("New connection from 127.0.0.1:") >= 3,
                what="retries")  # it keeps trying: every attempt reaches the TLS listener
     assert f"as {CLIENT_ID}" not in broker_log.read_text()  # and never gets in, in any way
     assert "connected to" not in gw.log_text()
