@@ -175,18 +175,7 @@ cdef class _Buffer:
     cdef int string(self, str text) except -1:
         cdef Py_ssize_t n
         cdef const char* p = PyUnicode_AsUTF8AndSize(text, &n)
-        if n < 32:
-            self.byte(0xA0 | n)
-        elif n < 256:
-            self.byte(0xD9)
-            self.be(n, 1)
-        elif n < 65536:
-            self.byte(0xDA)
-            self.be(n, 2)
-        else:
-            self.byte(0xDB)
-            self.be(n, 4)
-        return self.raw(p, n)
+        return self.span(p, n)
 
     cdef int integer(self, object number) except -1:
         if -2**63 <= number < 2**63:
@@ -199,7 +188,7 @@ cdef class _Buffer:
         return self.raw(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
 
     cdef int span(self, const char* p, Py_ssize_t n) except -1:
-        """ASCII text as a msgpack str."""
+        """UTF-8 text as a msgpack str (str8 from 32 bytes on, as msgpack-python writes it)."""
         if n < 32:
             self.byte(0xA0 | n)
         elif n < 256:
