@@ -37,9 +37,14 @@ def test_a_wrong_expectation_is_reported_with_event_number_and_key(tmp_path):
     ('name = "avaya-ipo"', 'name = "Avaya IPO"', "profile.name", "expected lower-case letters"),
 ])
 def test_broken_profile_is_one_error_naming_file_and_key(tmp_path, old, new, key, message):
-    assert old in GOOD
+    assert_one_error(tmp_path, GOOD, old, new, key, message)
+
+
+def assert_one_error(tmp_path, good, old, new, key, message):
+    """``good`` with ``old`` made ``new`` fails to load with one line naming file and key."""
+    assert old in good
     path = tmp_path / "profile.toml"
-    path.write_text(GOOD.replace(old, new, 1))
+    path.write_text(good.replace(old, new, 1))
     with pytest.raises(ProfileError) as info:
         profiles.load(path)
     assert info.value.path == str(path) and info.value.key == key
@@ -73,9 +78,4 @@ OXE = (profiles.BUNDLED / "pbx" / "alcatel-oxe" / "profile.toml").read_text()
     ('expect = "\\u0000\\u0001P"', 'expect = "\\u2026"', "transport.login[2].expect", "U+0000 to U+00FF"),
 ])
 def test_broken_block_framing_or_transport_is_one_error_naming_the_key(tmp_path, old, new, key, message):
-    assert old in OXE
-    path = tmp_path / "profile.toml"
-    path.write_text(OXE.replace(old, new, 1))
-    with pytest.raises(ProfileError) as info:
-        profiles.load(path)
-    assert (info.value.key, message in info.value.message) == (key, True), str(info.value)
+    assert_one_error(tmp_path, OXE, old, new, key, message)
