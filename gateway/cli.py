@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except GatewayError as exc:
         print(f"pbxgw: {exc}", file=sys.stderr)
-        return 78 if isinstance(exc, ValueError) else 1  # 78: EX_CONFIG
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -226,8 +227,10 @@ def _serial_chunks(name: str) -> Iterator[bytes]:
     import serial
 
     try:
-        port = serial.serial_for_url(name, timeout=None)
+        port = serial.serial_for_url(name, timeout=None, exclusive=True)
     except serial.SerialException as exc:
+        if exc.errno == errno.EWOULDBLOCK:  # the gateway (or another reader) holds it
+            raise GatewayError(f"{name}: port busy: is the pbxgw service running?") from None
         raise GatewayError(f"{name}: {exc}") from None
 
     def chunks() -> Iterator[bytes]:

@@ -27,6 +27,7 @@ from gateway.config import Settings, SourceSettings
 from gateway.errors import ConfigError
 from gateway.events import AlarmEvent, MetricsEvent, packb
 from gateway.headsets.service import Headsets
+from gateway.lock import lock_state_dir
 from gateway.notify import Notifier
 from gateway.publisher import Publisher
 from gateway.smdr.engine import ENGINE
@@ -224,5 +225,6 @@ class Gateway:
 def run(settings: Settings) -> int:
     """Run the daemon until SIGTERM or SIGINT; the exit status."""
     os.umask(0o077)  # the queue holds call records: nothing it writes is for other users
+    lock_state_dir(settings.state_dir)  # held until the process ends
     asyncio.run(Gateway(settings).run())
     return 0

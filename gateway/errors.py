@@ -6,12 +6,16 @@
      +-- ConfigError (also ValueError)   a setting is wrong; names the file and the key
      |    +-- ProfileError                a device profile file is wrong
      +-- RecordError (also ValueError)   one PBX record cannot be parsed (never escapes
-                                          the parser: it becomes an ``unparsed`` event)
+     |                                    the parser: it becomes an ``unparsed`` event)
+     +-- lock.StateDirBusy               another gateway holds the state directory
 """
 
 
 class GatewayError(Exception):
-    """Base of every error the gateway raises on purpose."""
+    """Base of every error the gateway raises on purpose; ``exit_status`` is what
+    ``pbxgw`` exits with when one reaches the command line."""
+
+    exit_status = 1
 
 
 class ConfigError(GatewayError, ValueError):
@@ -24,6 +28,8 @@ class ConfigError(GatewayError, ValueError):
     :param key: the dotted key path inside it; empty when the whole file is at fault.
     :param message: what was expected and what was found.
     """
+
+    exit_status = 78  # EX_CONFIG
 
     def __init__(self, path: str, key: str, message: str):
         self.path = str(path)

@@ -57,8 +57,19 @@ async def serve(gw: Gateway, path: Path) -> asyncio.AbstractServer:
         finally:
             writer.close()
 
+    if _answers(path):  # another gateway's (a shared runtime_dir): never take it over
+        raise OSError(f"another gateway answers on {path}")
     path.unlink(missing_ok=True)  # left by a gateway that was killed
     return await asyncio.start_unix_server(answer, path=str(path))
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def query(path: Path, timeout: float = TIMEOUT_S) -> dict[str, Any]:

@@ -11,6 +11,7 @@ still read at once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 
 import serial
@@ -30,6 +31,8 @@ class SerialSource(Source):
             try:
                 port = self._open()
             except (serial.SerialException, OSError, ValueError) as exc:
+                if getattr(exc, "errno", None) == errno.EWOULDBLOCK:
+                    exc = "port busy: another program holds it"
                 await asyncio.sleep(self.waiting(f"cannot open {self.settings.device}: {exc}"))
                 continue
             try:
@@ -44,7 +47,8 @@ class SerialSource(Source):
         options = dict(self.settings.profile.serial)
         if self.settings.baudrate:
             options["baudrate"] = self.settings.baudrate
-        return serial.serial_for_url(self.settings.device, timeout=0, **options)
+        # Exclusive (flock): `pbxgw parse` on the same port is refused, not fed half the bytes.
+        return serial.serial_for_url(self.settings.device, timeout=0, exclusive=True, **options)
 
     async def _read(self, port: serial.SerialBase) -> None:
         """Read until the device hangs up or goes away."""
