@@ -8,6 +8,7 @@ and sizes ``"512KiB"``, ``"256MiB"``, ``"1GB"`` (or a number of bytes).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class SourceSettings:
     baudrate: int | None = None
     host: str = ""
     port: int = 0
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # tcp-server: who may connect (empty: anyone)
     path: str = ""
     follow: bool = False
     poll_interval: float = 0.5
@@ -259,6 +261,18 @@ def _queue(t: Table) -> QueueSettings:
     return settings
 
 
+def _networks(t: Table, key: str) -> tuple:
+    """A list of addresses (``"192.0.2.10"``) and networks (``"192.0.2.0/24"``)."""
+    networks = []
+    for entry in t.take(key, list, []):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except (TypeError, ValueError):
+            raise t.fail(key, f"expected IP addresses or networks such as \"192.0.2.10\" or "
+                              f"\"192.0.2.0/24\"; got {entry!r}") from None
+    return tuple(networks)
+
+
 def _source(t: Table) -> SourceSettings:
     name = identifier(t, "name")
     kind = t.take("type", str, choices=SOURCE_TYPES)
@@ -284,10 +298,12 @@ def _source(t: Table) -> SourceSettings:
         options["device"] = t.take("device", str)
         options["baudrate"] = t.take("baudrate", int, None)
     elif kind in ("tcp-client", "tcp-server"):
-        options["host"] = t.take("host", str, "" if kind == "tcp-server" else ...)
+        options["host"] = t.take("host", str, "0.0.0.0" if kind == "tcp-server" else ...)
         options["port"] = t.take("port", int)
         if not 0 < options["port"] < 65536:
             raise t.fail("port", f"expected 1 to 65535; got {options['port']}")
+        if kind == "tcp-server":
+            options["allow"] = _networks(t, "allow")
     else:
         options["path"] = t.take("path", str)
         options["follow"] = t.take("follow", bool, False)

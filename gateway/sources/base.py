@@ -77,6 +77,7 @@ class Source:
         self.settings, self.ingest = settings, ingest
         self.state = "starting"
         self.error = ""
+        self.last_data = 0.0  # time.monotonic() of the last bytes read (tcp-server: is the PBX sending?)
         self.backoff = Backoff(settings.backoff_min, settings.backoff_max)
         self.log = logging.getLogger(f"pbxgw.source.{settings.name}")
 

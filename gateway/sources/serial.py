@@ -57,6 +57,17 @@ class SerialSource(Source):
         except (AttributeError, io.UnsupportedOperation, serial.SerialException):
             await self._read_without_fd(port)
             return
+        try:
+            await self._read_fd(port)
+        except asyncio.CancelledError:  # a reload or a stop: what has arrived is committed first
+            try:
+                if waiting := port.in_waiting:
+                    self.ingest.data(port.read(waiting))
+            except (serial.SerialException, OSError):
+                pass
+            raise
+
+    async def _read_fd(self, port: serial.SerialBase) -> None:
         loop = asyncio.get_running_loop()
         while True:
             readable = loop.create_future()

@@ -211,7 +211,7 @@ def test_tcp_server_takes_records_the_pbx_pushes(tmp_path, broker, central, proc
     gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
     processes.append(gw)
     gw.start()
-    wait_until(lambda: "listening on port" in gw.log_text(), what="the listener")
+    wait_until(lambda: "listening on 127.0.0.1" in gw.log_text(), what="the listener")
     import socket
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as pbx:
         pbx.sendall(b"".join(ipo_record(i) for i in range(1, 31)))

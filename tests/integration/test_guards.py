@@ -2,13 +2,15 @@
 on the same state directory, `pbxgw parse` on the port the gateway reads, strangers on the
 PBX port."""
 
-import json
 import os
 import signal
+import socket
+
+import pytest
 
 from gateway import status
 from helpers import pbxgw
-from plugins.processes import GatewayProcess, wait_until
+from plugins.processes import TIMEOUT, GatewayProcess, Subscriber, free_port, wait_until
 
 
 def ipo_line(i: int) -> bytes:
@@ -38,3 +40,110 @@ def test_a_second_gateway_on_the_same_state_dir_is_refused_and_the_first_goes_on
     assert first.kill(signal.SIGTERM) == 0
     os.close(master)
     os.close(slave)
+
+
+@pytest.fixture
+def central(broker, processes):
+    sub = Subscriber(broker.url)
+    processes.append(sub)
+    return sub
+
+
+def assert_each_once(events: list[dict], count: int) -> None:
+    """Records 1..count, each once, each with the seq of its number: nothing lost, no key reused."""
+    calls = [e for e in events if e.get("kind") == "call"]
+    assert sorted(int(e["callid"]) for e in calls) == list(range(1, count + 1))
+    assert all(int(e["callid"]) == e["seq"] for e in calls)
+
+
+def connect_from(address: str, port: int) -> socket.socket:
+    """A TCP connection to the gateway's loopback port from another loopback address."""
+    sock = socket.socket()
+    sock.settimeout(TIMEOUT)
+    sock.bind((address, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def ipo_server(tmp_path, broker, processes, **extra):
+    port = free_port()
+    source = {"name": "ipo", "type": "tcp-server", "host": "127.0.0.1", "port": port, "profile": "avaya-ipo", **extra}
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "listening on 127.0.0.1" in gw.log_text(), what="the listener")
+    return gw, port
+
+
+@pytest.mark.parametrize("allow, why", [(["127.0.0.1"], "not in allow"),
+                                        ([], "the PBX at 127.0.0.1 is sending")])
+def test_strangers_on_the_pbx_port_are_refused_and_never_displace_the_pbx(
+        tmp_path, broker, central, processes, allow, why):
+    gw, port = ipo_server(tmp_path, broker, processes, allow=allow)
+    with connect_from("127.0.0.1", port) as pbx:
+        for i in range(1, 201):
+            pbx.sendall(ipo_line(i))
+            if i % 20 == 0:  # a stranger knocks every 20 records, and idles
+                connect_from("127.0.0.3", port).close()
+        central.collect(lambda ev: len(central.calls()) >= 200, what="the PBX's 200 records")
+    assert_each_once(central.events, 200)
+    log = gw.log_text()
+    assert log.count(f"refused a connection from 127.0.0.3: {why}") == 1  # said once a minute, not ten times
+    assert "Traceback" not in log and "ERROR" not in log
+
+
+def test_the_pbx_reconnecting_from_its_address_replaces_its_old_connection(tmp_path, broker, central, processes):
+    gw, port = ipo_server(tmp_path, broker, processes, allow=["127.0.0.0/30"])
+    old = connect_from("127.0.0.1", port)
+    old.sendall(b"".join(ipo_line(i) for i in range(1, 11)))
+    central.collect(lambda ev: len(central.calls()) >= 10, what="records on the first connection")
+    with connect_from("127.0.0.1", port) as new:  # the PBX gave up on the old socket
+        assert old.recv(1) == b""  # the gateway closed it
+        new.sendall(b"".join(ipo_line(i) for i in range(11, 21)))
+        central.collect(lambda ev: len(central.calls()) >= 20, what="records on the new connection")
+    old.close()
+    assert_each_once(central.events, 20)
+    assert "replaced by one from 127.0.0.1" in gw.log_text() and "Traceback" not in gw.log_text()
+
+
+def reload_with(gw: GatewayProcess, old: str, new: str, reloads: int) -> None:
+    gw.config.write_text(gw.config.read_text().replace(old, new))
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: gw.log_text().count("sources stopped or restarted") >= reloads, what="the reload")
+
+
+def test_a_reload_closes_the_pbx_connection_after_committing_it_and_the_next_one_is_read(
+        tmp_path, broker, central, processes):
+    gw, port = ipo_server(tmp_path, broker, processes)
+    with connect_from("127.0.0.1", port) as pbx:
+        pbx.sendall(b"".join(ipo_line(i) for i in range(1, 51)))
+        central.collect(lambda ev: len(central.calls()) >= 50, what="records before the reload")
+        reload_with(gw, '"avaya-ipo"', '"avaya-ipo"\nquiet = "1h"', 1)  # the source's settings change
+        assert pbx.recv(1) == b""  # the restarted source let go of the old connection
+    with connect_from("127.0.0.1", port) as pbx:  # the PBX reconnects, to the new source
+        pbx.sendall(b"".join(ipo_line(i) for i in range(51, 101)))
+        central.collect(lambda ev: len(central.calls()) >= 100, what="records after the reload")
+    assert_each_once(central.events, 100)
+
+
+def test_a_reload_of_a_tcp_client_commits_what_the_pbx_had_sent(tmp_path, broker, central, processes):
+    """The PBX's records sit in the socket while the source pauses between reads (a long
+    read_delay): a reload then must read them before it lets the connection go."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(TIMEOUT)
+        source = {"name": "ipo", "type": "tcp-client", "host": "127.0.0.1", "port": server.getsockname()[1],
+                  "profile": "avaya-ipo", "read_delay": "3s"}
+        gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
+        processes.append(gw)
+        gw.start()
+        sent = 0
+        for reload in range(1, 4):
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"".join(ipo_line(i) for i in range(sent + 1, sent + 11)))
+                central.collect(lambda ev: len(central.calls()) >= sent + 10, what="the first read")
+                conn.sendall(b"".join(ipo_line(i) for i in range(sent + 11, sent + 21)))  # waits in the socket
+                sent += 20
+                reload_with(gw, f'read_delay = "{reload + 2}s"', f'read_delay = "{reload + 3}s"', reload)
+        central.collect(lambda ev: len(central.calls()) >= sent, what="every record sent")
+    assert_each_once(central.events, sent)

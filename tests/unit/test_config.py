@@ -63,7 +63,7 @@ def test_a_full_config_is_typed(tmp_path):
     assert (s.queue.max_bytes, s.queue.when_full, s.queue.sync_interval) == (64 * 1024**2, "drop_newest", 2.0)
     pbx1, ipo = s.sources
     assert (pbx1.type, pbx1.profile.name, str(pbx1.timezone)) == ("serial", "panasonic-kx-tda", "Asia/Taipei")
-    assert (ipo.type, ipo.port, ipo.host) == ("tcp-server", 5010, "")
+    assert (ipo.type, ipo.port, ipo.host, ipo.allow) == ("tcp-server", 5010, "0.0.0.0", ())
     assert (ipo.quiet, sorted(ipo.quiet_hours.days), pbx1.quiet, pbx1.quiet_hours) == (1800.0, [0, 1, 2, 3, 4], 0.0, None)
     h = s.headsets
     assert (h.enabled, h.discover, h.drive_leds) == (True, True, True)
@@ -81,6 +81,8 @@ def test_a_full_config_is_typed(tmp_path):
     ('profile = "panasonic-kx-tda"', 'profile = "panasonic"', "source[1].profile", "no such profile"),
     ('timezone = "Asia/Taipei"', 'timezone = "Taipei"', "source[1].timezone", "expected a zone"),
     ('port = 5010', 'port = 70000', "source[2].port", "expected 1 to 65535"),
+    ('port = 5010', 'port = 5010\nallow = ["192.0.2.300"]', "source[2].allow", "expected IP addresses or networks"),
+    ('port = 5010', 'port = 5010\nallow = "192.0.2.3"', "source[2].allow", "expected a list"),
     ('timezone = "Asia/Taipei"\n', 'timezone = "Asia/Taipei"\ndate_order = "MD"\n', "source[1].date_order",
      "expected one of YMD, MDY, DMY for profile panasonic-kx-tda"),
     ('device = "/dev/serial', 'devce = "/dev/serial', "source[1].device", "'devce' is there: a typo?"),
