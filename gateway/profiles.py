@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import re._constants as re_constants
+import re._parser as re_parser
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -409,6 +411,36 @@ def _regex(t: Table, key: str, pattern: Any) -> re.Pattern[str]:
     if not isinstance(pattern, str):
         raise t.fail(key, f"expected a regular expression string, got {pattern!r}")
     try:
-        return re.compile(pattern)
+        compiled = re.compile(pattern)
     except re.error as exc:
         raise t.fail(key, f"bad regular expression {pattern!r}: {exc}") from None
+    if _repeats_a_repetition(re_parser.parse(pattern)):
+        raise t.fail(key, f"the regular expression {pattern!r} repeats a repetition (like (\\d+)+): on a "
+                          "long record it backtracks for minutes and would stop the gateway; "
+                          "write it with one quantifier (\\d+)")
+    return compiled
+
+
+_REPEATS = (re_constants.MAX_REPEAT, re_constants.MIN_REPEAT)
+
+
+def _repeats_a_repetition(parsed: Any, inside: bool = False) -> bool:
+    """Whether a repeat that may run more than once holds a repeat of variable length:
+    the shape whose backtracking is exponential. (Possessive repeats and atomic groups
+    never backtrack into themselves, and their opcodes are not in ``_REPEATS``.)"""
+    for op, arg in parsed:
+        if op in _REPEATS:
+            low, high, body = arg
+            if inside and low != high:
+                return True
+            if _repeats_a_repetition(body, inside or high > 1):
+                return True
+        elif op in (re_constants.ATOMIC_GROUP, re_constants.POSSESSIVE_REPEAT):
+            continue
+        else:
+            for part in arg if isinstance(arg, (tuple, list)) else ():
+                subs = part if isinstance(part, list) else [part]
+                if any(isinstance(sub, re_parser.SubPattern) and _repeats_a_repetition(sub, inside)
+                       for sub in subs):
+                    return True
+    return False

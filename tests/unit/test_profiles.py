@@ -32,6 +32,9 @@ def test_a_wrong_expectation_is_reported_with_event_number_and_key(tmp_path):
     ('{ column = "account" }', '{ column = "acount" }', "fields.acct.column", "expected a column of the layout"),
     ("when = { continuation = '1' }", "when = { continuation = '(1' }", "rules[10].when.continuation",
      "bad regular expression"),
+    # 30 caller digits would take this pattern ~75 s a record: refused before it can freeze the loop.
+    ("when = { continuation = '1' }", "when = { continuation = '(?:\\d+)+x' }", "rules[10].when.continuation",
+     "repeats a repetition (like (\\d+)+)"),
     ('set = { dir = "int" }', 'set = { dir = "internal" }', "rules[3].set.dir", 'expected in or out or int or "" (null)'),
     ('max_record_len = 1024', 'max_record_len = 10000000', "framing.max_record_len", "expected 16 to 65536"),
     ('name = "avaya-ipo"', 'name = "Avaya IPO"', "profile.name", "expected lower-case letters"),
