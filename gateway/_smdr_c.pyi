@@ -40,7 +40,8 @@ class Engine:
     tz: tzinfo
     gw: str
     src: str
-    def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str) -> None: ...
+    stream: str | None
+    def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str, stream: str | None = None) -> None: ...
     def parse(self, record: framer.Record, rx: int, seq: int) -> Event:
         """The event for ``record``, received at ``rx`` (ms since the epoch) as number ``seq``."""
     def pack(self, records: list[framer.Record], rx: int, seq: int) -> tuple[bytes, list[UnparsedEvent]]:

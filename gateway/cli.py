@@ -145,7 +145,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("subscribe", help="print events from a broker as JSON lines",
                        description="Subscribe to gateway topics and print each event once as "
-                       "a JSON line, dropping duplicates by (gw, src, seq).")
+                       "a JSON line, dropping duplicates by (gw, src, stream, seq).")
     p.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST[:PORT]")
     p.add_argument("--site", default="+", help="only this site (default: all)")
     p.add_argument("--gw", default="+", help="only this gateway (default: all)")

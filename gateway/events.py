@@ -27,6 +27,7 @@ class CallEvent:
 
     gw: str
     src: str
+    stream: str | None = None
     seq: int
     rx: int
     profile: str
@@ -53,6 +54,7 @@ class UnparsedEvent:
 
     gw: str
     src: str
+    stream: str | None = None
     seq: int
     rx: int
     profile: str
@@ -70,6 +72,7 @@ class HeadsetEvent:
 
     gw: str
     src: str
+    stream: str | None = None
     seq: int
     ts: int
     vid: int
@@ -99,6 +102,7 @@ class GapEvent:
 
     gw: str
     src: str
+    stream: str | None = None
     rx: int
     first: int
     last: int

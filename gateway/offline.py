@@ -18,7 +18,7 @@ from gateway.smdr.stream import StreamParser
 #: A profile "fits" a capture when it parses at least this share of its records.
 FITS = 0.5
 #: Keys that depend on where and when a record was received, not on the record.
-RECEIPT_KEYS = ("gw", "src", "seq", "rx")
+RECEIPT_KEYS = ("gw", "src", "stream", "seq", "rx")
 
 
 def parse_capture(profile: PbxProfile, data: bytes, tz: tzinfo, rx: int,

@@ -15,7 +15,7 @@ Cursors only move forward while the process lives. paho keeps messages that were
 flight when a connection dropped and resends them (DUP) after it reconnects, so
 re-reading them from disk would send them twice. A restart starts with empty cursors:
 all queued rows are backlog again, and what was in flight at the crash is sent again
-(duplicates with the same ``(gw, src, seq)``, as the at-least-once contract allows).
+(duplicates with the same ``(gw, src, stream, seq)``, as the at-least-once contract allows).
 
 At most ``window`` messages are in flight, so paho's memory queue stays bounded and its
 16-bit message ids never run out. A message's rows leave the queue only on a PUBACK with

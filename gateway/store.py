@@ -17,14 +17,19 @@ The disk is the only durable copy of an event between the PBX and the broker's P
   flash card; dropping a table only returns its pages to the free list, where the next
   segments reuse them. The contiguous prefix of confirmed ids is written with each append
   (on a page the append writes anyway) and at each sync, so a restart sends again only what
-  was confirmed since: duplicates with the same ``(gw, src, seq)``, as the contract allows.
+  was confirmed since: duplicates with the same ``(gw, src, stream, seq)``, as the contract allows.
 * Checkpoints (copying the WAL into the database file) are rare: automatic ones are off,
   and :meth:`sync` runs one only when the WAL has grown past ``CHECKPOINT_BYTES``. Since
   pages are reused, a checkpoint writes each of the few pages in use once.
 * A message the broker rejected moves its events to the ``dead`` table.
 * The queue has a byte budget. When an append would pass it, ``drop_oldest`` deletes the
   oldest events and ``drop_newest`` refuses the new ones; either way the dropped ``seq``
-  range is counted per source in ``drops`` and later turned into a ``gap`` event.
+  range is counted per source and stream in ``lost`` and later turned into a ``gap`` event.
+* Every event carries the queue's *stream* identity beside its ``seq``. ``(gw, src, stream,
+  seq)`` is never reused: a run continues the last run's stream only when that run stopped
+  cleanly on this same file; after anything else (a crash, a power cut that rolled back the
+  last commits, a damaged or recreated file) the sources' ``seq`` may restart below numbers
+  already used, so the run takes a new random stream (see :meth:`_open_stream`).
 * Startup never fails on a damaged file: a database that SQLite cannot read is renamed
   aside (``queue.db.corrupt-<time>``), counted, and a new one is started.
 """
@@ -34,10 +39,13 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgpack
 
 from gateway.events import Event, GapEvent, packb
 from gateway.outbox import Row
@@ -65,9 +73,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (n INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS sources (
     name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, offset INTEGER, identity TEXT);
-CREATE TABLE IF NOT EXISTS drops (
-    src TEXT NOT NULL, reason TEXT NOT NULL, first INTEGER, last INTEGER, count INTEGER,
-    first_rx INTEGER, last_rx INTEGER, PRIMARY KEY (src, reason));
+CREATE TABLE IF NOT EXISTS lost (
+    src TEXT NOT NULL, stream TEXT NOT NULL, reason TEXT NOT NULL, first INTEGER, last INTEGER,
+    count INTEGER, first_rx INTEGER, last_rx INTEGER, PRIMARY KEY (src, stream, reason));
 CREATE TABLE IF NOT EXISTS dead (
     id INTEGER PRIMARY KEY, kind TEXT, payload BLOB, reason TEXT, at INTEGER);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -121,6 +129,7 @@ class Store:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
             self._db = self._recover(exc)
+        self.stream = self._open_stream()
         self._confirmed = self.source_state(CONFIRMED)[0] - 1
         self._confirmed_saved = self._confirmed
         self._segments: list[_Segment] = []
@@ -150,12 +159,43 @@ class Store:
             db.execute("PRAGMA secure_delete=FAST")
             db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints come from sync()
             db.executescript(_SCHEMA)
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'drops'").fetchone():
+                # A queue of pbxgw 0.x before streams: its drops become the stream-less kind.
+                db.executescript("INSERT OR IGNORE INTO lost SELECT src, '', reason, first, last, count, "
+                                 "first_rx, last_rx FROM drops; DROP TABLE drops;")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
         except sqlite3.DatabaseError:
             db.close()
             raise
         return db
+
+    def _open_stream(self) -> str:
+        """This run's stream identity: the last run's if it stopped cleanly on this very
+        file (so its sequence numbers are known to be the last used), else a new random
+        one. The clean mark is then cleared and fsynced before anything is queued, so a
+        run that ends any other way (a crash, a power cut that rolls back its last
+        commits, a damaged WAL, a copied or restored file) never hands its stream on."""
+        clean, stream = self.counter("clean"), self.counter("stream")
+        if not (stream and clean == self._fingerprint() and not self.corrupt_recoveries):
+            stream = secrets.randbits(63) or 1
+            log.info("queue %s: a new stream %016x (the last run did not stop cleanly on this file)",
+                     self.path, stream)
+        try:
+            with self._transaction():
+                self._set("clean", 0)
+                self._set("stream", stream)
+            self._fsync_wal()
+        except sqlite3.Error as exc:
+            # A full disk: this run's stream lives only in memory; the next start, clean or
+            # not, never continues it.
+            stream = secrets.randbits(63) or 1
+            log.error("queue %s: cannot write (%s); stream %016x for this run only", self.path, exc, stream)
+        return f"{stream:016x}"
+
+    def _fingerprint(self) -> int:
+        """Which file this is (a copy or a restored backup is another): its inode."""
+        return os.stat(self.path).st_ino
 
     def _recover(self, exc: Exception) -> sqlite3.Connection:
         aside = self.path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}")
@@ -185,12 +225,12 @@ class Store:
             if excess > 0:
                 if self.when_full == "drop_newest":
                     keep = _fitting(rows, self.max_bytes - self.bytes)
-                    dropped, rows = rows[keep:], rows[:keep]
+                    dropped, rows = [(*r[:4], self.stream) for r in rows[keep:]], rows[:keep]
                 else:
                     # The oldest queued go first; if this read alone is over the budget,
                     # its own oldest go too.
                     skip = _covering(rows, excess - self._drop_oldest(excess))
-                    dropped, rows = rows[:skip], rows[skip:]
+                    dropped, rows = [(*r[:4], self.stream) for r in rows[:skip]], rows[skip:]
                 self._record_drops(dropped, f"queue full: {self.when_full}")
             self._insert(rows)
             self._save_confirmed()
@@ -237,7 +277,7 @@ class Store:
                 freed += row[5]
                 seg.bytes -= row[5]
                 if row[0] not in seg.done:
-                    lost.append((row[1], row[2], row[3], row[4], b""))
+                    lost.append((*row[1:5], self._stream_of(seg, row[0])))
             for start in range(0, len(victims), 500):
                 chunk = victims[start:start + 500]
                 self._db.execute(f"DELETE FROM {seg.table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
@@ -249,24 +289,33 @@ class Store:
         return freed
 
     def _record_drops(self, rows: list[tuple], reason: str) -> None:
-        for src, seq, _kind, rx, _payload in rows:
+        """Count dropped rows ``(src, seq, kind, rx, stream)`` per source and stream."""
+        for src, seq, _kind, rx, stream in rows:
             self._db.execute(
-                "INSERT INTO drops VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (src, reason) DO UPDATE "
+                "INSERT INTO lost VALUES (?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (src, stream, reason) DO UPDATE "
                 "SET first = min(first, excluded.first), last = max(last, excluded.last), "
                 "count = count + 1, first_rx = min(first_rx, excluded.first_rx), "
-                "last_rx = max(last_rx, excluded.last_rx)", (src, reason, seq, seq, rx, rx))
+                "last_rx = max(last_rx, excluded.last_rx)", (src, stream, reason, seq, seq, rx, rx))
         if rows:
             log.warning("queue full (%d bytes): %d events dropped (%s)", self.max_bytes, len(rows), reason)
             self._bump("dropped", len(rows))
 
+    def _stream_of(self, seg: _Segment, row_id: int) -> str:
+        """The stream a queued row was numbered in (rows of earlier runs keep theirs)."""
+        (payload,) = self._db.execute(f"SELECT payload FROM {seg.table} WHERE id = ?", (row_id,)).fetchone()
+        try:
+            return str(msgpack.unpackb(payload).get("stream") or "")
+        except (ValueError, AttributeError, msgpack.UnpackException):
+            return ""
+
     def report_gaps(self, gw: str, now_ms: int) -> int:
         """Turn the recorded drops into queued ``gap`` events; return how many."""
         with self._transaction():
-            drops = self._db.execute("SELECT * FROM drops ORDER BY src, reason").fetchall()
-            self._db.execute("DELETE FROM drops")
-            gaps = [GapEvent(gw=gw, src=src, rx=now_ms, first=first, last=last, count=count,
-                             first_rx=first_rx, last_rx=last_rx, reason=reason)
-                    for src, reason, first, last, count, first_rx, last_rx in drops]
+            drops = self._db.execute("SELECT * FROM lost ORDER BY src, stream, reason").fetchall()
+            self._db.execute("DELETE FROM lost")
+            gaps = [GapEvent(gw=gw, src=src, stream=stream or None, rx=now_ms, first=first, last=last,
+                             count=count, first_rx=first_rx, last_rx=last_rx, reason=reason)
+                    for src, stream, reason, first, last, count, first_rx, last_rx in drops]
             self._enqueue(gaps)
         return len(gaps)
 
@@ -366,6 +415,10 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else 0
 
+    def _set(self, key: str, value: int) -> None:
+        self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                         (key, value))
+
     def _bump(self, key: str, by: int) -> int:
         return self._db.execute(
             "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + ? "
@@ -386,15 +439,18 @@ class Store:
         if self._confirmed != self._confirmed_saved:
             with self._transaction():
                 self._save_confirmed()
-        wal = f"{self.path}-wal"
+        if self._fsync_wal() >= CHECKPOINT_BYTES:
+            self.checkpoint()
+
+    def _fsync_wal(self) -> int:
+        """Make every commit so far survive a power cut; the WAL's size."""
         try:
-            fd = os.open(wal, os.O_RDONLY)
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         except FileNotFoundError:
-            return  # nothing written since the last checkpoint removed it
+            return 0  # nothing written since the last checkpoint removed it
         try:
             os.fsync(fd)
-            if os.fstat(fd).st_size >= CHECKPOINT_BYTES:
-                self.checkpoint()
+            return os.fstat(fd).st_size
         finally:
             os.close(fd)
 
@@ -403,8 +459,15 @@ class Store:
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        """Drop what is confirmed, copy the WAL into the database, close."""
+        """Drop what is confirmed, mark the stop clean (the next run may continue this
+        stream), copy the WAL into the database, close."""
         self.sync()
+        try:
+            with self._transaction():
+                self._set("clean", self._fingerprint())
+            self._fsync_wal()
+        except sqlite3.Error as exc:
+            log.error("queue %s: cannot mark the stop clean (%s); the next run starts a new stream", self.path, exc)
         self.checkpoint()
         self._db.close()
 

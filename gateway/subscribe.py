@@ -1,5 +1,5 @@
 """``pbxgw subscribe``: the central side's first tool. Decodes the gateway topics to JSON
-lines and drops the duplicates at-least-once delivery allows, by ``(gw, src, seq)``."""
+lines and drops the duplicates at-least-once delivery allows, by ``(gw, src, stream, seq)``."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class Deduplicator:
     def is_new(self, event: dict[str, Any]) -> bool:
         if "seq" not in event:
             return True  # status and gap events carry no sequence number
-        key = (event.get("gw"), event.get("src"), event["seq"])
+        key = (event.get("gw"), event.get("src"), event.get("stream"), event["seq"])
         if key in self._seen:
             self.duplicates += 1
             return False

@@ -503,6 +503,7 @@ cdef class Engine:
 
     cdef readonly object profile, tz
     cdef readonly str gw, src
+    cdef readonly object stream
     cdef object reference
     cdef Program program
     cdef list conversions  # (slot or -1, x name or None, column, code, format)
@@ -556,9 +557,9 @@ cdef class Engine:
         PyMem_Free(self.offset_value)
         PyMem_Free(self.offset_state)
 
-    def __init__(self, profile, tz, str gw, str src):
-        self.profile, self.tz, self.gw, self.src = profile, tz, gw, src
-        self.reference = RecordParser(profile, tz, gw, src)
+    def __init__(self, profile, tz, str gw, str src, stream=None):
+        self.profile, self.tz, self.gw, self.src, self.stream = profile, tz, gw, src, stream
+        self.reference = RecordParser(profile, tz, gw, src, stream)
         self.program = Program(profile.layout)
         self.conversions = []
         for spec in profile.fields:
@@ -584,7 +585,8 @@ cdef class Engine:
         self.out = _Buffer()
         self.name_text = profile.name
         self.head_seq = (HEAD_V_KIND + _msgpack_str("gw") + _msgpack_str(gw) + _msgpack_str("src")
-                         + _msgpack_str(src) + _msgpack_str("seq"))
+                         + _msgpack_str(src) + _msgpack_str("stream")
+                         + (b"\xc0" if stream is None else _msgpack_str(stream)) + _msgpack_str("seq"))
         self.head_rx = _msgpack_str("rx")
         self.head_start = _msgpack_str("profile") + _msgpack_str(profile.name) + _msgpack_str("start")
         self._compile_c()
@@ -599,7 +601,7 @@ cdef class Engine:
         if values is None:
             return self.reference.parse(record, rx, seq)
         start, slots, x, raw = values
-        return CallEvent(gw=self.gw, src=self.src, seq=seq, rx=rx, profile=self.profile.name,
+        return CallEvent(gw=self.gw, src=self.src, stream=self.stream, seq=seq, rx=rx, profile=self.profile.name,
                          start=start, raw=raw, x=x, **dict(zip(FILLED, slots)))
 
     def pack(self, records, rx: int, seq: int):
@@ -678,7 +680,7 @@ cdef class Engine:
                 unparsed.append(event)
             return
         start, slots, x, raw = values
-        out.map_header(20 if x else 19)
+        out.map_header(21 if x else 20)
         self._write_head(seq, rx, start)
         for i in range(NSLOTS):
             out.string(<str>FILLED[i])
@@ -962,7 +964,7 @@ cdef class Engine:
         if self.end_time:
             start -= (slots[0].i if slots[0].kind == V_INT else 0) + (slots[1].i if slots[1].kind == V_INT else 0)
         # The event.
-        out.map_header(20 if nx else 19)
+        out.map_header(21 if nx else 20)
         self._write_head(seq, rx, start)
         for i in range(10):
             out.bytes_(<bytes>SLOT_KEYS[i])

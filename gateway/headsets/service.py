@@ -143,7 +143,7 @@ class Headsets:
         next_seq, _, _ = self.store.source_state(info.id)
         agent = self._agents.get(info.serial or "")
         ts = now_ms()
-        events = [HeadsetEvent(gw=self.gw, src=info.id, seq=next_seq + i, ts=ts, vid=info.vid, pid=info.pid,
+        events = [HeadsetEvent(gw=self.gw, src=info.id, stream=self.store.stream, seq=next_seq + i, ts=ts, vid=info.vid, pid=info.pid,
                                model=info.model, serial=info.serial, agent=agent and agent.agent,
                                ext=agent and agent.extension, ev=ev, detail=detail)
                   for i, (ev, detail) in enumerate(happened)]

@@ -38,15 +38,16 @@ class RecordParser:
     :param tz: the time zone the PBX prints local times in.
     :param gw: gateway id stamped on events.
     :param src: source name stamped on events.
+    :param stream: the queue's stream identity stamped on events (None offline).
     """
 
-    def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str):
-        self.profile, self.tz, self.gw, self.src = profile, tz, gw, src
+    def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str, stream: str | None = None):
+        self.profile, self.tz, self.gw, self.src, self.stream = profile, tz, gw, src, stream
 
     def parse(self, record: Record, rx: int, seq: int) -> Event:
         """The event for ``record``, received at ``rx`` (ms since the epoch) as number ``seq``."""
         raw = decode(record.data)
-        stamp = dict(gw=self.gw, src=self.src, seq=seq, rx=rx, profile=self.profile.name)
+        stamp = dict(gw=self.gw, src=self.src, stream=self.stream, seq=seq, rx=rx, profile=self.profile.name)
         if record.truncated:
             reason = f"no record end within {self.profile.framing.max_record_len} bytes; cut there"
             return UnparsedEvent(**stamp, raw=raw, reason=reason)

@@ -20,11 +20,13 @@ class StreamParser:
     :param tz: the zone the PBX prints local times in.
     :param gw: gateway id; :param src: source name (both stamped on events).
     :param next_seq: the sequence number of the next event (persisted by the caller).
+    :param stream: the stream identity stamped on events (the queue's; None offline).
     """
 
-    def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str, next_seq: int = 1):
+    def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str, next_seq: int = 1,
+                 stream: str | None = None):
         self.framer = Framer(profile.framing)
-        self.parser = Parser(profile, tz, gw, src)
+        self.parser = Parser(profile, tz, gw, src, stream)
         self.next_seq = next_seq
 
     def feed(self, data: bytes, rx: int) -> list[Event]:

@@ -30,7 +30,7 @@ class Ingest:
 
     def _new_stream(self, next_seq: int) -> StreamParser:
         s = self.settings
-        return StreamParser(s.profile, s.timezone, self.gw, s.name, next_seq)
+        return StreamParser(s.profile, s.timezone, self.gw, s.name, next_seq, self.store.stream)
 
     @property
     def buffered(self) -> int:

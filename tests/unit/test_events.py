@@ -10,19 +10,19 @@ from gateway.events import (AlarmEvent, CallEvent, GapEvent, HeadsetEvent, Statu
                             from_wire, mark_historical, packb, to_json_dict, to_wire, unpackb)
 from gateway.headsets.telephony import EVENTS
 
-CALL = CallEvent(gw="gw-01", src="pbx1", seq=42, rx=1768478400123, profile="avaya-ipo",
+CALL = CallEvent(gw="gw-01", src="pbx1", stream="5f1c0a9e3b7d2468", seq=42, rx=1768478400123, profile="avaya-ipo",
                  start=1214645321, ring=9, dur=0, dir="in", ext="4324", trunk="9161",
                  caller="8004206", called="4324", acct=None, disp="unanswered",
                  callid="1000014155", raw="2008/06/28 09:28:41,00:00:00,9,8004206,I,...",
                  x={"continuation": 0, "party1_name": "Анна"})
-UNPARSED = UnparsedEvent(gw="gw-01", src="pbx1", seq=43, rx=1768478400456, profile="avaya-ipo",
+UNPARSED = UnparsedEvent(gw="gw-01", src="pbx1", stream="5f1c0a9e3b7d2468", seq=43, rx=1768478400456, profile="avaya-ipo",
                          raw="garbage\xff", reason="1 fields, expected at least 17")
 
-HEADSET = HeadsetEvent(gw="gw-01", src="hs-0b0e-0307-ABC123", seq=7, ts=1768478400123, vid=0x0B0E,
+HEADSET = HeadsetEvent(gw="gw-01", src="hs-0b0e-0307-ABC123", stream="5f1c0a9e3b7d2468", seq=7, ts=1768478400123, vid=0x0B0E,
                        pid=0x0307, model="Jabra EVOLVE LINK MS", serial="ABC123", agent="alice", ext="4101",
                        ev="off_hook")
 
-GAP = GapEvent(gw="gw-01", src="pbx1", rx=1768478400999, first=1, last=15, count=15,
+GAP = GapEvent(gw="gw-01", src="pbx1", stream="5f1c0a9e3b7d2468", rx=1768478400999, first=1, last=15, count=15,
                first_rx=1768478000000, last_rx=1768478100000, reason="queue full: drop_oldest")
 ALARM = AlarmEvent(gw="gw-01", src="pbx1", rx=1768478400999, alarm="no_data", state="raised",
                    last_rx=None, quiet_s=900.0)
