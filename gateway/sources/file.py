@@ -17,6 +17,10 @@ from typing import BinaryIO
 from gateway.sources.base import Source
 
 CHUNK = 64 * 1024
+#: An event's queued size over its record's: at most this (the record is kept whole, beside its fields).
+EXPANSION = 8
+#: Reads smaller than this would hold no whole record: wait for room instead.
+MIN_READ = 512
 
 
 def identity_of(st: os.stat_result) -> str:
@@ -56,9 +60,17 @@ class FileSource(Source):
                 return
 
     async def _read_file(self, fh: BinaryIO, identity: str) -> None:
-        """Read to the end; when following, keep reading until the file is replaced."""
+        """Read to the end; when following, keep reading until the file is replaced. While
+        the queue is (nearly) full, wait: what is not read yet is safe in the file, and
+        reading it would only make the queue drop events."""
         while True:
-            data = fh.read(CHUNK)
+            if (size := self._read_size()) == 0:
+                self.waiting("the queue is full: the rest of the file waits in it, nothing is dropped")
+                await asyncio.sleep(self.settings.poll_interval)
+                continue
+            if self.state == "waiting":
+                self.reading()
+            data = fh.read(size)
             if data:
                 self.ingest.data(data, read_to=fh.tell(), identity=identity)
                 continue
@@ -66,6 +78,12 @@ class FileSource(Source):
                 self.ingest.end(read_to=fh.tell(), identity=identity)
                 return
             await asyncio.sleep(self.settings.poll_interval)
+
+    def _read_size(self) -> int:
+        """How much to read now: what the queue has room for (an event takes up to
+        ``EXPANSION`` times its record's bytes), 0 when that is less than a record."""
+        size = min(CHUNK, self.ingest.store.room() // EXPANSION)
+        return size if size >= MIN_READ else 0
 
     def _replaced(self, fh: BinaryIO, identity: str) -> bool:
         try:

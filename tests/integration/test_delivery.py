@@ -113,13 +113,33 @@ def test_kill_9_of_the_gateway_loses_nothing_from_a_followed_file(tmp_path, brok
     assert_complete(central.events, 1200)
 
 
-def test_full_queue_during_an_outage_drops_oldest_and_reports_an_exact_gap(tmp_path, broker, central, processes):
+def test_a_followed_file_waits_while_the_queue_is_full_instead_of_dropping(tmp_path, broker, central, processes):
     broker.stop()
     capture = tmp_path / "smdr.log"
     append(capture, 1, 400)
     gw = GatewayProcess(tmp_path / "gw", broker.url, [followed_file(capture)], queue={"max_bytes": "40KiB"})
     processes.append(gw)
     gw.start()
+    wait_until(lambda: "the queue is full: the rest of the file waits" in gw.log_text(), what="the queue to fill")
+    assert 0 < len(queued_calls(gw)) < 400
+    broker.start()
+    central.collect(lambda ev: len(central.calls()) >= 400, what="all 400 records")
+    assert_complete(central.events, 400)
+    assert not any(e["kind"] == "gap" for e in central.events) and "events dropped" not in gw.log_text()
+
+
+def test_full_queue_during_an_outage_drops_oldest_of_a_serial_line_and_reports_an_exact_gap(
+        tmp_path, broker, central, processes):
+    """A serial line cannot wait: what does not fit is dropped by when_full, and said."""
+    broker.stop()
+    master, slave = os.openpty()
+    source = {"name": "ipo", "type": "serial", "device": os.ttyname(slave), "profile": "avaya-ipo"}
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source], queue={"max_bytes": "40KiB"})
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
+    for i in range(1, 401):
+        os.write(master, ipo_record(i))
     wait_until(lambda: "events dropped" in gw.log_text(), what="the queue to fill")
     wait_until(lambda: queued_calls(gw)[-1:] == [400], what="all 400 records read")
     broker.start()
@@ -130,6 +150,9 @@ def test_full_queue_during_an_outage_drops_oldest_and_reports_an_exact_gap(tmp_p
     assert kept == list(range(kept[0], 401))  # the newest survive, in one piece
     assert (gap["src"], gap["first"], gap["last"], gap["count"]) == ("ipo", 1, kept[0] - 1, kept[0] - 1)
     assert gap["reason"] == "queue full: drop_oldest" and gap["first_rx"] <= gap["last_rx"]
+    assert gap["stream"] == central.calls()[0]["stream"]
+    os.close(master)
+    os.close(slave)
 
 
 def queued_calls(gw: GatewayProcess) -> list[int]:

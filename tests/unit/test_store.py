@@ -116,3 +116,14 @@ def test_ids_after_a_restart_with_an_empty_queue_stay_above_the_confirmed_prefix
 def test_boot_counter_persists(tmp_path):
     assert Store(tmp_path, 10**6, "drop_oldest").bump_boot() == 1
     assert Store(tmp_path, 10**6, "drop_oldest").bump_boot() == 2
+
+
+def test_a_damaged_payload_goes_to_dead_letters_and_delivery_goes_on(tmp_path):
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    store.append("pbx1", [call(1), call(2), call(3)], next_seq=4)
+    store._db.execute("UPDATE seg_1 SET payload = CAST(X'00' || substr(payload, 2) AS BLOB) WHERE seq = 2")  # a flipped byte
+    rows = store.peek(0, None, 10)
+    assert [msgpack.unpackb(r.payload)["seq"] for r in rows] == [1, 3]
+    assert store.stats().dead == 1 and store.depth == 2
+    dead = store._db.execute("SELECT kind, reason FROM dead").fetchall()
+    assert dead == [("call", "damaged in the queue: not a msgpack map")]
