@@ -32,7 +32,7 @@ from gateway.notify import Notifier
 from gateway.publisher import Publisher
 from gateway.smdr.engine import ENGINE
 from gateway.sources import Ingest, Source, source_class
-from gateway.store import Store
+from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw")
 
@@ -100,7 +100,8 @@ class Gateway:
         started = [src for src in new.sources if src.name not in self._tasks]
         for source_settings in started:
             self._start_source(source_settings)
-        self.store.max_bytes, self.store.when_full = new.queue.max_bytes, new.queue.when_full
+        self.store.set_budget(new.queue.max_bytes)
+        self.store.when_full = new.queue.when_full
         self.settings = dataclasses.replace(new, gateway_id=old.gateway_id, site=old.site, state_dir=old.state_dir,
                                             runtime_dir=old.runtime_dir, mqtt=old.mqtt, headsets=old.headsets)
         log.info("reloaded %s: %d sources stopped or restarted, %d started", new.path, len(changed), len(started))
@@ -201,7 +202,11 @@ class Gateway:
                 raised.append(AlarmEvent(gw=self.settings.gateway_id, src=s.name, rx=now_ms(), alarm="no_data",
                                          state=change, last_rx=source.ingest.last_rx, quiet_s=s.quiet))
             if raised:
-                self.store.enqueue(raised)
+                try:
+                    self.store.enqueue(raised)
+                except QueueWriteError as exc:
+                    log.error("%s; %d alarm events not queued", exc, len(raised))
+                    continue
                 self.publisher.wake()
 
     async def _send_metrics(self) -> None:

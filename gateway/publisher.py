@@ -23,7 +23,7 @@ from gateway.clock import now_ms
 from gateway.config import MqttSettings
 from gateway.events import StatusEvent, packb
 from gateway.outbox import Outbox, Row
-from gateway.store import Store
+from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw.mqtt")
 
@@ -143,7 +143,10 @@ class Publisher:
         self.connected_since = time.time()
         self._last_error = ""
         log.info("connected to %s:%d", self.settings.host, self.settings.port)
-        self.store.report_gaps(self.gw, now_ms())
+        try:
+            self.store.report_gaps(self.gw, now_ms())
+        except QueueWriteError as exc:  # they stay recorded: reported at the next connect
+            log.error("%s; gaps reported later", exc)
         self.outbox.connected(self.store.max_id())
         client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
         self.wake()

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from contextlib import contextmanager
 import os
 import secrets
 import sqlite3
@@ -47,6 +48,7 @@ from pathlib import Path
 
 import msgpack
 
+from gateway.errors import GatewayError
 from gateway.events import Event, GapEvent, packb
 from gateway.outbox import Row
 
@@ -57,9 +59,13 @@ DB_NAME = "queue.db"
 #: it shares the page that every append writes anyway, so keeping it costs no write.
 #: ('*' cannot start a source name.)
 CONFIRMED = "*confirmed*"
-#: The WAL is copied into the database once it is this large (and when the queue closes):
+#: The WAL is copied into the database (and truncated) once it is this large, or a quarter of
+#: the budget if that is less, but never under WAL_MIN_BYTES (and when the queue closes):
 #: rarely, since each checkpoint rewrites the pages in use.
 CHECKPOINT_BYTES = 64 * 1024 * 1024
+WAL_MIN_BYTES = 1024 * 1024
+#: What the queue's files take on disk per payload byte, at most (see Store.set_budget).
+DISK_FACTOR = 2
 #: First bytes of a msgpack map (fixmap, map16, map32): what every queued payload starts with.
 _MAP_HEADS = {bytes((b,)) for b in (*range(0x80, 0x90), 0xDE, 0xDF)}
 #: SQLite page size for a new queue (see _connect).
@@ -82,6 +88,10 @@ CREATE TABLE IF NOT EXISTS dead (
     id INTEGER PRIMARY KEY, kind TEXT, payload BLOB, reason TEXT, at INTEGER);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+class QueueWriteError(GatewayError):
+    """A write to the queue failed (a full disk, an I/O error); nothing of it happened."""
 
 
 @dataclass(slots=True)
@@ -123,10 +133,13 @@ class Store:
     """
 
     def __init__(self, state_dir: Path, max_bytes: int, when_full: str):
-        self.max_bytes, self.when_full = max_bytes, when_full
+        self.when_full = when_full
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = state_dir / DB_NAME
+        self.set_budget(max_bytes)
         self.corrupt_recoveries = 0
+        self._pending_lost: list[tuple] = []  # (src, seq, kind, rx, stream) not yet in ``lost``
+        self._pending_reason = ""
         try:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
@@ -171,6 +184,23 @@ class Store:
             db.close()
             raise
         return db
+
+    def set_budget(self, max_bytes: int) -> None:
+        """The queue's byte budget: ``max_bytes``, or less when the disk cannot hold that.
+
+        The files hold more than the payloads (pages, row headers, the WAL between
+        checkpoints): at most ``DISK_FACTOR`` times the payload bytes, plus the WAL's limit.
+        So the budget is the lower of ``max_bytes`` and what the free space (with the
+        queue's own files) can take that way; the log says when the disk decides.
+        """
+        self.wal_limit = max(WAL_MIN_BYTES, min(CHECKPOINT_BYTES, max_bytes // 4))
+        st = os.statvfs(self.path.parent)
+        own = sum(os.path.getsize(f) for f in (self.path, f"{self.path}-wal") if os.path.exists(f))
+        fits = int((st.f_bavail * st.f_frsize + own - self.wal_limit) / DISK_FACTOR)
+        self.max_bytes = max(0, min(max_bytes, fits))
+        if fits < max_bytes:
+            log.warning("queue budget %d bytes, not max_bytes %d: the disk under %s has %d bytes free",
+                        self.max_bytes, max_bytes, self.path.parent, st.f_bavail * st.f_frsize)
 
     def _open_stream(self) -> str:
         """This run's stream identity: the last run's if it stopped cleanly on this very
@@ -220,10 +250,15 @@ class Store:
 
     def append(self, src: str, events: list[Event], next_seq: int,
                offset: int | None = None, identity: str | None = None) -> None:
-        """Queue one read's events with the source's state, in one transaction."""
+        """Queue one read's events with the source's state, in one transaction.
+
+        :raises QueueWriteError: the write failed (a full disk): nothing of it happened,
+            on disk or in memory.
+        """
         rows = [(src, getattr(e, "seq", None), e.KIND, e.rx, packb(e)) for e in events]
-        with self._transaction():
-            excess = self.bytes + sum(len(r[4]) for r in rows) - self.max_bytes
+        excess = self.bytes + sum(len(r[4]) for r in rows) - self.max_bytes
+        with self._all_or_nothing("queue", dropping=excess > 0):
+            self._write_pending_lost()
             if excess > 0:
                 if self.when_full == "drop_newest":
                     keep = _fitting(rows, self.max_bytes - self.bytes)
@@ -241,7 +276,41 @@ class Store:
                 "ON CONFLICT (name) DO UPDATE SET next_seq = excluded.next_seq, "
                 "offset = excluded.offset, identity = excluded.identity",
                 (src, next_seq, offset, identity))
-        self.bytes += sum(len(r[4]) for r in rows)
+            self.bytes += sum(len(r[4]) for r in rows)
+
+    def lost(self, events: list[Event], reason: str) -> None:
+        """Events a source could not queue (the write failed) and cannot read again: kept
+        in memory, written to ``lost`` with the next write that succeeds, then reported as
+        a ``gap`` like a full queue's drops."""
+        self._pending_lost += [(e.src, e.seq, e.KIND, e.rx, self.stream) for e in events]
+        self._pending_reason = reason
+        log.warning("queue write failed: %d events lost (%s); reported as a gap once the queue is written again",
+                    len(events), reason)
+
+    def _write_pending_lost(self) -> None:
+        if self._pending_lost:
+            self._record_drops(self._pending_lost, self._pending_reason)
+            self._pending_lost = []
+
+    @contextmanager
+    def _all_or_nothing(self, what: str, dropping: bool = False):
+        """A transaction whose failure leaves memory as it was: the segments, the byte
+        count and the confirmed prefix (and, when it drops events, which ids are done).
+
+        :raises QueueWriteError: it failed.
+        """
+        saved = (self._last_id, self.bytes, self._confirmed_saved, list(self._segments), list(self._pending_lost))
+        # Without drops, a write changes only the newest segment (and may add one).
+        segments = [(seg, seg.last, seg.bytes, seg.closed, set(seg.done) if dropping else seg.done)
+                    for seg in (self._segments if dropping else self._segments[-1:])]
+        try:
+            with self._transaction():
+                yield
+        except sqlite3.Error as exc:
+            self._last_id, self.bytes, self._confirmed_saved, self._segments, self._pending_lost = saved
+            for seg, last, size, closed, done in segments:
+                seg.last, seg.bytes, seg.closed, seg.done = last, size, closed, done
+            raise QueueWriteError(f"cannot write the {what} in {self.path}: {exc}") from exc
 
     def room(self) -> int:
         """Payload bytes that still fit in the budget (a source that can wait reads no more)."""
@@ -316,7 +385,8 @@ class Store:
 
     def report_gaps(self, gw: str, now_ms: int) -> int:
         """Turn the recorded drops into queued ``gap`` events; return how many."""
-        with self._transaction():
+        with self._all_or_nothing("gap reports"):
+            self._write_pending_lost()
             drops = self._db.execute("SELECT * FROM lost ORDER BY src, stream, reason").fetchall()
             self._db.execute("DELETE FROM lost")
             gaps = [GapEvent(gw=gw, src=src, stream=stream or None, rx=now_ms, first=first, last=last,
@@ -326,8 +396,11 @@ class Store:
         return len(gaps)
 
     def enqueue(self, events: list[Event]) -> None:
-        """Queue events outside any source's sequence (alarms), in one transaction."""
-        with self._transaction():
+        """Queue events outside any source's sequence (alarms), in one transaction.
+
+        :raises QueueWriteError: the write failed; nothing was queued.
+        """
+        with self._all_or_nothing("queue"):
             self._enqueue(events)
 
     def _enqueue(self, events: list[Event]) -> None:
@@ -393,21 +466,29 @@ class Store:
             self._confirmed_saved = self._confirmed
 
     def dead_letter(self, ids: list[int], reason: str, now_ms: int) -> None:
-        """Move rows the broker rejected to the ``dead`` table (kept for an operator)."""
-        with self._transaction():
-            for seg in self._segments:
-                mine = [(reason, now_ms, i) for i in ids if seg.first <= i <= seg.last]
-                self._db.executemany(f"INSERT INTO dead (kind, payload, reason, at) SELECT kind, payload, ?, ? "
-                                     f"FROM {seg.table} WHERE id = ?", mine)
-            self._bump("dead", len(ids))
+        """Move rows the broker rejected to the ``dead`` table (kept for an operator).
+        If that cannot be written they stay queued (and are sent again after a restart)."""
+        try:
+            with self._all_or_nothing("dead letters"):
+                for seg in self._segments:
+                    mine = [(reason, now_ms, i) for i in ids if seg.first <= i <= seg.last]
+                    self._db.executemany(f"INSERT INTO dead (kind, payload, reason, at) SELECT kind, payload, ?, ? "
+                                         f"FROM {seg.table} WHERE id = ?", mine)
+                self._bump("dead", len(ids))
+        except QueueWriteError as exc:
+            log.error("%s; the %d events stay queued", exc, len(ids))
+            return
         self.confirm(ids)
 
     def _drop_finished(self) -> None:
         finished = [seg for seg in self._segments if seg.closed and not seg.pending]
         if finished:
-            with self._transaction():
-                for seg in finished:
-                    self._drop_segment(seg)
+            try:
+                with self._all_or_nothing("queue"):
+                    for seg in finished:
+                        self._drop_segment(seg)
+            except QueueWriteError as exc:  # tried again at the next confirmation or sync
+                log.warning("%s; confirmed events are dropped later", exc)
 
     def _drop_segment(self, seg: _Segment) -> None:
         self._db.execute(f"DROP TABLE {seg.table}")
@@ -419,8 +500,12 @@ class Store:
 
     def bump_boot(self) -> int:
         """Count one more start of the daemon; return the new count (for the status topic)."""
-        with self._transaction():
-            return self._bump("boot", 1)
+        try:
+            with self._all_or_nothing("boot counter"):
+                return self._bump("boot", 1)
+        except QueueWriteError as exc:
+            log.error("%s", exc)
+            return self.counter("boot") + 1
 
     def counter(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -448,9 +533,12 @@ class Store:
             self._segments[-1].closed = True
         self._drop_finished()
         if self._confirmed != self._confirmed_saved:
-            with self._transaction():
-                self._save_confirmed()
-        if self._fsync_wal() >= CHECKPOINT_BYTES:
+            try:
+                with self._all_or_nothing("confirmed prefix"):
+                    self._save_confirmed()
+            except QueueWriteError as exc:  # written with the next append or sync
+                log.warning("%s", exc)
+        if self._fsync_wal() >= self.wal_limit:
             self.checkpoint()
 
     def _fsync_wal(self) -> int:
@@ -466,8 +554,12 @@ class Store:
             os.close(fd)
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file (which SQLite then fsyncs)."""
-        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """Copy the WAL into the database file (which SQLite then fsyncs) and cut the WAL
+        back to nothing, so that the disk holds it only up to ``wal_limit``."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("queue checkpoint failed (%s); tried again at the next sync", exc)
 
     def close(self) -> None:
         """Drop what is confirmed, mark the stop clean (the next run may continue this
@@ -516,4 +608,15 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite may have rolled back by itself (a full disk)
+            self._db.execute("ROLLBACK")

@@ -25,7 +25,7 @@ from gateway.headsets.discovery import Discovery, HeadsetInfo
 from gateway.headsets.profiles import HeadsetProfile
 from gateway.headsets.layout import telephony_layout
 from gateway.headsets.telephony import TelephonyTracker
-from gateway.store import Store
+from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw.headsets")
 
@@ -147,7 +147,11 @@ class Headsets:
                                model=info.model, serial=info.serial, agent=agent and agent.agent,
                                ext=agent and agent.extension, ev=ev, detail=detail)
                   for i, (ev, detail) in enumerate(happened)]
-        self.store.append(info.id, events, next_seq + len(events))
+        try:
+            self.store.append(info.id, events, next_seq + len(events))
+        except QueueWriteError as exc:  # their seq numbers were not spent: no hole, said here
+            log.error("%s; %d events of %s not queued", exc, len(events), info.id)
+            return
         self.on_queued()
 
 

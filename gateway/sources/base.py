@@ -9,7 +9,7 @@ from gateway.backoff import Backoff
 from gateway.clock import now_ms
 from gateway.config import SourceSettings
 from gateway.smdr.stream import StreamParser
-from gateway.store import Store
+from gateway.store import QueueWriteError, Store
 
 
 class Ingest:
@@ -24,8 +24,10 @@ class Ingest:
     def __init__(self, settings: SourceSettings, store: Store, gw: str, on_queued: Callable[[], None]):
         self.settings, self.store, self.gw, self.on_queued = settings, store, gw, on_queued
         next_seq, self.offset, self.identity = store.source_state(settings.name)
+        self._committed_seq = next_seq  # the stream's next seq as last committed
         self.records = self.unparsed = 0
         self.last_rx: int | None = None  # when the last record arrived, ms
+        self.write_error = ""  # why the last commit failed ("" when it did not)
         self._stream = self._new_stream(next_seq)
 
     def _new_stream(self, next_seq: int) -> StreamParser:
@@ -37,33 +39,50 @@ class Ingest:
         """Bytes received but not yet part of a whole record (not yet committed)."""
         return self._stream.framer.buffered
 
-    def data(self, chunk: bytes, read_to: int | None = None, identity: str | None = None) -> None:
-        """Frame, parse and commit ``chunk``.
+    def data(self, chunk: bytes, read_to: int | None = None, identity: str | None = None) -> bool:
+        """Frame, parse and commit ``chunk``; whether it was committed.
 
         :param read_to: for a file, the offset just after ``chunk``; the offset committed is
-            the start of the first record not yet complete, where a restart resumes.
+            the start of the first record not yet complete, where a restart resumes. A
+            file's read that cannot be committed (a full disk) is forgotten: the file
+            source reads it again from :attr:`offset` later.
         :param identity: for a file, which file (device and inode).
         """
         events = self._stream.feed(chunk, now_ms())
-        self._commit(events, None if read_to is None else read_to - self.buffered, identity)
+        return self._commit(events, None if read_to is None else read_to - self.buffered, identity)
 
-    def end(self, read_to: int | None = None, identity: str | None = None) -> None:
+    def end(self, read_to: int | None = None, identity: str | None = None) -> bool:
         """The stream ended (connection closed, device gone, file done): commit the last
         partial record as what it is, and start a fresh stream for what comes next."""
         events = self._stream.feed(b"", now_ms())
-        self._commit(events, read_to, identity)
+        committed = self._commit(events, read_to, identity)
         self._stream = self._new_stream(self._stream.next_seq)
+        return committed
 
-    def _commit(self, events: list, offset: int | None, identity: str | None) -> None:
+    def _commit(self, events: list, offset: int | None, identity: str | None) -> bool:
         if not events and (offset, identity) == (self.offset, self.identity):
-            return
-        self.store.append(self.settings.name, events, self._stream.next_seq, offset, identity)
+            return True
+        try:
+            self.store.append(self.settings.name, events, self._stream.next_seq, offset, identity)
+        except QueueWriteError as exc:
+            self.write_error = str(exc)
+            if offset is not None:  # a file: nothing of this read happened; it is read again
+                self._stream = self._new_stream(self._committed_seq)
+                return False
+            # Bytes from a line or a socket cannot be read again: their seq numbers are
+            # spent and reported as a gap.
+            self.store.lost(events, f"queue write failed: {exc.__cause__ or exc}")
+            self.last_rx = events[-1].rx if events else self.last_rx
+            return False
+        self.write_error = ""
+        self._committed_seq = self._stream.next_seq
         self.offset, self.identity = offset, identity
         if events:
             self.last_rx = events[-1].rx
             self.records += len(events)
             self.unparsed += sum(e.KIND == "unparsed" for e in events)
             self.on_queued()
+        return True
 
 
 class Source:

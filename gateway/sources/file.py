@@ -72,12 +72,20 @@ class FileSource(Source):
                 self.reading()
             data = fh.read(size)
             if data:
-                self.ingest.data(data, read_to=fh.tell(), identity=identity)
+                if not self.ingest.data(data, read_to=fh.tell(), identity=identity):
+                    await self._read_again_later(fh)
                 continue
             if not self.settings.follow or self._replaced(fh, identity):
-                self.ingest.end(read_to=fh.tell(), identity=identity)
-                return
+                if self.ingest.end(read_to=fh.tell(), identity=identity):
+                    return
+                await self._read_again_later(fh)
+                continue
             await asyncio.sleep(self.settings.poll_interval)
+
+    async def _read_again_later(self, fh: BinaryIO) -> None:
+        """The read could not be queued (a full disk): from the last committed offset, later."""
+        fh.seek(self.ingest.offset or 0)
+        await asyncio.sleep(self.waiting(f"{self.ingest.write_error}; the file is read again from there"))
 
     def _read_size(self) -> int:
         """How much to read now: what the queue has room for (an event takes up to

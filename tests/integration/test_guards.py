@@ -5,6 +5,7 @@ PBX port."""
 import os
 import signal
 import socket
+import subprocess
 
 import pytest
 
@@ -147,3 +148,82 @@ def test_a_reload_of_a_tcp_client_commits_what_the_pbx_had_sent(tmp_path, broker
                 reload_with(gw, f'read_delay = "{reload + 2}s"', f'read_delay = "{reload + 3}s"', reload)
         central.collect(lambda ev: len(central.calls()) >= sent, what="every record sent")
     assert_each_once(central.events, sent)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs mounted for the test (root only; skipped, saying why, elsewhere)."""
+    where = tmp_path / "gw" / "state"
+    where.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(where)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def fill(disk) -> None:
+    """Take every free byte of ``disk``, as a runaway log would."""
+    with open(disk / "ballast", "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_disk, tmp_path, broker, central,
+                                                                          processes):
+    broker.stop()
+    master, slave = os.openpty()
+    source = {"name": "ipo", "type": "serial", "device": os.ttyname(slave), "profile": "avaya-ipo"}
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source], queue={"max_bytes": "512KiB"})
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
+    sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
+
+    def records() -> int:
+        return status.query(sock)["sources"][0]["records"]
+
+    for i in range(1, 101):
+        os.write(master, ipo_line(i))
+    wait_until(lambda: records() == 100, what="100 records queued")
+    fill(small_disk)
+    for i in range(101, 201):  # the PBX goes on printing onto a full disk
+        os.write(master, ipo_line(i))
+    wait_until(lambda: "queue write failed" in gw.log_text(), what="the failed write")
+    (small_disk / "ballast").unlink()
+    for i in range(201, 301):
+        os.write(master, ipo_line(i))
+    broker.start()
+    central.collect(lambda ev: max((e["seq"] for e in central.calls()), default=0) == 300
+                    and any(e["kind"] == "gap" for e in ev), what="the calls and the gap")
+    delivered = {e["seq"] for e in central.calls()}
+    gaps = [e for e in central.events if e["kind"] == "gap"]
+    missing = set(range(1, 301)) - delivered
+    assert missing and all(gap["reason"].startswith("queue write failed") for gap in gaps)
+    assert missing == {s for gap in gaps for s in range(gap["first"], gap["last"] + 1)} - delivered
+    assert sum(gap["count"] for gap in gaps) == len(missing)  # every lost record is reported
+    assert all(int(e["callid"]) == e["seq"] for e in central.calls())
+    assert "Traceback" not in gw.log_text()
+    # The status still says reading: the source never died.
+    assert status.query(sock)["sources"][0]["state"] == "reading"
+
+    # A gateway that starts on a full disk delivers what it holds.
+    broker.stop()
+    before = records()
+    for i in range(301, 311):
+        os.write(master, ipo_line(i))
+    wait_until(lambda: records() == before + 10, what="10 more records queued")
+    fill(small_disk)
+    gw.kill(signal.SIGKILL)
+    gw.start()
+    wait_until(lambda: gw.log_text().count("pbxgw started") == 2, what="the start on a full disk")
+    broker.start()
+    central.collect(lambda ev: {e["seq"] for e in central.calls()} >= set(range(301, 311)),
+                    what="what was queued before the restart")
+    os.close(master)
+    os.close(slave)
