@@ -42,6 +42,7 @@ from contextlib import contextmanager
 import os
 import secrets
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,7 @@ class Store:
         self.corrupt_recoveries = 0
         self._pending_lost: list[tuple] = []  # (src, seq, kind, rx, stream) not yet in ``lost``
         self._pending_reason = ""
+        self._set_aside_damaged_wal()
         try:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
@@ -228,6 +230,25 @@ class Store:
     def _fingerprint(self) -> int:
         """Which file this is (a copy or a restored backup is another): its inode."""
         return os.stat(self.path).st_ino
+
+    def _set_aside_damaged_wal(self) -> None:
+        """SQLite reads a WAL up to its first frame with a bad checksum and quietly drops
+        the rest. A bad frame *followed by* good ones of the same WAL is damage, not a torn
+        last write: it is said, counted, and the WAL copied aside (SQLite still reads what
+        comes before the damage; the run takes a new stream)."""
+        wal = Path(f"{self.path}-wal")
+        try:
+            data = wal.read_bytes()
+        except FileNotFoundError:
+            return
+        bad = wal_damage(data)
+        if bad is None:
+            return
+        aside = wal.with_name(f"{wal.name}.damaged-{int(time.time())}-{os.getpid()}")
+        aside.write_bytes(data)
+        log.error("queue WAL %s is damaged at byte %d: what was committed after it is lost; copied to %s",
+                  wal, bad, aside.name)
+        self.corrupt_recoveries += 1
 
     def _recover(self, exc: Exception) -> sqlite3.Connection:
         aside = self.path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}")
@@ -576,6 +597,47 @@ class Store:
 
     def _transaction(self):
         return _Transaction(self._db)
+
+
+def wal_damage(data: bytes) -> int | None:
+    """Where a SQLite WAL is damaged (the offset of a frame whose checksum fails while a
+    later frame of the same WAL is whole), or None. The format and its checksum are
+    SQLite's (https://www.sqlite.org/fileformat2.html#walformat)."""
+    if len(data) < 32 or int.from_bytes(data[:4], "big") not in (0x377F0682, 0x377F0683):
+        return None
+    order = "big" if data[3] == 0x83 else "little"
+    page = int.from_bytes(data[8:12], "big")
+    salts = data[16:24]
+    s0, s1 = _wal_checksum(data[:24], 0, 0, order)
+    if (s0, s1) != (int.from_bytes(data[24:28], "big"), int.from_bytes(data[28:32], "big")):
+        return None  # a header that never got written whole: nothing in it counts
+    frame, first_bad = 32 + 24 + page, None
+    at = 32
+    while at + frame - 32 <= len(data):
+        head = data[at:at + 24]
+        if head[8:16] != salts:
+            break  # frames of an earlier WAL generation: the end of this one
+        stored = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+        whole = _wal_checksum(head[:8] + data[at + 24:at + 24 + page], s0, s1, order) == stored
+        if whole and first_bad is not None:
+            return first_bad
+        if not whole and first_bad is None:
+            first_bad = at
+        s0, s1 = stored  # each frame stores the running checksum: the next one goes on from it
+        at += 24 + page
+    return None
+
+
+def _wal_checksum(data: bytes, s0: int, s1: int, order: str) -> tuple[int, int]:
+    if (order == "big") != (sys.byteorder == "big"):
+        swapped = bytearray(data)
+        swapped[0::4], swapped[1::4], swapped[2::4], swapped[3::4] = data[3::4], data[2::4], data[1::4], data[0::4]
+        data = bytes(swapped)
+    words = memoryview(data).cast("I")
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
 
 
 def _fitting(rows: list[tuple], budget: int) -> int:

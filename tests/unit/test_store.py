@@ -127,3 +127,23 @@ def test_a_damaged_payload_goes_to_dead_letters_and_delivery_goes_on(tmp_path):
     assert store.stats().dead == 1 and store.depth == 2
     dead = store._db.execute("SELECT kind, reason FROM dead").fetchall()
     assert dead == [("call", "damaged in the queue: not a msgpack map")]
+
+
+def test_a_damaged_wal_is_said_counted_and_copied_aside_and_a_new_stream_begins(tmp_path, caplog):
+    import shutil
+    store = Store(tmp_path / "a", 10**6, "drop_oldest")
+    for seq in range(1, 41):  # one commit each: many WAL frames
+        store.append("pbx1", [call(seq, pad=200)], next_seq=seq + 1)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # the disk as a kill -9 leaves it
+    old_stream = store.stream
+    store.close()
+    wal = tmp_path / "b" / "queue.db-wal"
+    data = bytearray(wal.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle
+    wal.write_bytes(bytes(data))
+    again = Store(tmp_path / "b", 10**6, "drop_oldest")
+    assert "queue WAL" in caplog.text and "is damaged at byte" in caplog.text
+    assert [p.name for p in (tmp_path / "b").glob("queue.db-wal.damaged-*")] != []
+    assert again.stats().corrupt_recoveries == 1 and again.stream != old_stream
+    assert 0 < again.depth < 40  # what came before the damage is still read
+    again.close()
