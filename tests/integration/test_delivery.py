@@ -13,7 +13,7 @@ import pytest
 from gateway import profiles, simulate
 from gateway.smdr.engine import ENGINE
 from helpers import FIXTURES, pbxgw
-from plugins.processes import TIMEOUT, Broker, GatewayProcess, Subscriber, free_port, wait_until
+from plugins.processes import TIMEOUT, Broker, GatewayProcess, Subscriber, free_port, serial_gateway, wait_until
 
 
 def ipo_record(i: int) -> bytes:
@@ -129,17 +129,12 @@ def test_a_followed_file_waits_while_the_queue_is_full_instead_of_dropping(tmp_p
 
 
 def test_full_queue_during_an_outage_drops_oldest_of_a_serial_line_and_reports_an_exact_gap(
-        tmp_path, broker, central, processes):
+        tmp_path, broker, central, processes, pbx_line):
     """A serial line cannot wait: what does not fit is dropped by when_full, and said."""
     broker.stop()
-    master, slave = os.openpty()
-    source = {"name": "ipo", "type": "serial", "device": os.ttyname(slave), "profile": "avaya-ipo"}
-    gw = GatewayProcess(tmp_path / "gw", broker.url, [source], queue={"max_bytes": "40KiB"})
-    processes.append(gw)
-    gw.start()
-    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
+    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.device, queue={"max_bytes": "40KiB"})
     for i in range(1, 401):
-        os.write(master, ipo_record(i))
+        pbx_line.write(ipo_record(i))
     wait_until(lambda: "events dropped" in gw.log_text(), what="the queue to fill")
     wait_until(lambda: queued_calls(gw)[-1:] == [400], what="all 400 records read")
     broker.start()
@@ -151,8 +146,6 @@ def test_full_queue_during_an_outage_drops_oldest_of_a_serial_line_and_reports_a
     assert (gap["src"], gap["first"], gap["last"], gap["count"]) == ("ipo", 1, kept[0] - 1, kept[0] - 1)
     assert gap["reason"] == "queue full: drop_oldest" and gap["first_rx"] <= gap["last_rx"]
     assert gap["stream"] == central.calls()[0]["stream"]
-    os.close(master)
-    os.close(slave)
 
 
 def queued_calls(gw: GatewayProcess) -> list[int]:

@@ -2,7 +2,6 @@
 on the same state directory, `pbxgw parse` on the port the gateway reads, strangers on the
 PBX port."""
 
-import os
 import signal
 import socket
 import subprocess
@@ -11,7 +10,7 @@ import pytest
 
 from gateway import status
 from helpers import pbxgw
-from plugins.processes import TIMEOUT, GatewayProcess, Subscriber, free_port, wait_until
+from plugins.processes import TIMEOUT, GatewayProcess, Subscriber, free_port, serial_gateway, wait_until
 
 
 def ipo_line(i: int) -> bytes:
@@ -19,19 +18,15 @@ def ipo_line(i: int) -> bytes:
             f"E200,Agent,T9001,Line 1.1,0,0\r\n").encode()
 
 
-def test_a_second_gateway_on_the_same_state_dir_is_refused_and_the_first_goes_on(tmp_path, broker, processes):
-    master, slave = os.openpty()
-    device = os.ttyname(slave)
-    source = {"name": "ipo", "type": "serial", "device": device, "profile": "avaya-ipo"}
-    first = GatewayProcess(tmp_path / "gw", broker.url, [source])
-    processes.append(first)
-    first.start()
-    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in first.log_text(), what="the first gateway to read")
+def test_a_second_gateway_on_the_same_state_dir_is_refused_and_the_first_goes_on(tmp_path, broker, processes,
+                                                                                 pbx_line):
+    device = pbx_line.device
+    first = serial_gateway(tmp_path / "gw", broker.url, processes, device)
     second = pbxgw("run", "--config", str(first.config))
     assert second.returncode == 78
     assert f"another pbxgw (pid {first.proc.pid}) is using {first.state_dir}" in second.stderr.decode()
     # The first one still owns its status socket, and reads.
-    os.write(master, ipo_line(1))
+    pbx_line.write(ipo_line(1))
     sock = first.state_dir.parent / "run" / status.SOCKET_NAME
     wait_until(lambda: status.query(sock)["sources"][0]["records"] == 1, what="the first gateway to read on")
     # `pbxgw parse` on the port the gateway holds is refused instead of taking its bytes.
@@ -39,8 +34,6 @@ def test_a_second_gateway_on_the_same_state_dir_is_refused_and_the_first_goes_on
     assert parse.returncode == 1
     assert parse.stderr.decode().strip() == f"pbxgw: {device}: port busy: is the pbxgw service running?"
     assert first.kill(signal.SIGTERM) == 0
-    os.close(master)
-    os.close(slave)
 
 
 @pytest.fixture
@@ -175,29 +168,24 @@ def fill(disk) -> None:
 
 
 def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_disk, tmp_path, broker, central,
-                                                                          processes):
+                                                                          processes, pbx_line):
     broker.stop()
-    master, slave = os.openpty()
-    source = {"name": "ipo", "type": "serial", "device": os.ttyname(slave), "profile": "avaya-ipo"}
-    gw = GatewayProcess(tmp_path / "gw", broker.url, [source], queue={"max_bytes": "512KiB"})
-    processes.append(gw)
-    gw.start()
-    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
+    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.device, queue={"max_bytes": "512KiB"})
     sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
 
     def records() -> int:
         return status.query(sock)["sources"][0]["records"]
 
     for i in range(1, 101):
-        os.write(master, ipo_line(i))
+        pbx_line.write(ipo_line(i))
     wait_until(lambda: records() == 100, what="100 records queued")
     fill(small_disk)
     for i in range(101, 201):  # the PBX goes on printing onto a full disk
-        os.write(master, ipo_line(i))
+        pbx_line.write(ipo_line(i))
     wait_until(lambda: "queue write failed" in gw.log_text(), what="the failed write")
     (small_disk / "ballast").unlink()
     for i in range(201, 301):
-        os.write(master, ipo_line(i))
+        pbx_line.write(ipo_line(i))
     broker.start()
     central.collect(lambda ev: max((e["seq"] for e in central.calls()), default=0) == 300
                     and any(e["kind"] == "gap" for e in ev), what="the calls and the gap")
@@ -216,7 +204,7 @@ def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_di
     broker.stop()
     before = records()
     for i in range(301, 311):
-        os.write(master, ipo_line(i))
+        pbx_line.write(ipo_line(i))
     wait_until(lambda: records() == before + 10, what="10 more records queued")
     fill(small_disk)
     gw.kill(signal.SIGKILL)
@@ -225,5 +213,3 @@ def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_di
     broker.start()
     central.collect(lambda ev: {e["seq"] for e in central.calls()} >= set(range(301, 311)),
                     what="what was queued before the restart")
-    os.close(master)
-    os.close(slave)

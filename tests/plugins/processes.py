@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 
 from tools.parts import TIMEOUT, Broker, GatewayProcess, free_port, wait_for
 
-__all__ = ["TIMEOUT", "Broker", "GatewayProcess", "Subscriber", "free_port", "wait_until"]
+__all__ = ["TIMEOUT", "Broker", "GatewayProcess", "PtyLine", "Subscriber", "free_port", "serial_gateway",
+           "wait_until"]
 
 
 def wait_until(predicate, timeout: float = TIMEOUT, what: str = "condition") -> None:
@@ -68,6 +70,39 @@ class Subscriber:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(TIMEOUT)
+
+
+class PtyLine:
+    """A pseudo-terminal: the gateway reads ``device``, the test writes as the PBX would."""
+
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        self.device = os.ttyname(self.slave)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def serial_gateway(workdir, broker_url: str, processes: list, device: str, **sections) -> GatewayProcess:
+    """A gateway reading the Avaya IP Office records of one serial source ``ipo`` on
+    ``device``, started and reading."""
+    source = {"name": "ipo", "type": "serial", "device": device, "profile": "avaya-ipo"}
+    gw = GatewayProcess(workdir, broker_url, [source], **sections)
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
+    return gw
+
+
+@pytest.fixture
+def pbx_line():
+    line = PtyLine()
+    yield line
+    line.close()
 
 
 @pytest.fixture
