@@ -30,8 +30,9 @@ The disk is the only durable copy of an event between the PBX and the broker's P
   cleanly on this same file; after anything else (a crash, a power cut that rolled back the
   last commits, a damaged or recreated file) the sources' ``seq`` may restart below numbers
   already used, so the run takes a new random stream (see :meth:`_open_stream`).
-* Startup never fails on a damaged file: a database that SQLite cannot read is renamed
-  aside (``queue.db.corrupt-<time>``), counted, and a new one is started.
+* Startup never fails on a damaged file: a database that SQLite cannot read, or whose WAL
+  is damaged, is moved aside (``queue.db.damaged-<time>-<pid>``), counted, and a new one is
+  started with what can still be read of it, keys kept; what cannot is reported as a gap.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import logging
 from contextlib import contextmanager
 import os
 import secrets
+import shutil
 import sqlite3
 import sys
 import time
@@ -141,11 +143,14 @@ class Store:
         self.corrupt_recoveries = 0
         self._pending_lost: list[tuple] = []  # (src, seq, kind, rx, stream) not yet in ``lost``
         self._pending_reason = ""
-        self._set_aside_damaged_wal()
+        salvage_from: Path | None = None
         try:
+            if (damage := self._wal_damage()) is not None:
+                raise sqlite3.DatabaseError(damage)
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
-            self._db = self._recover(exc)
+            salvage_from = self._set_aside(exc)
+            self._db = self._connect()
         self.stream = self._open_stream()
         self._confirmed = self.source_state(CONFIRMED)[0] - 1
         self._confirmed_saved = self._confirmed
@@ -160,8 +165,9 @@ class Store:
         self.bytes = sum(seg.bytes for seg in self._segments)
         # New ids continue above everything ever confirmed, even when the queue is empty.
         self._last_id = max((seg.last for seg in self._segments), default=self._confirmed)
-        if self.corrupt_recoveries:
-            self._bump("corrupt_recoveries", self.corrupt_recoveries)
+        if salvage_from is not None:
+            self._salvage(salvage_from)
+            self._bump("corrupt_recoveries", 1)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -231,35 +237,65 @@ class Store:
         """Which file this is (a copy or a restored backup is another): its inode."""
         return os.stat(self.path).st_ino
 
-    def _set_aside_damaged_wal(self) -> None:
-        """SQLite reads a WAL up to its first frame with a bad checksum and quietly drops
-        the rest. A bad frame *followed by* good ones of the same WAL is damage, not a torn
-        last write: it is said, counted, and the WAL copied aside (SQLite still reads what
-        comes before the damage; the run takes a new stream)."""
-        wal = Path(f"{self.path}-wal")
+    def _wal_damage(self) -> str | None:
+        """Why the WAL is damaged, or None. SQLite reads a WAL up to its first frame with a
+        bad checksum and quietly drops the rest; a bad frame *followed by* whole ones of the
+        same WAL is damage, not a torn last write."""
         try:
-            data = wal.read_bytes()
+            data = Path(f"{self.path}-wal").read_bytes()
         except FileNotFoundError:
-            return
+            return None
         bad = wal_damage(data)
-        if bad is None:
-            return
-        aside = wal.with_name(f"{wal.name}.damaged-{int(time.time())}-{os.getpid()}")
-        aside.write_bytes(data)
-        log.error("queue WAL %s is damaged at byte %d: what was committed after it is lost; copied to %s",
-                  wal, bad, aside.name)
-        self.corrupt_recoveries += 1
+        return None if bad is None else f"its WAL is damaged at byte {bad}"
 
-    def _recover(self, exc: Exception) -> sqlite3.Connection:
-        aside = self.path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}")
-        log.error("queue database %s is unreadable (%s); moved to %s, starting a new one",
+    def _set_aside(self, exc: Exception) -> Path:
+        """Move a damaged queue's files aside (kept, under a name no other recovery
+        takes) for :meth:`_salvage`; a new queue starts in their place, in a new stream."""
+        aside = self.path.with_name(f"{DB_NAME}.damaged-{int(time.time())}-{os.getpid()}")
+        log.error("queue %s is damaged (%s); moved to %s, starting a new one with what can be read of it",
                   self.path, exc, aside.name)
         for suffix in ("", "-wal", "-shm"):
-            src = Path(f"{self.path}{suffix}")
-            if src.exists():
-                os.replace(src, f"{aside}{suffix}")
+            if Path(f"{self.path}{suffix}").exists():
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
         self.corrupt_recoveries = 1
-        return self._connect()
+        return aside
+
+    def _salvage(self, aside: Path) -> None:
+        """Copy into the new queue what SQLite can still read of the damaged one: the
+        sources' sequence numbers and offsets, the counters, the unreported drops, and
+        every unconfirmed event with its key (so a resent one is a duplicate, not a new
+        record). The WAL's checksums are recomputed in a working copy, so that frames after
+        a damaged one are read too. Events that could not be read are reported as a
+        ``gap`` ("queue damaged") with what is known of their range."""
+        work = self.path.with_name("salvage.db")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{work}{suffix}").unlink(missing_ok=True)
+        if aside.exists():
+            shutil.copyfile(aside, work)
+        if (wal := Path(f"{aside}-wal")).exists():
+            Path(f"{work}-wal").write_bytes(repaired_wal(wal.read_bytes()))
+        old = sqlite3.connect(work, isolation_level=None)
+        try:
+            salvaged = _Salvage(old)
+        finally:
+            old.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{work}{suffix}").unlink(missing_ok=True)
+        with self._transaction():
+            for key in ("boot", "dropped", "dead", "corrupt_recoveries"):
+                self._set(key, max(self.counter(key), salvaged.meta.get(key, 0)))
+            self._db.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?)", salvaged.sources)
+            self._db.executemany("INSERT OR IGNORE INTO lost VALUES (?, ?, ?, ?, ?, ?, ?, ?)", salvaged.lost)
+            for start in range(0, len(salvaged.rows), SEGMENT_ROWS):
+                self._insert(salvaged.rows[start:start + SEGMENT_ROWS])
+            self.bytes += sum(len(r[4]) for r in salvaged.rows)
+            for src, stream, first, last in salvaged.holes:
+                self._db.execute("INSERT OR REPLACE INTO lost VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+                                 (src, stream, "queue damaged: not readable (some may have been delivered)",
+                                  first, last, last - first + 1))
+        log.error("queue salvage: %d events kept with their keys, %d sources; %d ranges not readable%s",
+                  len(salvaged.rows), len(salvaged.sources), len(salvaged.holes),
+                  f" ({salvaged.failures} tables or parts failed)" if salvaged.failures else "")
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -399,10 +435,7 @@ class Store:
     def _stream_of(self, seg: _Segment, row_id: int) -> str:
         """The stream a queued row was numbered in (rows of earlier runs keep theirs)."""
         (payload,) = self._db.execute(f"SELECT payload FROM {seg.table} WHERE id = ?", (row_id,)).fetchone()
-        try:
-            return str(msgpack.unpackb(payload).get("stream") or "")
-        except (ValueError, AttributeError, msgpack.UnpackException):
-            return ""
+        return _payload_stream(payload)
 
     def report_gaps(self, gw: str, now_ms: int) -> int:
         """Turn the recorded drops into queued ``gap`` events; return how many."""
@@ -638,6 +671,77 @@ def _wal_checksum(data: bytes, s0: int, s1: int, order: str) -> tuple[int, int]:
         s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
         s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
     return s0, s1
+
+
+def repaired_wal(data: bytes) -> bytes:
+    """A WAL whose frames all carry checksums recomputed from their contents, so that SQLite
+    reads every frame of the current WAL, the damaged one included (for salvage only)."""
+    if wal_damage(data) is None:
+        return data
+    order = "big" if data[3] == 0x83 else "little"
+    page = int.from_bytes(data[8:12], "big")
+    out = bytearray(data)
+    s0, s1 = _wal_checksum(data[:24], 0, 0, order)
+    at = 32
+    while at + 24 + page <= len(data) and data[at + 8:at + 16] == data[16:24]:
+        s0, s1 = _wal_checksum(data[at:at + 8] + data[at + 24:at + 24 + page], s0, s1, order)
+        out[at + 16:at + 24] = s0.to_bytes(4, "big") + s1.to_bytes(4, "big")
+        at += 24 + page
+    return bytes(out)
+
+
+class _Salvage:
+    """What can be read of a damaged queue, table by table, row by row; a part that
+    raises is skipped and remembered, so that its events are reported as lost."""
+
+    def __init__(self, old: sqlite3.Connection):
+        self.failures = 0
+        self.meta = dict(self._read(old, "SELECT key, value FROM meta"))
+        stream = self.meta.get("stream")
+        self.stream = f"{stream:016x}" if stream else ""
+        sources = self._read(old, "SELECT name, next_seq, offset, identity FROM sources")
+        confirmed = next((row[1] for row in sources if row[0] == CONFIRMED), 1) - 1
+        self.sources = [row for row in sources if row[0] != CONFIRMED]
+        self.lost = self._read(old, "SELECT * FROM lost")
+        self.rows: list[tuple] = []  # (src, seq, kind, rx, payload) as queued
+        self.holes: list[tuple] = []  # (src, stream, first, last) not readable
+        last: dict[str, tuple[str, int]] = {}  # src -> (stream, seq) of its last event read
+        broken = False  # a part failed since: the next event of each source says where it resumed
+        tables = self._read(old, "SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'")
+        for (table,) in sorted(tables, key=lambda t: int(t[0][4:])):
+            for row in self._read(old, f"SELECT src, seq, kind, rx, payload FROM {table} WHERE id > ? ORDER BY id",
+                                  (confirmed,)):
+                src, seq = row[0], row[1]
+                stream = _payload_stream(row[4])
+                if seq is not None:
+                    if broken and src in last and last[src][0] == stream and seq > last[src][1] + 1:
+                        self.holes.append((src, stream, last[src][1] + 1, seq - 1))
+                    last[src] = (stream, seq)
+                self.rows.append(row)
+            broken = broken or self._failed
+        if broken:  # past the last event read of a source: up to its next seq, in the old stream
+            for name, next_seq, _, _ in self.sources:
+                stream, seen = last.get(name, (self.stream, None))
+                if seen is not None and stream == self.stream and next_seq > seen + 1:
+                    self.holes.append((name, stream, seen + 1, next_seq - 1))
+
+    def _read(self, db: sqlite3.Connection, sql: str, args: tuple = ()) -> list[tuple]:
+        """The rows ``sql`` gives until it fails (then ``_failed`` is set)."""
+        rows, self._failed = [], False
+        try:
+            for row in db.execute(sql, args):
+                rows.append(row)
+        except sqlite3.Error:
+            self._failed = True
+            self.failures += 1
+        return rows
+
+
+def _payload_stream(payload) -> str:
+    try:
+        return str(msgpack.unpackb(payload).get("stream") or "")
+    except (ValueError, TypeError, AttributeError, msgpack.UnpackException):
+        return ""
 
 
 def _fitting(rows: list[tuple], budget: int) -> int:

@@ -1,13 +1,15 @@
 """The SQLite queue: one transaction per read, byte budget and its policies, recovery."""
 
+import sqlite3
+
 import msgpack
 
 from gateway.events import CallEvent, UnparsedEvent, packb
 from gateway.store import Store
 
 
-def call(seq: int, src: str = "pbx1", pad: int = 0) -> CallEvent:
-    return CallEvent(gw="gw", src=src, seq=seq, rx=1000 + seq, profile="p", start=0, raw="r" * pad)
+def call(seq: int, src: str = "pbx1", pad: int = 0, stream: str | None = None) -> CallEvent:
+    return CallEvent(gw="gw", src=src, stream=stream, seq=seq, rx=1000 + seq, profile="p", start=0, raw="r" * pad)
 
 
 def test_events_seq_and_offset_commit_together_and_survive_reopen(tmp_path):
@@ -78,7 +80,7 @@ def test_unreadable_database_is_moved_aside_and_a_new_one_started(tmp_path):
     (tmp_path / "queue.db").write_bytes(b"this is not a database" * 100)
     store = Store(tmp_path, 10**6, "drop_oldest")
     assert store.stats().corrupt_recoveries == 1 and store.depth == 0
-    assert [p.name for p in tmp_path.glob("queue.db.corrupt-*")]
+    assert [p.name for p in tmp_path.glob("queue.db.damaged-*")]
     store.append("pbx1", [call(1)], 2)
     assert store.depth == 1
 
@@ -129,21 +131,53 @@ def test_a_damaged_payload_goes_to_dead_letters_and_delivery_goes_on(tmp_path):
     assert dead == [("call", "damaged in the queue: not a msgpack map")]
 
 
-def test_a_damaged_wal_is_said_counted_and_copied_aside_and_a_new_stream_begins(tmp_path, caplog):
+def queue_after_kill_9(tmp_path, events: int):
+    """A queue of ``events`` commits as the disk holds it after a kill -9 (a copy of its files)."""
     import shutil
     store = Store(tmp_path / "a", 10**6, "drop_oldest")
-    for seq in range(1, 41):  # one commit each: many WAL frames
-        store.append("pbx1", [call(seq, pad=200)], next_seq=seq + 1)
-    shutil.copytree(tmp_path / "a", tmp_path / "b")  # the disk as a kill -9 leaves it
-    old_stream = store.stream
+    for seq in range(1, events + 1):  # one commit each: many WAL frames
+        store.append("pbx1", [call(seq, pad=200, stream=store.stream)], next_seq=seq + 1)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    stream = store.stream
     store.close()
-    wal = tmp_path / "b" / "queue.db-wal"
+    return tmp_path / "b", stream
+
+
+def test_a_damaged_wal_is_said_set_aside_and_everything_readable_salvaged_with_its_keys(tmp_path, caplog):
+    state, old_stream = queue_after_kill_9(tmp_path, 40)
+    wal = state / "queue.db-wal"
     data = bytearray(wal.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle: SQLite alone would drop the rest
     wal.write_bytes(bytes(data))
-    again = Store(tmp_path / "b", 10**6, "drop_oldest")
-    assert "queue WAL" in caplog.text and "is damaged at byte" in caplog.text
-    assert [p.name for p in (tmp_path / "b").glob("queue.db-wal.damaged-*")] != []
+    again = Store(state, 10**6, "drop_oldest")
+    assert "its WAL is damaged at byte" in caplog.text
+    assert [p.name for p in state.glob("queue.db.damaged-*-wal")] != []
     assert again.stats().corrupt_recoveries == 1 and again.stream != old_stream
-    assert 0 < again.depth < 40  # what came before the damage is still read
+    rows = [msgpack.unpackb(r.payload) for r in again.peek(0, None, 100)]
+    readable = [r for r in rows if r["kind"] == "call"]
+    # Every event but those of the one damaged page came back, with its old key.
+    assert len(readable) >= 38 and all(r["stream"] == old_stream for r in readable)
+    assert again.source_state("pbx1")[0] == 41  # seq goes on above everything used
+    again.close()
+
+
+def test_an_unreadable_part_of_the_queue_is_reported_as_a_gap_with_its_range(tmp_path):
+    state, old_stream = queue_after_kill_9(tmp_path, 300)
+    db = sqlite3.connect(state / "queue.db")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything into the database file
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'seg_1'").fetchone()[0]
+    db.close()
+    with open(state / "queue.db", "r+b") as fh:  # wreck a page in the middle of the table
+        fh.seek((root + 40) * 1024)
+        fh.write(b"\xff" * 1024)
+    again = Store(state, 10**6, "drop_oldest")
+    assert again.stats().corrupt_recoveries == 1
+    kept = {msgpack.unpackb(r.payload)["seq"] for r in again.peek(0, None, 1000)}
+    assert 0 < len(kept) < 300 and again.source_state("pbx1")[0] == 301
+    assert again.report_gaps("gw", now_ms=1) >= 1
+    gaps = [msgpack.unpackb(r.payload) for r in again.peek(0, None, 1000)]
+    gaps = [g for g in gaps if g["kind"] == "gap"]
+    covered = {s for g in gaps for s in range(g["first"], g["last"] + 1)}
+    assert set(range(1, 301)) - kept <= covered  # every seq not salvaged is in a gap
+    assert all(g["stream"] == old_stream and g["reason"].startswith("queue damaged") for g in gaps)
     again.close()
