@@ -107,8 +107,8 @@ class GapEvent:
     first: int
     last: int
     count: int
-    first_rx: int
-    last_rx: int
+    first_rx: int | None
+    last_rx: int | None
     reason: str
 
 
