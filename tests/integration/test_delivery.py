@@ -132,7 +132,7 @@ def test_full_queue_during_an_outage_drops_oldest_of_a_serial_line_and_reports_a
         tmp_path, broker, central, processes, pbx_line):
     """A serial line cannot wait: what does not fit is dropped by when_full, and said."""
     broker.stop()
-    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.device, queue={"max_bytes": "40KiB"})
+    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.path, queue={"max_bytes": "40KiB"})
     for i in range(1, 401):
         pbx_line.write(ipo_record(i))
     wait_until(lambda: "events dropped" in gw.log_text(), what="the queue to fill")

@@ -20,7 +20,7 @@ def ipo_line(i: int) -> bytes:
 
 def test_a_second_gateway_on_the_same_state_dir_is_refused_and_the_first_goes_on(tmp_path, broker, processes,
                                                                                  pbx_line):
-    device = pbx_line.device
+    device = pbx_line.path
     first = serial_gateway(tmp_path / "gw", broker.url, processes, device)
     second = pbxgw("run", "--config", str(first.config))
     assert second.returncode == 78
@@ -170,7 +170,7 @@ def fill(disk) -> None:
 def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_disk, tmp_path, broker, central,
                                                                           processes, pbx_line):
     broker.stop()
-    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.device, queue={"max_bytes": "512KiB"})
+    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.path, queue={"max_bytes": "512KiB"})
     sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
 
     def records() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -13,6 +12,7 @@ import time
 
 import pytest
 
+from gateway.simulate import PtyLine
 from tools.parts import TIMEOUT, Broker, GatewayProcess, free_port, wait_for
 
 __all__ = ["TIMEOUT", "Broker", "GatewayProcess", "PtyLine", "Subscriber", "free_port", "serial_gateway",
@@ -70,21 +70,6 @@ class Subscriber:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(TIMEOUT)
-
-
-class PtyLine:
-    """A pseudo-terminal: the gateway reads ``device``, the test writes as the PBX would."""
-
-    def __init__(self):
-        self.master, self.slave = os.openpty()
-        self.device = os.ttyname(self.slave)
-
-    def write(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def close(self) -> None:
-        os.close(self.master)
-        os.close(self.slave)
 
 
 def serial_gateway(workdir, broker_url: str, processes: list, device: str, **sections) -> GatewayProcess:
