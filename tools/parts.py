@@ -137,3 +137,34 @@ def config_text(state_dir: Path, broker_url: str, sources: list[dict], **section
     for source in sources:
         lines += ["[[source]]"] + [f"{k} = {value(v)}" for k, v in source.items()]
     return "\n".join(lines) + "\n"
+
+
+class StateDisk:
+    """A small tmpfs (mounting needs root) for a gateway's state directory, that can be
+    filled, as a runaway log fills a card, and freed.
+
+    :raises OSError: it cannot be mounted here.
+    """
+
+    def __init__(self, where: Path, size: str):
+        where.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise OSError(done.stderr.strip() or "mount failed")
+        self.where = where
+
+    def fill(self) -> None:
+        try:
+            with open(self.where / "ballast", "ab") as fh:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+        except OSError:
+            pass  # full (perhaps already, by the queue itself)
+
+    def free(self) -> None:
+        (self.where / "ballast").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        subprocess.run(["umount", "-l", str(self.where)], check=False)

@@ -69,6 +69,7 @@ class Box:
         wal, db = copy / f"{DB_NAME}-wal", copy / DB_NAME
         if kind == "power_cut" and wal.exists():
             os.truncate(wal, self.durable_wal)
+            (copy / f"{DB_NAME}-shm").unlink(missing_ok=True)  # shared memory does not survive it
         elif kind == "wal_damage" and wal.exists() and wal.stat().st_size > 4096:
             with open(wal, "r+b") as fh:
                 fh.seek(wal.stat().st_size // 2)
