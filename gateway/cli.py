@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import stat
 import sys
 import time
@@ -159,6 +160,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # A reload asked for while the daemon is still starting must not end it (SIGHUP's
+    # default); the daemon's loop takes SIGHUP over once it runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = config.load(args.config)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
     from gateway import daemon
@@ -238,7 +242,7 @@ def _serial_chunks(name: str) -> Iterator[bytes]:
             while True:
                 try:
                     data = port.read(port.in_waiting or 1)
-                except serial.SerialException:
+                except (serial.SerialException, OSError):  # EIO: a pty whose other end closed
                     return  # the device went away or hung up: the end of this capture
                 if not data:
                     return

@@ -59,19 +59,25 @@ class Gateway:
         self._tasks: dict[str, asyncio.Task] = {}  # each source's, by name
         self._watches: dict[str, tuple[QuietWatch, int]] = {}  # no-data alarm and its start, by source
 
-    def _start_source(self, settings: SourceSettings) -> None:
-        ingest = Ingest(settings, self.store, self.settings.gateway_id, self.publisher.wake)
-        source = source_class(settings.type)(settings, ingest)
+    def _start_source(self, settings: SourceSettings, predecessor: Source | None = None) -> None:
+        carried = predecessor.ingest.carried if predecessor else b""
+        ingest = Ingest(settings, self.store, self.settings.gateway_id, self.publisher.wake, carried)
+        source = source_class(settings.type)(settings, ingest, predecessor)
         self.sources.append(source)
         self._tasks[settings.name] = asyncio.get_running_loop().create_task(source.run(), name=settings.name)
         self._watches[settings.name] = (QuietWatch(settings.quiet, settings.quiet_hours), now_ms())
 
-    async def _stop_source(self, name: str) -> None:
+    async def _stop_source(self, name: str) -> Source:
+        """Stop a source, once it has committed what it read (a serial line keeps its port
+        and the start of a cut record for a successor: see ``Source.CONTINUOUS``)."""
+        source = next(src for src in self.sources if src.settings.name == name)
+        source.ingest.hand_over = source.CONTINUOUS
         task = self._tasks.pop(name)
         self._watches.pop(name)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        self.sources = [src for src in self.sources if src.settings.name != name]
+        self.sources.remove(source)
+        return source
 
     async def reload(self) -> None:
         """SIGHUP: read the config (and the profiles) again; restart only the sources whose
@@ -95,11 +101,12 @@ class Gateway:
         before = {src.name: src for src in old.sources}
         after = {src.name: src for src in new.sources}
         changed = [name for name in before if before[name] != after.get(name)]
-        for name in changed:
-            await self._stop_source(name)
+        stopped = {name: await self._stop_source(name) for name in changed}
         started = [src for src in new.sources if src.name not in self._tasks]
         for source_settings in started:
-            self._start_source(source_settings)
+            self._start_source(source_settings, stopped.get(source_settings.name))
+        for source in stopped.values():
+            source.release()
         self.store.set_budget(new.queue.max_bytes)
         self.store.when_full = new.queue.when_full
         self.settings = dataclasses.replace(new, gateway_id=old.gateway_id, site=old.site, state_dir=old.state_dir,

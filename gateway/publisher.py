@@ -143,10 +143,7 @@ class Publisher:
         self.connected_since = time.time()
         self._last_error = ""
         log.info("connected to %s:%d", self.settings.host, self.settings.port)
-        try:
-            self.store.report_gaps(self.gw, now_ms())
-        except QueueWriteError as exc:  # they stay recorded: reported at the next connect
-            log.error("%s; gaps reported later", exc)
+        self._report_gaps()
         self.outbox.connected(self.store.max_id())
         client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
         self.wake()
@@ -176,8 +173,17 @@ class Publisher:
             self._pump_scheduled = True
             self._loop.call_later(self.settings.linger, self._pump)
 
+    def _report_gaps(self) -> None:
+        """Queue a ``gap`` event for what was dropped or lost since the last report."""
+        try:
+            self.store.report_gaps(self.gw, now_ms())
+        except QueueWriteError as exc:  # they stay recorded: reported with the next send
+            log.error("%s; gaps reported later", exc)
+
     def _pump(self) -> None:
         self._pump_scheduled = False
+        if self.store.unreported and self.outbox.online:  # drops while connected (a full disk, a slow broker)
+            self._report_gaps()
         while self.outbox.can_send():
             rows, hist = self._next_rows()
             if not rows:

@@ -143,6 +143,7 @@ class Store:
         self.corrupt_recoveries = 0
         self._pending_lost: list[tuple] = []  # (src, seq, kind, rx, stream) not yet in ``lost``
         self._pending_reason = ""
+        self.unreported = False  # drops recorded since the last gap report (the publisher reports them)
         salvage_from: Path | None = None
         try:
             if (damage := self._wal_damage()) is not None:
@@ -429,8 +430,10 @@ class Store:
                 "count = count + 1, first_rx = min(first_rx, excluded.first_rx), "
                 "last_rx = max(last_rx, excluded.last_rx)", (src, stream, reason, seq, seq, rx, rx))
         if rows:
-            log.warning("queue full (%d bytes): %d events dropped (%s)", self.max_bytes, len(rows), reason)
+            if reason.startswith("queue full"):  # write failures were said when they happened
+                log.warning("queue full (%d bytes): %d events dropped (%s)", self.max_bytes, len(rows), reason)
             self._bump("dropped", len(rows))
+            self.unreported = True
 
     def _stream_of(self, seg: _Segment, row_id: int) -> str:
         """The stream a queued row was numbered in (rows of earlier runs keep theirs)."""
@@ -446,6 +449,7 @@ class Store:
             gaps = [GapEvent(gw=gw, src=src, stream=stream or None, rx=now_ms, first=first, last=last,
                              count=count, first_rx=first_rx, last_rx=last_rx, reason=reason)
                     for src, stream, reason, first, last, count, first_rx, last_rx in drops]
+            self.unreported = False
             self._enqueue(gaps)
         return len(gaps)
 

@@ -138,6 +138,13 @@ class Framer:
         """Bytes fed but not yet returned in a record (the start of an incomplete one)."""
         return len(self._buffer)
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes fed but not yet in a record: a serial source that a
+        reload restarts hands them to its successor, so a record the restart cut is read
+        whole."""
+        data, self._buffer, self._searched = bytes(self._buffer), bytearray(), 0
+        return data
+
     def records(self) -> list[Record]:
         """All records available now (a convenience for loops and tests)."""
         out = []

@@ -21,14 +21,20 @@ class Ingest:
     :param on_queued: called after each commit that queued events (wakes the publisher).
     """
 
-    def __init__(self, settings: SourceSettings, store: Store, gw: str, on_queued: Callable[[], None]):
+    def __init__(self, settings: SourceSettings, store: Store, gw: str, on_queued: Callable[[], None],
+                 carried: bytes = b""):
+        """:param carried: the start of a record its predecessor (before a reload) had read."""
         self.settings, self.store, self.gw, self.on_queued = settings, store, gw, on_queued
+        self.hand_over = False  # set before a stop whose successor reads on from the same bytes
+        self.carried = b""  # what end() kept for that successor
         next_seq, self.offset, self.identity = store.source_state(settings.name)
         self._committed_seq = next_seq  # the stream's next seq as last committed
         self.records = self.unparsed = 0
         self.last_rx: int | None = None  # when the last record arrived, ms
         self.write_error = ""  # why the last commit failed ("" when it did not)
         self._stream = self._new_stream(next_seq)
+        if carried:  # (feed(b"") would mean the end of the stream)
+            self._stream.framer.feed(carried)
 
     def _new_stream(self, next_seq: int) -> StreamParser:
         s = self.settings
@@ -53,7 +59,10 @@ class Ingest:
 
     def end(self, read_to: int | None = None, identity: str | None = None) -> bool:
         """The stream ended (connection closed, device gone, file done): commit the last
-        partial record as what it is, and start a fresh stream for what comes next."""
+        partial record as what it is, and start a fresh stream for what comes next. When
+        :attr:`hand_over` is set, the partial record is kept in :attr:`carried` instead."""
+        if self.hand_over:
+            self.carried = self._stream.framer.take_buffered()
         events = self._stream.feed(b"", now_ms())
         committed = self._commit(events, read_to, identity)
         self._stream = self._new_stream(self._stream.next_seq)
@@ -92,7 +101,13 @@ class Source:
     :ivar state: ``starting``, ``connecting``, ``reading``, ``waiting`` or ``finished``.
     """
 
-    def __init__(self, settings: SourceSettings, ingest: Ingest):
+    #: Whether a successor (after a reload) reads on from the same bytes: a serial line
+    #: does; a new TCP connection starts afresh; a file resumes at its committed offset.
+    CONTINUOUS = False
+
+    def __init__(self, settings: SourceSettings, ingest: Ingest, predecessor: "Source | None" = None):
+        """:param predecessor: the stopped source this one replaces after a reload (it may
+            take over what that one kept for it, see :attr:`CONTINUOUS`)."""
         self.settings, self.ingest = settings, ingest
         self.state = "starting"
         self.error = ""
@@ -102,6 +117,9 @@ class Source:
 
     async def run(self) -> None:
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Let go of what a stopped source kept for a successor that did not take it."""
 
     def waiting(self, error: str) -> float:
         """Enter ``waiting`` after ``error``; the delay before the next attempt."""

@@ -25,11 +25,32 @@ URL_READ_TIMEOUT_S = 0.5
 
 
 class SerialSource(Source):
+    """Reads a serial line. Restarted by a reload with the same device and line settings,
+    it hands its open port (and the start of a record it had read) to its successor:
+    closing and reopening would lose what arrives in between, since opening a port
+    flushes its input."""
+
+    CONTINUOUS = True
+
+    def __init__(self, settings, ingest, predecessor: Source | None = None):
+        super().__init__(settings, ingest, predecessor)
+        self.kept_port: tuple[tuple, serial.SerialBase] | None = None  # for a successor
+        self._adopted = None
+        if isinstance(predecessor, SerialSource) and predecessor.kept_port is not None:
+            key, port = predecessor.kept_port
+            if key == self._line():
+                self._adopted, predecessor.kept_port = port, None
+
+    def release(self) -> None:
+        if self.kept_port is not None:
+            self.kept_port[1].close()
+            self.kept_port = None
+
     async def run(self) -> None:
         while True:
             self.state = "connecting"
             try:
-                port = self._open()
+                port, self._adopted = self._adopted or self._open(), None
             except (serial.SerialException, OSError, ValueError) as exc:
                 if getattr(exc, "errno", None) == errno.EWOULDBLOCK:
                     exc = "port busy: another program holds it"
@@ -38,10 +59,21 @@ class SerialSource(Source):
             try:
                 self.reading()
                 await self._read(port)
+            except asyncio.CancelledError:
+                # (A URL port is read by an executor thread, which may still be in a read.)
+                if self.ingest.hand_over and _has_fd(port):
+                    self.kept_port, port = (self._line(), port), None
+                raise
             finally:
-                port.close()
+                if port is not None:
+                    port.close()
                 self.ingest.end()
             await asyncio.sleep(self.waiting(f"{self.settings.device} went away"))
+
+    def _line(self) -> tuple:
+        """What the open port was set up with: a successor adopts it only if these match."""
+        s = self.settings
+        return s.device, s.baudrate, tuple(sorted(s.profile.serial.items()))
 
     def _open(self) -> serial.SerialBase:
         options = dict(self.settings.profile.serial)
@@ -52,9 +84,7 @@ class SerialSource(Source):
 
     async def _read(self, port: serial.SerialBase) -> None:
         """Read until the device hangs up or goes away."""
-        try:
-            port.fileno()
-        except (AttributeError, io.UnsupportedOperation, serial.SerialException):
+        if not _has_fd(port):
             await self._read_without_fd(port)
             return
         try:
@@ -96,3 +126,12 @@ class SerialSource(Source):
             if data:
                 self.ingest.data(data)
                 await asyncio.sleep(self.settings.read_delay)
+
+
+def _has_fd(port: serial.SerialBase) -> bool:
+    """Whether the port has a file descriptor the event loop can watch."""
+    try:
+        port.fileno()
+    except (AttributeError, io.UnsupportedOperation, serial.SerialException):
+        return False
+    return True

@@ -4,13 +4,15 @@ PBX port."""
 
 import signal
 import socket
-import subprocess
+import threading
+import time
 
 import pytest
 
 from gateway import status
 from helpers import pbxgw
 from plugins.processes import TIMEOUT, GatewayProcess, Subscriber, free_port, serial_gateway, wait_until
+from tools.parts import StateDisk
 
 
 def ipo_line(i: int) -> bytes:
@@ -120,6 +122,31 @@ def test_a_reload_closes_the_pbx_connection_after_committing_it_and_the_next_one
     assert_each_once(central.events, 100)
 
 
+def test_reloads_of_a_serial_source_hand_its_port_over_and_lose_nothing(tmp_path, broker, central, processes,
+                                                                         pbx_line):
+    """Closing and reopening the port would lose what the PBX prints in between (opening
+    flushes a port's input), and a record cut by the restart would be read as two halves."""
+    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.path)
+    gw.config.write_text(gw.config.read_text().replace('"avaya-ipo"', '"avaya-ipo"\nquiet = "1h"'))
+
+    def print_records() -> None:
+        for i in range(1, 401):
+            record = ipo_line(i)
+            pbx_line.write(record[:40])  # a record arrives in pieces, as over a slow line
+            time.sleep(0.002)
+            pbx_line.write(record[40:])
+
+    printer = threading.Thread(target=print_records)
+    printer.start()
+    for reload in range(1, 9):
+        old, new = ('"1h"', '"2h"') if reload % 2 else ('"2h"', '"1h"')
+        reload_with(gw, f"quiet = {old}", f"quiet = {new}", reload)
+    printer.join()
+    central.collect(lambda ev: len(central.calls()) >= 400, what="every record printed during the reloads")
+    assert_each_once(central.events, 400)
+    assert not [e for e in central.events if e.get("kind") == "unparsed"]
+
+
 def test_a_reload_of_a_tcp_client_commits_what_the_pbx_had_sent(tmp_path, broker, central, processes):
     """The PBX's records sit in the socket while the source pauses between reads (a long
     read_delay): a reload then must read them before it lets the connection go."""
@@ -145,26 +172,13 @@ def test_a_reload_of_a_tcp_client_commits_what_the_pbx_had_sent(tmp_path, broker
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MiB tmpfs mounted for the test (root only; skipped, saying why, elsewhere)."""
-    where = tmp_path / "gw" / "state"
-    where.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(where)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=True)
-
-
-def fill(disk) -> None:
-    """Take every free byte of ``disk``, as a runaway log would."""
-    with open(disk / "ballast", "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
+    """A 4 MiB tmpfs under the gateway's state directory (root only; skipped, saying why, elsewhere)."""
+    try:
+        disk = StateDisk(tmp_path / "gw" / "state", "4m")
+    except OSError as exc:
+        pytest.skip(f"cannot mount a small tmpfs here: {exc}")
+    yield disk
+    disk.close()
 
 
 def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_disk, tmp_path, broker, central,
@@ -179,11 +193,11 @@ def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_di
     for i in range(1, 101):
         pbx_line.write(ipo_line(i))
     wait_until(lambda: records() == 100, what="100 records queued")
-    fill(small_disk)
+    small_disk.fill()
     for i in range(101, 201):  # the PBX goes on printing onto a full disk
         pbx_line.write(ipo_line(i))
     wait_until(lambda: "queue write failed" in gw.log_text(), what="the failed write")
-    (small_disk / "ballast").unlink()
+    small_disk.free()
     for i in range(201, 301):
         pbx_line.write(ipo_line(i))
     broker.start()
@@ -206,7 +220,7 @@ def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_di
     for i in range(301, 311):
         pbx_line.write(ipo_line(i))
     wait_until(lambda: records() == before + 10, what="10 more records queued")
-    fill(small_disk)
+    small_disk.fill()
     gw.kill(signal.SIGKILL)
     gw.start()
     wait_until(lambda: gw.log_text().count("pbxgw started") == 2, what="the start on a full disk")
