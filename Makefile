@@ -20,11 +20,14 @@ test: $(VENV)/.installed packages
 	$(PY) -m pytest
 	PBXGW_PUREPYTHON=1 $(PY) -m pytest
 
-# Not part of `make test`: N cycles of kill -9 and broker restarts while M records flow.
+# Not part of `make test`: N cycles of faults (kill -9, broker restarts, reload storms,
+# power cuts, a second instance, a full disk) while M records flow (tools/chaos.py).
 chaos: $(VENV)/.installed packages
 	$(PY) -m tools.chaos --cycles 50 --records 50000 --source file
 	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults broker
 	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults gateway
+	$(PY) -m tools.chaos --cycles 36 --records 20000 --source file --faults all
+	$(PY) -m tools.chaos --cycles 36 --records 10000 --source pty --faults all
 
 bench: $(VENV)/.installed packages
 	$(PY) -m bench.parse --profile panasonic-kx-tda

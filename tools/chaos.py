@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 disk = StateDisk(work / "gateway" / "state", DISK_SIZE)
             except OSError as exc:
-                print(f"no diskfull faults: cannot mount a tmpfs here ({exc})")
+                print(f"no diskfull faults: cannot mount a tmpfs here ({exc})", file=sys.stderr)
                 faults.remove("diskfull")
         broker = Broker(work / "broker")
         broker.start()
@@ -220,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             cuts: list[float] = []
             refused_second = 0
             delay = "100ms"
-            for _ in range(args.cycles):
+            # Every kind of fault in each round of len(faults) cycles, in a random order.
+            schedule = [f for _ in range(0, args.cycles, len(faults)) for f in rng.sample(faults, len(faults))]
+            for fault in schedule[:args.cycles]:
                 time.sleep(rng.uniform(0.3, 1.3))
-                fault = rng.choice(faults)
                 done[fault] += 1
                 if fault in ("gateway", "powercut"):
                     keep = wal.durable_size()
