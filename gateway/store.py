@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import bisect
 import logging
-from contextlib import contextmanager
 import os
 import secrets
 import shutil
 import sqlite3
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +168,6 @@ class Store:
         self._last_id = max((seg.last for seg in self._segments), default=self._confirmed)
         if salvage_from is not None:
             self._salvage(salvage_from)
-            self._bump("corrupt_recoveries", 1)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -269,22 +268,32 @@ class Store:
         a damaged one are read too. Events that could not be read are reported as a
         ``gap`` ("queue damaged") with what is known of their range."""
         work = self.path.with_name("salvage.db")
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{work}{suffix}").unlink(missing_ok=True)
-        if aside.exists():
-            shutil.copyfile(aside, work)
-        if (wal := Path(f"{aside}-wal")).exists():
-            Path(f"{work}-wal").write_bytes(repaired_wal(wal.read_bytes()))
-        old = sqlite3.connect(work, isolation_level=None)
         try:
-            salvaged = _Salvage(old)
+            if aside.exists():
+                shutil.copyfile(aside, work)
+            if (wal := Path(f"{aside}-wal")).exists():
+                Path(f"{work}-wal").write_bytes(repaired_wal(wal.read_bytes()))
+            old = sqlite3.connect(work, isolation_level=None)
+            try:
+                salvaged = _Salvage(old)
+            finally:
+                old.close()
+            self._keep(salvaged)
+        except (OSError, sqlite3.Error, QueueWriteError) as exc:  # a full disk too
+            log.error("queue salvage failed (%s); the damaged queue is kept as %s", exc, aside.name)
+            return
         finally:
-            old.close()
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{work}{suffix}").unlink(missing_ok=True)
-        with self._transaction():
+        log.error("queue salvage: %d events kept with their keys, %d sources; %d ranges not readable%s",
+                  len(salvaged.rows), len(salvaged.sources), len(salvaged.holes),
+                  f" ({salvaged.failures} tables or parts failed)" if salvaged.failures else "")
+
+    def _keep(self, salvaged: "_Salvage") -> None:
+        with self._all_or_nothing("salvaged queue", removes=True):
             for key in ("boot", "dropped", "dead", "corrupt_recoveries"):
                 self._set(key, max(self.counter(key), salvaged.meta.get(key, 0)))
+            self._bump("corrupt_recoveries", 1)
             self._db.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?)", salvaged.sources)
             self._db.executemany("INSERT OR IGNORE INTO lost VALUES (?, ?, ?, ?, ?, ?, ?, ?)", salvaged.lost)
             for start in range(0, len(salvaged.rows), SEGMENT_ROWS):
@@ -294,9 +303,7 @@ class Store:
                 self._db.execute("INSERT OR REPLACE INTO lost VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
                                  (src, stream, "queue damaged: not readable (some may have been delivered)",
                                   first, last, last - first + 1))
-        log.error("queue salvage: %d events kept with their keys, %d sources; %d ranges not readable%s",
-                  len(salvaged.rows), len(salvaged.sources), len(salvaged.holes),
-                  f" ({salvaged.failures} tables or parts failed)" if salvaged.failures else "")
+            self.unreported = bool(salvaged.holes or salvaged.lost)
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -315,7 +322,7 @@ class Store:
         """
         rows = [(src, getattr(e, "seq", None), e.KIND, e.rx, packb(e)) for e in events]
         excess = self.bytes + sum(len(r[4]) for r in rows) - self.max_bytes
-        with self._all_or_nothing("queue", dropping=excess > 0):
+        with self._all_or_nothing("queue", drops=excess > 0):
             self._write_pending_lost()
             if excess > 0:
                 if self.when_full == "drop_newest":
@@ -351,21 +358,25 @@ class Store:
             self._pending_lost = []
 
     @contextmanager
-    def _all_or_nothing(self, what: str, dropping: bool = False):
-        """A transaction whose failure leaves memory as it was: the segments, the byte
-        count and the confirmed prefix (and, when it drops events, which ids are done).
+    def _all_or_nothing(self, what: str, removes: bool = False, drops: bool = False):
+        """A transaction whose failure leaves memory as it was: the byte count, the
+        confirmed prefix, the segments' bounds (and their list, when the write ``removes``
+        segments; and which of their ids are done, when it ``drops`` events). An ordinary
+        write only changes the newest segment and may add one, so it saves no more: this
+        runs for every append.
 
         :raises QueueWriteError: it failed.
         """
-        saved = (self._last_id, self.bytes, self._confirmed_saved, list(self._segments), list(self._pending_lost))
-        # Without drops, a write changes only the newest segment (and may add one).
-        segments = [(seg, seg.last, seg.bytes, seg.closed, set(seg.done) if dropping else seg.done)
-                    for seg in (self._segments if dropping else self._segments[-1:])]
+        saved = (self._last_id, self.bytes, self._confirmed_saved, list(self._pending_lost))
+        listed = list(self._segments) if removes or drops else len(self._segments)
+        segments = [(seg, seg.last, seg.bytes, seg.closed, set(seg.done) if drops else seg.done)
+                    for seg in (self._segments if drops else self._segments[-1:])]
         try:
             with self._transaction():
                 yield
         except sqlite3.Error as exc:
-            self._last_id, self.bytes, self._confirmed_saved, self._segments, self._pending_lost = saved
+            self._last_id, self.bytes, self._confirmed_saved, self._pending_lost = saved
+            self._segments = listed if isinstance(listed, list) else self._segments[:listed]
             for seg, last, size, closed, done in segments:
                 seg.last, seg.bytes, seg.closed, seg.done = last, size, closed, done
             raise QueueWriteError(f"cannot write the {what} in {self.path}: {exc}") from exc
@@ -542,7 +553,7 @@ class Store:
         finished = [seg for seg in self._segments if seg.closed and not seg.pending]
         if finished:
             try:
-                with self._all_or_nothing("queue"):
+                with self._all_or_nothing("queue", removes=True):
                     for seg in finished:
                         self._drop_segment(seg)
             except QueueWriteError as exc:  # tried again at the next confirmation or sync
