@@ -138,9 +138,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="/etc/pbxgw/config.toml", help="config file (default: %(default)s)")
     p.set_defaults(run=_run)
 
-    p = sub.add_parser("check-config", help="validate a config file",
-                       description="Exit 0 if the config file is valid; otherwise print one "
-                       "line naming the file, the key and what was expected, and exit 78.")
+    p = sub.add_parser("check-config", help="validate a config file and what `run` needs from it",
+                       description="Exit 0 if the config file is valid and `pbxgw run` could start "
+                       "with it as this user: its profiles, password file, TLS CA, certificate and "
+                       "key read, its state directory writable. Otherwise print one line naming the "
+                       "file, the key and what is wrong, and exit 78.")
     p.add_argument("path", help="config file")
     p.set_defaults(run=_check_config)
 
@@ -171,7 +173,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from gateway import preflight  # ssl: not for the commands that do not need it
+
     settings = config.load(args.path)
+    preflight.prepare(settings)
     names = ", ".join(f"{s.name} ({s.type}, {s.profile.name})" for s in settings.sources)
     print(f"{args.path}: ok: gateway {settings.gateway_id} at site {settings.site}; sources: {names}")
     return 0

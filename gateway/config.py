@@ -172,10 +172,26 @@ def load(path: str | Path) -> Settings:
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise top.fail("source", f"two sources are named {dup!r}; names must be unique")
+    _one_reader_each(top, sources)
     headsets = _headsets(top.table("headsets"), top.tables("headset"))
     top.done()
     return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets, runtime_dir,
                     metrics_interval)
+
+
+def _one_reader_each(top: Table, sources: tuple[SourceSettings, ...]) -> None:
+    """Two sources on one serial device, or two listeners on one port, would split the
+    PBX's records between them (or one would never start)."""
+    wildcard = ("", "0.0.0.0", "::")
+    for i, s in enumerate(sources, 1):
+        for j, other in enumerate(sources[:i - 1], 1):
+            if s.type == other.type == "serial" and os.path.realpath(s.device) == os.path.realpath(other.device):
+                raise top.fail(f"source[{i}].device", f"{s.device!r} is also the device of source {other.name!r} "
+                                                      f"(source[{j}]); one serial line has one reader")
+            if s.type == other.type == "tcp-server" and s.port == other.port and (
+                    s.host == other.host or s.host in wildcard or other.host in wildcard):
+                raise top.fail(f"source[{i}].port", f"port {s.port} is also where source {other.name!r} listens "
+                                                    f"(source[{j}]); one port has one listener")
 
 
 def _headsets(t: Table, mappings: list[Table]) -> HeadsetSettings:

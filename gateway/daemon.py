@@ -17,10 +17,11 @@ import dataclasses
 import logging
 import os
 import signal
+import sqlite3
 import time
 from datetime import datetime
 
-from gateway import config, status
+from gateway import config, preflight, status
 from gateway.alarms import QuietWatch
 from gateway.clock import now_ms
 from gateway.config import Settings, SourceSettings
@@ -29,6 +30,7 @@ from gateway.events import AlarmEvent, MetricsEvent, packb
 from gateway.headsets.service import Headsets
 from gateway.lock import lock_state_dir
 from gateway.notify import Notifier
+from gateway.preflight import Prepared
 from gateway.publisher import Publisher
 from gateway.smdr.engine import ENGINE
 from gateway.sources import Ingest, Source, source_class
@@ -47,8 +49,8 @@ STATUS_INTERVAL_S = 10.0
 class Gateway:
     """The running daemon's parts, for the loop and for status reports."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, settings: Settings, prepared: Prepared):
+        self.settings, self.prepared = settings, prepared
         self.store = Store(settings.state_dir, settings.queue.max_bytes, settings.queue.when_full)
         self.boot = self.store.bump_boot()
         self.publisher: Publisher | None = None
@@ -121,7 +123,7 @@ class Gateway:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
-        self.publisher = Publisher(s.mqtt, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot)
+        self.publisher = Publisher(s.mqtt, self.prepared, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot)
         for source_settings in s.sources:
             self._start_source(source_settings)
         self.publisher.start()
@@ -235,8 +237,18 @@ class Gateway:
 
 
 def run(settings: Settings) -> int:
-    """Run the daemon until SIGTERM or SIGINT; the exit status."""
+    """Run the daemon until SIGTERM or SIGINT; the exit status.
+
+    :raises ConfigError: it cannot start (what ``check-config`` checks, or a state
+        directory that fails when it is used): one line, exit 78.
+    """
+    prepared = preflight.prepare(settings)
     os.umask(0o077)  # the queue holds call records: nothing it writes is for other users
-    lock_state_dir(settings.state_dir)  # held until the process ends
-    asyncio.run(Gateway(settings).run())
+    try:
+        lock_state_dir(settings.state_dir)  # held until the process ends
+        gateway = Gateway(settings, prepared)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(str(settings.path), "gateway.state_dir",
+                          f"cannot use {settings.state_dir}: {getattr(exc, 'strerror', None) or exc}") from None
+    asyncio.run(gateway.run())
     return 0

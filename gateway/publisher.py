@@ -23,6 +23,7 @@ from gateway.clock import now_ms
 from gateway.config import MqttSettings
 from gateway.events import StatusEvent, packb
 from gateway.outbox import Outbox, Row
+from gateway.preflight import Prepared
 from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw.mqtt")
@@ -32,13 +33,15 @@ class Publisher:
     """Sends the queue's rows to the broker; see the module docstring.
 
     :param settings: the ``[mqtt]`` settings.
+    :param prepared: the password and TLS context read and built before the start.
     :param store: the queue.
     :param prefix: topic prefix ``pbxgw/v1/<site>/<gw>``.
     :param gw: gateway id; :param site: site id; :param boot: the daemon's start count.
     """
 
-    def __init__(self, settings: MqttSettings, store: Store, prefix: str, gw: str, site: str, boot: int):
-        self.settings, self.store, self.prefix = settings, store, prefix
+    def __init__(self, settings: MqttSettings, prepared: Prepared, store: Store, prefix: str, gw: str, site: str,
+                 boot: int):
+        self.settings, self.prepared, self.store, self.prefix = settings, prepared, store, prefix
         self.gw, self.site, self.boot = gw, site, boot
         self.outbox = Outbox(settings.batch_events, settings.batch_bytes, settings.inflight,
                              settings.backoff_min, settings.backoff_max)
@@ -67,15 +70,10 @@ class Publisher:
         # paho holds at most the in-flight window; the disk queue holds the rest.
         client.max_inflight_messages_set(s.inflight)
         client.max_queued_messages_set(s.inflight)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file or None, certfile=s.cert_file or None,
-                           keyfile=s.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        if self.prepared.tls is not None:
+            client.tls_set_context(self.prepared.tls)
         if s.username:
-            password = None
-            if s.password_file:
-                with open(s.password_file, encoding="utf-8") as fh:
-                    password = fh.read().strip()
-            client.username_pw_set(s.username, password)
+            client.username_pw_set(s.username, self.prepared.password)
         client.will_set(self._topic("status"), self._status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -16,6 +16,9 @@ from gateway.errors import ConfigError
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+#: Byte-order marks, longest first (UTF-32's begins with UTF-16's).
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xef\xbb\xbf", "UTF-8"),
+         (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "a table",
                list: "a list", float: "a number"}
 
@@ -26,12 +29,23 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
 
 
 def load_toml(path: Path, error: Callable[[str, str, str], ConfigError] = ConfigError) -> dict:
-    """Parse a TOML file; a missing file or a syntax error becomes ``error``."""
+    """Parse a TOML file; a missing file, a byte-order mark, bytes that are not UTF-8 or a
+    syntax error becomes ``error``."""
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        data = path.read_bytes()
     except OSError as exc:
         raise error(str(path), "", f"cannot read: {exc.strerror}") from None
+    for mark, name in _BOMS:
+        if data.startswith(mark):
+            raise error(str(path), "", f"starts with a {name} byte-order mark; save it as UTF-8 without one")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(str(path), "", f"not UTF-8: byte 0x{data[exc.start]:02X} on line {line} "
+                                   "(save it as UTF-8; Latin-1 and UTF-16 are not read)") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(str(path), "", f"not valid TOML: {exc}") from None
 

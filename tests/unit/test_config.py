@@ -133,3 +133,28 @@ def test_a_password_file_must_be_private_and_come_with_a_username(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(tmp_path, base.replace('username = "gw"\n', ""))
     assert "expected a username" in info.value.message
+
+
+@pytest.mark.parametrize("encode, message", [
+    (lambda text: b"\xef\xbb\xbf" + text.encode(), "starts with a UTF-8 byte-order mark"),
+    (lambda text: text.encode("utf-16"), "starts with a UTF-16 byte-order mark"),
+    (lambda text: text.replace("gw-01", "gw-01").encode() + b"# caf\xe9\n", "not UTF-8: byte 0xE9 on line"),
+])
+def test_a_file_that_is_not_plain_utf8_is_one_line_saying_so(tmp_path, encode, message):
+    path = tmp_path / "config.toml"
+    path.write_bytes(encode(GOOD))
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert str(info.value).startswith(f"{path}: {message}") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("extra, key, message", [
+    ('[[source]]\nname = "again"\ntype = "serial"\ndevice = "/dev/serial/by-id/usb-FTDI-if00"\n'
+     'profile = "avaya-ipo"\n', "source[3].device", "is also the device of source 'pbx1' (source[1])"),
+    ('[[source]]\nname = "ipo2"\ntype = "tcp-server"\nhost = "127.0.0.1"\nport = 5010\nprofile = "avaya-ipo"\n',
+     "source[3].port", "port 5010 is also where source 'ipo' listens (source[2])"),
+])
+def test_two_sources_on_one_device_or_port_are_refused(tmp_path, extra, key, message):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, GOOD.replace("[headsets]", extra + "[headsets]"))
+    assert info.value.key == key and message in info.value.message

@@ -1,0 +1,85 @@
+"""What ``pbxgw run`` needs before it starts, checked the same way by ``pbxgw check-config``:
+the secrets it reads, the TLS context it builds and the state directory it writes.
+
+``run`` uses what :func:`prepare` returns, so a config that ``check-config`` passes cannot
+fail later on the same file (a CA that is not PEM, a password file it may not read, a state
+directory it cannot create). Each problem is one :class:`ConfigError` line naming the file,
+the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import Settings
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What the daemon takes from :func:`prepare`: the MQTT password, the TLS context."""
+
+    password: str | None
+    tls: ssl.SSLContext | None
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Read and build what ``run`` needs, as the user running this would.
+
+    :raises ConfigError: one line naming the file, the key and what is wrong.
+    """
+    where, m = str(settings.path), settings.mqtt
+    password = _secret(where, "mqtt.password_file", m.password_file) if m.password_file else None
+    tls = _tls_context(where, settings) if m.tls else None
+    _writable(where, "gateway.state_dir", settings.state_dir)
+    return Prepared(password, tls)
+
+
+def _secret(where: str, key: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        raise ConfigError(where, key, f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(where, key, f"{path} is not UTF-8 text") from None
+
+
+def _tls_context(where: str, settings: Settings) -> ssl.SSLContext:
+    """The broker's certificate and name are checked; the client certificate if given."""
+    m = settings.mqtt
+    context = ssl.create_default_context()  # CERT_REQUIRED, host names checked, the system's CAs
+    if m.ca_file:
+        try:
+            context.load_verify_locations(cafile=m.ca_file)
+        except ssl.SSLError:  # (before OSError, of which it is one)
+            raise ConfigError(where, "mqtt.ca_file", f"{m.ca_file} holds no PEM certificate") from None
+        except OSError as exc:
+            raise ConfigError(where, "mqtt.ca_file", f"cannot read {m.ca_file}: {exc.strerror}") from None
+    if m.cert_file or m.key_file:
+        key = "mqtt.cert_file" if m.cert_file else "mqtt.key_file"
+        if not m.cert_file:
+            raise ConfigError(where, key, "expected cert_file too (the client certificate for this key)")
+        try:
+            context.load_cert_chain(m.cert_file, m.key_file or None)
+        except ssl.SSLError as exc:
+            raise ConfigError(where, key, f"{m.cert_file} and {m.key_file or 'its key'} are not a PEM "
+                                          f"certificate and its private key ({exc.reason})") from None
+        except OSError as exc:
+            raise ConfigError(where, key, f"cannot read {exc.filename or m.cert_file}: {exc.strerror}") from None
+    return context
+
+
+def _writable(where: str, key: str, directory: Path) -> None:
+    """The directory, or the nearest one above it that exists, must let us write."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(where, key, f"cannot create {directory}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        detail = "" if existing == directory else f" ({existing} is not writable)"
+        raise ConfigError(where, key, f"cannot write {directory} as this user{detail}")

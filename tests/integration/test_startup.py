@@ -1,0 +1,109 @@
+"""`check-config` proves what `run` needs: whatever would stop `run` at start is one line
+from both, exit 78 (which the unit does not restart on), never a traceback. Some checks run
+as an unprivileged user, as the service does (DynamicUser)."""
+
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from helpers import pbxgw
+from tools.parts import config_text
+
+NOBODY = 65534
+# check-config imports it (and ssl) when it runs; the child that becomes nobody could not
+# read the standard library under /root, so it is imported here, before the fork.
+importlib.import_module("gateway.preflight")
+SOURCE = {"name": "pbx", "type": "file", "path": "/dev/null", "profile": "avaya-ipo"}
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory every user may read (pytest's own are root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="pbxgw-startup-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def write_config(directory: Path, state_dir: Path, **mqtt) -> Path:
+    path = directory / "config.toml"
+    path.write_text(config_text(state_dir, "mqtts://localhost:8883" if mqtt.pop("tls", False) else "mqtt://127.0.0.1:1",
+                                [SOURCE], mqtt=mqtt))
+    path.chmod(0o644)
+    return path
+
+
+def refusal(*args: str) -> str:
+    """What `pbxgw ARGS` says when it refuses: exit 78, one line, no traceback."""
+    done = pbxgw(*args, timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 78, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def as_nobody(*args: str) -> tuple[int, str]:
+    """`pbxgw ARGS` run by a process that has become an unprivileged user (uid 65534)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no way back to root, then the command
+        try:
+            os.close(read)
+            os.dup2(write, 2)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            sys.stderr = os.fdopen(2, "w")
+            code = main(list(args))
+            sys.stderr.flush()
+        finally:
+            os._exit(locals().get("code", 70))
+    os.close(write)
+    with os.fdopen(read) as fh:
+        err = fh.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err.strip()
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_ca_file_that_is_missing_or_not_pem_stops_both_commands_in_one_line(tmp_path, command):
+    (tmp_path / "ca.crt").write_text("not a certificate\n")
+    for ca, said in (("missing.crt", "cannot read {}: No such file or directory"), ("ca.crt", "{} holds no PEM certificate")):
+        path = write_config(tmp_path, tmp_path / "state", tls=True, ca_file=str(tmp_path / ca))
+        args = ("run", "--config", str(path)) if command == "run" else ("check-config", str(path))
+        assert refusal(*args) == f"pbxgw: {path}: mqtt.ca_file: {said.format(tmp_path / ca)}"
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_state_dir_that_cannot_be_created_stops_both_commands_in_one_line(tmp_path, command):
+    (tmp_path / "a-file").write_text("")
+    path = write_config(tmp_path, tmp_path / "a-file" / "state")
+    args = ("run", "--config", str(path)) if command == "run" else ("check-config", str(path))
+    assert "gateway.state_dir: cannot create" in refusal(*args) and "is not a directory" in refusal(*args)
+
+
+def test_check_config_reads_the_password_file_as_the_user_it_runs_as(shared_dir):
+    secret = shared_dir / "password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)  # root's, as the documented set-up made it
+    path = write_config(shared_dir, shared_dir / "state", username="gw", password_file=str(secret))
+    assert pbxgw("check-config", str(path)).returncode == 0  # root may read it
+    code, err = as_nobody("check-config", str(path))
+    assert code == 78, err
+    assert err == f"pbxgw: {path}: mqtt.password_file: cannot read {secret}: Permission denied"
+
+
+def test_check_config_finds_a_state_dir_the_user_cannot_write(shared_dir):
+    path = write_config(shared_dir, shared_dir / "state")
+    code, err = as_nobody("check-config", str(path))
+    assert code == 78, err
+    assert err == f"pbxgw: {path}: gateway.state_dir: cannot write {shared_dir / 'state'} as this user " \
+                  f"({shared_dir} is not writable)"
