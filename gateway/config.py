@@ -223,6 +223,10 @@ def _agent(t: Table) -> AgentMapping:
 def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
     url = t.take("url", str, "mqtt://127.0.0.1:1883")
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # (The URL is not repeated: it holds a secret.)
+        raise t.fail("url", "a user name or password in the URL is not read; put them in "
+                            "username = \"...\" and password_file = \"...\" instead")
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
         raise t.fail("url", f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; got {url!r}")
     try:

@@ -243,6 +243,8 @@ def run(settings: Settings) -> int:
         directory that fails when it is used): one line, exit 78.
     """
     prepared = preflight.prepare(settings)
+    for warning in prepared.warnings:
+        log.warning("%s", warning)
     os.umask(0o077)  # the queue holds call records: nothing it writes is for other users
     try:
         lock_state_dir(settings.state_dir)  # held until the process ends

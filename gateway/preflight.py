@@ -24,6 +24,7 @@ class Prepared:
 
     password: str | None
     tls: ssl.SSLContext | None
+    warnings: tuple[str, ...] = ()  # what works but should not be so (said by check-config and run)
 
 
 def prepare(settings: Settings) -> Prepared:
@@ -35,7 +36,11 @@ def prepare(settings: Settings) -> Prepared:
     password = _secret(where, "mqtt.password_file", m.password_file) if m.password_file else None
     tls = _tls_context(where, settings) if m.tls else None
     _writable(where, "gateway.state_dir", settings.state_dir)
-    return Prepared(password, tls)
+    warnings = ()
+    if password is not None and not m.tls:
+        warnings = (f"{where}: mqtt.password_file: the password goes to {m.host}:{m.port} in clear text "
+                    "(mqtt://); use mqtts:// so that nobody on the network can read it",)
+    return Prepared(password, tls, warnings)
 
 
 def _secret(where: str, key: str, path: str) -> str:

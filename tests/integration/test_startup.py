@@ -107,3 +107,16 @@ def test_check_config_finds_a_state_dir_the_user_cannot_write(shared_dir):
     assert code == 78, err
     assert err == f"pbxgw: {path}: gateway.state_dir: cannot write {shared_dir / 'state'} as this user " \
                   f"({shared_dir} is not writable)"
+
+
+def test_a_password_over_plain_mqtt_is_warned_about(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    path = write_config(tmp_path, tmp_path / "state", username="gw", password_file=str(secret))
+    done = pbxgw("check-config", str(path))
+    assert done.returncode == 0
+    assert done.stderr.decode().strip() == (f"pbxgw: warning: {path}: mqtt.password_file: the password goes to "
+                                            "127.0.0.1:1 in clear text (mqtt://); use mqtts:// so that nobody on "
+                                            "the network can read it")
+    assert "s3cret" not in done.stdout.decode() + done.stderr.decode()

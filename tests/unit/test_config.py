@@ -81,6 +81,8 @@ def test_a_full_config_is_typed(tmp_path):
     ('profile = "panasonic-kx-tda"', 'profile = "panasonic"', "source[1].profile", "no such profile"),
     ('timezone = "Asia/Taipei"', 'timezone = "Taipei"', "source[1].timezone", "expected a zone"),
     ('port = 5010', 'port = 70000', "source[2].port", "expected 1 to 65535"),
+    ('url = "mqtts://broker.example:8884"', 'url = "mqtts://gw:s3cret@broker.example:8884"', "mqtt.url",
+     "a user name or password in the URL is not read; put them in username"),
     ('port = 5010', 'port = 5010\nallow = ["192.0.2.300"]', "source[2].allow", "expected IP addresses or networks"),
     ('port = 5010', 'port = 5010\nallow = "192.0.2.3"', "source[2].allow", "expected a list"),
     ('timezone = "Asia/Taipei"\n', 'timezone = "Asia/Taipei"\ndate_order = "MD"\n', "source[1].date_order",
