@@ -26,3 +26,4 @@ class Backoff:
     def reset(self) -> None:
         """An attempt succeeded: start again from the shortest delays."""
         self.failures = 0
+

@@ -19,10 +19,12 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from gateway import config, preflight, status
 from gateway.alarms import QuietWatch
+from gateway.backoff import Backoff
 from gateway.clock import now_ms
 from gateway.config import Settings, SourceSettings
 from gateway.errors import ConfigError
@@ -66,7 +68,11 @@ class Gateway:
         ingest = Ingest(settings, self.store, self.settings.gateway_id, self.publisher.wake, carried)
         source = source_class(settings.type)(settings, ingest, predecessor)
         self.sources.append(source)
-        self._tasks[settings.name] = asyncio.get_running_loop().create_task(source.run(), name=settings.name)
+        def fault(error: str) -> None:
+            source.state, source.error = "waiting", error
+
+        self._tasks[settings.name] = asyncio.get_running_loop().create_task(
+            keep_running(f"source {settings.name}", source.run, source.backoff, fault), name=settings.name)
         self._watches[settings.name] = (QuietWatch(settings.quiet, settings.quiet_hours), now_ms())
 
     async def _stop_source(self, name: str) -> Source:
@@ -127,14 +133,14 @@ class Gateway:
         for source_settings in s.sources:
             self._start_source(source_settings)
         self.publisher.start()
-        syncer = loop.create_task(self._sync_every(), name="queue sync")
-        quiet = loop.create_task(self._watch_quiet(), name="no-data alarms")
-        metrics = loop.create_task(self._send_metrics(), name="metrics")
+        parts = [loop.create_task(keep_running(name, part, Backoff(1, 60)), name=name)
+                 for name, part in (("queue sync", self._sync_every), ("no-data alarms", self._watch_quiet),
+                                    ("metrics", self._send_metrics))]
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
         # The config was valid, the queue is recovered and the loop runs: ready.
         self.notifier.ready(self.status_line())
-        watchdog = loop.create_task(self._watchdog(syncer, quiet, metrics))
+        watchdog = loop.create_task(self._watchdog())
         if s.headsets.enabled:
             self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
             self.headsets.start(loop)
@@ -142,7 +148,7 @@ class Gateway:
         await stop.wait()
         log.info("stopping")
         self.notifier.stopping()
-        tasks = [*self._tasks.values(), syncer, quiet, metrics, watchdog]
+        tasks = [*self._tasks.values(), *parts, watchdog]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -174,23 +180,14 @@ class Gateway:
         return (f"{reading} of {len(self.sources)} sources reading, queue {self.store.depth} events, "
                 f"broker {broker}")
 
-    async def _watchdog(self, *parts: asyncio.Task) -> None:
-        """WATCHDOG=1 from the event loop while no part of the gateway has died: a loop
-        blocked by a stuck read sends nothing, nor does a gateway with a failed part, and
-        systemd restarts it. (A source that finished its file is not failed.) STATUS= is
-        refreshed on the way."""
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 from the event loop: a loop blocked by a stuck read sends nothing, and
+        systemd restarts the gateway. (No part can die for good: each is kept running by
+        :func:`keep_running`.) STATUS= is refreshed on the way."""
         interval = self.notifier.watchdog_interval or STATUS_INTERVAL_S
-        said: set[str] = set()
         while True:
             await asyncio.sleep(min(interval, STATUS_INTERVAL_S))
-            failed = [t for t in [*self._tasks.values(), *parts]
-                      if t.done() and (t.cancelled() or t.exception() is not None)]
-            for task in failed:
-                if task.get_name() not in said:
-                    said.add(task.get_name())
-                    log.error("%s stopped working: %r; no more watchdog pings", task.get_name(),
-                              None if task.cancelled() else task.exception())
-            if not failed and self.notifier.watchdog_interval:
+            if self.notifier.watchdog_interval:
                 self.notifier.watchdog()
             self.notifier.status(self.status_line())
 
@@ -234,6 +231,28 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.queue.sync_interval)  # a reload may change it
             self.store.sync()
+
+
+async def keep_running(name: str, part: Callable[[], Awaitable[None]], backoff: Backoff,
+                       on_fault: Callable[[str], None] = lambda error: None) -> None:
+    """Run ``part()`` until it returns. An exception nothing inside it caught (an I/O error
+    of a kind not foreseen, a bug) is a state, not the end: said once per kind of error,
+    handed to ``on_fault``, and ``part`` is started again after a backoff delay. So no
+    part of the gateway dies for good, and the watchdog needs to watch only the loop."""
+    said = ""
+    while True:
+        try:
+            await part()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the point: whatever it is, it is retried
+            error = f"{type(exc).__name__}: {exc}"
+            if error != said:
+                log.error("%s failed (%s); started again", name, error)
+                said = error
+            on_fault(error)
+            await asyncio.sleep(backoff.next())
 
 
 def run(settings: Settings) -> int:

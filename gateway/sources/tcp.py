@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import time
 
 from gateway.profiles import LoginStep, Reply
@@ -166,7 +167,9 @@ class TcpServerSource(Source):
                 server = await asyncio.start_server(self._serve, s.host, s.port)
                 break
             except OSError as exc:
-                await asyncio.sleep(self.waiting(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}"))
+                # (asyncio's own message repeats the address, as a Python tuple)
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                await asyncio.sleep(self.waiting(f"cannot listen on {s.host}:{s.port}: {why}"))
         self.state, self.error = "waiting", ""
         self.log.info("listening on %s:%d%s", s.host, s.port,
                       f", for {', '.join(map(str, s.allow))}" if s.allow else

@@ -88,6 +88,26 @@ def test_strangers_on_the_pbx_port_are_refused_and_never_displace_the_pbx(
     assert "Traceback" not in log and "ERROR" not in log
 
 
+def test_a_port_in_use_is_a_waiting_source_that_listens_once_it_is_free(tmp_path, broker, central, processes):
+    blocker = socket.create_server(("127.0.0.1", 0))
+    port = blocker.getsockname()[1]
+    source = {"name": "ipo", "type": "tcp-server", "host": "127.0.0.1", "port": port, "profile": "avaya-ipo",
+              "backoff_min": "100ms", "backoff_max": "300ms"}
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
+    processes.append(gw)
+    gw.start()
+    sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
+    wait_until(lambda: sock.exists() and status.query(sock)["sources"][0]["state"] == "waiting", what="waiting")
+    assert status.query(sock)["sources"][0]["error"] == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    blocker.close()
+    wait_until(lambda: "listening on 127.0.0.1" in gw.log_text(), what="the listener, once the port is free")
+    with connect_from("127.0.0.1", port) as pbx:
+        pbx.sendall(b"".join(ipo_line(i) for i in range(1, 11)))
+        central.collect(lambda ev: len(central.calls()) >= 10, what="records on the freed port")
+    assert_each_once(central.events, 10)
+    assert gw.log_text().count("Address already in use") == 1 and "Traceback" not in gw.log_text()
+
+
 def test_the_pbx_reconnecting_from_its_address_replaces_its_old_connection(tmp_path, broker, central, processes):
     gw, port = ipo_server(tmp_path, broker, processes, allow=["127.0.0.0/30"])
     old = connect_from("127.0.0.1", port)

@@ -37,3 +37,22 @@ def test_a_serial_url_without_a_descriptor_is_read_in_the_executor(tmp_path):
     asyncio.run(main())
     seqs = [msgpack.unpackb(r.payload)["seq"] for r in store.peek(0, None, 100)]
     assert seqs == list(range(1, 11)) and store.source_state("lp")[0] == 11
+
+
+def test_a_part_that_fails_is_said_once_per_kind_and_started_again(caplog):
+    import asyncio
+    import random
+
+    from gateway.backoff import Backoff
+    from gateway.daemon import keep_running
+
+    runs, faults = [], []
+
+    async def part():
+        runs.append(1)
+        if len(runs) < 4:
+            raise OSError(5, "Input/output error")
+
+    asyncio.run(keep_running("source x", part, Backoff(0.001, 0.001, random.Random(1)), faults.append))
+    assert len(runs) == 4 and faults == ["OSError: [Errno 5] Input/output error"] * 3
+    assert caplog.text.count("source x failed (OSError: [Errno 5] Input/output error); started again") == 1
