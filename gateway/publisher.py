@@ -27,6 +27,8 @@ from gateway.preflight import Prepared
 from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw.mqtt")
+#: What paho reports for a connection that ended without a DISCONNECT saying why.
+_NO_REASON = ("Unspecified error",)
 
 
 class Publisher:
@@ -59,6 +61,7 @@ class Publisher:
         self._status_acked = asyncio.Event()
         self._retry: asyncio.TimerHandle | None = None
         self._last_error = ""
+        self._refused = False  # the broker's CONNACK refused us (its reason is logged)
         self._misc = self._loop.call_later(1, self._loop_misc)
 
     def _make_client(self) -> mqtt.Client:
@@ -136,19 +139,29 @@ class Publisher:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("broker refused the connection: %s", reason_code)
+            error = f"broker refused the connection: {reason_code}"
+            (log.debug if error == self._last_error else log.error)("%s; retrying", error)
+            self._last_error, self._refused = error, True
             return  # paho closes the socket; _on_disconnect schedules the retry
         self.connected_since = time.time()
         self._last_error = ""
-        log.info("connected to %s:%d", self.settings.host, self.settings.port)
+        log.info("connected to %s:%d; %d events queued to send", self.settings.host, self.settings.port,
+                 self.store.depth)
         self._report_gaps()
         self.outbox.connected(self.store.max_id())
         client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
         self.wake()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected_since is not None:
+        if self.connected_since is not None and not self._stopping and str(reason_code) in _NO_REASON:
+            # Mosquitto 2.0 closes a session another client takes over without saying so.
+            log.warning("the broker closed the connection without a reason: another client with client id %r "
+                        "(a second gateway with the same [mqtt] client_id?) or a broker restart; the broker's "
+                        "log says which", self.settings.client_id)
+        elif self.connected_since is not None:
             (log.info if self._stopping else log.warning)("disconnected from the broker: %s", reason_code)
+        elif self._refused:  # the CONNACK said why (already logged)
+            self._refused = False
         elif not self._stopping:
             # Closed before it accepted us: a TLS listener that wants a client certificate,
             # or one that rejected ours, does this after the handshake.

@@ -144,6 +144,7 @@ class Store:
         self._pending_lost: list[tuple] = []  # (src, seq, kind, rx, stream) not yet in ``lost``
         self._pending_reason = ""
         self.unreported = False  # drops recorded since the last gap report (the publisher reports them)
+        self._dropping = 0  # events dropped in this episode of a full queue
         salvage_from: Path | None = None
         try:
             if (damage := self._wal_damage()) is not None:
@@ -322,6 +323,9 @@ class Store:
         """
         rows = [(src, getattr(e, "seq", None), e.KIND, e.rx, packb(e)) for e in events]
         excess = self.bytes + sum(len(r[4]) for r in rows) - self.max_bytes
+        if excess <= 0 and self._dropping:  # one line per episode, not one per read
+            log.warning("queue has room again: %d events were dropped (reported as gaps)", self._dropping)
+            self._dropping = 0
         with self._all_or_nothing("queue", drops=excess > 0):
             self._write_pending_lost()
             if excess > 0:
@@ -441,8 +445,11 @@ class Store:
                 "count = count + 1, first_rx = min(first_rx, excluded.first_rx), "
                 "last_rx = max(last_rx, excluded.last_rx)", (src, stream, reason, seq, seq, rx, rx))
         if rows:
-            if reason.startswith("queue full"):  # write failures were said when they happened
-                log.warning("queue full (%d bytes): %d events dropped (%s)", self.max_bytes, len(rows), reason)
+            if reason.startswith("queue full"):  # (write failures were said when they happened)
+                if not self._dropping:
+                    log.warning("queue full (%d bytes): events dropped (%s) until there is room", self.max_bytes,
+                                reason)
+                self._dropping += len(rows)
             self._bump("dropped", len(rows))
             self.unreported = True
 

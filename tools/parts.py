@@ -50,16 +50,17 @@ class Broker:
     subscriber's session and what is queued for it.
     """
 
-    def __init__(self, workdir: Path, acl: str = "", tls: dict | None = None):
+    def __init__(self, workdir: Path, acl: str = "", tls: dict | None = None, anonymous: bool = True):
         """:param tls: a second listener, TLS only, on ``tls_port``: mosquitto's ``cafile``,
-            ``certfile``, ``keyfile`` and ``require_certificate`` settings."""
+            ``certfile``, ``keyfile`` and ``require_certificate`` settings.
+        :param anonymous: whether clients without a user name are let in."""
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         # Run as ourselves: started as root, mosquitto would switch to the "mosquitto" user,
         # which cannot write the test's private directory.
-        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", f"allow_anonymous {str(anonymous).lower()}",
                  "persistence true", f"persistence_location {workdir}/",
                  "max_queued_messages 0", "max_inflight_messages 0", f"log_dest file {workdir}/mosquitto.log"]
         if acl:

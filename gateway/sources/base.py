@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from gateway.backoff import Backoff
@@ -112,6 +113,8 @@ class Source:
         self.state = "starting"
         self.error = ""
         self.last_data = 0.0  # time.monotonic() of the last bytes read (tcp-server: is the PBX sending?)
+        self._said = ""  # the error last logged
+        self._failing_since: float | None = None  # time.monotonic() of the first failure since reading
         self.backoff = Backoff(settings.backoff_min, settings.backoff_max)
         self.log = logging.getLogger(f"pbxgw.source.{settings.name}")
 
@@ -122,14 +125,23 @@ class Source:
         """Let go of what a stopped source kept for a successor that did not take it."""
 
     def waiting(self, error: str) -> float:
-        """Enter ``waiting`` after ``error``; the delay before the next attempt."""
-        if error != self.error or self.state != "waiting":
+        """Enter ``waiting`` after ``error``; the delay before the next attempt. An error is
+        said when it starts or changes, not at every retry of a night-long outage."""
+        if error != self._said:
             self.log.warning("%s; retrying", error)
+            self._said = error
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         self.state, self.error = "waiting", error
         return self.backoff.next()
 
-    def reading(self) -> None:
+    def reading(self, what: str) -> None:
+        """Enter ``reading``; ``what`` says what is read (a device and its speed, a peer,
+        a file), and the log says how long the source was failing before."""
         if self.state != "reading":
-            self.log.info("reading")
+            after = "" if self._failing_since is None else \
+                f" (recovered after {time.monotonic() - self._failing_since:.0f} s)"
+            self.log.info("reading %s%s", what, after)
+        self._said, self._failing_since = "", None
         self.state, self.error = "reading", ""
         self.backoff.reset()

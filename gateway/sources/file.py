@@ -53,7 +53,7 @@ class FileSource(Source):
                 # (rotated) or the same one cut shorter (truncated): then from its start.
                 if identity == self.ingest.identity and (self.ingest.offset or 0) <= st.st_size:
                     fh.seek(self.ingest.offset or 0)
-                self.reading()
+                self.reading(f"{self.settings.path} from byte {fh.tell()}")
                 await self._read_file(fh, identity)
             if not self.settings.follow:
                 self.state = "finished"
@@ -69,7 +69,7 @@ class FileSource(Source):
                 await asyncio.sleep(self.settings.poll_interval)
                 continue
             if self.state == "waiting":
-                self.reading()
+                self.reading(f"{self.settings.path} from byte {fh.tell()}")
             data = fh.read(size)
             if data:
                 if not self.ingest.data(data, read_to=fh.tell(), identity=identity):
@@ -102,7 +102,7 @@ class FileSource(Source):
 
     async def _read_stdin(self) -> None:
         loop = asyncio.get_running_loop()
-        self.reading()
+        self.reading("standard input")
         while data := await loop.run_in_executor(None, sys.stdin.buffer.read1, CHUNK):
             self.ingest.data(data)
         self.ingest.end()

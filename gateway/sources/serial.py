@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import io
+import os
 
 import serial
 
@@ -52,12 +53,14 @@ class SerialSource(Source):
             try:
                 port, self._adopted = self._adopted or self._open(), None
             except (serial.SerialException, OSError, ValueError) as exc:
-                if getattr(exc, "errno", None) == errno.EWOULDBLOCK:
-                    exc = "port busy: another program holds it"
-                await asyncio.sleep(self.waiting(f"cannot open {self.settings.device}: {exc}"))
+                number = getattr(exc, "errno", None)
+                # (pyserial's own message names the device twice more)
+                why = "port busy: another program holds it" if number == errno.EWOULDBLOCK else \
+                    os.strerror(number) if number else str(exc)
+                await asyncio.sleep(self.waiting(f"cannot open {self.settings.device}: {why}"))
                 continue
             try:
-                self.reading()
+                self.reading(f"{self.settings.device} at {port.baudrate} baud")
                 await self._read(port)
             except asyncio.CancelledError:
                 # (A URL port is read by an executor thread, which may still be in a read.)

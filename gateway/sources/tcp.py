@@ -134,7 +134,7 @@ class TcpClientSource(Source):
                 continue
             try:
                 first = await login(reader, writer, self.settings.profile.login)
-                self.reading()
+                self.reading(f"{where}{', logged in' if self.settings.profile.login else ''}")
                 await pump(self, reader, writer, first)
                 error = f"{where} closed the connection"
             except (OSError, LoginFailed) as exc:
@@ -199,9 +199,8 @@ class TcpServerSource(Source):
             previous[0].cancel()
         try:
             async with self._reading:  # the previous one has committed and let go
-                self.log.info("PBX connected from %s:%d", host, peer[1])
                 self.last_data = time.monotonic()
-                self.reading()
+                self.reading(f"the PBX at {host}:{peer[1]}")
                 try:
                     await pump(self, reader, writer)
                 finally:

@@ -146,6 +146,7 @@ def test_full_queue_during_an_outage_drops_oldest_of_a_serial_line_and_reports_a
     assert (gap["src"], gap["first"], gap["last"], gap["count"]) == ("ipo", 1, kept[0] - 1, kept[0] - 1)
     assert gap["reason"] == "queue full: drop_oldest" and gap["first_rx"] <= gap["last_rx"]
     assert gap["stream"] == central.calls()[0]["stream"]
+    assert gw.log_text().count("queue full (") == 1  # one line for the episode, not one per read
 
 
 def queued_calls(gw: GatewayProcess) -> list[int]:
