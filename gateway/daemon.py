@@ -62,6 +62,7 @@ class Gateway:
         self.started = time.time()
         self._tasks: dict[str, asyncio.Task] = {}  # each source's, by name
         self._watches: dict[str, tuple[QuietWatch, int]] = {}  # no-data alarm and its start, by source
+        self.restart_needed: list[str] = []  # config keys changed on disk that only a restart applies
 
     def _start_source(self, settings: SourceSettings, predecessor: Source | None = None) -> None:
         carried = predecessor.ingest.carried if predecessor else b""
@@ -99,13 +100,11 @@ class Gateway:
             log.error("reload refused, the running config stays: %s", exc)
             self.notifier.ready(self.status_line())
             return
-        old = self.settings
-        fixed = [name for name, was, now in (
-            ("gateway", (old.gateway_id, old.site, old.state_dir, old.runtime_dir),
-             (new.gateway_id, new.site, new.state_dir, new.runtime_dir)),
-            ("mqtt", old.mqtt, new.mqtt), ("headsets", old.headsets, new.headsets)) if was != now]
-        if fixed:
-            log.warning("reload: [%s] changed; that takes a restart (systemctl restart pbxgw)", "], [".join(fixed))
+        old = self.settings  # what runs: its [gateway] ids, [mqtt] and [headsets] are those of the start
+        self.restart_needed = _restart_keys(old, new)
+        if self.restart_needed:
+            log.warning("reload: %s changed; that takes a restart (systemctl restart pbxgw)",
+                        ", ".join(self.restart_needed))
         before = {src.name: src for src in old.sources}
         after = {src.name: src for src in new.sources}
         changed = [name for name in before if before[name] != after.get(name)]
@@ -115,11 +114,18 @@ class Gateway:
             self._start_source(source_settings, stopped.get(source_settings.name))
         for source in stopped.values():
             source.release()
+        applied = [f"queue.{f.name}" for f in dataclasses.fields(new.queue)
+                   if getattr(old.queue, f.name) != getattr(new.queue, f.name)]
+        applied += ["gateway.metrics_interval"] if old.metrics_interval != new.metrics_interval else []
         self.store.set_budget(new.queue.max_bytes)
         self.store.when_full = new.queue.when_full
         self.settings = dataclasses.replace(new, gateway_id=old.gateway_id, site=old.site, state_dir=old.state_dir,
                                             runtime_dir=old.runtime_dir, mqtt=old.mqtt, headsets=old.headsets)
-        log.info("reloaded %s: %d sources stopped or restarted, %d started", new.path, len(changed), len(started))
+        done = [f"{what} {', '.join(names)}" for what, names in (
+            ("restarted sources", [n for n in changed if n in after]),
+            ("started", [s.name for s in started if s.name not in before]),
+            ("stopped", [n for n in changed if n not in after]), ("applied", applied)) if names]
+        log.info("reloaded %s: %s", new.path, "; ".join(done) or "nothing changed that runs")
         self.notifier.ready(self.status_line())
 
     async def run(self) -> None:
@@ -231,6 +237,20 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.queue.sync_interval)  # a reload may change it
             self.store.sync()
+
+
+def _restart_keys(running: Settings, new: Settings) -> list[str]:
+    """The keys of ``new`` that differ from what runs and that only a restart applies."""
+    keys = [f"gateway.{key}" for key, attr in (("id", "gateway_id"), ("site", "site"), ("state_dir", "state_dir"),
+                                               ("runtime_dir", "runtime_dir"))
+            if getattr(running, attr) != getattr(new, attr)]
+    for section in ("mqtt", "headsets"):
+        was, now = getattr(running, section), getattr(new, section)
+        for f in dataclasses.fields(was):
+            if getattr(was, f.name) != getattr(now, f.name):
+                # host, port and tls come from one key, the URL
+                keys.append(f"{section}.{'url' if f.name in ('host', 'port', 'tls') else f.name}")
+    return sorted(set(keys))
 
 
 async def keep_running(name: str, part: Callable[[], Awaitable[None]], backoff: Backoff,

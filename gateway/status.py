@@ -30,7 +30,8 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
     publisher = gw.publisher
     return {
         "gateway": {"id": gw.settings.gateway_id, "site": gw.settings.site, "version": __version__,
-                    "engine": ENGINE, "boot": gw.boot, "up_s": round(now - gw.started, 1)},
+                    "engine": ENGINE, "boot": gw.boot, "up_s": round(now - gw.started, 1),
+                    "restart_needed": gw.restart_needed},
         "sources": [{"name": src.settings.name, "type": src.settings.type, "state": src.state, "error": src.error,
                      "records": src.ingest.records, "unparsed": src.ingest.unparsed,
                      "last_record_ms": src.ingest.last_rx} for src in gw.sources],
@@ -96,6 +97,8 @@ def text(state: dict[str, Any], now: float | None = None) -> list[str]:
     g, q, b = state["gateway"], state["queue"], state["broker"]
     out = [f"gateway {g['id']} at {g['site']}: pbxgw {g['version']} ({g['engine']} parser), boot {g['boot']}, "
            f"up {g['up_s']:.0f} s"]
+    if g.get("restart_needed"):
+        out.append(f"config changed on disk, waiting for a restart: {', '.join(g['restart_needed'])}")
     for s in state["sources"]:
         out.append(f"source {s['name']} ({s['type']}): {s['state']}{': ' + s['error'] if s['error'] else ''}; "
                    f"{s['records']} records, {s['unparsed']} unparsed, last record {_ago(s['last_record_ms'], now)}")

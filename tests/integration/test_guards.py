@@ -125,7 +125,7 @@ def test_the_pbx_reconnecting_from_its_address_replaces_its_old_connection(tmp_p
 def reload_with(gw: GatewayProcess, old: str, new: str, reloads: int) -> None:
     gw.config.write_text(gw.config.read_text().replace(old, new))
     gw.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: gw.log_text().count("sources stopped or restarted") >= reloads, what="the reload")
+    wait_until(lambda: gw.log_text().count("pbxgw: INFO: reloaded ") >= reloads, what="the reload")
 
 
 def test_a_reload_closes_the_pbx_connection_after_committing_it_and_the_next_one_is_read(
@@ -165,6 +165,24 @@ def test_reloads_of_a_serial_source_hand_its_port_over_and_lose_nothing(tmp_path
     central.collect(lambda ev: len(central.calls()) >= 400, what="every record printed during the reloads")
     assert_each_once(central.events, 400)
     assert not [e for e in central.events if e.get("kind") == "unparsed"]
+
+
+def test_a_reload_applies_what_it_can_and_names_what_takes_a_restart(tmp_path, broker, processes, pbx_line):
+    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.path)
+    text = gw.config.read_text()
+    assert '[mqtt]\n' in text and 'profile = "avaya-ipo"' in text
+    gw.config.write_text(text.replace("[mqtt]\n", "[mqtt]\nkeepalive = \"45s\"\n")
+                         .replace('profile = "avaya-ipo"', 'profile = "avaya-ipo"\nquiet = "1h"')
+                         + '[queue]\nmax_bytes = "8MiB"\n')
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "INFO: reloaded" in gw.log_text(), what="the reload")
+    log = gw.log_text()
+    assert "reload: mqtt.keepalive changed; that takes a restart (systemctl restart pbxgw)" in log
+    assert f"reloaded {gw.config}: restarted sources ipo; applied queue.max_bytes" in log
+    sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
+    state = status.query(sock)
+    assert state["gateway"]["restart_needed"] == ["mqtt.keepalive"]
+    assert "config changed on disk, waiting for a restart: mqtt.keepalive" in status.text(state)
 
 
 def test_a_reload_of_a_tcp_client_commits_what_the_pbx_had_sent(tmp_path, broker, central, processes):
