@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,8 @@ from gateway.alarms import Hours
 from gateway.errors import ProfileError
 from gateway.tomltable import Table, duration, load_toml
 
+DEFAULT_STATE_DIR = "/var/lib/pbxgw"  # systemd's StateDirectory
+DEFAULT_RUNTIME_DIR = "/run/pbxgw"  # systemd's RuntimeDirectory
 #: Site, gateway and source ids end up in MQTT topics: no '+', '#', '/' or control characters.
 ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SOURCE_TYPES = ("serial", "tcp-client", "tcp-server", "file")
@@ -122,7 +125,7 @@ class Settings:
     queue: QueueSettings
     sources: tuple[SourceSettings, ...]
     headsets: HeadsetSettings = HeadsetSettings()
-    runtime_dir: Path = Path("/run/pbxgw")  # the status socket (systemd's RuntimeDirectory)
+    runtime_dir: Path = Path(DEFAULT_RUNTIME_DIR)  # the status socket (systemd's RuntimeDirectory)
     metrics_interval: float = 60.0  # 0: no metrics messages
 
     @property
@@ -150,6 +153,19 @@ def identifier(t: Table, key: str, default: str | None = None) -> str:
     return value
 
 
+def gateway_dirs(path: str | Path) -> tuple[Path, Path]:
+    """``(runtime_dir, state_dir)`` from a config file, whatever else is wrong in it (the
+    defaults where it says nothing or cannot be read): what ``pbxgw status`` needs."""
+    try:
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8", errors="replace")).get("gateway", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        table = {}
+    def text(key: str, default: str) -> Path:
+        value = table.get(key) if isinstance(table, dict) else None
+        return Path(value if isinstance(value, str) else default)
+    return text("runtime_dir", DEFAULT_RUNTIME_DIR), text("state_dir", DEFAULT_STATE_DIR)
+
+
 def load(path: str | Path) -> Settings:
     """Read and validate a config file.
 
@@ -159,8 +175,8 @@ def load(path: str | Path) -> Settings:
     top = Table(str(path), "", load_toml(path))
     gw = top.table("gateway", required=True)
     gateway_id, site = identifier(gw, "id"), identifier(gw, "site")
-    state_dir = Path(gw.take("state_dir", str, "/var/lib/pbxgw"))
-    runtime_dir = Path(gw.take("runtime_dir", str, "/run/pbxgw"))
+    state_dir = Path(gw.take("state_dir", str, DEFAULT_STATE_DIR))
+    runtime_dir = Path(gw.take("runtime_dir", str, DEFAULT_RUNTIME_DIR))
     metrics_interval = duration(gw, "metrics_interval", 60.0)
     gw.done()
     mqtt = _mqtt(top.table("mqtt"), gateway_id)

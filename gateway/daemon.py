@@ -179,6 +179,11 @@ class Gateway:
             log.warning("no status socket at %s (pbxgw status will not answer): %s", path, exc)
             return None
 
+    def active_alarms(self) -> list[dict]:
+        """The alarms raised and not yet cleared (for ``pbxgw status``)."""
+        return [{"source": name, "alarm": "no_data", "since_ms": watch.silent_since_ms}
+                for name, (watch, _) in self._watches.items() if watch.silent_since_ms is not None]
+
     def status_line(self) -> str:
         """One line for systemd's STATUS= (``systemctl status pbxgw`` shows it)."""
         reading = sum(src.state == "reading" for src in self.sources)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +30,16 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
     queue = gw.store.stats()
     publisher = gw.publisher
     return {
+        "running": True,
         "gateway": {"id": gw.settings.gateway_id, "site": gw.settings.site, "version": __version__,
                     "engine": ENGINE, "boot": gw.boot, "up_s": round(now - gw.started, 1),
                     "restart_needed": gw.restart_needed},
-        "sources": [{"name": src.settings.name, "type": src.settings.type, "state": src.state, "error": src.error,
+        "sources": [{"name": src.settings.name, "type": src.settings.type, "where": where(src.settings),
+                     "profile": src.settings.profile.name, "timezone": str(src.settings.timezone),
+                     "state": src.state, "error": src.error,
                      "records": src.ingest.records, "unparsed": src.ingest.unparsed,
                      "last_record_ms": src.ingest.last_rx} for src in gw.sources],
+        "alarms": gw.active_alarms(),
         "queue": {"depth": queue.depth, "bytes": queue.bytes,
                   "oldest_age_s": None if queue.oldest_rx is None else round(now - queue.oldest_rx / 1000, 1),
                   "dropped": queue.dropped, "dead": queue.dead},
@@ -47,6 +52,46 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
             {"id": r.info.id, "node": r.info.node, "model": r.info.model, "profile": r.profile.name}
             for r in gw.headsets.readers.values()],
     }
+
+
+def where(s) -> str:
+    """What a source reads: its device, address or file."""
+    return {"serial": s.device, "tcp-client": f"{s.host}:{s.port}", "tcp-server": f"{s.host}:{s.port}"}.get(
+        s.type, s.path)
+
+
+def offline(state_dir: Path) -> dict[str, Any]:
+    """What the queue on disk says while no gateway runs (``running: false``): its depth,
+    age, drops and dead letters, and each source's next ``seq``. Read only.
+
+    :raises OSError: the queue cannot be read (none there, or not by this user).
+    """
+    path = state_dir / "queue.db"
+    if not path.exists():
+        raise FileNotFoundError(f"no queue in {state_dir}")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            sources = db.execute("SELECT name, next_seq FROM sources WHERE name NOT LIKE '*%' ORDER BY name").fetchall()
+            confirmed = (db.execute("SELECT next_seq FROM sources WHERE name = '*confirmed*'").fetchone() or (1,))[0] - 1
+            depth = size = 0
+            oldest = None
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'").fetchall():
+                count, length, first = db.execute(f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(rx) "
+                                                  f"FROM {table} WHERE id > ?", (confirmed,)).fetchone()
+                depth, size = depth + count, size + length
+                oldest = first if oldest is None or (first is not None and first < oldest) else oldest
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot read {path}: {exc}") from None
+    return {"running": False,
+            "queue": {"depth": depth, "bytes": size,
+                      "oldest_age_s": None if oldest is None else round(time.time() - oldest / 1000, 1),
+                      "dropped": meta.get("dropped", 0), "dead": meta.get("dead", 0)},
+            "sources": [{"name": name, "next_seq": next_seq} for name, next_seq in sources],
+            "gateway": {"boot": meta.get("boot", 0), "stream": f"{meta['stream']:016x}" if meta.get("stream") else None}}
 
 
 async def serve(gw: Gateway, path: Path) -> asyncio.AbstractServer:
@@ -87,8 +132,34 @@ def query(path: Path, timeout: float = TIMEOUT_S) -> dict[str, Any]:
     return json.loads(data)
 
 
+def span(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2 h 13 min``, ``3 d 4 h``: as a person says it."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if hours < 1:
+        return f"{minutes} min"
+    if days < 1:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
+
+
 def _ago(ms: int | float | None, now: float) -> str:
-    return "never" if ms is None else f"{now - ms / 1000:.0f} s ago"
+    """``2 h 13 min ago, 01:47 local`` (the time of day in this machine's zone)."""
+    if ms is None:
+        return "never"
+    return f"{span(now - ms / 1000)} ago, {time.strftime('%H:%M', time.localtime(ms / 1000))} local"
+
+
+def offline_text(state: dict[str, Any]) -> list[str]:
+    """The lines ``pbxgw status`` prints when no gateway runs."""
+    q, g = state["queue"], state["gateway"]
+    oldest = "" if q["oldest_age_s"] is None else f", oldest {span(q['oldest_age_s'])} old"
+    return ["gateway: not running; what its queue holds:",
+            f"queue: {q['depth']} events, {q['bytes']} bytes{oldest}; {q['dropped']} dropped, {q['dead']} dead letters",
+            *(f"source {s['name']}: next seq {s['next_seq']}" for s in state["sources"]),
+            f"boot {g['boot']}, stream {g['stream']}"]
 
 
 def text(state: dict[str, Any], now: float | None = None) -> list[str]:
@@ -96,15 +167,18 @@ def text(state: dict[str, Any], now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     g, q, b = state["gateway"], state["queue"], state["broker"]
     out = [f"gateway {g['id']} at {g['site']}: pbxgw {g['version']} ({g['engine']} parser), boot {g['boot']}, "
-           f"up {g['up_s']:.0f} s"]
+           f"up {span(g['up_s'])}"]
     if g.get("restart_needed"):
         out.append(f"config changed on disk, waiting for a restart: {', '.join(g['restart_needed'])}")
     for s in state["sources"]:
-        out.append(f"source {s['name']} ({s['type']}): {s['state']}{': ' + s['error'] if s['error'] else ''}; "
-                   f"{s['records']} records, {s['unparsed']} unparsed, last record {_ago(s['last_record_ms'], now)}")
-    oldest = "" if q["oldest_age_s"] is None else f", oldest {q['oldest_age_s']:.0f} s old"
+        out.append(f"source {s['name']} ({s['type']} {s['where']}, {s['profile']}, {s['timezone']}): {s['state']}"
+                   f"{': ' + s['error'] if s['error'] else ''}; {s['records']} records, {s['unparsed']} unparsed, "
+                   f"last record {_ago(s['last_record_ms'], now)}")
+    for a in state["alarms"]:
+        out.append(f"ALARM {a['alarm']} on source {a['source']}: silent since {_ago(a['since_ms'], now)}")
+    oldest = "" if q["oldest_age_s"] is None else f", oldest {span(q['oldest_age_s'])} old"
     out.append(f"queue: {q['depth']} events, {q['bytes']} bytes{oldest}; {q['dropped']} dropped, {q['dead']} dead letters")
-    since = "not connected" if b["connected_since"] is None else f"connected {now - b['connected_since']:.0f} s"
+    since = "not connected" if b["connected_since"] is None else f"connected {span(now - b['connected_since'])}"
     out.append(f"broker {b['url']}: {since}; last confirmation {_ago(b['last_ack_ms'], now)}; "
                f"{b['in_flight']} in flight, {b['delivered']} delivered this run")
     for h in state["headsets"]:

@@ -310,12 +310,15 @@ def test_a_silent_source_raises_the_no_data_alarm_and_its_next_record_clears_it(
     processes.append(gw)
     gw.start()
     central.collect(lambda ev: any(e.get("kind") == "alarm" for e in ev), what="the no-data alarm")
+    shown = pbxgw("status", "--config", str(gw.config)).stdout.decode()
+    assert "ALARM no_data on source pbx: silent since " in shown  # what status shows while it is raised
     with open(capture, "ab") as fh:
         fh.write(b"2008/06/28 09:28:41,00:00:00,9,8004206,I,4324,4324,,0,1000014155,0,E4324,Joe,T9161,L,0,0\r\n")
     central.collect(lambda ev: sum(e.get("kind") == "alarm" for e in ev) >= 2, what="the alarm cleared")
     alarms = [e for e in central.events if e.get("kind") == "alarm"]
     assert [(a["src"], a["alarm"], a["state"]) for a in alarms] == [("pbx", "no_data", "raised"), ("pbx", "no_data", "cleared")]
     assert alarms[0]["last_rx"] is None and alarms[1]["last_rx"] is not None and alarms[0]["quiet_s"] == 2.0
+    assert "ALARM" not in pbxgw("status", "--config", str(gw.config)).stdout.decode()
 
 
 def test_metrics_arrive_periodically_with_the_status_counters(tmp_path, broker, central, processes):

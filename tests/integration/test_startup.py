@@ -13,12 +13,15 @@ import pytest
 
 from gateway.cli import main
 from helpers import pbxgw
+from plugins.processes import GatewayProcess, wait_until
 from tools.parts import config_text
 
 NOBODY = 65534
-# check-config imports it (and ssl) when it runs; the child that becomes nobody could not
-# read the standard library under /root, so it is imported here, before the fork.
-importlib.import_module("gateway.preflight")
+# check-config and status import these (and ssl, sqlite3) when they run; the child that
+# becomes nobody could not read the standard library under /root, so they are imported
+# here, before the fork.
+for module in ("gateway.preflight", "gateway.status"):
+    importlib.import_module(module)
 SOURCE = {"name": "pbx", "type": "file", "path": "/dev/null", "profile": "avaya-ipo"}
 
 
@@ -120,3 +123,14 @@ def test_a_password_over_plain_mqtt_is_warned_about(tmp_path):
                                             "127.0.0.1:1 in clear text (mqtt://); use mqtts:// so that nobody on "
                                             "the network can read it")
     assert "s3cret" not in done.stdout.decode() + done.stderr.decode()
+
+
+def test_status_tells_a_user_who_may_not_ask_what_to_do(shared_dir, processes):
+    gw = GatewayProcess(shared_dir / "gw", "mqtt://127.0.0.1:1", [SOURCE])
+    processes.append(gw)
+    gw.start()
+    wait_until(lambda: pbxgw("status", "--config", str(gw.config)).returncode == 0, what="the gateway to answer")
+    code, err = as_nobody("status", "--config", str(gw.config))
+    assert code == 1 and "Traceback" not in err
+    assert err == (f"pbxgw: {shared_dir / 'gw' / 'run' / 'status.sock'}: this user may not ask the gateway "
+                   "(it answers root and the service's own user); try sudo pbxgw status")

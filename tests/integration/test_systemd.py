@@ -129,10 +129,11 @@ def test_status_answers_with_the_broker_down_and_says_so_when_no_gateway_runs(tm
     wait_until(lambda: json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)
                ["sources"][0]["records"] == 10, what="the capture read")
     state = json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)
-    assert set(state) == {"gateway", "sources", "queue", "broker", "headsets"}
+    assert set(state) == {"running", "gateway", "sources", "alarms", "queue", "broker", "headsets"}
     assert state["queue"]["depth"] >= 10 and state["broker"]["connected_since"] is None
     text = pbxgw("status", "--config", str(gw.config)).stdout.decode()
-    assert "source pbx (file):" in text and "10 records" in text and "not connected" in text
+    assert f"source pbx (file {capture}, avaya-ipo, UTC):" in text and "10 records" in text and "not connected" in text
+    assert " ago, " in text and " local" in text  # the last record, as a person reads it
     documented = (ROOT / "docs" / "operations.md").read_text()
     for values in state.values():
         for key in (values[0] if isinstance(values, list) and values else values if isinstance(values, dict) else {}):
@@ -142,6 +143,13 @@ def test_status_answers_with_the_broker_down_and_says_so_when_no_gateway_runs(tm
     gw.kill(signal.SIGTERM)
     gone = pbxgw("status", "--config", str(gw.config))
     assert gone.returncode == 1 and b"no gateway answers" in gone.stderr
+    assert b"Connection refused" not in gone.stdout and b"gateway: not running" in gone.stdout
+    offline = json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)
+    assert offline["running"] is False and offline["queue"]["depth"] >= 10  # the broker never took them
+    assert offline["sources"] == [{"name": "pbx", "next_seq": 11}]
+    # A config being edited (an error in [mqtt]) does not keep status from reading the queue.
+    gw.config.write_text(gw.config.read_text().replace("[mqtt]", "[mqtt]\nkeepalive = \"forever\""))
+    assert json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)["running"] is False
 
 
 def test_sighup_restarts_a_changed_source_keeps_the_queue_and_refuses_a_broken_config(tmp_path, processes, notify):
