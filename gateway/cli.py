@@ -129,6 +129,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON document (docs/operations.md)")
     p.set_defaults(run=_status)
 
+    p = sub.add_parser("dead", help="events the broker rejected (dead letters): list, requeue",
+                       description="The events the broker rejected (a failure reason code, such as "
+                       "Not authorized), kept in the queue's dead-letter table.")
+    dead = p.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    q = dead.add_parser("list", help="each dead letter: id, when, why, and what event",
+                        description="List the dead letters (read only; the gateway may run).")
+    q.add_argument("--config", default="/etc/pbxgw/config.toml", help="its config file (default: %(default)s)")
+    q.add_argument("--json", action="store_true", help="one JSON object per dead letter, with the event")
+    q.set_defaults(run=_dead_list)
+    q = dead.add_parser("requeue", help="queue dead letters again (the gateway stopped)",
+                        description="Queue dead letters again, keys kept, for the gateway to send at its "
+                        "next start (after the broker's ACL or limits were fixed). The gateway must be "
+                        "stopped: the queue has one writer.")
+    q.add_argument("--config", default="/etc/pbxgw/config.toml", help="its config file (default: %(default)s)")
+    q.add_argument("ids", nargs="*", type=int, help="dead letter ids (from `pbxgw dead list`); none: all")
+    q.set_defaults(run=_dead_requeue)
+
     p = sub.add_parser("devices", help="serial ports and headsets present, their profile and access",
                        description="List the serial ports and USB telephony headsets on this box, "
                        "which profile would read each headset, and whether this user may open them.")
@@ -352,6 +369,45 @@ def _status(args: argparse.Namespace) -> int:
         print(f"pbxgw status: {why}", file=sys.stderr)
         return 1
     print(json.dumps(state, indent=2) if args.json else "\n".join(status.text(state)))
+    return 0
+
+
+def _dead_list(args: argparse.Namespace) -> int:
+    import msgpack
+
+    from gateway import status
+
+    _, state_dir = config.gateway_dirs(args.config)
+    try:
+        rows = status.dead_letters(state_dir)
+    except OSError as exc:
+        raise GatewayError(str(exc)) from None
+    for row_id, kind, reason, at, payload in rows:
+        event = msgpack.unpackb(payload)
+        if args.json:
+            print(json.dumps({"id": row_id, "kind": kind, "reason": reason, "at_ms": at, "event": event},
+                             ensure_ascii=False, default=repr))
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at / 1000)) if at else "?"
+        print(f"{row_id}  {when}  {reason}: {kind} {event.get('src')} seq {event.get('seq')} "
+              f"stream {event.get('stream')}")
+    if not args.json:
+        print(f"{len(rows)} dead letters", file=sys.stderr)
+    return 0
+
+
+def _dead_requeue(args: argparse.Namespace) -> int:
+    from gateway.lock import lock_state_dir
+    from gateway.store import Store
+
+    settings = config.load(args.config)
+    lock_state_dir(settings.state_dir)  # a running gateway holds it: refused, naming it
+    store = Store(settings.state_dir, settings.queue.max_bytes, settings.queue.when_full)
+    try:
+        count = store.requeue_dead(args.ids or None)
+    finally:
+        store.close()
+    print(f"{count} dead letters queued again; the gateway sends them when it starts", file=sys.stderr)
     return 0
 
 

@@ -11,6 +11,8 @@ import json
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,11 +62,11 @@ def where(s) -> str:
         s.type, s.path)
 
 
-def offline(state_dir: Path) -> dict[str, Any]:
-    """What the queue on disk says while no gateway runs (``running: false``): its depth,
-    age, drops and dead letters, and each source's next ``seq``. Read only.
+@contextmanager
+def _read_only(state_dir: Path) -> Iterator[sqlite3.Connection]:
+    """The queue database, opened read only (the gateway may be writing it).
 
-    :raises OSError: the queue cannot be read (none there, or not by this user).
+    :raises OSError: it cannot be read (none there, or not by this user).
     """
     path = state_dir / "queue.db"
     if not path.exists():
@@ -72,26 +74,45 @@ def offline(state_dir: Path) -> dict[str, Any]:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            meta = dict(db.execute("SELECT key, value FROM meta"))
-            sources = db.execute("SELECT name, next_seq FROM sources WHERE name NOT LIKE '*%' ORDER BY name").fetchall()
-            confirmed = (db.execute("SELECT next_seq FROM sources WHERE name = '*confirmed*'").fetchone() or (1,))[0] - 1
-            depth = size = 0
-            oldest = None
-            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'").fetchall():
-                count, length, first = db.execute(f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(rx) "
-                                                  f"FROM {table} WHERE id > ?", (confirmed,)).fetchone()
-                depth, size = depth + count, size + length
-                oldest = first if oldest is None or (first is not None and first < oldest) else oldest
+            yield db
         finally:
             db.close()
     except sqlite3.Error as exc:
         raise OSError(f"cannot read {path}: {exc}") from None
+
+
+def offline(state_dir: Path) -> dict[str, Any]:
+    """What the queue on disk says while no gateway runs (``running: false``): its depth,
+    age, drops and dead letters, and each source's next ``seq``.
+
+    :raises OSError: the queue cannot be read.
+    """
+    with _read_only(state_dir) as db:
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+        sources = db.execute("SELECT name, next_seq FROM sources WHERE name NOT LIKE '*%' ORDER BY name").fetchall()
+        confirmed = (db.execute("SELECT next_seq FROM sources WHERE name = '*confirmed*'").fetchone() or (1,))[0] - 1
+        depth = size = 0
+        oldest = None
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'").fetchall():
+            count, length, first = db.execute(f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(rx) "
+                                              f"FROM {table} WHERE id > ?", (confirmed,)).fetchone()
+            depth, size = depth + count, size + length
+            oldest = first if oldest is None or (first is not None and first < oldest) else oldest
     return {"running": False,
             "queue": {"depth": depth, "bytes": size,
                       "oldest_age_s": None if oldest is None else round(time.time() - oldest / 1000, 1),
                       "dropped": meta.get("dropped", 0), "dead": meta.get("dead", 0)},
             "sources": [{"name": name, "next_seq": next_seq} for name, next_seq in sources],
             "gateway": {"boot": meta.get("boot", 0), "stream": f"{meta['stream']:016x}" if meta.get("stream") else None}}
+
+
+def dead_letters(state_dir: Path) -> list[tuple]:
+    """The queue's dead letters, read only: ``(id, kind, reason, at_ms, payload)``.
+
+    :raises OSError: the queue cannot be read.
+    """
+    with _read_only(state_dir) as db:
+        return db.execute("SELECT id, kind, reason, at, payload FROM dead ORDER BY id").fetchall()
 
 
 async def serve(gw: Gateway, path: Path) -> asyncio.AbstractServer:

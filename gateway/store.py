@@ -556,6 +556,24 @@ class Store:
             return
         self.confirm(ids)
 
+    def requeue_dead(self, ids: list[int] | None) -> int:
+        """Queue dead letters again, as they were (their keys kept), for the next start to
+        send; ``None``: all of them. How many.
+
+        :raises QueueWriteError: nothing was requeued.
+        """
+        where, args = ("", ()) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+        with self._all_or_nothing("queue"):
+            dead = self._db.execute(f"SELECT id, kind, payload FROM dead{where} ORDER BY id", args).fetchall()
+            rows = []
+            for _, kind, payload in dead:
+                event = msgpack.unpackb(payload)
+                rows.append((event.get("src"), event.get("seq"), kind, event.get("rx") or event.get("ts") or 0, payload))
+            self._insert(rows)
+            self.bytes += sum(len(r[4]) for r in rows)
+            self._db.execute(f"DELETE FROM dead{where}", args)
+        return len(rows)
+
     def _drop_finished(self) -> None:
         finished = [seg for seg in self._segments if seg.closed and not seg.pending]
         if finished:

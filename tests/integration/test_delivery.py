@@ -176,6 +176,27 @@ def test_a_rejected_publish_is_not_delivered_but_kept_as_dead_letter(tmp_path, p
     db = sqlite3.connect(gw.state_dir / "queue.db")
     assert db.execute("SELECT COUNT(*), MIN(reason) FROM dead").fetchone() == (5, "Not authorized")
     db.close()
+    # An operator looks at them, fixes the broker's ACL and sends them again, keys kept.
+    listed = pbxgw("dead", "list", "--config", str(gw.config))
+    lines = listed.stdout.decode().splitlines()
+    assert len(lines) == 5 and all("Not authorized: call ipo seq" in line for line in lines)
+    assert listed.stderr.decode().strip() == "5 dead letters"
+    gw.start()
+    wait_until(lambda: gw.log_text().count("pbxgw started") == 2, what="the gateway to run again")
+    busy = pbxgw("dead", "requeue", "--config", str(gw.config))
+    assert busy.returncode == 78 and b"another pbxgw (pid" in busy.stderr  # one writer at a time
+    assert gw.kill(signal.SIGTERM) == 0
+    requeued = pbxgw("dead", "requeue", "--config", str(gw.config))
+    assert requeued.returncode == 0 and b"5 dead letters queued again" in requeued.stderr
+    assert pbxgw("dead", "list", "--config", str(gw.config)).stdout == b""
+    broker.stop()
+    (tmp_path / "broker" / "acl").write_text("topic readwrite #\n")
+    broker.start()
+    central = Subscriber(broker.url)
+    processes.append(central)
+    gw.start()
+    central.collect(lambda ev: len(central.calls()) >= 5, what="the requeued events")
+    assert sorted(e["seq"] for e in central.calls()) == [1, 2, 3, 4, 5]
 
 
 def test_unplugged_serial_adapter_is_waited_for_and_read_again(tmp_path, broker, central, processes):
