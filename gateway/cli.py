@@ -195,7 +195,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from gateway import preflight  # ssl: not for the commands that do not need it
 
     settings = config.load(args.path)
-    for warning in preflight.prepare(settings).warnings:
+    for warning in preflight.prepare(settings, checking=True).warnings:
         print(f"pbxgw: warning: {warning}", file=sys.stderr)
     names = ", ".join(f"{s.name} ({s.type}, {s.profile.name})" for s in settings.sources)
     print(f"{args.path}: ok: gateway {settings.gateway_id} at site {settings.site}; sources: {names}")

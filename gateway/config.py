@@ -8,6 +8,7 @@ and sizes ``"512KiB"``, ``"256MiB"``, ``"1GB"`` (or a number of bytes).
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
 import re
@@ -22,6 +23,10 @@ from gateway.alarms import Hours
 from gateway.errors import ProfileError
 from gateway.tomltable import Table, duration, load_toml
 
+#: The group the service runs in (systemd/pbxgw.sysusers.conf): it may read secrets made so.
+SERVICE_GROUP = "pbxgw"
+#: A secret's path may start with this: a systemd credential (LoadCredential= in the unit).
+CREDENTIALS = "$CREDENTIALS_DIRECTORY"
 DEFAULT_STATE_DIR = "/var/lib/pbxgw"  # systemd's StateDirectory
 DEFAULT_RUNTIME_DIR = "/run/pbxgw"  # systemd's RuntimeDirectory
 #: Site, gateway and source ids end up in MQTT topics: no '+', '#', '/' or control characters.
@@ -277,14 +282,33 @@ def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
     return settings
 
 
+def credential(path: str) -> str | None:
+    """The name of the systemd credential ``path`` names (``$CREDENTIALS_DIRECTORY/NAME``), or None."""
+    prefix = CREDENTIALS + "/"
+    return path[len(prefix):] if path.startswith(prefix) else None
+
+
 def _private(t: Table, key: str, path: str) -> None:
-    """A secret's file must exist and be readable by its owner only (it is never logged)."""
+    """A secret's file must exist and be readable by its owner only, or also by the
+    service's group (``root:pbxgw``, mode 640: the unit's user is in that group). It is
+    never logged. A systemd credential is private by construction, and read at start."""
+    if credential(path) is not None:
+        return
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path)
     except OSError as exc:
         raise t.fail(key, f"cannot read {path}: {exc.strerror}") from None
-    if mode & 0o077:
-        raise t.fail(key, f"expected {path} readable by its owner only (chmod 600); its mode is {mode & 0o777:o}")
+    others = st.st_mode & 0o077
+    if others and not (others == 0o040 and _group_name(st.st_gid) == SERVICE_GROUP):
+        raise t.fail(key, f"expected {path} readable by its owner only (chmod 600), or by group {SERVICE_GROUP} "
+                          f"too (chgrp {SERVICE_GROUP}; chmod 640); its mode is {st.st_mode & 0o777:o}")
+
+
+def _group_name(gid: int) -> str | None:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
 
 
 def _queue(t: Table) -> QueueSettings:

@@ -50,10 +50,12 @@ class Broker:
     subscriber's session and what is queued for it.
     """
 
-    def __init__(self, workdir: Path, acl: str = "", tls: dict | None = None, anonymous: bool = True):
+    def __init__(self, workdir: Path, acl: str = "", tls: dict | None = None, anonymous: bool = True,
+                 users: dict[str, str] | None = None):
         """:param tls: a second listener, TLS only, on ``tls_port``: mosquitto's ``cafile``,
             ``certfile``, ``keyfile`` and ``require_certificate`` settings.
-        :param anonymous: whether clients without a user name are let in."""
+        :param anonymous: whether clients without a user name are let in.
+        :param users: user names and their passwords, for mosquitto's password file."""
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -66,6 +68,11 @@ class Broker:
         if acl:
             (workdir / "acl").write_text(acl)
             lines.append(f"acl_file {workdir}/acl")
+        if users:
+            passwords = workdir / "passwords"
+            passwords.write_text("".join(f"{user}:{password}\n" for user, password in users.items()))
+            subprocess.run(["mosquitto_passwd", "-U", str(passwords)], check=True, capture_output=True)
+            lines.append(f"password_file {passwords}")
         self.tls_port = free_port() if tls else None
         if tls:
             lines.append(f"listener {self.tls_port} 127.0.0.1")

@@ -13,7 +13,8 @@ import pytest
 
 from gateway.cli import main
 from helpers import pbxgw
-from plugins.processes import GatewayProcess, wait_until
+from gateway import config
+from plugins.processes import Broker, GatewayProcess, wait_until
 from tools.parts import config_text
 
 NOBODY = 65534
@@ -51,8 +52,9 @@ def refusal(*args: str) -> str:
     return err.strip()
 
 
-def as_nobody(*args: str) -> tuple[int, str]:
-    """`pbxgw ARGS` run by a process that has become an unprivileged user (uid 65534)."""
+def as_nobody(*args: str, groups: tuple[int, ...] = ()) -> tuple[int, str]:
+    """`pbxgw ARGS` run by a process that has become an unprivileged user (uid 65534), in
+    ``groups`` besides its own."""
     if os.geteuid() != 0:
         pytest.skip("needs root to become another user")
     read, write = os.pipe()
@@ -61,11 +63,15 @@ def as_nobody(*args: str) -> tuple[int, str]:
         try:
             os.close(read)
             os.dup2(write, 2)
-            os.setgroups([])
+            os.setgroups(list(groups))
             os.setgid(NOBODY)
             os.setuid(NOBODY)
             sys.stderr = os.fdopen(2, "w")
             code = main(list(args))
+            sys.stderr.flush()
+        except BaseException:  # said on the pipe, for the test's message
+            import traceback
+            traceback.print_exc()
             sys.stderr.flush()
         finally:
             os._exit(locals().get("code", 70))
@@ -109,7 +115,7 @@ def test_check_config_finds_a_state_dir_the_user_cannot_write(shared_dir):
     code, err = as_nobody("check-config", str(path))
     assert code == 78, err
     assert err == f"pbxgw: {path}: gateway.state_dir: cannot write {shared_dir / 'state'} as this user " \
-                  f"({shared_dir} is not writable)"
+                  f"({shared_dir} does not let this user write in it)"
 
 
 def test_a_password_over_plain_mqtt_is_warned_about(tmp_path):
@@ -134,3 +140,51 @@ def test_status_tells_a_user_who_may_not_ask_what_to_do(shared_dir, processes):
     assert code == 1 and "Traceback" not in err
     assert err == (f"pbxgw: {shared_dir / 'gw' / 'run' / 'status.sock'}: this user may not ask the gateway "
                    "(it answers root and the service's own user); try sudo pbxgw status")
+
+
+def test_the_password_comes_from_a_systemd_credentials_directory(tmp_path, processes):
+    broker = Broker(tmp_path / "broker", anonymous=False, users={"gw": "s3cret"})
+    broker.start()
+    processes.append(broker)
+    credentials = tmp_path / "credentials"  # what systemd makes for LoadCredential=mqtt-password:...
+    credentials.mkdir(mode=0o700)
+    (credentials / "mqtt-password").write_text("s3cret\n")
+    (credentials / "mqtt-password").chmod(0o400)
+    gw = GatewayProcess(tmp_path / "gw", broker.url, [SOURCE],
+                        mqtt={"username": "gw", "password_file": "$CREDENTIALS_DIRECTORY/mqtt-password"})
+    processes.append(gw)
+    # By hand, without the directory: check-config cannot check it and says so; run refuses.
+    checked = pbxgw("check-config", str(gw.config), timeout=60)
+    assert checked.returncode == 0 and "systemd credential 'mqtt-password'" in checked.stderr.decode()
+    assert "$CREDENTIALS_DIRECTORY is not set" in refusal("run", "--config", str(gw.config))
+    gw.start(env={"CREDENTIALS_DIRECTORY": str(credentials)})
+    wait_until(lambda: "connected to 127.0.0.1" in gw.log_text(), what="the broker to accept the password")
+    assert "s3cret" not in gw.log_text()
+
+
+def test_a_secret_readable_by_the_service_group_is_read_by_a_member(shared_dir, monkeypatch):
+    """root:GROUP, mode 640, as `chgrp pbxgw; chmod 640` makes it, read by a user in GROUP only.
+    (The group is root's here, so that the test needs no group of its own on the machine.)"""
+    monkeypatch.setattr(config, "SERVICE_GROUP", "root")
+    secret = shared_dir / "password"
+    secret.write_text("s3cret\n")
+    os.chown(secret, 0, 0)
+    secret.chmod(0o640)
+    state = shared_dir / "state"
+    state.mkdir()
+    state.chmod(0o777)  # the service's own, as StateDirectory= makes it
+    path = write_config(shared_dir, state, username="gw", password_file=str(secret))
+    code, err = as_nobody("check-config", str(path), groups=[0])
+    assert code == 0, err
+    code, err = as_nobody("check-config", str(path))
+    assert code == 78 and "Permission denied" in err
+
+
+def test_a_state_dir_behind_a_closed_directory_is_one_line(shared_dir):
+    closed = shared_dir / "closed"
+    closed.mkdir(mode=0o700)  # root's alone
+    path = write_config(shared_dir, closed / "pbxgw" / "state")
+    code, err = as_nobody("check-config", str(path))
+    assert code == 78 and "Traceback" not in err
+    assert err == f"pbxgw: {path}: gateway.state_dir: cannot write {closed / 'pbxgw' / 'state'} as this user " \
+                  f"({closed} does not let this user write in it)"
