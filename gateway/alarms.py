@@ -55,29 +55,38 @@ class Hours:
 
 @dataclass(slots=True)
 class QuietWatch:
-    """Raises once when a source stays silent past ``quiet_s``; clears on its next record."""
+    """Raises once when a source stays silent past ``quiet_s``; clears on its next record.
+
+    Silence is measured on the monotonic clock, so a wall clock that is stepped (a box that
+    boots at 1970 until NTP sets it, a summer-time change) neither raises an alarm nor hides
+    one; the wall clock, in the source's zone, only says whether working hours are on.
+    """
 
     quiet_s: float
     hours: Hours | None = None
-    silent_since_ms: int | None = None  # set while raised: the silence it was raised for
+    silent_since: float | None = None  # set while raised: when (monotonic s) the silence began
 
-    def check(self, now: datetime, last_record_ms: int | None, since_ms: int) -> str | None:
-        """``"raised"``, ``"cleared"`` or None, at ``now`` (aware, in the source's zone);
-        ``since_ms``: when the watch began (before any record, silence counts from there)."""
-        if self.silent_since_ms is not None:
-            if last_record_ms is not None and last_record_ms > self.silent_since_ms:
-                self.silent_since_ms = None
+    def check(self, now: datetime, mono: float, last_record: float | None, since: float) -> str | None:
+        """``"raised"``, ``"cleared"`` or None.
+
+        :param now: the wall time (aware, in the source's zone), for the working hours.
+        :param mono: the monotonic time now, s; :param last_record: that of the source's last
+            record (None: none yet); :param since: that of when the watch began.
+        """
+        if self.silent_since is not None:
+            if last_record is not None and last_record > self.silent_since:
+                self.silent_since = None
                 return "cleared"
             return None
         if self.quiet_s <= 0:
             return None
-        silent_since = since_ms if last_record_ms is None else max(last_record_ms, since_ms)
+        silent_since = since if last_record is None else max(last_record, since)
         if self.hours is not None:
             opening = self.hours.opening(now)
             if opening is None:
                 return None
-            silent_since = max(silent_since, int(opening.timestamp() * 1000))
-        if now.timestamp() * 1000 - silent_since < self.quiet_s * 1000:
+            silent_since = max(silent_since, mono - (now - opening).total_seconds())
+        if mono - silent_since < self.quiet_s:
             return None
-        self.silent_since_ms = silent_since
+        self.silent_since = silent_since
         return "raised"

@@ -1,8 +1,34 @@
 """The wall clock, read only by the I/O shell (the sans-I/O core gets times as arguments)."""
 
+import ctypes
+import ctypes.util
 import time
+
+#: No true clock reads earlier than this (this release's date): a box that booted without
+#: a real-time clock starts at 1970 until NTP sets it.
+EARLIEST_TRUE_S = 1_793_491_200  # 2026-11-01T00:00:00Z
+_TIME_ERROR = 5  # adjtimex(2): "the clock is not synchronized"
 
 
 def now_ms() -> int:
     """Milliseconds since the epoch, UTC: the ``rx`` of events."""
     return time.time_ns() // 1_000_000
+
+
+def wall_ms(monotonic_s: float) -> int:
+    """The wall time (ms since the epoch) of a moment taken on the monotonic clock, as the
+    wall clock now sees it: for saying when, not for measuring how long."""
+    return now_ms() - int((time.monotonic() - monotonic_s) * 1000)
+
+
+def synchronized() -> bool:
+    """Whether the wall clock can be trusted: not before this release, and the kernel does
+    not say it is unsynchronized (adjtimex(2) read only: modes 0)."""
+    if time.time() < EARLIEST_TRUE_S:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        timex = ctypes.create_string_buffer(512)  # struct timex, larger than any libc's
+        return libc.adjtimex(timex) != _TIME_ERROR
+    except (OSError, AttributeError):
+        return True  # no way to ask: the date alone said yes

@@ -22,10 +22,10 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from gateway import config, preflight, status
+from gateway import clock, config, preflight, status
 from gateway.alarms import QuietWatch
 from gateway.backoff import Backoff
-from gateway.clock import now_ms
+from gateway.clock import now_ms, wall_ms
 from gateway.config import Settings, SourceSettings
 from gateway.errors import ConfigError
 from gateway.events import AlarmEvent, MetricsEvent, packb
@@ -59,10 +59,11 @@ class Gateway:
         self.sources: list[Source] = []
         self.notifier = Notifier()
         self.headsets: Headsets | None = None
-        self.started = time.time()
+        self.started = time.monotonic()  # up_s: not moved by a clock step
         self._tasks: dict[str, asyncio.Task] = {}  # each source's, by name
-        self._watches: dict[str, tuple[QuietWatch, int]] = {}  # no-data alarm and its start, by source
+        self._watches: dict[str, tuple[QuietWatch, float]] = {}  # no-data alarm, its start (monotonic), by source
         self.restart_needed: list[str] = []  # config keys changed on disk that only a restart applies
+        self.clock_synchronized = clock.synchronized()
 
     def _start_source(self, settings: SourceSettings, predecessor: Source | None = None) -> None:
         carried = predecessor.ingest.carried if predecessor else b""
@@ -74,7 +75,7 @@ class Gateway:
 
         self._tasks[settings.name] = asyncio.get_running_loop().create_task(
             keep_running(f"source {settings.name}", source.run, source.backoff, fault), name=settings.name)
-        self._watches[settings.name] = (QuietWatch(settings.quiet, settings.quiet_hours), now_ms())
+        self._watches[settings.name] = (QuietWatch(settings.quiet, settings.quiet_hours), time.monotonic())
 
     async def _stop_source(self, name: str) -> Source:
         """Stop a source, once it has committed what it read (a serial line keeps its port
@@ -144,6 +145,10 @@ class Gateway:
                                     ("metrics", self._send_metrics))]
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
+        if not self.clock_synchronized:
+            log.warning("the clock is not synchronized (%s UTC; see timedatectl): receive times, and the year "
+                        "of PBX dates printed without one, may be wrong until it is",
+                        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
         # The config was valid, the queue is recovered and the loop runs: ready.
         self.notifier.ready(self.status_line())
         watchdog = loop.create_task(self._watchdog())
@@ -181,8 +186,8 @@ class Gateway:
 
     def active_alarms(self) -> list[dict]:
         """The alarms raised and not yet cleared (for ``pbxgw status``)."""
-        return [{"source": name, "alarm": "no_data", "since_ms": watch.silent_since_ms}
-                for name, (watch, _) in self._watches.items() if watch.silent_since_ms is not None]
+        return [{"source": name, "alarm": "no_data", "since_ms": wall_ms(watch.silent_since)}
+                for name, (watch, _) in self._watches.items() if watch.silent_since is not None]
 
     def status_line(self) -> str:
         """One line for systemd's STATUS= (``systemctl status pbxgw`` shows it)."""
@@ -201,6 +206,9 @@ class Gateway:
             if self.notifier.watchdog_interval:
                 self.notifier.watchdog()
             self.notifier.status(self.status_line())
+            if not self.clock_synchronized and clock.synchronized():
+                self.clock_synchronized = True
+                log.info("the clock is synchronized now (%s UTC)", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
 
     async def _watch_quiet(self) -> None:
         """The no-data alarm of every source, checked every second: raised once when it has
@@ -211,7 +219,7 @@ class Gateway:
             for source in self.sources:
                 s = source.settings
                 watch, since = self._watches[s.name]
-                change = watch.check(datetime.now(s.timezone), source.ingest.last_rx, since)
+                change = watch.check(datetime.now(s.timezone), time.monotonic(), source.ingest.last_seen, since)
                 if change is None:
                     continue
                 (log.warning if change == "raised" else log.info)(

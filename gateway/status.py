@@ -34,8 +34,8 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
     return {
         "running": True,
         "gateway": {"id": gw.settings.gateway_id, "site": gw.settings.site, "version": __version__,
-                    "engine": ENGINE, "boot": gw.boot, "up_s": round(now - gw.started, 1),
-                    "restart_needed": gw.restart_needed},
+                    "engine": ENGINE, "boot": gw.boot, "up_s": round(time.monotonic() - gw.started, 1),
+                    "restart_needed": gw.restart_needed, "clock_synchronized": gw.clock_synchronized},
         "sources": [{"name": src.settings.name, "type": src.settings.type, "where": where(src.settings),
                      "profile": src.settings.profile.name, "timezone": str(src.settings.timezone),
                      "state": src.state, "error": src.error,
@@ -189,6 +189,9 @@ def text(state: dict[str, Any], now: float | None = None) -> list[str]:
     g, q, b = state["gateway"], state["queue"], state["broker"]
     out = [f"gateway {g['id']} at {g['site']}: pbxgw {g['version']} ({g['engine']} parser), boot {g['boot']}, "
            f"up {span(g['up_s'])}"]
+    if not g["clock_synchronized"]:
+        out.append("clock not synchronized (see timedatectl): receive times, and the year of PBX dates "
+                   "printed without one, may be wrong")
     if g.get("restart_needed"):
         out.append(f"config changed on disk, waiting for a restart: {', '.join(g['restart_needed'])}")
     for s in state["sources"]:

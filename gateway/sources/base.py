@@ -32,6 +32,7 @@ class Ingest:
         self._committed_seq = next_seq  # the stream's next seq as last committed
         self.records = self.unparsed = 0
         self.last_rx: int | None = None  # when the last record arrived, ms
+        self.last_seen: float | None = None  # the same on the monotonic clock, s (for the no-data alarm)
         self.write_error = ""  # why the last commit failed ("" when it did not)
         self._stream = self._new_stream(next_seq)
         if carried:  # (feed(b"") would mean the end of the stream)
@@ -82,17 +83,22 @@ class Ingest:
             # Bytes from a line or a socket cannot be read again: their seq numbers are
             # spent and reported as a gap.
             self.store.lost(events, f"queue write failed: {exc.__cause__ or exc}")
-            self.last_rx = events[-1].rx if events else self.last_rx
+            self._seen(events)
             return False
         self.write_error = ""
         self._committed_seq = self._stream.next_seq
         self.offset, self.identity = offset, identity
         if events:
-            self.last_rx = events[-1].rx
+            self._seen(events)
             self.records += len(events)
             self.unparsed += sum(e.KIND == "unparsed" for e in events)
             self.on_queued()
         return True
+
+
+    def _seen(self, events: list) -> None:
+        if events:
+            self.last_rx, self.last_seen = events[-1].rx, time.monotonic()
 
 
 class Source:

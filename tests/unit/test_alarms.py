@@ -11,34 +11,39 @@ TZ = ZoneInfo("Europe/Paris")
 MONDAY_9 = datetime(2026, 1, 12, 9, 0, tzinfo=TZ)
 
 
-def ms(when: datetime) -> int:
-    return int(when.timestamp() * 1000)
+def mono(when: datetime) -> float:
+    """A moment on the monotonic clock: in these tests it runs with the wall clock."""
+    return when.timestamp()
+
+
+def check(watch: QuietWatch, now: datetime, last: float | None, since: float) -> str | None:
+    return watch.check(now, mono(now), last, since)
 
 
 def test_raised_once_after_the_quiet_period_and_cleared_by_the_next_record():
     watch = QuietWatch(quiet_s=600)
-    last = ms(MONDAY_9)
-    assert watch.check(MONDAY_9 + timedelta(minutes=9), last, last) is None
-    assert watch.check(MONDAY_9 + timedelta(minutes=10), last, last) == "raised"
-    assert watch.check(MONDAY_9 + timedelta(minutes=30), last, last) is None  # once
-    record = ms(MONDAY_9 + timedelta(minutes=31))
-    assert watch.check(MONDAY_9 + timedelta(minutes=31, seconds=1), record, last) == "cleared"
-    assert watch.check(MONDAY_9 + timedelta(minutes=35), record, last) is None
+    last = mono(MONDAY_9)
+    assert check(watch, MONDAY_9 + timedelta(minutes=9), last, last) is None
+    assert check(watch, MONDAY_9 + timedelta(minutes=10), last, last) == "raised"
+    assert check(watch, MONDAY_9 + timedelta(minutes=30), last, last) is None  # once
+    record = mono(MONDAY_9 + timedelta(minutes=31))
+    assert check(watch, MONDAY_9 + timedelta(minutes=31, seconds=1), record, last) == "cleared"
+    assert check(watch, MONDAY_9 + timedelta(minutes=35), record, last) is None
 
 
 def test_no_record_yet_counts_from_the_start_and_zero_means_no_alarm():
-    start = ms(MONDAY_9)
-    assert QuietWatch(quiet_s=60).check(MONDAY_9 + timedelta(seconds=61), None, start) == "raised"
-    assert QuietWatch(quiet_s=0).check(MONDAY_9 + timedelta(days=3), None, start) is None
+    start = mono(MONDAY_9)
+    assert check(QuietWatch(quiet_s=60), MONDAY_9 + timedelta(seconds=61), None, start) == "raised"
+    assert check(QuietWatch(quiet_s=0), MONDAY_9 + timedelta(days=3), None, start) is None
 
 
 def test_working_hours_watch_only_within_them_and_count_from_the_opening():
     watch = QuietWatch(quiet_s=900, hours=Hours.parse("Mon-Fri 08:00-18:00"))
-    friday_evening = ms(datetime(2026, 1, 9, 17, 55, tzinfo=TZ))
-    assert watch.check(datetime(2026, 1, 10, 11, 0, tzinfo=TZ), friday_evening, friday_evening) is None  # Saturday
+    friday_evening = mono(datetime(2026, 1, 9, 17, 55, tzinfo=TZ))
+    assert check(watch, datetime(2026, 1, 10, 11, 0, tzinfo=TZ), friday_evening, friday_evening) is None  # Saturday
     monday_8 = datetime(2026, 1, 12, 8, 0, tzinfo=TZ)
-    assert watch.check(monday_8 + timedelta(minutes=14), friday_evening, friday_evening) is None
-    assert watch.check(monday_8 + timedelta(minutes=15), friday_evening, friday_evening) == "raised"
+    assert check(watch, monday_8 + timedelta(minutes=14), friday_evening, friday_evening) is None
+    assert check(watch, monday_8 + timedelta(minutes=15), friday_evening, friday_evening) == "raised"
 
 
 @pytest.mark.parametrize("text, days", [("Mon-Fri 08:00-18:00", {0, 1, 2, 3, 4}), ("sat 09:00-13:00", {5}),
@@ -51,3 +56,13 @@ def test_hours_are_read(text, days):
 def test_bad_hours_say_what_was_expected(text):
     with pytest.raises(ValueError):
         Hours.parse(text)
+
+
+def test_a_stepped_wall_clock_neither_raises_nor_hides_the_alarm():
+    """The box booted at 1970 and NTP stepped its clock to 2026 (or a step went back)."""
+    watch = QuietWatch(quiet_s=600)
+    boot = 100.0  # monotonic seconds
+    jumped = MONDAY_9 + timedelta(days=20000)  # the wall clock moved 55 years in a moment
+    assert watch.check(jumped, boot + 60, boot, boot) is None  # a minute of silence, not 55 years
+    back = MONDAY_9 - timedelta(hours=5)
+    assert watch.check(back, boot + 601, boot, boot) == "raised"  # ten minutes, whatever the wall says
