@@ -373,9 +373,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _dead_list(args: argparse.Namespace) -> int:
-    import msgpack
-
     from gateway import status
+    from gateway.store import event_map
 
     _, state_dir = config.gateway_dirs(args.config)
     try:
@@ -383,7 +382,7 @@ def _dead_list(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise GatewayError(str(exc)) from None
     for row_id, kind, reason, at, payload in rows:
-        event = msgpack.unpackb(payload)
+        event = event_map(payload) or {"damaged": payload.hex()}
         if args.json:
             print(json.dumps({"id": row_id, "kind": kind, "reason": reason, "at_ms": at, "event": event},
                              ensure_ascii=False, default=repr))

@@ -565,13 +565,16 @@ class Store:
         where, args = ("", ()) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
         with self._all_or_nothing("queue"):
             dead = self._db.execute(f"SELECT id, kind, payload FROM dead{where} ORDER BY id", args).fetchall()
-            rows = []
-            for _, kind, payload in dead:
-                event = msgpack.unpackb(payload)
+            rows, taken = [], []
+            for row_id, kind, payload in dead:
+                event = event_map(payload)
+                if event is None:  # damaged: it stays a dead letter
+                    continue
                 rows.append((event.get("src"), event.get("seq"), kind, event.get("rx") or event.get("ts") or 0, payload))
+                taken.append(row_id)
             self._insert(rows)
             self.bytes += sum(len(r[4]) for r in rows)
-            self._db.execute(f"DELETE FROM dead{where}", args)
+            self._db.executemany("DELETE FROM dead WHERE id = ?", [(i,) for i in taken])
         return len(rows)
 
     def _drop_finished(self) -> None:
@@ -777,11 +780,17 @@ class _Salvage:
         return rows
 
 
-def _payload_stream(payload) -> str:
+def event_map(payload: bytes) -> dict | None:
+    """A queued payload's event map, or None if it is damaged."""
     try:
-        return str(msgpack.unpackb(payload).get("stream") or "")
-    except (ValueError, TypeError, AttributeError, msgpack.UnpackException):
-        return ""
+        event = msgpack.unpackb(payload)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _payload_stream(payload) -> str:
+    return str((event_map(payload) or {}).get("stream") or "")
 
 
 def _fitting(rows: list[tuple], budget: int) -> int:

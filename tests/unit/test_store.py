@@ -181,3 +181,14 @@ def test_an_unreadable_part_of_the_queue_is_reported_as_a_gap_with_its_range(tmp
     assert set(range(1, 301)) - kept <= covered  # every seq not salvaged is in a gap
     assert all(g["stream"] == old_stream and g["reason"].startswith("queue damaged") for g in gaps)
     again.close()
+
+
+def test_dead_letters_requeue_with_their_keys_and_a_damaged_one_stays(tmp_path):
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    store.append("pbx1", [call(1, stream=store.stream), call(2, stream=store.stream)], next_seq=3)
+    store.dead_letter([r.id for r in store.peek(0, None, 10)], "Not authorized", 99)
+    store._db.execute("UPDATE dead SET payload = X'c1' WHERE id = (SELECT MAX(id) FROM dead)")  # damaged
+    assert store.requeue_dead(None) == 1
+    rows = [msgpack.unpackb(r.payload) for r in store.peek(0, None, 10)]
+    assert [(r["seq"], r["stream"]) for r in rows] == [(1, store.stream)]
+    assert store._db.execute("SELECT COUNT(*) FROM dead").fetchone() == (1,)
