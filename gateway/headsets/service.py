@@ -48,6 +48,7 @@ class HeadsetReader:
         self._splitter = hidraw.ReportSplitter(sizes, decoded.uses_report_ids)
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._said = ""  # the last fault logged
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._fd, self._loop = hidraw.open_nonblocking(self.info.node), loop
@@ -65,6 +66,17 @@ class HeadsetReader:
             self._queue(self.info, [("disconnected", None)])
 
     def _readable(self) -> None:
+        """The loop's callback: whatever goes wrong in a report is said (once per kind) and
+        the headset read on, never a traceback per report."""
+        try:
+            self._read_reports()
+        except Exception as exc:  # noqa: BLE001 - a fault is a state, the next report is read
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self._said:
+                log.error("%s: a report could not be read (%s); reading on", self.info.id, error)
+                self._said = error
+
+    def _read_reports(self) -> None:
         try:
             data = os.read(self._fd, READ_SIZE)
         except BlockingIOError:

@@ -34,3 +34,26 @@ def test_reports_written_to_a_pipe_come_out_one_by_one_however_they_are_read():
     finally:
         os.close(reader)
     assert got == reports
+
+
+def test_a_report_that_cannot_be_read_is_said_once_and_the_headset_read_on(caplog, tmp_path):
+    import os
+
+    from gateway.headsets import profiles
+    from gateway.headsets.discovery import HeadsetInfo
+    from gateway.headsets.service import HeadsetReader
+
+    rec = recording.load(FIXTURES / "hid" / "poly-bt700.hid")
+    queued = []
+    reader = HeadsetReader(HeadsetInfo(str(tmp_path / "node"), 0x047F, 0x02EE, "BT700", "S1"), rec.descriptor,
+                           profiles.DEFAULT, False, lambda info, events: queued.append(events))
+    read, write = os.pipe()
+    reader._fd = read
+    os.write(write, b"\x00" * 64)
+    reader._splitter = None  # a fault inside the report path (here: no splitter at all)
+    reader._readable()
+    os.write(write, b"\x00" * 64)
+    reader._readable()  # the same fault again: not said again
+    assert caplog.text.count("a report could not be read (AttributeError") == 1
+    os.close(read)
+    os.close(write)
