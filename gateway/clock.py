@@ -3,10 +3,13 @@
 import ctypes
 import ctypes.util
 import time
+from datetime import datetime, timezone
 
-#: No true clock reads earlier than this (this release's date): a box that booted without
-#: a real-time clock starts at 1970 until NTP sets it.
-EARLIEST_TRUE_S = 1_793_491_200  # 2026-11-01T00:00:00Z
+from gateway.smdr.fields import EARLIEST_TRUE
+
+#: No true clock reads earlier than this release's date: a box that booted without a
+#: real-time clock starts at 1970 until NTP sets it.
+EARLIEST_TRUE_S = datetime.combine(EARLIEST_TRUE, datetime.min.time(), timezone.utc).timestamp()
 _TIME_ERROR = 5  # adjtimex(2): "the clock is not synchronized"
 
 
@@ -32,3 +35,19 @@ def synchronized() -> bool:
         return libc.adjtimex(timex) != _TIME_ERROR
     except (OSError, AttributeError):
         return True  # no way to ask: the date alone said yes
+
+
+class Clock:
+    """Whether the wall clock could be trusted when last looked at: what the parts that
+    stamp events read (``synchronized``), so that events received before it was true are
+    marked ``unsynced``. The daemon looks again every few seconds (:meth:`check`), not at
+    every read (adjtimex is a system call)."""
+
+    def __init__(self, is_synchronized=synchronized):
+        self._is_synchronized = is_synchronized
+        self.synchronized = is_synchronized()
+
+    def check(self) -> bool:
+        """Look again; whether the answer changed."""
+        before, self.synchronized = self.synchronized, self._is_synchronized()
+        return before != self.synchronized

@@ -63,11 +63,11 @@ class Gateway:
         self._tasks: dict[str, asyncio.Task] = {}  # each source's, by name
         self._watches: dict[str, tuple[QuietWatch, float]] = {}  # no-data alarm, its start (monotonic), by source
         self.restart_needed: list[str] = []  # config keys changed on disk that only a restart applies
-        self.clock_synchronized = clock.synchronized()
+        self.clock = clock.Clock()
 
     def _start_source(self, settings: SourceSettings, predecessor: Source | None = None) -> None:
         carried = predecessor.ingest.carried if predecessor else b""
-        ingest = Ingest(settings, self.store, self.settings.gateway_id, self.publisher.wake, carried)
+        ingest = Ingest(settings, self.store, self.settings.gateway_id, self.publisher.wake, self.clock, carried)
         source = source_class(settings.type)(settings, ingest, predecessor)
         self.sources.append(source)
         def fault(error: str) -> None:
@@ -145,15 +145,15 @@ class Gateway:
                                     ("metrics", self._send_metrics))]
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
-        if not self.clock_synchronized:
-            log.warning("the clock is not synchronized (%s UTC; see timedatectl): receive times, and the year "
-                        "of PBX dates printed without one, may be wrong until it is",
+        if not self.clock.synchronized:
+            log.warning("the clock is not synchronized (%s UTC; see timedatectl): events received until it is "
+                        "are marked unsynced (their receive time may be wrong)",
                         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
         # The config was valid, the queue is recovered and the loop runs: ready.
         self.notifier.ready(self.status_line())
         watchdog = loop.create_task(self._watchdog())
         if s.headsets.enabled:
-            self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake)
+            self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake, self.clock)
             self.headsets.start(loop)
         status_server = await self._serve_status()
         await stop.wait()
@@ -206,9 +206,10 @@ class Gateway:
             if self.notifier.watchdog_interval:
                 self.notifier.watchdog()
             self.notifier.status(self.status_line())
-            if not self.clock_synchronized and clock.synchronized():
-                self.clock_synchronized = True
-                log.info("the clock is synchronized now (%s UTC)", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
+            if self.clock.check():
+                (log.info if self.clock.synchronized else log.warning)(
+                    "the clock is %s now (%s UTC)", "synchronized" if self.clock.synchronized else "not synchronized",
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
 
     async def _watch_quiet(self) -> None:
         """The no-data alarm of every source, checked every second: raised once when it has

@@ -4,7 +4,7 @@ Every event is a frozen, slotted dataclass built with keywords only. ``to_wire()
 the short-key map of docs/events.md (the same map in msgpack and in JSON); ``from_wire()``
 is its inverse. Keys whose value is absent are still present (as ``None``) so that a
 subscriber can rely on the key set, except ``x`` (vendor fields), which is left out when
-a profile adds none.
+a profile adds none, and ``unsynced``, which is there only when true.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class CallEvent:
     callid: str | None = None
     raw: str = ""
     x: dict[str, Any] = field(default_factory=dict)
+    unsynced: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +61,7 @@ class UnparsedEvent:
     profile: str
     raw: str
     reason: str
+    unsynced: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +85,7 @@ class HeadsetEvent:
     ext: str | None = None
     ev: str
     detail: str | None = None
+    unsynced: bool = False
 
     @property
     def rx(self) -> int:
@@ -167,6 +170,10 @@ _TYPES: dict[str, type[Event]] = {
 }
 #: Wire kind -> the topic (last part) its events are published on.
 TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap": "gaps", "alarm": "alarms"}
+#: Keys left out of the wire map while their value is empty or false: vendor fields, and
+#: the mark of an event received while the gateway's clock was not synchronized (its
+#: ``rx`` or ``ts``, and a year the PBX did not print, may be wrong).
+OPTIONAL_KEYS = ("x", "unsynced")
 #: The key the publisher adds to events sent from the backlog (queued before the link
 #: came back), so that consumers can tell late events from live ones.
 HIST_KEY = "hist"
@@ -177,7 +184,7 @@ def to_wire(event: Event) -> dict[str, Any]:
     wire: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": event.KIND}
     for f in fields(event):
         value = getattr(event, f.name)
-        if f.name == "x" and not value:
+        if f.name in OPTIONAL_KEYS and not value:
             continue
         wire[f.name] = value
     return wire

@@ -35,7 +35,7 @@ def snapshot(gw: Gateway) -> dict[str, Any]:
         "running": True,
         "gateway": {"id": gw.settings.gateway_id, "site": gw.settings.site, "version": __version__,
                     "engine": ENGINE, "boot": gw.boot, "up_s": round(time.monotonic() - gw.started, 1),
-                    "restart_needed": gw.restart_needed, "clock_synchronized": gw.clock_synchronized},
+                    "restart_needed": gw.restart_needed, "clock_synchronized": gw.clock.synchronized},
         "sources": [{"name": src.settings.name, "type": src.settings.type, "where": where(src.settings),
                      "profile": src.settings.profile.name, "timezone": str(src.settings.timezone),
                      "state": src.state, "error": src.error,

@@ -518,6 +518,7 @@ cdef class Engine:
     cdef _Buffer out
     # The C path (see the section above): the layout, conversions and rules as C arrays.
     cdef bint c_ok, c_fixed
+    cdef bint unsynced  # see the synchronized property: every record then takes the reference's path
     cdef int n_columns, n_variants, n_convs, n_ops, n_rules, n_sets, n_caches, date_cache, time_cache
     cdef Py_ssize_t* var_max
     cdef Py_ssize_t* var_pos
@@ -594,6 +595,17 @@ cdef class Engine:
         self.const_values = [_msgpack_str(value) for value in self.consts or ()]
 
     # ---- the API ----------------------------------------------------------------------
+
+    @property
+    def synchronized(self):
+        """As :attr:`RecordParser.synchronized`. While false every record goes to the
+        reference, which marks its event ``unsynced`` (rare, so not worth a fast path)."""
+        return not self.unsynced
+
+    @synchronized.setter
+    def synchronized(self, bint value):
+        self.unsynced = not value
+        self.reference.synchronized = value
 
     def parse(self, record, rx: int, seq: int):
         """The event for ``record`` (see RecordParser.parse)."""
@@ -843,7 +855,7 @@ cdef class Engine:
         cdef list objs = None
         cdef _Buffer out = self.out
         cdef bint ascii = True
-        if not self.c_ok:
+        if not self.c_ok or self.unsynced:
             return FAST_NO
         for i in range(n):
             if p[i] >= 128:
@@ -1159,7 +1171,7 @@ cdef class Engine:
     cdef object _values(self, record, int64_t rx):
         """(start, slots, x, raw) by the fast path, or None: the reference must read it."""
         cdef bytes data = record.data
-        if record.truncated:
+        if record.truncated or self.unsynced:
             return None
         cdef str raw = data.decode("ascii") if data.isascii() else decode(data)
         try:

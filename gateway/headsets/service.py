@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.clock import now_ms
+from gateway.clock import Clock, now_ms
 from gateway.config import HeadsetDevice, HeadsetSettings
 from gateway.events import HeadsetEvent
 from gateway.headsets import hidraw, recording
@@ -103,8 +103,9 @@ class HeadsetReader:
 class Headsets:
     """Every headset's reader, and the queueing of their events."""
 
-    def __init__(self, settings: HeadsetSettings, store: Store, gw: str, on_queued: Callable[[], None]):
-        self.settings, self.store, self.gw, self.on_queued = settings, store, gw, on_queued
+    def __init__(self, settings: HeadsetSettings, store: Store, gw: str, on_queued: Callable[[], None],
+                 clock: Clock):
+        self.settings, self.store, self.gw, self.on_queued, self.clock = settings, store, gw, on_queued, clock
         self.readers: dict[str, HeadsetReader] = {}  # by node
         self._agents = {a.serial: a for a in settings.agents}
         self._profiles = headset_profiles.load_all()
@@ -157,7 +158,8 @@ class Headsets:
         ts = now_ms()
         events = [HeadsetEvent(gw=self.gw, src=info.id, stream=self.store.stream, seq=next_seq + i, ts=ts, vid=info.vid, pid=info.pid,
                                model=info.model, serial=info.serial, agent=agent and agent.agent,
-                               ext=agent and agent.extension, ev=ev, detail=detail)
+                               ext=agent and agent.extension, ev=ev, detail=detail,
+                               unsynced=not self.clock.synchronized)
                   for i, (ev, detail) in enumerate(happened)]
         try:
             self.store.append(info.id, events, next_seq + len(events))

@@ -12,6 +12,10 @@ from datetime import date, time, timedelta
 
 from gateway.errors import RecordError
 
+#: No true date is earlier than this release's: a receive time before it, from a clock not
+#: synchronized, comes from a box that booted without a real-time clock (at 1970).
+EARLIEST_TRUE = date(2026, 11, 1)
+
 #: Date orders a profile may declare. Two letters: the PBX prints no year.
 DATE_ORDERS = ("YMD", "MDY", "DMY", "MD", "DM")
 
@@ -21,7 +25,7 @@ _COMPACT_YMD = re.compile(r"(\d{4})(\d{2})(\d{2})")
 _TIME = re.compile(r"\*?(\d{1,2}):?(\d{2})(?::(\d{2}))?\s*(?:([AaPp])[Mm]?)?")
 
 
-def parse_date(text: str, order: str, received: date) -> date:
+def parse_date(text: str, order: str, received: date, earliest: date | None = None) -> date:
     """A date printed in ``order``; 2-digit and missing years are placed near ``received``.
 
     A 2-digit year is taken in the century that puts it no later than one year after
@@ -30,12 +34,19 @@ def parse_date(text: str, order: str, received: date) -> date:
     (a PBX clock may run a little ahead): a record received on 2 January for a call on
     31 December belongs to last year.
 
+    ``earliest`` is given instead when the receive date is known to be false (a box that
+    booted at 1970 and has not been set yet): a 2-digit year is then this century's, and
+    a missing year the first that puts the call on or after the day before ``earliest``.
+
     >>> parse_date("12/31/98", "MDY", date(2026, 1, 5))
     datetime.date(1998, 12, 31)
     >>> parse_date("12/31", "MD", date(2026, 1, 2))
     datetime.date(2025, 12, 31)
     >>> parse_date("20260115", "YMD", date(2026, 1, 15))
     datetime.date(2026, 1, 15)
+    >>> boot = date(1970, 1, 1)
+    >>> parse_date("12/01/26", "MDY", boot, EARLIEST_TRUE), parse_date("03/02", "MD", boot, EARLIEST_TRUE)
+    (datetime.date(2026, 12, 1), datetime.date(2027, 3, 2))
     """
     match = _DATE_PARTS.fullmatch(text) or (order == "YMD" and _COMPACT_YMD.fullmatch(text))
     if not match or (match[3] is None) != (len(order) == 2):
@@ -44,6 +55,11 @@ def parse_date(text: str, order: str, received: date) -> date:
     year_text = dict(zip(order, match.groups())).get("Y")
     month, day = parts["M"], parts["D"]
     try:
+        if year_text is None and earliest is not None:
+            found = date(earliest.year, month, day)
+            if found >= earliest - timedelta(days=1):
+                return found
+            return date(earliest.year + 1, month, day)
         if year_text is None:
             found = date(received.year, month, day)
             if found <= received + timedelta(days=1):
@@ -51,7 +67,7 @@ def parse_date(text: str, order: str, received: date) -> date:
             return date(received.year - 1, month, day)
         year = parts["Y"]
         if len(year_text) <= 2:
-            year += 2000 if 2000 + year <= received.year + 1 else 1900
+            year += 2000 if earliest is not None or 2000 + year <= received.year + 1 else 1900
         return date(year, month, day)
     except ValueError:
         raise RecordError(f"date {text!r} does not exist") from None

@@ -14,7 +14,7 @@ from typing import Any
 from gateway.errors import RecordError
 from gateway.events import CallEvent, Event, UnparsedEvent, packb
 from gateway.profiles import PbxProfile
-from gateway.smdr.fields import parse_date, parse_duration, parse_time
+from gateway.smdr.fields import EARLIEST_TRUE, parse_date, parse_duration, parse_time
 from gateway.smdr.framer import Framer, Record
 from gateway.smdr.split import split_record
 
@@ -39,15 +39,20 @@ class RecordParser:
     :param gw: gateway id stamped on events.
     :param src: source name stamped on events.
     :param stream: the queue's stream identity stamped on events (None offline).
+    :ivar synchronized: whether the ``rx`` times given come from a synchronized clock; the
+        caller (who reads the clock) sets it. While it is false every event is marked
+        ``unsynced``, and no year is taken from an ``rx`` before :data:`EARLIEST_TRUE`.
     """
 
     def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str, stream: str | None = None):
         self.profile, self.tz, self.gw, self.src, self.stream = profile, tz, gw, src, stream
+        self.synchronized = True
 
     def parse(self, record: Record, rx: int, seq: int) -> Event:
         """The event for ``record``, received at ``rx`` (ms since the epoch) as number ``seq``."""
         raw = decode(record.data)
-        stamp = dict(gw=self.gw, src=self.src, stream=self.stream, seq=seq, rx=rx, profile=self.profile.name)
+        stamp = dict(gw=self.gw, src=self.src, stream=self.stream, seq=seq, rx=rx, profile=self.profile.name,
+                     unsynced=not self.synchronized)
         if record.truncated:
             reason = f"no record end within {self.profile.framing.max_record_len} bytes; cut there"
             return UnparsedEvent(**stamp, raw=raw, reason=reason)
@@ -114,7 +119,8 @@ class RecordParser:
                 date_text, _, time_text = date_text.partition(" ")
             if not date_text or not time_text.strip():
                 raise RecordError("no call date and time")
-            day = parse_date(date_text, spec.date_order, received.date())
+            false_clock = not self.synchronized and received.date() < EARLIEST_TRUE
+            day = parse_date(date_text, spec.date_order, received.date(), EARLIEST_TRUE if false_clock else None)
             local = datetime.combine(day, parse_time(time_text.strip()), self.tz)
             start = int(local.timestamp())
         if spec.time_is == "end":

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from gateway.backoff import Backoff
-from gateway.clock import now_ms
+from gateway.clock import Clock, now_ms
 from gateway.config import SourceSettings
 from gateway.smdr.stream import StreamParser
 from gateway.store import QueueWriteError, Store
@@ -20,12 +20,14 @@ class Ingest:
     transaction as the events, so a restart neither skips nor repeats a number.
 
     :param on_queued: called after each commit that queued events (wakes the publisher).
+    :param clock: whether the clock is synchronized (events received while it is not are
+        marked ``unsynced``).
     """
 
     def __init__(self, settings: SourceSettings, store: Store, gw: str, on_queued: Callable[[], None],
-                 carried: bytes = b""):
+                 clock: Clock, carried: bytes = b""):
         """:param carried: the start of a record its predecessor (before a reload) had read."""
-        self.settings, self.store, self.gw, self.on_queued = settings, store, gw, on_queued
+        self.settings, self.store, self.gw, self.on_queued, self.clock = settings, store, gw, on_queued, clock
         self.hand_over = False  # set before a stop whose successor reads on from the same bytes
         self.carried = b""  # what end() kept for that successor
         next_seq, self.offset, self.identity = store.source_state(settings.name)
@@ -56,7 +58,7 @@ class Ingest:
             source reads it again from :attr:`offset` later.
         :param identity: for a file, which file (device and inode).
         """
-        events = self._stream.feed(chunk, now_ms())
+        events = self._feed(chunk)
         return self._commit(events, None if read_to is None else read_to - self.buffered, identity)
 
     def end(self, read_to: int | None = None, identity: str | None = None) -> bool:
@@ -65,10 +67,14 @@ class Ingest:
         :attr:`hand_over` is set, the partial record is kept in :attr:`carried` instead."""
         if self.hand_over:
             self.carried = self._stream.framer.take_buffered()
-        events = self._stream.feed(b"", now_ms())
+        events = self._feed(b"")
         committed = self._commit(events, read_to, identity)
         self._stream = self._new_stream(self._stream.next_seq)
         return committed
+
+    def _feed(self, chunk: bytes) -> list:
+        self._stream.parser.synchronized = self.clock.synchronized
+        return self._stream.feed(chunk, now_ms())
 
     def _commit(self, events: list, offset: int | None, identity: str | None) -> bool:
         if not events and (offset, identity) == (self.offset, self.identity):

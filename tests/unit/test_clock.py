@@ -1,13 +1,85 @@
-"""A clock that is not yet true (a box without a real-time clock boots at 1970) is said so."""
+"""A clock that is not yet true (a box without a real-time clock boots at 1970): no year is
+taken from it, what is received meanwhile is marked, and it is said so."""
 
 import time
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
-from gateway import clock, status
+import msgpack
+
+from gateway import clock, profiles, status
+from gateway.clock import Clock
+from gateway.config import HeadsetSettings, SourceSettings
+from gateway.events import HeadsetEvent, to_wire
+from gateway.headsets.discovery import HeadsetInfo
+from gateway.headsets.service import Headsets
+from gateway.smdr.stream import StreamParser
+from gateway.sources import Ingest
+from gateway.store import Store
+
+BOOT_MS = 86_400_000  # 1970-01-02, as a Raspberry Pi boots before NTP sets its clock
+PANASONIC = b"01/15/26  9:02AM 101   05 0312345678                     00:02'17\r\n"  # a 2-digit year
+NEC = b"POT  10:52 12/09 002  00:00:10 2001       2142623801           08754\r\n"  # no year at all
+
+
+def start_of(profile: str, record: bytes, rx: int, synchronized: bool):
+    stream = StreamParser(profiles.find(profile), ZoneInfo("UTC"), "gw", "pbx")
+    stream.parser.synchronized = synchronized
+    (event,) = stream.feed(record, rx)
+    assert event.KIND == "call", event
+    return datetime.fromtimestamp(event.start, timezone.utc), to_wire(event)
 
 
 def test_a_clock_before_this_release_is_not_synchronized(monkeypatch):
-    monkeypatch.setattr(time, "time", lambda: 86_400.0)  # 1970-01-02, as a Raspberry Pi boots
+    monkeypatch.setattr(time, "time", lambda: BOOT_MS / 1000)
     assert clock.synchronized() is False
+
+
+def test_no_year_is_taken_from_a_clock_at_1970():
+    """Before: the 2026 Panasonic call was dated 1926 and the NEC one 1969."""
+    panasonic, wire = start_of("panasonic-kx-tda", PANASONIC, BOOT_MS, synchronized=False)
+    assert panasonic.date().isoformat() == "2026-01-15" and wire["unsynced"] is True
+    nec, wire = start_of("nec-sl", NEC, BOOT_MS, synchronized=False)
+    assert nec.date().isoformat() == "2026-12-09" and wire["unsynced"] is True
+    # A synchronized clock places them from the receive date, and marks nothing.
+    nec, wire = start_of("nec-sl", NEC, int(datetime(2027, 1, 3, tzinfo=timezone.utc).timestamp() * 1000), True)
+    assert nec.date().isoformat() == "2026-12-09" and "unsynced" not in wire
+
+
+def test_a_plausible_clock_not_yet_synchronized_is_used_and_marked():
+    """A box with a battery clock and no NTP: its date is the best there is, said so."""
+    rx = int(datetime(2028, 1, 3, tzinfo=timezone.utc).timestamp() * 1000)
+    nec, wire = start_of("nec-sl", NEC, rx, synchronized=False)
+    assert nec.date().isoformat() == "2027-12-09" and wire["unsynced"] is True and wire["rx"] == rx
+
+
+def test_events_received_before_the_clock_is_synchronized_are_queued_marked(tmp_path):
+    """The daemon's clock is injected: events committed while it is not synchronized carry
+    ``unsynced``, and those after it is do not (nor does anything else change)."""
+    synchronized = False
+    the_clock = Clock(lambda: synchronized)
+    settings = SourceSettings(name="nec", type="serial", profile=profiles.find("nec-sl"),
+                              timezone=ZoneInfo("UTC"), device="/dev/null")
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    ingest = Ingest(settings, store, "gw", lambda: None, the_clock)
+    assert ingest.data(NEC)
+    synchronized = True
+    assert the_clock.check() is True and the_clock.check() is False
+    assert ingest.data(NEC)
+    maps = [msgpack.unpackb(row.payload) for row in store.peek(0, None, 10)]
+    assert [(m["seq"], m.get("unsynced")) for m in maps] == [(1, True), (2, None)]
+    assert {k: v for k, v in maps[0].items() if k not in ("seq", "rx", "unsynced")} == \
+        {k: v for k, v in maps[1].items() if k not in ("seq", "rx")}
+
+
+def test_headset_events_are_marked_too(tmp_path):
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    headsets = Headsets(HeadsetSettings(enabled=True, discover=False), store, "gw", lambda: None,
+                        Clock(lambda: False))
+    headsets._queue(HeadsetInfo("/dev/hidraw0", 0x047F, 0xC056, "Blackwire", "SN1"), [("off_hook", None)])
+    (row,) = store.peek(0, None, 10)
+    assert msgpack.unpackb(row.payload)["unsynced"] is True
+    assert "unsynced" not in to_wire(HeadsetEvent(gw="g", src="s", seq=1, ts=1, vid=1, pid=1, ev="connected"))
 
 
 def test_status_says_so_while_it_is_not():

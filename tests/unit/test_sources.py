@@ -8,6 +8,7 @@ import serial
 
 from gateway import profiles
 from gateway.config import SourceSettings
+from gateway.clock import Clock
 from gateway.sources import Ingest, source_class
 from gateway.store import Store
 
@@ -24,7 +25,7 @@ def test_a_serial_url_without_a_descriptor_is_read_in_the_executor(tmp_path):
     queued = asyncio.Event()
 
     async def main():
-        source = source_class("serial")(settings, Ingest(settings, store, "gw", queued.set))
+        source = source_class("serial")(settings, Ingest(settings, store, "gw", queued.set, Clock(lambda: True)))
         port = serial.serial_for_url("loop://", timeout=0)
         port.write(RECORDS)  # what the line carries back to the reader
         source._open = lambda: port
