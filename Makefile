@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test chaos bench packages install
 
-$(VENV)/.installed: pyproject.toml setup.py native/smdr_engine.pyx tools/venv.sh
+$(VENV)/.installed: pyproject.toml setup.py native/_smdr_c.pyx native/*.pxi tools/venv.sh
 	sh tools/venv.sh
 	touch $@
 

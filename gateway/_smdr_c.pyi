@@ -1,39 +1,25 @@
-"""The compiled SMDR engine (built from native/smdr_engine.pyx; optional).
+"""The compiled SMDR engine (built from native/_smdr_c.pyx; optional).
 
 Chosen by :mod:`gateway.smdr.engine`, never imported directly except by the parity test
 and the benchmark. Everything here gives exactly what the pure-Python reference gives:
-:class:`Program` as :func:`gateway.smdr.split.split_record`, :class:`Engine` as
-:class:`gateway.smdr.parser.RecordParser`, :class:`Framer` as
+:class:`Engine` as :class:`gateway.smdr.parser.RecordParser`, :class:`Framer` as
 :class:`gateway.smdr.framer.Framer`.
 """
 
 from datetime import tzinfo
 
 from gateway.events import Event, UnparsedEvent
-from gateway.profiles import Layout, PbxProfile
+from gateway.profiles import PbxProfile
 from gateway.smdr import framer
-
-class Program:
-    """A layout compiled once: per variant its admission test and its column slices."""
-
-    layout: Layout
-    def __init__(self, layout: Layout) -> None: ...
-    def split(self, text: str) -> tuple[str, ...]:
-        """Column texts, stripped, in layout order.
-
-        :raises RecordError: no variant admits the record, or too few fields, or bad quoting.
-        """
 
 class Engine:
     """One profile's parser for one source.
 
-    On the batch paths a record runs in C: columns, conversions and rules, with dates,
-    times, durations, groupless patterns and zone offsets read once by the reference's
-    own functions and cached in fixed-size tables. What the C path cannot read exactly
-    as the reference does (fixed-width text beyond ASCII, a quoted field, a zone change
-    inside the minute, any error) goes to a Python path with the same program, and from
-    there, on any error, to the reference, so unparsed events carry the reference's
-    reasons.
+    A record runs in C: columns, conversions and rules, with dates, times, durations,
+    groupless patterns and zone offsets read once by the reference's own functions and
+    cached in fixed-size tables. What the C path cannot read exactly as the reference
+    does (fixed-width text beyond ASCII, a quoted field, a zone change inside the minute,
+    any error) goes to the reference, so unparsed events carry the reference's reasons.
     """
 
     profile: PbxProfile
@@ -41,6 +27,8 @@ class Engine:
     gw: str
     src: str
     stream: str | None
+    #: As :attr:`RecordParser.synchronized` (while false, the reference reads every record).
+    synchronized: bool
     def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str, stream: str | None = None) -> None: ...
     def parse(self, record: framer.Record, rx: int, seq: int) -> Event:
         """The event for ``record``, received at ``rx`` (ms since the epoch) as number ``seq``."""

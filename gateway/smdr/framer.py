@@ -95,7 +95,8 @@ class FramingRules:
     block_start: bytes = b""
 
 
-_BLANK = re.compile(rb"[\s\x00]*")
+#: A record of only these bytes is a blank line, skipped (a form feed, NUL padding).
+BLANK = b" \t\n\r\x0b\x0c\x00"
 
 
 class Framer:
@@ -129,9 +130,13 @@ class Framer:
             if record is None:
                 return END if self._eof and not self._buffer else NEED_DATA
             if not self._as_framed:
-                record = self._filter(record)
+                record = self.filter(record)
             if record is not None:
                 return record
+
+    @property
+    def rules(self) -> FramingRules:
+        return self._rules
 
     @property
     def buffered(self) -> int:
@@ -144,6 +149,19 @@ class Framer:
         whole."""
         data, self._buffer, self._searched = bytes(self._buffer), bytearray(), 0
         return data
+
+    def scan_state(self) -> tuple[bytearray, int, bool]:
+        """For a compiled cut of terminated records (``gateway._smdr_c``): the buffer, where
+        the terminator search resumes, and whether the stream has ended. The cut frames
+        records as :meth:`next_record` would, passes them through :meth:`filter` (or
+        counts them in :attr:`stats` as it does), and ends with :meth:`consume`."""
+        return self._buffer, self._searched, self._eof
+
+    def consume(self, count: int, searched: int) -> None:
+        """A compiled cut took the first ``count`` bytes as records; its terminator search
+        had reached ``searched`` (a position in the buffer before)."""
+        del self._buffer[:count]
+        self._searched = max(0, searched - count)
 
     def records(self) -> list[Record]:
         """All records available now (a convenience for loops and tests)."""
@@ -224,15 +242,16 @@ class Framer:
         self._searched = 0
         return Record(data, truncated)
 
-    def _filter(self, record: Record) -> Record | None:
-        """Drop NUL padding; return None for lines that are not records (counted)."""
+    def filter(self, record: Record) -> Record | None:
+        """A framed record as the parser gets it: NUL padding and ``strip`` patterns cut
+        out; None (counted) for a line that is not a record."""
         rules, stats = self._rules, self.stats
         if rules.terminator != "nul" and b"\x00" in record.data:
             stats.nul_bytes += record.data.count(b"\x00")
             record = Record(record.data.replace(b"\x00", b""), record.truncated)
         for pattern in rules.strip:  # e.g. a page header glued in front of a record
             record = Record(pattern.sub(b"", record.data), record.truncated)
-        if _BLANK.fullmatch(record.data) or any(p.search(record.data) for p in rules.skip):
+        if not record.data.strip(BLANK) or any(p.search(record.data) for p in rules.skip):
             stats.skipped += 1
             return None
         stats.records += 1

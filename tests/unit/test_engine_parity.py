@@ -14,10 +14,8 @@ from hypothesis import strategies as st
 
 from gateway import _smdr_c as compiled
 from gateway import profiles, simulate
-from gateway.errors import RecordError
 from gateway.smdr.framer import Framer as ReferenceFramer
-from gateway.smdr.parser import RecordParser, decode
-from gateway.smdr.split import split_record
+from gateway.smdr.parser import RecordParser
 
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Pacific/Chatham"]
 ALL = profiles.load_all()
@@ -66,23 +64,6 @@ def test_every_profile_sample_gives_the_same_events_and_bytes(profile, how):
               "random-splits": splits(data, random.Random(profile.name))}[how]
     events, packed, _, _ = assert_same(profile, chunks, profile.test_timezone)
     assert events and packed  # the comparison was not between two empty outputs
-
-
-def test_the_compiled_split_matches_the_reference_split(profile):
-    program = compiled.Program(profile.layout)
-    framer = ReferenceFramer(profile.framing)
-    framer.feed(profile.samples_path.read_bytes() + b"\n~ not a record ~\n,,\"x\n")
-    framer.feed(b"")
-    for record in framer.records():
-        text = decode(record.data)
-        try:
-            expected = split_record(profile.layout, text)
-        except RecordError as exc:
-            with pytest.raises(RecordError) as got:
-                program.split(text)
-            assert got.value.reason == exc.reason
-        else:
-            assert program.split(text) == expected
 
 
 #: What mutations put into sample records: digits and punctuation the layouts use, line
