@@ -3,8 +3,8 @@
 
 Theory of operation
 -------------------
-A profile compiles once into C arrays: column slices per layout variant, field
-conversions as small codes, rules as match operations. A record's bytes then run
+A profile is planned once (:mod:`gateway.smdr.plan`: column slices per layout variant,
+field conversions as small codes, rules as match operations) and copied into C arrays. A record's bytes then run
 through them (the C path) and its event goes straight into msgpack, with no Python
 object for what repeats in every capture: dates, times, durations, zone offsets and the
 answers of groupless rule patterns come from fixed-size caches that the reference's own
@@ -20,7 +20,8 @@ The module is split by concern, as msgpack's ``_cmsgpack.pyx`` is:
 * ``text.pxi``: byte-level text checks (white space as ``str.strip()`` sees it, UTF-8);
 * ``cut.pxi``: the framer's cut of terminated records, shared by :class:`Framer` and
   :meth:`Engine.pack_framed`;
-* ``engine.pxi``: the profile compiled, and the C path of one record.
+* ``engine.pxi``: the profile's plan (gateway/smdr/plan.py, plain Python) as C arrays,
+  and the C path of one record.
 """
 
 cimport cython
@@ -35,6 +36,7 @@ cdef extern from "string.h" nogil:
     void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
 
 import dataclasses
+from array import array
 from datetime import date, datetime, time
 
 import msgpack
@@ -44,7 +46,7 @@ from gateway.events import OPTIONAL_KEYS, SCHEMA_VERSION, CallEvent, packb
 from gateway.smdr.fields import parse_date, parse_duration, parse_time
 from gateway.smdr.framer import Framer as ReferenceFramer, Record
 from gateway.smdr.parser import RecordParser
-from gateway.smdr.quick import quick_test
+from gateway.smdr import plan
 
 include "buffer.pxi"
 include "text.pxi"

@@ -2,21 +2,25 @@
 # C path cannot take (FAST_NO: nothing written) goes whole to the reference parser.
 
 # The call event's keys, from events.py (the one place of their order): the head the
-# engine writes as constant msgpack pieces, the fields a profile fills, then raw, then the
-# keys left out when empty. A schema this engine was not built for fails the import, and
-# the selector (gateway/smdr/engine.py) runs the reference.
+# engine writes as constant msgpack pieces, the fields a profile fills (plan.FILLED), then
+# raw, then the keys left out when empty. A schema this engine was not built for fails the
+# import, and the selector (gateway/smdr/engine.py) runs the reference.
 cdef list CALL_KEYS = [f.name for f in dataclasses.fields(CallEvent)]
 cdef tuple HEAD = ("gw", "src", "stream", "seq", "rx", "profile", "start")
-cdef tuple FILLED = tuple(CALL_KEYS[len(HEAD):CALL_KEYS.index("raw")])
+cdef tuple FILLED = plan.FILLED
 if tuple(CALL_KEYS[:len(HEAD)]) != HEAD or CALL_KEYS[len(HEAD) + len(FILLED):] != ["raw", *OPTIONAL_KEYS]:
     raise ImportError(f"the compiled engine does not know this call event: {CALL_KEYS}")
-cdef dict SLOT = {name: i for i, name in enumerate(FILLED)}
 cdef list SLOT_KEYS = [_msgpack_str(k) for k in FILLED]
 #: Pairs in a call event's map: v and kind, then every key but the optional ones.
 cdef int CALL_PAIRS = 2 + len(CALL_KEYS) - len(OPTIONAL_KEYS)
 cdef bytes HEAD_V_KIND = _msgpack_str("v") + msgpack.packb(SCHEMA_VERSION) + _msgpack_str("kind") + _msgpack_str("call")
 cdef bytes RAW_KEY = _msgpack_str("raw")
 cdef bytes X_KEY = _msgpack_str("x")
+
+# The plan's codes (gateway/smdr/plan.py is their one place).
+cdef int CONV_TEXT = plan.CONV_TEXT, CONV_INT = plan.CONV_INT
+cdef int OP_ANY = plan.OP_ANY, OP_NONEMPTY = plan.OP_NONEMPTY, OP_PREFIX = plan.OP_PREFIX, OP_PLAIN = plan.OP_PLAIN
+cdef int TARGET_X = plan.TARGET_X, DATE_CACHE = plan.DATE_CACHE, TIME_CACHE = plan.TIME_CACHE
 
 cdef enum:
     NSLOTS = 10           # len(FILLED), checked below
@@ -30,20 +34,12 @@ cdef enum:
     MAX_TARGETS = 96      # event fields and vendor fields a profile can fill
     MAX_FOUND = 32
     MAX_OPS = 256
-    TARGET_X = 100        # targets from here are vendor fields (x)
     SECONDS_PER_DAY = 86400
     NO_DATE_AHEAD_S = 3600  # a time-only record more than this ahead of receipt is yesterday's
     EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 
 if len(FILLED) != NSLOTS:
     raise ImportError(f"the compiled engine fills {NSLOTS} call fields, the schema has {len(FILLED)}")
-
-# Field conversion codes.
-cdef enum:
-    CONV_TEXT = 0
-    CONV_INT = 1
-    CONV_DURATION = 2
-    CONV_OTHER = 3  # ipv4-le: the C path does not take such a profile
 
 # A value of an event field on the C path.
 cdef enum:
@@ -58,13 +54,7 @@ cdef struct Val:
     Py_ssize_t a, n
     int64_t i
 
-# Rule operations on the C path, and what one gives.
-cdef enum:
-    OP_ANY = 0       # (?P<g>.*)
-    OP_NONEMPTY = 1  # (?P<g>.+)
-    OP_PREFIX = 2    # LITERAL(?P<g>.+) or LITERAL(?P<g>.*)
-    OP_PLAIN = 3     # no groups: the answer per column text, cached
-    OP_REGEX = 4     # the regex runs, unless a quick test rules the text out
+# What a rule's column pattern gives on a record.
 cdef enum:
     OP_FAILS = 0     # the rule does not apply
     OP_HOLDS = 1
@@ -130,6 +120,16 @@ cdef inline void _find(Found* found, int target, Val value) noexcept:
     found.n += 1
 
 
+cdef void* _int_table(list rows, size_t width) except NULL:
+    """A plan's table (rows of ``width`` ints) as a C array of structs made of ints only."""
+    cdef bytes data = array("i", [value for row in rows for value in row]).tobytes()
+    if len(data) != sizeof(int) * width * len(rows):
+        raise ValueError(f"a plan's table has rows of other widths than {width}")
+    cdef void* memory = _alloc(len(data))
+    memcpy(memory, PyBytes_AS_STRING(data), len(data))
+    return memory
+
+
 cdef void* _alloc(size_t size) except NULL:
     cdef void* memory = PyMem_Malloc(size if size else 1)
     if memory == NULL:
@@ -155,10 +155,10 @@ cdef class Engine:
     cdef int64_t received_ms, received_day, received_local
     cdef _Buffer out
     cdef list objs  # the current record's regex captures (V_OBJ)
-    # The profile as C arrays (see _compile).
-    cdef int n_columns, n_variants, n_convs, n_ops, n_rules, n_sets, n_caches, date_cache, time_cache
-    cdef Py_ssize_t* var_max
-    cdef Py_ssize_t* var_pos
+    # The profile's plan as C arrays (see _compile).
+    cdef int n_columns, n_variants, n_convs, n_ops, n_rules, n_sets, n_caches
+    cdef int* var_max
+    cdef int* var_pos
     cdef unsigned char delimiter
     cdef int quote
     cdef Py_ssize_t min_fields
@@ -171,18 +171,12 @@ cdef class Engine:
     cdef int64_t* offset_value
     cdef char* offset_state
     cdef list patterns, prefixes, quick_first, quick_required, regex_targets, consts, x_names
-    cdef list cache_calls  # per cache: a duration format, a groupless pattern, or None (dates, times)
+    cdef list caches_how  # per cache: a duration format, a groupless pattern, or None (dates, times)
     cdef list skip_required
     cdef bytes head_seq, head_rx, head_start  # the map's constant pieces, as msgpack
     cdef list x_keys, const_values  # vendor field names and rule constants, as msgpack
 
-    def __cinit__(self):
-        self.var_max = self.var_pos = NULL
-        self.convs, self.ops, self.rules_c, self.sets, self.caches = NULL, NULL, NULL, NULL, NULL
-        self.offset_key = self.offset_value = NULL
-        self.offset_state = NULL
-
-    def __dealloc__(self):
+    def __dealloc__(self):  # (the pointers start NULL: a new object's memory is zeroed)
         PyMem_Free(self.var_max)
         PyMem_Free(self.var_pos)
         PyMem_Free(self.convs)
@@ -210,13 +204,17 @@ cdef class Engine:
         self.objs = []
         self.head_seq = (HEAD_V_KIND + _msgpack_str("gw") + _msgpack_str(gw) + _msgpack_str("src")
                          + _msgpack_str(src) + _msgpack_str("stream")
-                         + (b"\xc0" if stream is None else _msgpack_str(stream)) + _msgpack_str("seq"))
+                         + (bytes([MP_NIL]) if stream is None else _msgpack_str(stream)) + _msgpack_str("seq"))
         self.head_rx = _msgpack_str("rx")
         self.head_start = _msgpack_str("profile") + _msgpack_str(profile.name) + _msgpack_str("start")
-        self.skip_required = [quick_test(p)[1] for p in profile.framing.skip]
-        self._compile()
-        self.x_keys = [_msgpack_str(name) for name in self.x_names or ()]
-        self.const_values = [_msgpack_str(value) for value in self.consts or ()]
+        tables = plan.plan(profile)
+        self.skip_required, self.caches_how, self.patterns = tables.skip_required, tables.caches, tables.patterns
+        self.quick_first, self.quick_required = [q[0] for q in tables.quick], [q[1] for q in tables.quick]
+        self.regex_targets, self.prefixes, self.consts, self.x_names = \
+            tables.regex_targets, tables.prefixes, tables.consts, tables.x_names
+        self.x_keys = [_msgpack_str(name) for name in self.x_names]
+        self.const_values = [_msgpack_str(value) for value in self.consts]
+        self._compile(tables)
 
     # ---- the API ----------------------------------------------------------------------
 
@@ -325,135 +323,32 @@ cdef class Engine:
                 return True
         return False
 
-    # ---- compiling the profile -----------------------------------------------------------
+    # ---- the profile's plan as C arrays ---------------------------------------------
 
-    cdef void _compile(self) except *:
-        """The profile as C arrays; ``c_ok`` False where the C path cannot read it."""
-        layout = self.profile.layout
-        conversions = [self._conversion(spec) for spec in self.profile.fields]
-        self.c_ok = all(v.match is None for v in layout.variants) and len(layout.columns) <= MAX_COLUMNS \
-            and all(code != CONV_OTHER for _, _, code, _ in conversions) \
-            and (layout.kind == "fixed" or (len(layout.delimiter) == 1 and ord(layout.delimiter) < ASCII_END
-                                           and (not layout.quote or ord(layout.quote) < ASCII_END)))
+    cdef void _compile(self, tables) except *:
+        """Copy the plan (gateway/smdr/plan.py) into C arrays; ``c_ok`` False when the C
+        path cannot read the profile or the plan does not fit the arrays."""
+        self.c_ok = tables.supported and tables.n_columns <= MAX_COLUMNS and len(tables.ops) <= MAX_OPS \
+            and len(tables.x_names) <= MAX_TARGETS - NSLOTS and tables.found_most <= MAX_FOUND
         if not self.c_ok:
             return
-        self._compile_layout(layout)
-        self.x_names, self.consts, self.patterns, self.prefixes = [], [], [], []
-        self.quick_first, self.quick_required, self.regex_targets, self.cache_calls = [], [], [], []
-        self.date_cache = self._cache(None)
-        self.time_cache = self._cache(None)
-        self.n_convs = len(conversions)
-        self.convs = <Conv*>_alloc(sizeof(Conv) * self.n_convs)
-        for i, (target, column, code, fmt) in enumerate(conversions):
-            self.convs[i].target = self._target(target)
-            self.convs[i].column, self.convs[i].code = column, code
-            self.convs[i].cache = self._cache(fmt) if code == CONV_DURATION else -1
-        if not self._compile_rules():
-            self.c_ok = False
-            return
-        self.n_caches = len(self.cache_calls)
+        self.c_fixed, self.n_columns, self.n_variants = tables.fixed, tables.n_columns, len(tables.var_max)
+        self.delimiter, self.quote, self.min_fields = tables.delimiter, tables.quote, tables.min_fields
+        self.var_max = <int*>_int_table([tables.var_max], len(tables.var_max))
+        self.var_pos = <int*>_int_table([tables.var_pos], len(tables.var_pos))
+        self.n_convs, self.n_ops = len(tables.conversions), len(tables.ops)
+        self.n_sets, self.n_rules = len(tables.sets), len(tables.rules)
+        self.convs = <Conv*>_int_table(tables.conversions, sizeof(Conv) // sizeof(int))
+        self.ops = <Op*>_int_table(tables.ops, sizeof(Op) // sizeof(int))
+        self.sets = <Setting*>_int_table(tables.sets, sizeof(Setting) // sizeof(int))
+        self.rules_c = <RuleC*>_int_table(tables.rules, sizeof(RuleC) // sizeof(int))
+        self.n_caches = len(tables.caches)
         self.caches = <CacheEntry*>_alloc(sizeof(CacheEntry) * CACHE_SLOTS * self.n_caches)
         memset(self.caches, 0, sizeof(CacheEntry) * CACHE_SLOTS * self.n_caches)
         self.offset_key = <int64_t*>_alloc(sizeof(int64_t) * OFFSET_SLOTS)
         self.offset_value = <int64_t*>_alloc(sizeof(int64_t) * OFFSET_SLOTS)
         self.offset_state = <char*>_alloc(OFFSET_SLOTS)
         memset(self.offset_state, OFFSET_UNKNOWN, OFFSET_SLOTS)
-
-    cdef tuple _conversion(self, spec):
-        """(target, column, code, format) of a [fields] entry."""
-        code = (CONV_TEXT if spec.format == "text" else CONV_INT if spec.format == "int"
-                else CONV_OTHER if spec.format == "ipv4-le" else CONV_DURATION)
-        return spec.target, spec.column, code, spec.format
-
-    cdef void _compile_layout(self, layout) except *:
-        self.c_fixed = layout.kind == "fixed"
-        self.n_columns, self.n_variants = len(layout.columns), len(layout.variants)
-        self.var_max = <Py_ssize_t*>_alloc(sizeof(Py_ssize_t) * self.n_variants)
-        self.var_pos = <Py_ssize_t*>_alloc(sizeof(Py_ssize_t) * 2 * self.n_columns * self.n_variants)
-        for v, variant in enumerate(layout.variants):
-            self.var_max[v] = -1 if variant.max_length is None else variant.max_length
-            for c, position in enumerate(variant.positions):
-                base = 2 * (v * self.n_columns + c)
-                self.var_pos[base], self.var_pos[base + 1] = \
-                    (position if self.c_fixed else (position, position))
-        self.delimiter = ord(layout.delimiter) if not self.c_fixed else 0
-        self.quote = ord(layout.quote) if (not self.c_fixed and layout.quote) else -1
-        self.min_fields = layout.min_fields
-
-    cdef bint _compile_rules(self) except -1:
-        """The rules as operations and settings; False when they do not fit the C arrays."""
-        ops, sets, rules = [], [], []
-        for rule in self.profile.rules:
-            first_op, first_set = len(ops), len(sets)
-            for column, pattern in rule.when:
-                ops.append(self._op(column, pattern))
-            for name, value in rule.set:
-                sets.append((self._target(name), -1 if not value else self._const(value)))
-            rules.append((first_op, len(ops) - first_op, first_set, len(sets) - first_set))
-        found_most = max([n_ops + n_sets + sum(len(self.regex_targets[ops[i][5]]) for i in range(f, f + n_ops)
-                                                if ops[i][1] == OP_REGEX)
-                          for f, n_ops, _, n_sets in rules] or [0])
-        if len(ops) > MAX_OPS or len(self.x_names) > MAX_TARGETS - NSLOTS or found_most > MAX_FOUND:
-            return False
-        self.n_ops, self.n_sets, self.n_rules = len(ops), len(sets), len(rules)
-        self.ops = <Op*>_alloc(sizeof(Op) * self.n_ops)
-        for i, (column, kind, target, plus, cache, index) in enumerate(ops):
-            self.ops[i].column, self.ops[i].kind, self.ops[i].target = column, kind, target
-            self.ops[i].plus, self.ops[i].cache, self.ops[i].index = plus, cache, index
-        self.sets = <Setting*>_alloc(sizeof(Setting) * self.n_sets)
-        for i, (target, const_index) in enumerate(sets):
-            self.sets[i].target, self.sets[i].const_index = target, const_index
-        self.rules_c = <RuleC*>_alloc(sizeof(RuleC) * self.n_rules)
-        for i, (first_op, n_ops, first_set, n_sets) in enumerate(rules):
-            self.rules_c[i].first_op, self.rules_c[i].n_ops = first_op, n_ops
-            self.rules_c[i].first_set, self.rules_c[i].n_sets = first_set, n_sets
-        return True
-
-    cdef int _cache(self, how) except -1:
-        """A new cache; ``how``: a duration format, a groupless pattern, or None (dates and
-        times: the caller fills them)."""
-        self.cache_calls.append(how)
-        return len(self.cache_calls) - 1
-
-    cdef int _target(self, str name) except -1:
-        """An event field's slot, or a vendor field's target from TARGET_X."""
-        if not name.startswith("x_"):
-            return SLOT[name]
-        if name[2:] not in self.x_names:
-            self.x_names.append(name[2:])
-        return TARGET_X + self.x_names.index(name[2:])
-
-    cdef int _const(self, str value) except -1:
-        self.consts.append(value)
-        return len(self.consts) - 1
-
-    cdef tuple _op(self, int column, pattern):
-        """(column, kind, target, plus, cache, index) of one column pattern of a rule."""
-        groups = tuple(pattern.groupindex)
-        source = pattern.pattern
-        if len(groups) == 1:
-            target = self._target(groups[0])
-            if source == f"(?P<{groups[0]}>.*)":
-                return (column, OP_ANY, target, 0, -1, -1)
-            if source == f"(?P<{groups[0]}>.+)":
-                return (column, OP_NONEMPTY, target, 0, -1, -1)
-            for plus, tail in ((1, f"(?P<{groups[0]}>.+)"), (0, f"(?P<{groups[0]}>.*)")):
-                literal = source[:-len(tail)]
-                if source.endswith(tail) and literal and literal.isalnum() and literal.isascii():
-                    self.prefixes.append(literal.encode())
-                    return (column, OP_PREFIX, target, plus, -1, len(self.prefixes) - 1)
-        self.patterns.append(pattern)
-        index = len(self.patterns) - 1
-        if not groups:
-            self.quick_first.append(None)
-            self.quick_required.append(b"")
-            self.regex_targets.append({})
-            return (column, OP_PLAIN, -1, 0, self._cache(pattern), index)
-        first, required = quick_test(pattern)
-        self.quick_first.append(first)
-        self.quick_required.append(required)
-        self.regex_targets.append({g: self._target(g) for g in groups})
-        return (column, OP_REGEX, -1, 0, -1, index)
 
     # ---- the C path: one record ---------------------------------------------------------
 
@@ -666,13 +561,13 @@ cdef class Engine:
             if entry.state != C_EMPTY and entry.length == m and memcmp(entry.key, p, m) == 0:
                 number[0] = entry.value
                 return entry.state
-        how = self.cache_calls[cache]
+        how = self.caches_how[cache]
         text = PyUnicode_DecodeUTF8(<const char*>p, m, NULL)
         state, value = C_VALUE, 0
         try:
-            if cache == self.date_cache:
+            if cache == DATE_CACHE:
                 value = parse_date(text, self.date_order, self.received.date()).toordinal()
-            elif cache == self.time_cache:
+            elif cache == TIME_CACHE:
                 t = parse_time(text)
                 value = t.hour * 3600 + t.minute * 60 + t.second
             elif isinstance(how, str):
@@ -703,7 +598,7 @@ cdef class Engine:
             return True
         if self.no_date:
             ta, tn = row.ca[self.time_col], row.cn[self.time_col]
-            if not tn or self._cached(self.time_cache, p + ta, tn, &seconds) != C_VALUE:
+            if not tn or self._cached(TIME_CACHE, p + ta, tn, &seconds) != C_VALUE:
                 return False
             day = self.received_day
             if day * SECONDS_PER_DAY + seconds - self.received_local > NO_DATE_AHEAD_S:
@@ -721,9 +616,9 @@ cdef class Engine:
         _strip(p, &ta, &tn)
         if not dn or not tn:
             return False
-        if self._cached(self.date_cache, p + da, dn, &day) != C_VALUE:
+        if self._cached(DATE_CACHE, p + da, dn, &day) != C_VALUE:
             return False
-        if self._cached(self.time_cache, p + ta, tn, &seconds) != C_VALUE:
+        if self._cached(TIME_CACHE, p + ta, tn, &seconds) != C_VALUE:
             return False
         return self._c_utc(day, seconds, start)
 
@@ -762,7 +657,7 @@ cdef class Engine:
         if day != self.received_day:
             self.received_day = day
             if self.caches != NULL:
-                memset(&self.caches[self.date_cache * CACHE_SLOTS], 0, sizeof(CacheEntry) * CACHE_SLOTS)
+                memset(&self.caches[DATE_CACHE * CACHE_SLOTS], 0, sizeof(CacheEntry) * CACHE_SLOTS)
 
     # ---- writing the event -------------------------------------------------------------
 
