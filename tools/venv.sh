@@ -1,6 +1,7 @@
 #!/bin/sh
 # Create .venv with pbxgw and its test tools installed, on a fresh Debian-like machine too.
-# Used by the Makefile; safe to run again (pip skips what is installed).
+# Used by the Makefile; safe to run again (pip skips what is installed). CC=/bin/false
+# installs pbxgw as a machine without a C compiler has it (tools/nocc.sh).
 set -eu
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
