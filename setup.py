@@ -1,4 +1,4 @@
-"""The optional compiled parser (native/_smdr_c.pyx and its .pxi files -> gateway._smdr_c).
+"""The optional compiled parser (native/_smdr_c.pyx and its .pxi files -> gateway.smdr._smdr_c).
 
 pbxgw works without it: the build skips the extension when PBXGW_PUREPYTHON is set, when
 Cython is missing, or when there is no C compiler, and gateway.smdr.engine then picks
@@ -39,7 +39,7 @@ def extensions():
         print("pbxgw: Cython not installed; the pure-Python engine will run", file=sys.stderr)
         return []
     from setuptools import Extension
-    return cythonize([Extension("gateway._smdr_c", ["native/_smdr_c.pyx"], optional=True)],
+    return cythonize([Extension("gateway.smdr._smdr_c", ["native/_smdr_c.pyx"], optional=True)],
                      compiler_directives={"language_level": "3"}, quiet=True)
 
 

@@ -30,9 +30,9 @@ import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway import profiles
+from gateway.smdr import profiles
 from gateway.events import CallEvent, packb
-from gateway.offline import sample_events
+from gateway.smdr.offline import sample_events
 from gateway.simulate import PtyLine
 from gateway.store import Store
 from tools.parts import Broker, GatewayProcess, free_port, wait_for
@@ -68,7 +68,8 @@ class Counter:
 
 
 def template() -> CallEvent:
-    return next(e for e in sample_events(profiles.find("avaya-ipo")) if isinstance(e, CallEvent))
+    profile = profiles.find("avaya-ipo")
+    return next(e for e in sample_events(profile, profiles.samples(profile)) if isinstance(e, CallEvent))
 
 
 def fill_queue(state_dir: Path, events: int) -> int:

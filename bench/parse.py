@@ -29,17 +29,19 @@ import tempfile
 import time
 from zoneinfo import ZoneInfo
 
-from gateway import _smdr_c as compiled
-from gateway import profiles, simulate
+from gateway import simulate
+from gateway.commands.common import CHUNK
 from gateway.events import CallEvent
+from gateway.smdr import _smdr_c as compiled
+from gateway.smdr import profiles
+from gateway.smdr.profile import PbxProfile
 from gateway.smdr.framer import Framer as ReferenceFramer
 from gateway.smdr.parser import RecordParser
 
 ENGINES = {"compiled": (compiled.Framer, compiled.Engine), "reference": (ReferenceFramer, RecordParser)}
-CHUNK = 1024 * 1024
 
 
-def call_units(profile: profiles.PbxProfile) -> list[bytes]:
+def call_units(profile: PbxProfile) -> list[bytes]:
     """The printed sample units whose record gives a call event."""
     rx = int(profile.test_received.timestamp() * 1000)
     calls = []

@@ -20,7 +20,7 @@ import time
 import tty
 from collections.abc import Callable, Iterator
 
-from gateway.profiles import PbxProfile
+from gateway.smdr.profile import PbxProfile
 from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, Framer, FramingRules
 
 #: What the PBX prints after each line, per profile terminator.

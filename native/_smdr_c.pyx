@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""gateway._smdr_c, the compiled engine (its API: gateway/_smdr_c.pyi).
+"""gateway.smdr._smdr_c, the compiled engine (its API: gateway/smdr/_smdr_c.pyi).
 
 Theory of operation
 -------------------

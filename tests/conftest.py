@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from gateway import profiles
+from gateway.smdr import profiles
 from gateway.smdr.engine import ENGINE
 
 

@@ -12,7 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gateway import offline, profiles, simulate
+from gateway import simulate
+from gateway.smdr import offline, profiles
 from tools.parts import Broker, GatewayProcess
 
 PROFILE = "panasonic-kx-tda"
@@ -24,7 +25,7 @@ def main() -> int:
     pbxgw = [sys.executable, "-m", "gateway"]
     profile = profiles.find(PROFILE)
     lines = PASSES * len(simulate.printed_units(profile))
-    events = PASSES * len(offline.sample_events(profile))
+    events = PASSES * len(offline.sample_events(profile, profiles.samples(profile)))
     with tempfile.TemporaryDirectory(prefix="pbxgw-demo-") as tmp:
         work = Path(tmp)
         broker = Broker(work / "broker")

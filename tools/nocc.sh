@@ -11,7 +11,7 @@ find "$copy" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
 git ls-files -z | xargs -0 cp --parents -t "$copy"
 cd "$copy"
 CC=/bin/false sh tools/venv.sh
-if ls gateway/_smdr_c*.so >/dev/null 2>&1; then
+if ls gateway/smdr/_smdr_c*.so >/dev/null 2>&1; then
     echo "nocc: a compiled module was built with CC=/bin/false" >&2
     exit 1
 fi

@@ -56,28 +56,6 @@ def sysfs_descriptor(sys_path: Path) -> bytes:
     return (sys_path / "device" / "report_descriptor").read_bytes()
 
 
-class ReportSplitter:
-    """Sans-I/O: cuts a byte stream into input reports by the sizes the descriptor
-    declares. A hidraw read returns one report, so on a device this only checks lengths;
-    on a pipe (recorded reports replayed) it is what finds the report boundaries. Bytes of
-    an undeclared report ID are given as one report (the tracker ignores it)."""
-
-    def __init__(self, sizes: dict[int, int], numbered: bool):
-        self._sizes, self._numbered, self._buffer = sizes, numbered, b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        reports = []
-        while self._buffer:
-            size = (1 + self._sizes[self._buffer[0]] if self._buffer[0] in self._sizes else len(self._buffer)) \
-                if self._numbered else self._sizes.get(0, len(self._buffer))
-            if size <= 0 or len(self._buffer) < size:
-                break
-            reports.append(self._buffer[:size])
-            self._buffer = self._buffer[size:]
-        return reports
-
-
 def open_nonblocking(path: str) -> int:
     """An open hidraw node (or pipe), read and written without blocking the event loop."""
     return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import ProfileError
-from gateway.profiles import BUNDLED
+from gateway.firmware_profiles import BUNDLED
 from gateway.tomltable import Table, duration, load_toml
 
 DIRECTORY = BUNDLED / "headsets"

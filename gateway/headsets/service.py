@@ -23,6 +23,7 @@ from gateway.headsets import profiles as headset_profiles
 from gateway.headsets.descriptor import INPUT, decode
 from gateway.headsets.discovery import Discovery, HeadsetInfo
 from gateway.headsets.profiles import HeadsetProfile
+from gateway.headsets.reports import ReportSplitter
 from gateway.headsets.layout import telephony_layout
 from gateway.headsets.telephony import TelephonyTracker
 from gateway.store import QueueWriteError, Store
@@ -45,7 +46,7 @@ class HeadsetReader:
         self.info, self.profile, self._queue = info, profile, queue
         self._tracker = TelephonyTracker(layout, drive_leds or profile.led_echo, profile.guard)
         sizes = {rid: decoded.report_bytes(INPUT, rid) for kind, rid in decoded.report_bits if kind == INPUT}
-        self._splitter = hidraw.ReportSplitter(sizes, decoded.uses_report_ids)
+        self._splitter = ReportSplitter(sizes, decoded.uses_report_ids)
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._said = ""  # the last fault logged
@@ -140,6 +141,11 @@ class Headsets:
             return
         self.readers[info.node] = reader
         log.info("headset %s on %s (%s; profile %s)", info.id, info.node, info.model or "no name", profile.name)
+
+    def stats(self) -> list[dict]:
+        """The headsets read now, as ``pbxgw status`` shows them."""
+        return [{"id": r.info.id, "node": r.info.node, "model": r.info.model, "profile": r.profile.name}
+                for r in self.readers.values()]
 
     def remove(self, node: str) -> None:
         reader = self.readers.pop(node, None)

@@ -1,6 +1,6 @@
 """One parser API, two engines, chosen here and nowhere else.
 
-The compiled engine (``gateway._smdr_c``, built from ``native/_smdr_c.pyx``) runs
+The compiled engine (``gateway.smdr._smdr_c``, built from ``native/_smdr_c.pyx``) runs
 unless ``PBXGW_PUREPYTHON`` is set or it was not built (no compiler where pbxgw was
 installed); the pure-Python reference (:class:`gateway.smdr.parser.RecordParser`) runs
 otherwise. Both give the same events, byte for byte on the wire: the test suite runs on
@@ -24,7 +24,7 @@ if os.environ.get("PBXGW_PUREPYTHON"):
     Parser, Framer, ENGINE = RecordParser, ReferenceFramer, "python"
 else:
     try:
-        from gateway._smdr_c import Engine as Parser, Framer
+        from gateway.smdr._smdr_c import Engine as Parser, Framer
         ENGINE = "cython"
     except ImportError:
         Parser, Framer, ENGINE = RecordParser, ReferenceFramer, "python"

@@ -151,7 +151,7 @@ class Framer:
         return data
 
     def scan_state(self) -> tuple[bytearray, int, bool]:
-        """For a compiled cut of terminated records (``gateway._smdr_c``): the buffer, where
+        """For a compiled cut of terminated records (``gateway.smdr._smdr_c``): the buffer, where
         the terminator search resumes, and whether the stream has ended. The cut frames
         records as :meth:`next_record` would, passes them through :meth:`filter` (or
         counts them in :attr:`stats` as it does), and ends with :meth:`consume`."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.errors import RecordError
 from gateway.events import CallEvent, Event, UnparsedEvent, packb
-from gateway.profiles import PbxProfile
+from gateway.smdr.profile import PbxProfile
 from gateway.smdr.fields import EARLIEST_TRUE, parse_date, parse_duration, parse_time
 from gateway.smdr.framer import Framer, Record
 from gateway.smdr.split import split_record

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The compiled engine (``gateway._smdr_c``) reads a record with no Python object for what
+The compiled engine (``gateway.smdr._smdr_c``) reads a record with no Python object for what
 repeats: it needs the profile as flat tables of small integers, which it copies into C
 arrays once. They are made here, in plain Python, so that what the C path will do with
 a profile is decided (and tested) without a compiler:
@@ -98,7 +98,7 @@ class Plan:
 
 
 def plan(profile) -> Plan:
-    """The tables of ``profile`` (a :class:`~gateway.profiles.PbxProfile`)."""
+    """The tables of ``profile`` (a :class:`~gateway.smdr.profile.PbxProfile`)."""
     layout, out = profile.layout, Plan()
     out.skip_required = [quick_test(p)[1] for p in profile.framing.skip]
     out.supported = all(v.match is None for v in layout.variants) \

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 
 from gateway.errors import RecordError
-from gateway.profiles import Layout
+from gateway.smdr.profile import Layout
 
 
 def split_record(layout: Layout, text: str) -> tuple[str, ...]:

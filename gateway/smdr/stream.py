@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from gateway.events import Event, UnparsedEvent
-from gateway.profiles import PbxProfile
+from gateway.smdr.profile import PbxProfile
 from gateway.smdr.engine import Framer, Parser
 
 

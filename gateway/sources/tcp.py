@@ -11,10 +11,10 @@ import ipaddress
 import os
 import time
 
-from gateway.profiles import LoginStep, Reply
-from gateway.sources.base import Source
+from gateway.smdr.profile import LoginStep
+from gateway.smdr.responder import Responder
+from gateway.sources.base import CHUNK, Source
 
-CHUNK = 64 * 1024
 CONNECT_TIMEOUT_S = 10
 #: A stopped or replaced connection ingests what has already arrived for at most this long,
 DRAIN_S = 1.0
@@ -51,36 +51,6 @@ async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             writer.write(step.send)
             await writer.drain()
     return received
-
-
-class Responder:
-    """Sans-I/O: finds the profile's reply requests in the incoming bytes, however they are
-    split across reads, and says what to send back."""
-
-    def __init__(self, replies: tuple[Reply, ...]):
-        self._replies = replies
-        self._keep = max((len(r.receive) for r in replies), default=1) - 1
-        self._tail = b""
-
-    def feed(self, data: bytes) -> bytes:
-        """The answers due for ``data``, in the order their requests arrived."""
-        if not self._replies:
-            return b""
-        window = self._tail + data
-        found = sorted((at, reply.send) for reply in self._replies
-                       for at in _occurrences(window, reply.receive, len(self._tail)))
-        self._tail = window[-self._keep:] if self._keep else b""
-        return b"".join(send for _, send in found)
-
-
-def _occurrences(data: bytes, pattern: bytes, tail: int):
-    """Where ``pattern`` ends past ``tail`` bytes of ``data`` (so a request that straddles
-    two reads is found once, in the read that completes it)."""
-    at = data.find(pattern)
-    while at >= 0:
-        if at + len(pattern) > tail:
-            yield at
-        at = data.find(pattern, at + 1)
 
 
 async def pump(source: Source, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from gateway import offline, profiles, simulate
+from gateway import simulate
+from gateway.smdr import offline, profiles
 from helpers import pbxgw
 
 TIMEOUT = 60

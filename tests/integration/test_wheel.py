@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from gateway import profiles
+from gateway.smdr import profiles
 from helpers import ROOT
 
 
@@ -38,7 +38,7 @@ def test_wheel_ships_profiles_and_runs_from_an_install(tmp_path, compiler, engin
     for path in (ROOT / "firmware_profiles" / "headsets").glob("*.toml"):
         assert f"gateway/firmware_profiles/headsets/{path.name}" in names
     assert not any(n.endswith((".pyx", ".c")) for n in names)
-    assert any(n.startswith("gateway/_smdr_c") and n.endswith(".so") for n in names) == (engine == "cython")
+    assert any(n.startswith("gateway/smdr/_smdr_c") and n.endswith(".so") for n in names) == (engine == "cython")
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "gateway").rglob("*.py")}
     assert modules <= names, f"left out of the wheel: {sorted(modules - names)}"
 
@@ -52,7 +52,7 @@ def test_wheel_ships_profiles_and_runs_from_an_install(tmp_path, compiler, engin
     version = subprocess.run([sys.executable, "-S", "-m", "gateway", "--version"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert f"parser engine: {engine}" in version.stdout
-    probe = "import gateway._smdr_c as m" if engine == "cython" else "import gateway as m"
+    probe = "import gateway.smdr._smdr_c as m" if engine == "cython" else "import gateway as m"
     where = subprocess.run([sys.executable, "-S", "-c", probe + "; print(m.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(target))

@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import msgpack
 
-from gateway import clock, profiles, status
+from gateway import clock, status
+from gateway.smdr import profiles
 from gateway.clock import Clock
 from gateway.config import HeadsetSettings, SourceSettings
 from gateway.events import HeadsetEvent, to_wire

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import profiles, simulate
+from gateway import simulate
+from gateway.smdr import profiles
 
-compiled = pytest.importorskip("gateway._smdr_c", reason="the compiled engine is not built here")
+compiled = pytest.importorskip("gateway.smdr._smdr_c", reason="the compiled engine is not built here")
 from gateway.smdr.framer import Framer as ReferenceFramer
 from gateway.smdr.parser import RecordParser
 

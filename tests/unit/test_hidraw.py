@@ -4,6 +4,7 @@ import os
 
 from gateway.headsets import hidraw, recording
 from gateway.headsets.descriptor import INPUT, decode
+from gateway.headsets.reports import ReportSplitter
 from helpers import FIXTURES
 
 
@@ -28,7 +29,7 @@ def test_reports_written_to_a_pipe_come_out_one_by_one_however_they_are_read():
     try:
         os.write(writer, b"".join(reports))
         os.close(writer)
-        splitter, got = hidraw.ReportSplitter(sizes, d.uses_report_ids), []
+        splitter, got = ReportSplitter(sizes, d.uses_report_ids), []
         while chunk := os.read(reader, 5):  # reads that cut reports anywhere
             got += splitter.feed(chunk)
     finally:

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway import profiles
+from gateway.smdr import profiles
 from gateway.events import CallEvent, UnparsedEvent
 from gateway.smdr.framer import Record
 from gateway.smdr.parser import RecordParser

@@ -2,7 +2,7 @@
 
 import re
 
-from gateway import profiles
+from gateway.smdr import profiles
 from gateway.smdr import plan
 from gateway.smdr.plan import OP_ANY, OP_NONEMPTY, OP_PLAIN, OP_PREFIX, OP_REGEX, TARGET_X
 

@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway import offline, profiles, simulate
+from gateway import simulate
+from gateway.smdr import offline, profiles
 from gateway.events import UnparsedEvent
 from gateway.smdr.stream import StreamParser
 from helpers import FIXTURES

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway import offline, profiles
+from gateway.smdr import offline, profiles
 from gateway.errors import ProfileError
 
 GOOD = (Path(profiles.find("avaya-ipo").path)).read_text()
 
 
 def test_each_bundled_profile_gives_its_expected_events(profile):
-    check = offline.check_profile(profile)
+    check = offline.check_profile(profile, profiles.samples(profile), profiles.expected(profile))
     assert check.problems == [] and check.events >= 4
 
 
@@ -21,7 +21,17 @@ def test_a_wrong_expectation_is_reported_with_event_number_and_key(tmp_path):
         (tmp_path / name).write_bytes((source / name).read_bytes())
     expected = (source / "expected.jsonl").read_text().replace('"ring": 21', '"ring": 22')
     (tmp_path / "expected.jsonl").write_text(expected)
-    assert offline.check_profile(profiles.find(str(tmp_path))).problems == ["event 2: ring: expected 22, got 21"]
+    copy = profiles.find(str(tmp_path))
+    check = offline.check_profile(copy, profiles.samples(copy), profiles.expected(copy))
+    assert check.problems == ["event 2: ring: expected 22, got 21"]
+
+
+def test_an_expected_file_that_is_not_json_names_its_line(tmp_path):
+    source = profiles.find("avaya-ipo").path.parent
+    (tmp_path / "profile.toml").write_bytes((source / "profile.toml").read_bytes())
+    (tmp_path / "expected.jsonl").write_text('{"kind": "call"}\n{"kind": \n')
+    with pytest.raises(ProfileError, match=r"expected.jsonl: line 2: not JSON"):
+        profiles.expected(profiles.find(str(tmp_path)))
 
 
 @pytest.mark.parametrize("old, new, key, message", [
@@ -69,7 +79,7 @@ def test_unknown_profile_name_lists_the_known_ones():
         profiles.find("nec-sl9")
 
 
-OXE = (profiles.BUNDLED / "pbx" / "alcatel-oxe" / "profile.toml").read_text()
+OXE = (profiles.LIBRARY / "alcatel-oxe" / "profile.toml").read_text()
 
 
 @pytest.mark.parametrize("old, new, key, message", [

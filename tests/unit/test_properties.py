@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import profiles
+from gateway.smdr import profiles
 from gateway.events import CallEvent, UnparsedEvent, packb, unpackb
 from gateway.smdr.stream import StreamParser
 

@@ -5,7 +5,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import profiles
+from gateway.smdr import profiles
 from gateway.smdr.quick import quick_test
 
 #: Every rule pattern and skip pattern of the shipped profiles, and a few shapes of note.

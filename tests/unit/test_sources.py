@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import msgpack
 import serial
 
-from gateway import profiles
+from gateway.smdr import profiles
 from gateway.config import SourceSettings
 from gateway.clock import Clock
 from gateway.sources import Ingest, source_class

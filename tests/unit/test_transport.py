@@ -2,8 +2,8 @@
 
 import random
 
-from gateway.profiles import Reply
-from gateway.sources.tcp import Responder
+from gateway.smdr.profile import Reply
+from gateway.smdr.responder import Responder
 
 TEST = Reply(b"\x00\x08TEST_REQ", b"\x00\x08TEST_RSP")
 PING = Reply(b"PING", b"PONG")

@@ -9,119 +9,27 @@ every mistake is one :class:`~gateway.errors.ProfileError` naming file and key.
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import re
 import re._constants as re_constants
 import re._parser as re_parser
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import gateway.firmware_profiles
+from gateway.firmware_profiles import BUNDLED
 from gateway.errors import ProfileError
 from gateway.smdr.fields import DATE_ORDERS, DURATIONS
 from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, TERMINATORS, FramingRules
+from gateway.smdr.profile import (CLOSED_VALUES, DURATION_FIELDS, FORMATS, TEXT_FIELDS, FieldSpec, Layout, LoginStep,
+                                  PbxProfile, Reply, Rule, StartSpec, Variant)
 from gateway.tomltable import Table, duration, load_toml
 
-#: Where the bundled profiles live (inside the installed package; installed as plain files,
-#: so a path will do, without importlib.resources and the 2 MB it costs the daemon).
-BUNDLED = Path(gateway.firmware_profiles.__file__).parent
+#: The bundled PBX profiles, one directory each.
+LIBRARY = BUNDLED / "pbx"
 
-#: Event fields a profile may fill from text, and the values the closed ones allow.
-TEXT_FIELDS = ("dir", "ext", "trunk", "caller", "called", "acct", "disp", "callid")
-DURATION_FIELDS = ("ring", "dur")
-CLOSED_VALUES = {
-    "dir": ("in", "out", "int"),
-    "disp": ("answered", "unanswered", "busy", "transferred", "forwarded", "other"),
-}
-#: Formats of a column: text, a plain integer, or a duration (see fields.DURATIONS).
-FORMATS = ("text", "int", "ipv4-le", *DURATIONS)
+#: What a profile's name may be (its directory's name).
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    """One record layout. ``positions`` follow :attr:`Layout.columns`: ``(start, end)``
-    character slices for fixed-width records, field indexes for delimited ones."""
-
-    name: str
-    max_length: int | None
-    match: re.Pattern[str] | None
-    positions: tuple[Any, ...]
-
-    def admits(self, text: str) -> bool:
-        """Whether this variant reads ``text`` (its length and its pattern allow it)."""
-        return ((self.max_length is None or len(text) <= self.max_length)
-                and (self.match is None or self.match.search(text) is not None))
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """How a record splits into named columns (the part the compiled engine runs)."""
-
-    kind: str
-    columns: tuple[str, ...]
-    variants: tuple[Variant, ...]
-    delimiter: str = ","
-    quote: str = ""
-    min_fields: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    """Event field ``target`` (``x_`` prefix: a vendor field) from column ``column``."""
-
-    target: str
-    column: int
-    format: str
-
-
-@dataclass(frozen=True, slots=True)
-class StartSpec:
-    """Where the call's start time comes from.
-
-    ``date`` and ``time`` are column indexes (the same column when the PBX prints date
-    and time together; ``date`` is None when it prints no date, ``time`` is None for
-    epoch seconds); ``time_is`` ``"end"`` means the PBX prints the end of the call, so
-    ring and talk time are subtracted to get its start.
-    """
-
-    date: int | None
-    time: int | None
-    date_order: str
-    time_is: str
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """When every column regex matches (full match), the rule decides the fields it
-    names (its named groups and its ``set`` keys) that no earlier rule has decided. A
-    group that did not take part decides its field as null."""
-
-    when: tuple[tuple[int, re.Pattern[str]], ...]
-    set: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class LoginStep:
-    """One step of a TCP login dialogue: wait for ``expect`` (text, any case; empty: no
-    wait), then send ``send``."""
-
-    expect: str
-    send: bytes
-    timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A request the PBX sends on the link that needs an answer (a keep-alive test): when
-    ``receive`` arrives, ``send`` goes back. The request still reaches the framer, which
-    must drop it (a skip pattern, or noise between blocks)."""
-
-    receive: bytes
-    send: bytes
-
 
 #: pyserial's own setting names (serialutil._SAVED_SETTINGS), accepted in ``[serial]``.
 SERIAL_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -130,51 +38,36 @@ SERIAL_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class PbxProfile:
-    """A loaded PBX profile."""
-
-    name: str
-    title: str
-    source: str
-    path: Path
-    framing: FramingRules
-    layout: Layout
-    start: StartSpec
-    fields: tuple[FieldSpec, ...]
-    rules: tuple[Rule, ...]
-    test_timezone: str
-    test_received: datetime
-    serial: dict[str, Any]
-    login: tuple[LoginStep, ...]
-    replies: tuple[Reply, ...]
-    quiet: float = 0.0  # default no-data alarm period of its sources (0: none)
-
-    @property
-    def samples_path(self) -> Path:
-        return self.path.parent / "samples.txt"
-
-    @property
-    def expected_path(self) -> Path:
-        return self.path.parent / "expected.jsonl"
+def samples(profile: PbxProfile) -> bytes:
+    """The profile's ``samples.txt``: records as its PBX printed them."""
+    return profile.samples_path.read_bytes()
 
 
-def with_date_order(profile: PbxProfile, order: str) -> PbxProfile:
-    """The profile reading dates in ``order`` instead (a site's DD/MM against MM/DD).
+def expected(profile: PbxProfile) -> list[dict]:
+    """The events its samples must give (``expected.jsonl``, one JSON object a line).
 
-    :raises ValueError: ``order`` does not fit the profile (with or without a year).
+    :raises ProfileError: the file cannot be read, or a line is not a JSON object.
     """
-    current = profile.start.date_order
-    allowed = [o for o in DATE_ORDERS if len(o) == len(current)] if current in DATE_ORDERS else []
-    if order not in allowed:
-        raise ValueError(f"expected one of {', '.join(allowed) or '(none: this profile prints no such date)'}"
-                         f" for profile {profile.name}; got {order!r}")
-    return dataclasses.replace(profile, start=dataclasses.replace(profile.start, date_order=order))
+    path = profile.expected_path
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ProfileError(path, "", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(path, "", "not UTF-8 text") from None
+    events = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ProfileError(path, f"line {number}", f"not JSON: {exc.msg}") from None
+    return events
 
 
 def bundled_names() -> list[str]:
     """Names of the profiles shipped with pbxgw, sorted."""
-    pbx = BUNDLED / "pbx"
+    pbx = LIBRARY
     return sorted(p.name for p in pbx.iterdir() if (p / "profile.toml").is_file())
 
 
@@ -189,7 +82,7 @@ def find(name_or_path: str) -> PbxProfile:
     if not NAME.fullmatch(name_or_path) or name_or_path not in bundled_names():
         known = ", ".join(bundled_names())
         raise ProfileError(name_or_path, "", f"no such profile; known: {known}")
-    return load(BUNDLED / "pbx" / name_or_path / "profile.toml")
+    return load(LIBRARY / name_or_path / "profile.toml")
 
 
 def load_all() -> list[PbxProfile]:

@@ -1,7 +1,9 @@
 """Work on whole captures: parse one, check a profile against its samples, rank profiles.
 
 Used by ``pbxgw profiles test`` and ``pbxgw detect``, and by the tests, so that the
-technician's tools and the test suite judge a profile the same way.
+technician's tools and the test suite judge a profile the same way. Captures come in as
+bytes: the commands read them, and the loader a profile's own samples and expected events
+(:func:`gateway.smdr.profiles.samples`, :func:`~gateway.smdr.profiles.expected`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from gateway.events import CallEvent, Event, to_json_dict
-from gateway.profiles import PbxProfile
+from gateway.smdr.profile import PbxProfile
+from gateway.smdr.framer import FramerStats
 from gateway.smdr.stream import StreamParser
 
 #: A profile "fits" a capture when it parses at least this share of its records.
@@ -28,11 +31,18 @@ def parse_capture(profile: PbxProfile, data: bytes, tz: tzinfo, rx: int,
     return stream.feed(data, rx) + stream.feed(b"", rx)
 
 
-def sample_events(profile: PbxProfile) -> list[Event]:
+def sample_events(profile: PbxProfile, samples: bytes) -> list[Event]:
     """The events a profile gives for its own ``samples.txt`` (with its [test] settings)."""
     rx = int(profile.test_received.timestamp() * 1000)
-    data = profile.samples_path.read_bytes()
-    return parse_capture(profile, data, ZoneInfo(profile.test_timezone), rx, src="samples")
+    return parse_capture(profile, samples, ZoneInfo(profile.test_timezone), rx, src="samples")
+
+
+def summary(profile: PbxProfile, stats: FramerStats, unparsed: int) -> str:
+    """What a whole capture held, in one line (``pbxgw parse`` ends with it)."""
+    blocks = f"; bytes between blocks {stats.noise_bytes}" if profile.framing.terminator == "block" else ""
+    return (f"profile {profile.name}: records {stats.records} (calls {stats.records - unparsed}, unparsed "
+            f"{unparsed}); non-record lines skipped {stats.skipped}; records cut at "
+            f"{profile.framing.max_record_len} bytes {stats.truncated}; NUL bytes removed {stats.nul_bytes}{blocks}")
 
 
 def comparable(event: Event) -> dict:
@@ -48,14 +58,9 @@ class ProfileCheck:
     problems: list[str]
 
 
-def check_profile(profile: PbxProfile) -> ProfileCheck:
-    """Compare a profile's sample events with its expected.jsonl (no problems: it passes)."""
-    got = [comparable(e) for e in sample_events(profile)]
-    try:
-        lines = profile.expected_path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        return ProfileCheck(len(got), [f"{profile.expected_path}: cannot read: {exc.strerror}"])
-    expected = [json.loads(line) for line in lines if line.strip()]
+def check_profile(profile: PbxProfile, samples: bytes, expected: list[dict]) -> ProfileCheck:
+    """Compare a profile's sample events with its expected ones (no problems: it passes)."""
+    got = [comparable(e) for e in sample_events(profile, samples)]
     problems = []
     if len(got) != len(expected):
         problems.append(f"{len(got)} events from samples.txt, {len(expected)} lines in expected.jsonl")

@@ -9,7 +9,7 @@ and the benchmark. Everything here gives exactly what the pure-Python reference 
 from datetime import tzinfo
 
 from gateway.events import Event, UnparsedEvent
-from gateway.profiles import PbxProfile
+from gateway.smdr.profile import PbxProfile
 from gateway.smdr import framer
 
 class Engine:

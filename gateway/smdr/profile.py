@@ -1,0 +1,153 @@
+"""The PBX profile model: what a loaded profile says about a PBX's records.
+
+Frozen data only: :mod:`gateway.smdr.profiles` builds it from a profile's TOML file (and
+is the one module of this package that reads files); the framer, the parsers and the
+compiled engine's plan read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.smdr.fields import DATE_ORDERS, DURATIONS
+from gateway.smdr.framer import FramingRules
+
+#: Event fields a profile may fill from text, and the values the closed ones allow.
+TEXT_FIELDS = ("dir", "ext", "trunk", "caller", "called", "acct", "disp", "callid")
+DURATION_FIELDS = ("ring", "dur")
+CLOSED_VALUES = {
+    "dir": ("in", "out", "int"),
+    "disp": ("answered", "unanswered", "busy", "transferred", "forwarded", "other"),
+}
+#: Formats of a column: text, a plain integer, or a duration (see fields.DURATIONS).
+FORMATS = ("text", "int", "ipv4-le", *DURATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One record layout. ``positions`` follow :attr:`Layout.columns`: ``(start, end)``
+    character slices for fixed-width records, field indexes for delimited ones."""
+
+    name: str
+    max_length: int | None
+    match: re.Pattern[str] | None
+    positions: tuple[Any, ...]
+
+    def admits(self, text: str) -> bool:
+        """Whether this variant reads ``text`` (its length and its pattern allow it)."""
+        return ((self.max_length is None or len(text) <= self.max_length)
+                and (self.match is None or self.match.search(text) is not None))
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a record splits into named columns (the part the compiled engine runs)."""
+
+    kind: str
+    columns: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    delimiter: str = ","
+    quote: str = ""
+    min_fields: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """Event field ``target`` (``x_`` prefix: a vendor field) from column ``column``."""
+
+    target: str
+    column: int
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartSpec:
+    """Where the call's start time comes from.
+
+    ``date`` and ``time`` are column indexes (the same column when the PBX prints date
+    and time together; ``date`` is None when it prints no date, ``time`` is None for
+    epoch seconds); ``time_is`` ``"end"`` means the PBX prints the end of the call, so
+    ring and talk time are subtracted to get its start.
+    """
+
+    date: int | None
+    time: int | None
+    date_order: str
+    time_is: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """When every column regex matches (full match), the rule decides the fields it
+    names (its named groups and its ``set`` keys) that no earlier rule has decided. A
+    group that did not take part decides its field as null."""
+
+    when: tuple[tuple[int, re.Pattern[str]], ...]
+    set: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginStep:
+    """One step of a TCP login dialogue: wait for ``expect`` (text, any case; empty: no
+    wait), then send ``send``."""
+
+    expect: str
+    send: bytes
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A request the PBX sends on the link that needs an answer (a keep-alive test): when
+    ``receive`` arrives, ``send`` goes back. The request still reaches the framer, which
+    must drop it (a skip pattern, or noise between blocks)."""
+
+    receive: bytes
+    send: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PbxProfile:
+    """A loaded PBX profile."""
+
+    name: str
+    title: str
+    source: str
+    path: Path
+    framing: FramingRules
+    layout: Layout
+    start: StartSpec
+    fields: tuple[FieldSpec, ...]
+    rules: tuple[Rule, ...]
+    test_timezone: str
+    test_received: datetime
+    serial: dict[str, Any]
+    login: tuple[LoginStep, ...]
+    replies: tuple[Reply, ...]
+    quiet: float = 0.0  # default no-data alarm period of its sources (0: none)
+
+    @property
+    def samples_path(self) -> Path:
+        return self.path.parent / "samples.txt"
+
+    @property
+    def expected_path(self) -> Path:
+        return self.path.parent / "expected.jsonl"
+
+
+def with_date_order(profile: PbxProfile, order: str) -> PbxProfile:
+    """The profile reading dates in ``order`` instead (a site's DD/MM against MM/DD).
+
+    :raises ValueError: ``order`` does not fit the profile (with or without a year).
+    """
+    current = profile.start.date_order
+    allowed = [o for o in DATE_ORDERS if len(o) == len(current)] if current in DATE_ORDERS else []
+    if order not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed) or '(none: this profile prints no such date)'}"
+                         f" for profile {profile.name}; got {order!r}")
+    return dataclasses.replace(profile, start=dataclasses.replace(profile.start, date_order=order))
