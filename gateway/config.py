@@ -18,7 +18,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import profiles
+from gateway.smdr import profiles
+from gateway.smdr.profile import PbxProfile, with_date_order
 from gateway.alarms import Hours
 from gateway.errors import ProfileError
 from gateway.tomltable import Table, duration, load_toml
@@ -31,7 +32,14 @@ DEFAULT_STATE_DIR = "/var/lib/pbxgw"  # systemd's StateDirectory
 DEFAULT_RUNTIME_DIR = "/run/pbxgw"  # systemd's RuntimeDirectory
 #: Site, gateway and source ids end up in MQTT topics: no '+', '#', '/' or control characters.
 ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-SOURCE_TYPES = ("serial", "tcp-client", "tcp-server", "file")
+#: The source types a config may name, and the class that reads each (module, name),
+#: imported when first used (:func:`gateway.sources.source_class`).
+SOURCES = {
+    "serial": ("gateway.sources.serial", "SerialSource"),
+    "tcp-client": ("gateway.sources.tcp", "TcpClientSource"),
+    "tcp-server": ("gateway.sources.tcp", "TcpServerSource"),
+    "file": ("gateway.sources.file", "FileSource"),
+}
 _SIZE = re.compile(r"(\d+)\s*(B|kB|KiB|MB|MiB|GB|GiB)")
 _UNITS = {"B": 1, "kB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
 
@@ -74,7 +82,7 @@ class SourceSettings:
 
     name: str
     type: str
-    profile: profiles.PbxProfile
+    profile: PbxProfile
     timezone: ZoneInfo
     device: str = ""
     baudrate: int | None = None
@@ -241,21 +249,34 @@ def _agent(t: Table) -> AgentMapping:
     return mapping
 
 
-def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
-    url = t.take("url", str, "mqtt://127.0.0.1:1883")
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """(host, port, TLS) of a broker URL: ``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``
+    (the gateway's ``[mqtt] url`` and ``pbxgw subscribe --broker``).
+
+    :raises ValueError: saying what is wrong (a user name or password in it is refused
+        without repeating the URL, which holds a secret).
+    """
     parts = urlsplit(url)
     if parts.username is not None or parts.password is not None:
-        # (The URL is not repeated: it holds a secret.)
-        raise t.fail("url", "a user name or password in the URL is not read; put them in "
-                            "username = \"...\" and password_file = \"...\" instead")
+        raise ValueError("a user name or password in the URL is not read; put them in "
+                         "username = \"...\" and password_file = \"...\" instead")
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
-        raise t.fail("url", f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; got {url!r}")
+        raise ValueError(f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; got {url!r}")
     try:
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     except ValueError:
-        raise t.fail("url", f"the port in {url!r} is not a number from 1 to 65535") from None
+        raise ValueError(f"the port in {url!r} is not a number from 1 to 65535") from None
+    return parts.hostname, port, parts.scheme == "mqtts"
+
+
+def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
+    url = t.take("url", str, "mqtt://127.0.0.1:1883")
+    try:
+        host, port, tls = broker_address(url)
+    except ValueError as exc:
+        raise t.fail("url", str(exc)) from None
     settings = MqttSettings(
-        host=parts.hostname, port=port, tls=parts.scheme == "mqtts",
+        host=host, port=port, tls=tls,
         protocol=t.take("protocol", str, "5", choices=("5", "3.1.1")),
         client_id=t.take("client_id", str, f"pbxgw-{gateway_id}"),
         username=t.take("username", str, ""),
@@ -335,7 +356,7 @@ def _networks(t: Table, key: str) -> tuple:
 
 def _source(t: Table) -> SourceSettings:
     name = identifier(t, "name")
-    kind = t.take("type", str, choices=SOURCE_TYPES)
+    kind = t.take("type", str, choices=tuple(SOURCES))
     profile_name = t.take("profile", str)
     try:
         profile = profiles.find(profile_name)
@@ -345,7 +366,7 @@ def _source(t: Table) -> SourceSettings:
         raise
     if "date_order" in t.keys():
         try:
-            profile = profiles.with_date_order(profile, t.take("date_order", str))
+            profile = with_date_order(profile, t.take("date_order", str))
         except ValueError as exc:
             raise t.fail("date_order", str(exc)) from None
     zone = t.take("timezone", str, "UTC")

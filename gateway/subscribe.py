@@ -62,13 +62,16 @@ def for_json(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def subscribe(host: str, port: int, topic: str, client_id: str, window: int,
+def subscribe(host: str, port: int, tls: bool, topic: str, client_id: str, window: int,
               count: int | None, out: TextIO = sys.stdout) -> int:
-    """Print events from ``topic`` as JSON lines until ``count`` new events or Ctrl-C."""
+    """Print events from ``topic`` as JSON lines until ``count`` new events or Ctrl-C
+    (over TLS, checked against the system's CAs, when ``tls``)."""
     dedup = Deduplicator(window)
     printed = 0
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=MQTTProtocolVersion.MQTTv5)
+    if tls:
+        client.tls_set()
 
     def on_connect(c, userdata, flags, reason_code, properties):
         if reason_code.is_failure:

@@ -25,7 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "per report: byte and bit, usage, flags and range; LED outputs too.")
     q.add_argument("file", help=".hid recording, raw descriptor file, or hidraw node")
     q.add_argument("--json", action="store_true", help="print JSON (documented in docs/headsets.md)")
-    q.set_defaults(run=_describe)
+    q.set_defaults(run=run_describe)
     q = hsub.add_parser("replay", help="run a recording's input reports through the tracker",
                         description="Run the E: input reports of a hid-recorder .hid file through "
                         "the telephony tracker and print its headset events as JSON lines.")
@@ -34,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "instead of the standard telephony collection")
     q.add_argument("--drive-leds", action="store_true", help="acknowledge state changes with LED "
                    "reports, as the gateway does when it drives the LEDs; they are printed as writes")
-    q.set_defaults(run=_replay)
+    q.set_defaults(run=run_replay)
 
 
 def _descriptor(name: str) -> bytes:
@@ -53,7 +53,7 @@ def _descriptor(name: str) -> bytes:
     return recording.load(path).descriptor
 
 
-def _describe(args: argparse.Namespace) -> int:
+def run_describe(args: argparse.Namespace) -> int:
     described = describe(decode(_descriptor(args.file)))
     if args.json:
         print(json.dumps(described, indent=2))
@@ -62,7 +62,7 @@ def _describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
+def run_replay(args: argparse.Namespace) -> int:
     rec = recording.load(Path(args.file))
     layout = telephony_layout(decode(rec.descriptor), mirror=args.mirror)
     if layout is None:

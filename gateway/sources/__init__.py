@@ -1,20 +1,14 @@
 """PBX links: each source type moves bytes from one place into an :class:`Ingest`.
 
-``SOURCES`` maps a config ``type`` to its class, imported when first used.
+The types and their classes are listed once, in :data:`gateway.config.SOURCES`.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from gateway.config import SOURCES
 from gateway.sources.base import Ingest, Source
-
-SOURCES = {
-    "serial": ("gateway.sources.serial", "SerialSource"),
-    "tcp-client": ("gateway.sources.tcp", "TcpClientSource"),
-    "tcp-server": ("gateway.sources.tcp", "TcpServerSource"),
-    "file": ("gateway.sources.file", "FileSource"),
-}
 
 
 def source_class(kind: str) -> type[Source]:
@@ -23,4 +17,4 @@ def source_class(kind: str) -> type[Source]:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["SOURCES", "Ingest", "Source", "source_class"]
+__all__ = ["Ingest", "Source", "source_class"]

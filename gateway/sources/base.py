@@ -13,6 +13,10 @@ from gateway.smdr.stream import StreamParser
 from gateway.store import QueueWriteError, Store
 
 
+#: How much a source reads at most in one go (a serial line, a socket, a file).
+CHUNK = 64 * 1024
+
+
 class Ingest:
     """One source's bytes -> events committed to the queue, each read in one transaction.
 
@@ -146,6 +150,15 @@ class Source:
             self._failing_since = time.monotonic()
         self.state, self.error = "waiting", error
         return self.backoff.next()
+
+    def stats(self) -> dict:
+        """What ``pbxgw status`` and the metrics show of this source (docs/operations.md)."""
+        s = self.settings
+        where = {"serial": s.device, "tcp-client": f"{s.host}:{s.port}", "tcp-server": f"{s.host}:{s.port}"}
+        return {"name": s.name, "type": s.type, "where": where.get(s.type, s.path), "profile": s.profile.name,
+                "timezone": str(s.timezone), "state": self.state, "error": self.error,
+                "records": self.ingest.records, "unparsed": self.ingest.unparsed,
+                "last_record_ms": self.ingest.last_rx}
 
     def reading(self, what: str) -> None:
         """Enter ``reading``; ``what`` says what is read (a device and its speed, a peer,

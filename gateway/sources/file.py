@@ -14,9 +14,8 @@ import stat
 import sys
 from typing import BinaryIO
 
-from gateway.sources.base import Source
+from gateway.sources.base import CHUNK, Source
 
-CHUNK = 64 * 1024
 #: An event's queued size over its record's: at most this (the record is kept whole, beside its fields).
 EXPANSION = 8
 #: Reads smaller than this would hold no whole record: wait for room instead.

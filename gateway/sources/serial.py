@@ -17,12 +17,27 @@ import os
 
 import serial
 
-from gateway.sources.base import Source
+from gateway.sources.base import CHUNK, Source
 
-#: How much to read at most in one go.
-CHUNK = 64 * 1024
+#: Why a port cannot be opened when another process holds its lock.
+BUSY = "port busy: another program holds it (is the pbxgw service running?)"
 #: How long an executor read of a URL port without a descriptor waits for data.
 URL_READ_TIMEOUT_S = 0.5
+
+
+def open_port(device: str, options: dict, timeout: float | None) -> serial.SerialBase:
+    """A serial port (device or URL), opened exclusively (flock): a second reader, the
+    gateway's or ``pbxgw parse``'s, is refused rather than fed half the bytes.
+
+    :raises OSError: with the reason in words, not pyserial's message (which names the
+        device twice more).
+    """
+    try:
+        return serial.serial_for_url(device, timeout=timeout, exclusive=True, **options)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        number = getattr(exc, "errno", None)
+        raise OSError(number, BUSY if number == errno.EWOULDBLOCK else os.strerror(number) if number
+                      else str(exc)) from None
 
 
 class SerialSource(Source):
@@ -52,12 +67,8 @@ class SerialSource(Source):
             self.state = "connecting"
             try:
                 port, self._adopted = self._adopted or self._open(), None
-            except (serial.SerialException, OSError, ValueError) as exc:
-                number = getattr(exc, "errno", None)
-                # (pyserial's own message names the device twice more)
-                why = "port busy: another program holds it" if number == errno.EWOULDBLOCK else \
-                    os.strerror(number) if number else str(exc)
-                await asyncio.sleep(self.waiting(f"cannot open {self.settings.device}: {why}"))
+            except OSError as exc:
+                await asyncio.sleep(self.waiting(f"cannot open {self.settings.device}: {exc.strerror}"))
                 continue
             try:
                 self.reading(f"{self.settings.device} at {port.baudrate} baud")
@@ -82,8 +93,7 @@ class SerialSource(Source):
         options = dict(self.settings.profile.serial)
         if self.settings.baudrate:
             options["baudrate"] = self.settings.baudrate
-        # Exclusive (flock): `pbxgw parse` on the same port is refused, not fed half the bytes.
-        return serial.serial_for_url(self.settings.device, timeout=0, exclusive=True, **options)
+        return open_port(self.settings.device, options, timeout=0)
 
     async def _read(self, port: serial.SerialBase) -> None:
         """Read until the device hangs up or goes away."""

@@ -11,7 +11,7 @@ import sys
 import msgpack
 import pytest
 
-from gateway import offline, profiles
+from gateway.smdr import offline, profiles
 from gateway.events import from_wire, to_json_dict
 from helpers import FIXTURES, ROOT, pbxgw
 
@@ -124,11 +124,13 @@ def test_profiles_new_drafts_a_profile_that_reads_its_capture(tmp_path, name, so
     assert run.returncode == 0, run.stderr
     draft = profiles.find(str(out))
     assert draft.name == name
-    events = offline.sample_events(draft)
+    events = offline.sample_events(draft, profiles.samples(draft))
     calls = [e for e in events if e.KIND == "call"]
-    assert len(calls) >= 0.8 * len([e for e in offline.sample_events(profiles.find(source)) if e.KIND == "call"])
+    real_profile = profiles.find(source)
+    real_events = offline.sample_events(real_profile, profiles.samples(real_profile))
+    assert len(calls) >= 0.8 * len([e for e in real_events if e.KIND == "call"])
     # the drafted start column reads the same call start times the real profile reads
-    real = {e.raw: e.start for e in offline.sample_events(profiles.find(source)) if e.KIND == "call"}
+    real = {e.raw: e.start for e in real_events if e.KIND == "call"}
     drafted = {e.raw: e.start for e in calls}
     same = [raw for raw in drafted if raw in real]
     # (Panasonic prints the END time: a draft cannot know that, so its starts differ.)
@@ -150,7 +152,7 @@ def test_profiles_test_update_writes_expected_events(tmp_path):
 def test_version_names_the_engine_installed_and_pbxgw_purepython_forces_the_reference():
     """The compiled engine where it was built (``make test``'s runs say which they expect:
     its third run installs pbxgw with no working compiler), the reference otherwise."""
-    installed = "cython" if importlib.util.find_spec("gateway._smdr_c") is not None else "python"
+    installed = "cython" if importlib.util.find_spec("gateway.smdr._smdr_c") is not None else "python"
     if not os.environ.get("PBXGW_PUREPYTHON"):
         assert installed == os.environ.get("PBXGW_EXPECT_ENGINE", installed)
     for pure, engine in (("", installed), ("1", "python")):

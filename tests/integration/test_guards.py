@@ -11,7 +11,7 @@ import pytest
 
 from gateway import status
 from helpers import pbxgw
-from plugins.processes import TIMEOUT, GatewayProcess, Subscriber, free_port, serial_gateway, wait_until
+from plugins.processes import TIMEOUT, GatewayProcess, Subscriber, free_port, wait_until
 from tools.parts import StateDisk
 
 
@@ -20,10 +20,10 @@ def ipo_line(i: int) -> bytes:
             f"E200,Agent,T9001,Line 1.1,0,0\r\n").encode()
 
 
-def test_a_second_gateway_on_the_same_state_dir_is_refused_and_the_first_goes_on(tmp_path, broker, processes,
-                                                                                 pbx_line):
+def test_a_second_gateway_on_the_same_state_dir_is_refused_and_the_first_goes_on(tmp_path, broker, pbx_line,
+                                                                                 serial_gateway):
     device = pbx_line.path
-    first = serial_gateway(tmp_path / "gw", broker.url, processes, device)
+    first = serial_gateway(broker.url, device)
     second = pbxgw("run", "--config", str(first.config))
     assert second.returncode == 78
     assert f"another pbxgw (pid {first.proc.pid}) is using {first.state_dir}" in second.stderr.decode()
@@ -34,7 +34,7 @@ def test_a_second_gateway_on_the_same_state_dir_is_refused_and_the_first_goes_on
     # `pbxgw parse` on the port the gateway holds is refused instead of taking its bytes.
     parse = pbxgw("parse", "--profile", "avaya-ipo", device)
     assert parse.returncode == 1
-    assert parse.stderr.decode().strip() == f"pbxgw: {device}: port busy: is the pbxgw service running?"
+    assert parse.stderr.decode().strip() == f"pbxgw: {device}: port busy: another program holds it (is the pbxgw service running?)"
     assert first.kill(signal.SIGTERM) == 0
 
 
@@ -61,21 +61,19 @@ def connect_from(address: str, port: int) -> socket.socket:
     return sock
 
 
-def ipo_server(tmp_path, broker, processes, **extra):
+def ipo_server(broker, start_gateway, **extra):
     port = free_port()
     source = {"name": "ipo", "type": "tcp-server", "host": "127.0.0.1", "port": port, "profile": "avaya-ipo", **extra}
-    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
-    processes.append(gw)
-    gw.start()
+    gw = start_gateway(broker.url, [source])
     wait_until(lambda: "listening on 127.0.0.1" in gw.log_text(), what="the listener")
     return gw, port
 
 
 @pytest.mark.parametrize("allow, why", [(["127.0.0.1"], "not in allow"),
                                         ([], "the PBX at 127.0.0.1 is sending")])
-def test_strangers_on_the_pbx_port_are_refused_and_never_displace_the_pbx(
-        tmp_path, broker, central, processes, allow, why):
-    gw, port = ipo_server(tmp_path, broker, processes, allow=allow)
+def test_strangers_on_the_pbx_port_are_refused_and_never_displace_the_pbx(tmp_path, broker, central, start_gateway,
+                                                                          allow, why):
+    gw, port = ipo_server(broker, start_gateway, allow=allow)
     with connect_from("127.0.0.1", port) as pbx:
         for i in range(1, 201):
             pbx.sendall(ipo_line(i))
@@ -88,14 +86,12 @@ def test_strangers_on_the_pbx_port_are_refused_and_never_displace_the_pbx(
     assert "Traceback" not in log and "ERROR" not in log
 
 
-def test_a_port_in_use_is_a_waiting_source_that_listens_once_it_is_free(tmp_path, broker, central, processes):
+def test_a_port_in_use_is_a_waiting_source_that_listens_once_it_is_free(tmp_path, broker, central, start_gateway):
     blocker = socket.create_server(("127.0.0.1", 0))
     port = blocker.getsockname()[1]
     source = {"name": "ipo", "type": "tcp-server", "host": "127.0.0.1", "port": port, "profile": "avaya-ipo",
               "backoff_min": "100ms", "backoff_max": "300ms"}
-    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
-    processes.append(gw)
-    gw.start()
+    gw = start_gateway(broker.url, [source])
     sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
     wait_until(lambda: sock.exists() and status.query(sock)["sources"][0]["state"] == "waiting", what="waiting")
     assert status.query(sock)["sources"][0]["error"] == f"cannot listen on 127.0.0.1:{port}: Address already in use"
@@ -108,8 +104,8 @@ def test_a_port_in_use_is_a_waiting_source_that_listens_once_it_is_free(tmp_path
     assert gw.log_text().count("Address already in use") == 1 and "Traceback" not in gw.log_text()
 
 
-def test_the_pbx_reconnecting_from_its_address_replaces_its_old_connection(tmp_path, broker, central, processes):
-    gw, port = ipo_server(tmp_path, broker, processes, allow=["127.0.0.0/30"])
+def test_the_pbx_reconnecting_from_its_address_replaces_its_old_connection(tmp_path, broker, central, start_gateway):
+    gw, port = ipo_server(broker, start_gateway, allow=["127.0.0.0/30"])
     old = connect_from("127.0.0.1", port)
     old.sendall(b"".join(ipo_line(i) for i in range(1, 11)))
     central.collect(lambda ev: len(central.calls()) >= 10, what="records on the first connection")
@@ -128,9 +124,9 @@ def reload_with(gw: GatewayProcess, old: str, new: str, reloads: int) -> None:
     wait_until(lambda: gw.log_text().count("pbxgw: INFO: reloaded ") >= reloads, what="the reload")
 
 
-def test_a_reload_closes_the_pbx_connection_after_committing_it_and_the_next_one_is_read(
-        tmp_path, broker, central, processes):
-    gw, port = ipo_server(tmp_path, broker, processes)
+def test_a_reload_closes_the_pbx_connection_after_committing_it_and_the_next_one_is_read(tmp_path, broker,
+                                                                                         central, start_gateway):
+    gw, port = ipo_server(broker, start_gateway)
     with connect_from("127.0.0.1", port) as pbx:
         pbx.sendall(b"".join(ipo_line(i) for i in range(1, 51)))
         central.collect(lambda ev: len(central.calls()) >= 50, what="records before the reload")
@@ -142,11 +138,11 @@ def test_a_reload_closes_the_pbx_connection_after_committing_it_and_the_next_one
     assert_each_once(central.events, 100)
 
 
-def test_reloads_of_a_serial_source_hand_its_port_over_and_lose_nothing(tmp_path, broker, central, processes,
-                                                                         pbx_line):
+def test_reloads_of_a_serial_source_hand_its_port_over_and_lose_nothing(tmp_path, broker, central, pbx_line,
+                                                                        serial_gateway):
     """Closing and reopening the port would lose what the PBX prints in between (opening
     flushes a port's input), and a record cut by the restart would be read as two halves."""
-    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.path)
+    gw = serial_gateway(broker.url, pbx_line.path)
     gw.config.write_text(gw.config.read_text().replace('"avaya-ipo"', '"avaya-ipo"\nquiet = "1h"'))
 
     def print_records() -> None:
@@ -167,8 +163,8 @@ def test_reloads_of_a_serial_source_hand_its_port_over_and_lose_nothing(tmp_path
     assert not [e for e in central.events if e.get("kind") == "unparsed"]
 
 
-def test_a_reload_applies_what_it_can_and_names_what_takes_a_restart(tmp_path, broker, processes, pbx_line):
-    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.path)
+def test_a_reload_applies_what_it_can_and_names_what_takes_a_restart(tmp_path, broker, pbx_line, serial_gateway):
+    gw = serial_gateway(broker.url, pbx_line.path)
     text = gw.config.read_text()
     assert '[mqtt]\n' in text and 'profile = "avaya-ipo"' in text
     gw.config.write_text(text.replace("[mqtt]\n", "[mqtt]\nkeepalive = \"45s\"\n")
@@ -185,16 +181,14 @@ def test_a_reload_applies_what_it_can_and_names_what_takes_a_restart(tmp_path, b
     assert "config changed on disk, waiting for a restart: mqtt.keepalive" in status.text(state)
 
 
-def test_a_reload_of_a_tcp_client_commits_what_the_pbx_had_sent(tmp_path, broker, central, processes):
+def test_a_reload_of_a_tcp_client_commits_what_the_pbx_had_sent(tmp_path, broker, central, start_gateway):
     """The PBX's records sit in the socket while the source pauses between reads (a long
     read_delay): a reload then must read them before it lets the connection go."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(TIMEOUT)
         source = {"name": "ipo", "type": "tcp-client", "host": "127.0.0.1", "port": server.getsockname()[1],
                   "profile": "avaya-ipo", "read_delay": "3s"}
-        gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
-        processes.append(gw)
-        gw.start()
+        gw = start_gateway(broker.url, [source])
         sent = 0
         for reload in range(1, 4):
             conn, _ = server.accept()
@@ -220,9 +214,9 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_disk, tmp_path, broker, central,
-                                                                          processes, pbx_line):
+                                                                        pbx_line, serial_gateway):
     broker.stop()
-    gw = serial_gateway(tmp_path / "gw", broker.url, processes, pbx_line.path, queue={"max_bytes": "512KiB"})
+    gw = serial_gateway(broker.url, pbx_line.path, queue={"max_bytes": "512KiB"})
     sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
 
     def records() -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import commands
 from gateway.cli import main
 from helpers import pbxgw
 from gateway import config
@@ -18,10 +19,10 @@ from plugins.processes import Broker, GatewayProcess, wait_until
 from tools.parts import config_text
 
 NOBODY = 65534
-# check-config and status import these (and ssl, sqlite3) when they run; the child that
-# becomes nobody could not read the standard library under /root, so they are imported
-# here, before the fork.
-for module in ("gateway.preflight", "gateway.status"):
+# The commands, check-config and status import these (and ssl, sqlite3) when they run; the
+# child that becomes nobody could not read the standard library under /root, so they are
+# imported here, before the fork.
+for module in ("gateway.preflight", "gateway.status", *(f"gateway.commands.{name}" for name in commands.MODULES)):
     importlib.import_module(module)
 SOURCE = {"name": "pbx", "type": "file", "path": "/dev/null", "profile": "avaya-ipo"}
 

@@ -1,0 +1,29 @@
+"""``pbxgw check-config``: ``run`` without the running."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway import config
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-config", help="validate a config file and what `run` needs from it",
+                       description="Exit 0 if the config file is valid and `pbxgw run` could start "
+                       "with it as this user: its profiles, password file, TLS CA, certificate and "
+                       "key read, its state directory writable. Otherwise print one line naming the "
+                       "file, the key and what is wrong, and exit 78.")
+    p.add_argument("path", help="config file")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway import preflight  # ssl: not for the commands that do not need it
+
+    settings = config.load(args.path)
+    for warning in preflight.prepare(settings, checking=True).warnings:
+        print(f"pbxgw: warning: {warning}", file=sys.stderr)
+    names = ", ".join(f"{s.name} ({s.type}, {s.profile.name})" for s in settings.sources)
+    print(f"{args.path}: ok: gateway {settings.gateway_id} at site {settings.site}; sources: {names}")
+    return 0

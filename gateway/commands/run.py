@@ -1,0 +1,29 @@
+"""``pbxgw run``: the gateway daemon, in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+from gateway import config
+from gateway.commands.common import CONFIG
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the gateway daemon, in the foreground",
+                       description="Read the configured sources, queue events on disk and "
+                       "publish them over MQTT until SIGTERM or Ctrl-C.")
+    p.add_argument("--config", default=CONFIG, help="config file (default: %(default)s)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # A reload asked for while the daemon is still starting must not end it (SIGHUP's
+    # default); the daemon's loop takes SIGHUP over once it runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    settings = config.load(args.config)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    from gateway import daemon  # asyncio, paho: only for this command
+
+    return daemon.run(settings)

@@ -1,0 +1,42 @@
+"""``pbxgw simulate``: a PBX emulator printing a profile's samples."""
+
+from __future__ import annotations
+
+import argparse
+
+from gateway import simulate
+from gateway.errors import GatewayError
+from gateway.smdr import profiles
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="a PBX emulator printing a profile's samples",
+                       description="Replay a profile's samples.txt as a PBX would print it, "
+                       "on a new pty (its path is printed) or on a TCP port, until --count "
+                       "lines or Ctrl-C.")
+    p.add_argument("--profile", required=True, help="profile name, or a path to a profile.toml")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pty", action="store_true", help="print on a new pseudo-terminal")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="serve on this TCP address (port 0: any)")
+    p.add_argument("--rate", type=float, default=1.0, help="lines per second on average (default 1)")
+    p.add_argument("--count", type=int, help="stop after this many lines (default: never)")
+    p.add_argument("--seed", type=int, help="seed for the random gaps, to repeat a run")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    profile = profiles.find(args.profile)
+    if args.rate <= 0:
+        raise GatewayError(f"--rate: expected a positive number, got {args.rate}")
+
+    def announce(where: str) -> None:
+        print(where, flush=True)
+
+    if args.pty:
+        simulate.run_pty(profile, args.rate, args.count, args.seed, announce)
+    else:
+        host, _, port = args.tcp.rpartition(":")
+        if not host or not port.isdigit():
+            raise GatewayError(f"--tcp: expected HOST:PORT, got {args.tcp!r}")
+        simulate.run_tcp(profile, host, int(port), args.rate, args.count, args.seed, announce)
+    return 0
