@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from gateway import clock, config, preflight, status
+from gateway import __version__, clock, config, preflight, status
 from gateway.alarms import QuietWatch
 from gateway.backoff import Backoff
 from gateway.clock import now_ms, wall_ms
@@ -179,10 +179,28 @@ class Gateway:
         path = self.settings.runtime_dir / status.SOCKET_NAME
         try:
             self.settings.runtime_dir.mkdir(parents=True, exist_ok=True)
-            return await status.serve(self, path)
+            return await status.serve(self.snapshot, path)
         except OSError as exc:
             log.warning("no status socket at %s (pbxgw status will not answer): %s", path, exc)
             return None
+
+    def snapshot(self) -> dict:
+        """The daemon's state, as ``pbxgw status --json`` prints it (docs/operations.md):
+        each part's own figures, gathered."""
+        s, queue = self.settings, self.store.stats()
+        return {
+            "running": True,
+            "gateway": {"id": s.gateway_id, "site": s.site, "version": __version__, "engine": ENGINE,
+                        "boot": self.boot, "up_s": round(time.monotonic() - self.started, 1),
+                        "restart_needed": self.restart_needed, "clock_synchronized": self.clock.synchronized},
+            "sources": [source.stats() for source in self.sources],
+            "alarms": self.active_alarms(),
+            "queue": {"depth": queue.depth, "bytes": queue.bytes,
+                      "oldest_age_s": None if queue.oldest_rx is None else round(time.time() - queue.oldest_rx / 1000, 1),
+                      "dropped": queue.dropped, "dead": queue.dead},
+            "broker": self.publisher.stats(),
+            "headsets": [] if self.headsets is None else self.headsets.stats(),
+        }
 
     def active_alarms(self) -> list[dict]:
         """The alarms raised and not yet cleared (for ``pbxgw status``)."""
@@ -242,7 +260,7 @@ class Gateway:
             await asyncio.sleep(interval or STATUS_INTERVAL_S)
             if not interval:
                 continue
-            snap = status.snapshot(self)
+            snap = self.snapshot()
             self.publisher.publish_metrics(packb(MetricsEvent(
                 gw=self.settings.gateway_id, rx=now_ms(), up_s=snap["gateway"]["up_s"], sources=snap["sources"],
                 queue=snap["queue"], broker=snap["broker"], headsets=len(snap["headsets"]))))

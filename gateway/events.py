@@ -219,20 +219,18 @@ def unpackb(data: bytes) -> Event:
 
 
 def mark_historical(payload: bytes) -> bytes:
-    """Add ``hist: true`` to one msgpack-encoded event map without decoding it.
+    """Add ``hist: true`` to one msgpack-encoded event map without decoding the event.
 
     Backlog events are sent as stored; only the map header changes (its entry count) and
     the pair is appended.
     """
-    first = payload[0]
-    if 0x80 <= first <= 0x8E:  # fixmap with room for one more entry
-        return bytes((first + 1,)) + payload[1:] + _HIST_PAIR
-    if first == 0x8F:  # fixmap full: becomes a map16
-        return b"\xde\x00\x10" + payload[1:] + _HIST_PAIR
-    if first == 0xDE:
-        count = int.from_bytes(payload[1:3], "big") + 1
-        return b"\xde" + count.to_bytes(2, "big") + payload[3:] + _HIST_PAIR
-    raise ValueError("not a msgpack map of fewer than 65535 entries")
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(payload)
+    try:
+        count = unpacker.read_map_header()
+    except (msgpack.UnpackValueError, msgpack.OutOfData, ValueError):
+        raise ValueError("not a msgpack map") from None
+    return msgpack.Packer().pack_map_header(count + 1) + payload[unpacker.tell():] + _HIST_PAIR
 
 
 _HIST_PAIR = msgpack.packb(HIST_KEY) + msgpack.packb(True)

@@ -28,20 +28,18 @@ and the capped exponential), so a fleet of gateways does not reconnect in step.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import msgpack
 
 from gateway.backoff import Backoff
 from gateway.events import TOPICS, mark_historical
+from gateway.queued import Row
 
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A queued event: its row id, wire kind, receive time and msgpack payload."""
-
-    id: int
-    kind: str
-    rx: int
-    payload: bytes
+#: Reads queued rows: ``peek(after, upto, limit)``, those with ``after < id <= upto`` (no
+#: upper bound when None), oldest first (the store's :meth:`~gateway.store.Store.peek`).
+Peek = Callable[[int, "int | None", int], list[Row]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +93,23 @@ class Outbox:
         """Online, with room in the in-flight window."""
         return self.online and len(self.in_flight) < self.window
 
-    @property
-    def live_after(self) -> int:
-        """Live rows to send are those with a greater id."""
-        return self._live_after
+    def next_batch(self, peek: Peek) -> Batch | None:
+        """The next message to publish, live rows first, then the backlog's (marked
+        ``hist``), or None when every lane is empty. The caller publishes it and reports
+        :meth:`sent`."""
+        rows = peek(self._live_after, None, self.batch_events)
+        if rows:
+            return self._batch(rows, hist=False)
+        while self._backlog:
+            after, upto = self._backlog[0]
+            rows = peek(after, upto, self.batch_events)
+            if rows:
+                return self._batch(rows, hist=True)
+            self._backlog.pop(0)  # this range is sent: on to the next
+        return None
 
-    def backlog_range(self) -> tuple[int, int] | None:
-        """The backlog rows to send when there is no live row: ``after < id <= upto``."""
-        return (self._backlog[0][0], self._backlog[0][1]) if self._backlog else None
-
-    def batch(self, rows: list[Row], hist: bool) -> Batch:
-        """The next message from ``rows`` (read after :attr:`live_after`, or from the
-        :meth:`backlog_range` when ``hist``): the longest prefix with one topic within the
-        size limits. The caller publishes it and reports :meth:`sent`."""
+    def _batch(self, rows: list[Row], hist: bool) -> Batch:
+        """The longest prefix of ``rows`` with one topic within the size limits."""
         topic, size, taken = TOPICS[rows[0].kind], 0, []
         for row in rows[:self.batch_events]:
             if TOPICS[row.kind] != topic or (taken and size + len(row.payload) > self.batch_bytes):
@@ -115,12 +117,8 @@ class Outbox:
             taken.append(row)
             size += len(row.payload)
         parts = [mark_historical(r.payload) if hist else r.payload for r in taken]
-        payload = _array_header(len(parts)) + b"".join(parts)
+        payload = msgpack.Packer().pack_array_header(len(parts)) + b"".join(parts)
         return Batch(topic, payload, tuple(r.id for r in taken), hist)
-
-    def backlog_empty(self) -> None:
-        """The first backlog range has no more rows: drop it."""
-        self._backlog.pop(0)
 
     def sent(self, mid: int, batch: Batch) -> None:
         """``batch`` was handed to the client as message ``mid``; move past its rows."""
@@ -134,11 +132,3 @@ class Outbox:
     def acked(self, mid: int) -> Batch | None:
         """The broker confirmed (or rejected) ``mid``; the batch, or None if unknown."""
         return self.in_flight.pop(mid, None)
-
-
-def _array_header(count: int) -> bytes:
-    if count < 16:
-        return bytes((0x90 | count,))
-    if count < 2**16:
-        return b"\xdc" + count.to_bytes(2, "big")
-    return b"\xdd" + count.to_bytes(4, "big")

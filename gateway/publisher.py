@@ -22,7 +22,7 @@ from gateway import __version__
 from gateway.clock import now_ms
 from gateway.config import MqttSettings
 from gateway.events import StatusEvent, packb
-from gateway.outbox import Outbox, Row
+from gateway.outbox import Outbox
 from gateway.preflight import Prepared
 from gateway.store import QueueWriteError, Store
 
@@ -98,6 +98,13 @@ class Publisher:
 
     def _topic(self, kind: str) -> str:
         return f"{self.prefix}/{kind}"
+
+    def stats(self) -> dict:
+        """The broker link as ``pbxgw status`` and the metrics show it (docs/operations.md)."""
+        m = self.settings
+        return {"url": f"mqtt{'s' if m.tls else ''}://{m.host}:{m.port}", "connected_since": self.connected_since,
+                "last_ack_ms": self.last_ack_ms, "in_flight": len(self.outbox.in_flight),
+                "delivered": self.delivered}
 
     def publish_metrics(self, payload: bytes) -> bool:
         """Send a metrics map now, QoS 0, if connected (metrics are not queued: the next
@@ -196,10 +203,9 @@ class Publisher:
         if self.store.unreported and self.outbox.online:  # drops while connected (a full disk, a slow broker)
             self._report_gaps()
         while self.outbox.can_send():
-            rows, hist = self._next_rows()
-            if not rows:
+            batch = self.outbox.next_batch(self.store.peek)
+            if batch is None:
                 return
-            batch = self.outbox.batch(rows, hist)
             info = self._client.publish(self._topic(batch.topic), batch.payload, qos=1)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 log.error("publish failed locally (%s); retrying after reconnect", info.rc)
@@ -209,18 +215,6 @@ class Publisher:
             self._drained.clear()
             log.debug("sent mid %d: %d events on %s (rows %d..%d)%s", info.mid, len(batch.ids),
                       batch.topic, batch.ids[0], batch.ids[-1], " from the backlog" if batch.hist else "")
-
-    def _next_rows(self) -> tuple[list[Row], bool]:
-        limit = self.settings.batch_events
-        rows = self.store.peek(self.outbox.live_after, None, limit)
-        if rows:
-            return rows, False
-        while (backlog := self.outbox.backlog_range()) is not None:
-            rows = self.store.peek(backlog[0], backlog[1], limit)
-            if rows:
-                return rows, True
-            self.outbox.backlog_empty()
-        return [], False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         batch = self.outbox.acked(mid)

@@ -1,7 +1,9 @@
 """``pbxgw status``: the running daemon's state, over a Unix socket in its runtime
 directory (``[gateway] runtime_dir``, ``/run/pbxgw`` under systemd). The daemon writes one
-JSON document to each connection and closes it; it answers whether or not the broker is
-reachable, since that is when a technician asks.
+JSON document (its :meth:`~gateway.daemon.Gateway.snapshot`) to each connection and closes
+it; it answers whether or not the broker is reachable, since that is when a technician
+asks. Here: that socket protocol, what the queue on disk says while no gateway runs, and
+the text a person reads.
 """
 
 from __future__ import annotations
@@ -14,52 +16,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from gateway import __version__
-from gateway.smdr.engine import ENGINE
-
-if TYPE_CHECKING:
-    from gateway.daemon import Gateway
+from collections.abc import Callable
+from typing import Any
 
 SOCKET_NAME = "status.sock"
 TIMEOUT_S = 5.0
-
-
-def snapshot(gw: Gateway) -> dict[str, Any]:
-    """The daemon's state, as ``pbxgw status --json`` prints it (docs/operations.md)."""
-    now = time.time()
-    queue = gw.store.stats()
-    publisher = gw.publisher
-    return {
-        "running": True,
-        "gateway": {"id": gw.settings.gateway_id, "site": gw.settings.site, "version": __version__,
-                    "engine": ENGINE, "boot": gw.boot, "up_s": round(time.monotonic() - gw.started, 1),
-                    "restart_needed": gw.restart_needed, "clock_synchronized": gw.clock.synchronized},
-        "sources": [{"name": src.settings.name, "type": src.settings.type, "where": where(src.settings),
-                     "profile": src.settings.profile.name, "timezone": str(src.settings.timezone),
-                     "state": src.state, "error": src.error,
-                     "records": src.ingest.records, "unparsed": src.ingest.unparsed,
-                     "last_record_ms": src.ingest.last_rx} for src in gw.sources],
-        "alarms": gw.active_alarms(),
-        "queue": {"depth": queue.depth, "bytes": queue.bytes,
-                  "oldest_age_s": None if queue.oldest_rx is None else round(now - queue.oldest_rx / 1000, 1),
-                  "dropped": queue.dropped, "dead": queue.dead},
-        "broker": {"url": f"mqtt{'s' if gw.settings.mqtt.tls else ''}://{gw.settings.mqtt.host}:{gw.settings.mqtt.port}",
-                   "connected_since": publisher.connected_since if publisher else None,
-                   "last_ack_ms": publisher.last_ack_ms if publisher else None,
-                   "in_flight": len(publisher.outbox.in_flight) if publisher else 0,
-                   "delivered": publisher.delivered if publisher else 0},
-        "headsets": [] if gw.headsets is None else [
-            {"id": r.info.id, "node": r.info.node, "model": r.info.model, "profile": r.profile.name}
-            for r in gw.headsets.readers.values()],
-    }
-
-
-def where(s) -> str:
-    """What a source reads: its device, address or file."""
-    return {"serial": s.device, "tcp-client": f"{s.host}:{s.port}", "tcp-server": f"{s.host}:{s.port}"}.get(
-        s.type, s.path)
 
 
 @contextmanager
@@ -115,11 +76,11 @@ def dead_letters(state_dir: Path) -> list[tuple]:
         return db.execute("SELECT id, kind, reason, at, payload FROM dead ORDER BY id").fetchall()
 
 
-async def serve(gw: Gateway, path: Path) -> asyncio.AbstractServer:
-    """Answer every connection on ``path`` with a snapshot."""
+async def serve(snapshot: Callable[[], dict[str, Any]], path: Path) -> asyncio.AbstractServer:
+    """Answer every connection on ``path`` with ``snapshot()``, the daemon's state."""
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            writer.write(json.dumps(snapshot(gw)).encode() + b"\n")
+            writer.write(json.dumps(snapshot()).encode() + b"\n")
             await writer.drain()
         finally:
             writer.close()

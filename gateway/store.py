@@ -53,7 +53,7 @@ import msgpack
 
 from gateway.errors import GatewayError
 from gateway.events import Event, GapEvent, packb
-from gateway.outbox import Row
+from gateway.queued import Row
 
 log = logging.getLogger("pbxgw.store")
 

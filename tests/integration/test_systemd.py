@@ -65,16 +65,14 @@ def notify(tmp_path):
     sock.close()
 
 
-def test_ready_watchdog_until_a_reader_hangs_then_stopping(tmp_path, broker, processes, notify):
+def test_ready_watchdog_until_a_reader_hangs_then_stopping(tmp_path, broker, notify, start_gateway):
     """READY once the queue is recovered and the loop runs; WATCHDOG=1 while the loop works;
     none while a source's read blocks the loop (a FIFO with no writer, opened like a file);
     STOPPING=1 on SIGTERM."""
     capture = tmp_path / "smdr.txt"
     source = {"name": "pbx", "type": "file", "path": str(capture), "follow": True, "profile": "avaya-ipo",
               "backoff_min": "100ms", "backoff_max": "200ms"}
-    gw = GatewayProcess(tmp_path / "gw", broker.url, [source])
-    processes.append(gw)
-    gw.start(env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"})
+    gw = start_gateway(broker.url, [source], env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"})
     ready = notify.wait_for("READY=1")
     assert any(line.startswith("STATUS=") and "queue 0 events" in line for line in ready)
     for _ in range(3):

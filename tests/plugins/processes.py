@@ -15,8 +15,7 @@ import pytest
 from gateway.simulate import PtyLine
 from tools.parts import TIMEOUT, Broker, GatewayProcess, free_port, wait_for
 
-__all__ = ["TIMEOUT", "Broker", "GatewayProcess", "PtyLine", "Subscriber", "free_port", "serial_gateway",
-           "wait_until"]
+__all__ = ["TIMEOUT", "Broker", "GatewayProcess", "PtyLine", "Subscriber", "free_port", "wait_until"]
 
 
 def wait_until(predicate, timeout: float = TIMEOUT, what: str = "condition") -> None:
@@ -72,15 +71,30 @@ class Subscriber:
         self.proc.wait(TIMEOUT)
 
 
-def serial_gateway(workdir, broker_url: str, processes: list, device: str, **sections) -> GatewayProcess:
-    """A gateway reading the Avaya IP Office records of one serial source ``ipo`` on
-    ``device``, started and reading."""
-    source = {"name": "ipo", "type": "serial", "device": device, "profile": "avaya-ipo"}
-    gw = GatewayProcess(workdir, broker_url, [source], **sections)
-    processes.append(gw)
-    gw.start()
-    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
-    return gw
+@pytest.fixture
+def start_gateway(tmp_path, processes):
+    """A factory of gateways, each killed at the end of the test: ``start_gateway(broker_url,
+    sources, **sections)`` writes its config (in ``tmp_path / "gw"``, or ``workdir=``), starts
+    it (with ``env=`` added to its environment) and returns its :class:`GatewayProcess`."""
+    def start(broker_url: str, sources: list[dict], workdir=None, env: dict | None = None,
+              **sections) -> GatewayProcess:
+        gw = GatewayProcess(workdir or tmp_path / "gw", broker_url, sources, **sections)
+        processes.append(gw)
+        gw.start(env)
+        return gw
+    return start
+
+
+@pytest.fixture
+def serial_gateway(start_gateway):
+    """A factory: ``serial_gateway(broker_url, device, **sections)``, a gateway reading the
+    Avaya IP Office records of one serial source ``ipo`` on ``device``, started and reading."""
+    def start(broker_url: str, device: str, **sections) -> GatewayProcess:
+        source = {"name": "ipo", "type": "serial", "device": device, "profile": "avaya-ipo"}
+        gw = start_gateway(broker_url, [source], **sections)
+        wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
+        return gw
+    return start
 
 
 @pytest.fixture

@@ -1,17 +1,26 @@
-"""The delivery state machine: lanes, window, cursors, batches, backoff."""
+"""The delivery state machine: lanes (live first, then the backlog), window, cursors,
+batches, backoff. The queue is a list of rows read as the store's peek reads it."""
 
 import random
 
 import msgpack
 
 from gateway.events import CallEvent, GapEvent, packb
-from gateway.outbox import Outbox, Row
+from gateway.outbox import Outbox
+from gateway.queued import Row
 
 
 def row(i: int, kind: str = "call", pad: int = 0) -> Row:
     event = (CallEvent(gw="g", src="s", seq=i, rx=i, profile="p", start=0, raw="x" * pad) if kind == "call"
              else GapEvent(gw="g", src="s", rx=i, first=1, last=2, count=2, first_rx=0, last_rx=1, reason="r"))
     return Row(i, kind, i, packb(event))
+
+
+def queue(*rows: Row):
+    """A peek over ``rows``, as :meth:`gateway.store.Store.peek` reads the disk queue."""
+    def peek(after: int, upto: int | None, limit: int) -> list[Row]:
+        return [r for r in rows if after < r.id and (upto is None or r.id <= upto)][:limit]
+    return peek
 
 
 def outbox(**kw) -> Outbox:
@@ -21,51 +30,52 @@ def outbox(**kw) -> Outbox:
 
 
 def test_nothing_is_sent_offline_or_past_the_window():
-    box = outbox()
+    box, peek = outbox(), queue(row(1), row(2))
     assert not box.can_send()
     box.connected(upto=0)
-    box.sent(1, box.batch([row(1)], hist=False))
-    box.sent(2, box.batch([row(2)], hist=False))
+    box.sent(1, box.next_batch(queue(row(1))))
+    box.sent(2, box.next_batch(peek))
     assert not box.can_send()  # window of 2 full
     assert box.acked(1).ids == (1,)
-    assert box.can_send() and box.live_after == 2
+    assert box.can_send() and box.next_batch(peek) is None  # both sent: nothing more
 
 
 def test_queued_rows_are_backlog_sent_after_live_rows_and_marked_hist():
     box = outbox()
-    box.connected(upto=5)  # rows 1..5 waited through an outage
-    assert box.live_after == 5 and box.backlog_range() == (0, 5)
-    batch = box.batch([row(1), row(2)], hist=True)
-    events = msgpack.unpackb(batch.payload)
-    assert [e["seq"] for e in events] == [1, 2] and all(e["hist"] is True for e in events)
-    box.sent(7, batch)
-    assert box.backlog_range() == (2, 5) and box.live_after == 5
-    live = msgpack.unpackb(box.batch([row(6)], hist=False).payload)
-    assert "hist" not in live[0]
+    box.connected(upto=5)  # rows 1..5 waited through an outage; 6 came after the connect
+    peek = queue(*(row(i) for i in range(1, 7)))
+    sent = []
+    while (batch := box.next_batch(peek)) is not None:
+        box.sent(len(sent) + 1, batch)
+        sent += [(e["seq"], e.get("hist", False)) for e in msgpack.unpackb(batch.payload)]
+    assert sent == [(6, False), (1, True), (2, True), (3, True), (4, True), (5, True)]
 
 
 def test_a_reconnect_never_rewinds_the_cursors():
-    box = outbox(window=10)
+    box = outbox(window=10, batch_events=2)
     box.connected(upto=4)
-    box.sent(1, box.batch([row(1), row(2)], hist=True))  # backlog 3..4 still to send
-    box.sent(2, box.batch([row(5), row(6)], hist=False))  # live sent up to 6
+    peek = queue(*(row(i) for i in range(1, 7)))
+    box.sent(1, box.next_batch(peek))  # live 5..6
+    box.sent(2, box.next_batch(peek))  # backlog 1..2; 3..4 still to send
     box.disconnected()
+    peek = queue(*(row(i) for i in range(1, 10)))
     box.connected(upto=9)  # 7..9 queued while down; paho resends mids 1 and 2 itself
-    assert box.backlog_range() == (2, 4)
-    box.backlog_empty()
-    assert box.backlog_range() == (6, 9) and box.live_after == 9
-    assert set(box.in_flight) == {1, 2}
+    ids = []
+    while (batch := box.next_batch(peek)) is not None:
+        box.sent(len(ids) + 3, batch)
+        ids += batch.ids
+    assert ids == [3, 4, 7, 8, 9] and set(box.in_flight) >= {1, 2}
 
 
 def test_batches_hold_one_topic_and_respect_count_and_size():
     box = outbox(batch_events=3, batch_bytes=700)
-    assert box.batch([row(1), row(2), row(3), row(4)], hist=False).ids == (1, 2, 3)
-    assert box.batch([row(1), row(2, "gap"), row(3)], hist=False).ids == (1,)
-    gap = box.batch([row(2, "gap"), row(3)], hist=False)
+    box.connected(upto=0)
+    assert box.next_batch(queue(row(1), row(2), row(3), row(4))).ids == (1, 2, 3)
+    assert box.next_batch(queue(row(1), row(2, "gap"), row(3))).ids == (1,)
+    gap = box.next_batch(queue(row(2, "gap"), row(3)))
     assert gap.topic == "gaps" and gap.ids == (2,)
-    big = [row(1, pad=400), row(2, pad=400)]
-    assert box.batch(big, hist=False).ids == (1,)  # a second would pass 700 bytes
-    assert box.batch([row(1, pad=5000)], hist=False).ids == (1,)  # one large event still goes
+    assert box.next_batch(queue(row(1, pad=400), row(2, pad=400))).ids == (1,)  # a second would pass 700 bytes
+    assert box.next_batch(queue(row(1, pad=5000))).ids == (1,)  # one large event still goes
 
 
 def test_backoff_is_full_jitter_capped_and_reset_by_a_connect():
