@@ -78,7 +78,11 @@ class RecordParser:
     def _normalize(self, columns: tuple[str, ...], rx: int) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for spec in self.profile.fields:
-            values[spec.target] = _convert(columns[spec.column], spec.format)
+            value = _convert(columns[spec.column], spec.format)
+            if spec.minus is not None and value is not None:
+                less = _convert(columns[spec.minus], spec.format)
+                value = None if less is None or less > value else value - less  # (never negative)
+            values[spec.target] = value
         decided: set[str] = set()
         for rule in self.profile.rules:
             matches = [pattern.fullmatch(columns[col]) for col, pattern in rule.when]

@@ -58,11 +58,14 @@ class Layout:
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """Event field ``target`` (``x_`` prefix: a vendor field) from column ``column``."""
+    """Event field ``target`` (``x_`` prefix: a vendor field) from column ``column``, less
+    column ``minus`` when given (a number or duration in the same format: Asterisk's ring
+    is its ``duration`` less its ``billsec``)."""
 
     target: str
     column: int
     format: str
+    minus: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,7 +268,12 @@ def _fields(t: Table, columns: tuple[str, ...]) -> tuple[StartSpec, tuple[FieldS
             raise spec_t.fail("format", f"{target} is a duration: expected int or one of {', '.join(DURATIONS)}")
         if target in TEXT_FIELDS and fmt != "text":
             raise spec_t.fail("format", f"{target} is text")
-        specs.append(FieldSpec(target, _column(spec_t, "column", columns), fmt))
+        minus = None
+        if "minus" in spec_t.keys():
+            if fmt not in ("int", *DURATIONS):
+                raise spec_t.fail("minus", "only a number or a duration (format int or a duration) can be less another")
+            minus = _column(spec_t, "minus", columns)
+        specs.append(FieldSpec(target, _column(spec_t, "column", columns), fmt, minus))
         spec_t.done()
     x.done()
     t.done()

@@ -19,7 +19,7 @@ def split_record(layout: Layout, text: str) -> tuple[str, ...]:
     The first variant that admits the record (by its ``max_length`` and ``match``) reads it.
 
     :raises RecordError: a record no variant admits, or a delimited record with too few
-        fields or broken quoting.
+        fields or a line end inside an unquoted field.
     """
     variant = next((v for v in layout.variants if v.admits(text)), None)
     if variant is None:
@@ -28,10 +28,12 @@ def split_record(layout: Layout, text: str) -> tuple[str, ...]:
         return tuple(text[start:end].strip() for start, end in variant.positions)
     if layout.quote:
         try:
-            parts = next(csv.reader([text], delimiter=layout.delimiter,
-                                    quotechar=layout.quote, strict=True))
+            # Lenient, as Python's csv reads by default: Asterisk's cdr_csv writes an empty
+            # quoted caller name ("" <2105551234>) with its quotes doubled, which a strict
+            # reader refuses.
+            parts = next(csv.reader([text], delimiter=layout.delimiter, quotechar=layout.quote))
         except csv.Error as exc:
-            raise RecordError(f"bad quoting: {exc}") from None
+            raise RecordError(f"not readable as CSV: {exc}") from None  # a line end in an unquoted field
     else:
         parts = text.split(layout.delimiter)
     if len(parts) < layout.min_fields:

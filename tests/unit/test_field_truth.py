@@ -1,0 +1,49 @@
+"""What real PBXes print, read right by the engine this run of the suite runs (so through
+both engines): one test per shape a family's documentation allows."""
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.events import CallEvent
+from gateway.smdr import profiles
+from gateway.smdr.stream import StreamParser
+
+RX = int(datetime(2026, 1, 15, 12, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def events(profile: str, *lines: bytes):
+    stream = StreamParser(profiles.find(profile), ZoneInfo("UTC"), "gw", "pbx")
+    return stream.feed(b"".join(line + b"\r\n" for line in lines), RX)
+
+
+def asterisk_row(clid: bytes, duration: int, billsec: int, disposition: bytes = b"ANSWERED") -> bytes:
+    return (b'"","2105551234","4001","from-pstn",' + clid + b',"SIP/trunk-1a","SIP/4001-1b","Dial","SIP/4001,30",'
+            b'"2018-09-07 11:08:03","2018-09-07 11:08:09","2018-09-07 11:09:40",' + b"%d,%d" % (duration, billsec)
+            + b',"' + disposition + b'","DOCUMENTATION","1536318483.26",""')
+
+
+@pytest.mark.parametrize("clid, read", [
+    (b'"""THOMPSON,ALICIA"" <2105551234>"', '"THOMPSON,ALICIA" <2105551234>'),  # a comma inside the name
+    (b'""""" <2105551234>"', '"" <2105551234>'),  # an empty name, every quote doubled
+    (b'"""" <2105551234>"', '" <2105551234>"'),  # the same with one pair short: read leniently, not unparsed
+    (b'"2105551234"', "2105551234"),  # no name at all
+])
+def test_asterisk_clid_in_every_quoting_cdr_csv_writes(clid, read):
+    (event,) = events("asterisk-csv", asterisk_row(clid, 97, 91))
+    assert isinstance(event, CallEvent), event
+    assert event.x["clid"] == read and event.caller == "2105551234"
+
+
+@pytest.mark.parametrize("profile, row", [
+    ("asterisk-csv", lambda d, b, disp: asterisk_row(b'"x"', d, b, disp)),
+    ("freeswitch-csv", lambda d, b, disp: b'"A","1001","2002","default","2014-05-29 17:10:00","","2014-05-29 17:10:25",'
+                                          b'"%d","%d","%s","u-1","","","",""' % (d, b, disp)),
+])
+def test_ring_is_the_wait_before_the_answer_or_the_whole_wait_unanswered(profile, row):
+    answered, unanswered, odd = events(profile, row(97, 91, b"ANSWERED"), row(28, 0, b"NO ANSWER"),
+                                       row(5, 9, b"ANSWERED"))
+    assert (answered.ring, answered.dur) == (6, 91)
+    assert (unanswered.ring, unanswered.dur) == (28, 0)
+    assert odd.ring is None  # billed longer than it lasted: no ring rather than a negative one
