@@ -206,3 +206,36 @@ def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int |
                     pending = next(lines, None)
                 if pending is None:
                     conn.shutdown(socket.SHUT_WR)
+
+
+def run_connect(profile: PbxProfile, host: str, port: int, rate: float, count: int | None,
+                seed: int | None, announce: Callable[[str], None]) -> None:
+    """Push the printout to a listener (a gateway's tcp-server source), as Avaya IP Office
+    does: connect, and connect again (after a second) whenever the connection fails; the
+    printout goes on where it stopped. ``announce`` gets each ``host:port`` connected to.
+
+    :raises OSError: the first connection is refused (nothing listens there).
+    """
+    lines = printout(profile, count, seed)
+    pending = next(lines, None)
+    first = True
+    while pending is not None:
+        try:
+            conn = socket.create_connection((host, port), timeout=10)
+        except OSError:
+            if first:
+                raise
+            time.sleep(1.0)
+            continue
+        first = False
+        announce("%s:%d" % conn.getpeername()[:2])
+        with conn:
+            while pending is not None:
+                gap, data = pending
+                time.sleep(gap / rate)
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    break  # the listener went away; this line goes on the next connection
+                pending = next(lines, None)
+

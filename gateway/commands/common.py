@@ -3,6 +3,7 @@ reading a capture (a file, stdin or a serial device)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import stat
 import sys
@@ -11,6 +12,8 @@ from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import GatewayError
+from gateway.smdr import profiles
+from gateway.smdr.profile import PbxProfile
 from gateway.sources.serial import open_port
 
 #: Where the service's config lives (``--config``'s default).
@@ -18,6 +21,15 @@ CONFIG = "/etc/pbxgw/config.toml"
 #: How much of a capture is read at a time: large enough for the batch path, small
 #: enough to stream.
 CHUNK = 1024 * 1024
+
+
+def find_profile(name: str) -> PbxProfile:
+    """The profile a technician names on the command line (bundled, a path, or a directory
+    here), with a warning on stderr when its name is not its directory's."""
+    profile = profiles.find(name, here=True)
+    if warning := profiles.misnamed(profile):
+        print(f"pbxgw: warning: {warning}", file=sys.stderr)
+    return profile
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -33,8 +45,29 @@ def zone(name: str | None) -> ZoneInfo:
         raise GatewayError(f"--tz: unknown time zone {name!r} (expected e.g. Europe/Paris or UTC)") from None
 
 
-def open_capture(name: str) -> Iterator[bytes]:
-    """The bytes of a capture: stdin, a serial device or a file.
+def add_line_options(p: argparse.ArgumentParser) -> None:
+    """``--baudrate``, ``--bytesize``, ``--parity``, ``--stopbits``: a serial line's settings,
+    to try another when the records come out garbled (see :func:`line_options`)."""
+    g = p.add_argument_group("serial line (when reading a device)")
+    g.add_argument("--baudrate", type=int, help="line speed, e.g. 9600 (default: the profile's, else 9600)")
+    g.add_argument("--bytesize", type=int, choices=(5, 6, 7, 8), help="data bits (default 8)")
+    g.add_argument("--parity", choices=("N", "E", "O", "M", "S"), help="parity (default N)")
+    g.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), help="stop bits (default 1)")
+
+
+def line_options(args: argparse.Namespace, profile_serial: dict | None = None) -> dict:
+    """The serial settings to open a device with: the profile's ``[serial]``, then the
+    command line's."""
+    options = dict(profile_serial or {})
+    for key in ("baudrate", "bytesize", "parity", "stopbits"):
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    return options
+
+
+def open_capture(name: str, line: dict | None = None) -> Iterator[bytes]:
+    """The bytes of a capture: stdin, a serial device (opened with ``line``'s settings) or
+    a file.
 
     Opens at once, so that a missing file is an error before anything is printed.
     """
@@ -42,7 +75,7 @@ def open_capture(name: str) -> Iterator[bytes]:
         return iter(lambda: sys.stdin.buffer.read1(CHUNK), b"")
     try:
         if stat.S_ISCHR(os.stat(name).st_mode):
-            return _serial_chunks(name)
+            return serial_chunks(name, line or {})
         fh = open(name, "rb")
     except OSError as exc:
         raise GatewayError(f"{name}: {exc.strerror}") from None
@@ -54,12 +87,15 @@ def _file_chunks(fh: BinaryIO) -> Iterator[bytes]:
         yield from iter(lambda: fh.read(CHUNK), b"")
 
 
-def _serial_chunks(name: str) -> Iterator[bytes]:
-    """Read a serial port until it hangs up (a pty whose other end closed) or Ctrl-C."""
+def serial_chunks(name: str, line: dict) -> Iterator[bytes]:
+    """Read a serial port until it hangs up (a pty whose other end closed) or Ctrl-C.
+
+    :raises GatewayError: it cannot be opened (busy, missing, a setting it refuses).
+    """
     import serial
 
     try:
-        port = open_port(name, {}, timeout=None)
+        port = open_port(name, line, timeout=None)
     except OSError as exc:
         raise GatewayError(f"{name}: {exc.strerror}") from None
 

@@ -8,10 +8,10 @@ import time
 from typing import TextIO
 
 from gateway.clock import now_ms
-from gateway.commands.common import open_capture, zone
+from gateway.commands.common import add_line_options, find_profile, line_options, open_capture, zone
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, to_json
-from gateway.smdr import offline, profiles
+from gateway.smdr import offline
 from gateway.smdr.profile import with_date_order
 from gateway.smdr.stream import StreamParser
 
@@ -34,18 +34,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "profile's: YMD, MDY, DMY (or MD, DM without a year), e.g. DMY for DD/MM/YY")
     p.add_argument("--strict", action="store_true", help="exit 1 if any record is unparsed")
     p.add_argument("file", nargs="?", default="-", help="capture file, serial device, or - (default)")
+    add_line_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    profile = profiles.find(args.profile)
+    profile = find_profile(args.profile)
     if args.date_order:
         try:
             profile = with_date_order(profile, args.date_order)
         except ValueError as exc:
             raise GatewayError(f"--date-order: {exc}") from None
     stream = StreamParser(profile, zone(args.tz), gw="local", src=args.file)
-    chunks = open_capture(args.file)
+    chunks = open_capture(args.file, line_options(args, profile.serial))
     out = sys.stdout.buffer
     progress = Progress(sys.stderr) if sys.stderr.isatty() else None
     unparsed_count = 0

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from gateway.commands.common import open_capture
+from gateway.commands.common import find_profile, open_capture
 from gateway.errors import GatewayError, ProfileError
 from gateway.smdr import draft, offline, profiles
 
@@ -43,14 +43,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    profile = profiles.find(args.name)
+    profile = find_profile(args.name)
     print(f"# {profile.path}")
     print(profile.path.read_text(encoding="utf-8"), end="")
     return 0
 
 
 def run_test(args: argparse.Namespace) -> int:
-    chosen = [profiles.find(args.name)] if args.name else profiles.load_all()
+    chosen = [find_profile(args.name)] if args.name else profiles.load_all()
     if args.update:
         for profile in chosen:
             events = [json.dumps(offline.comparable(e), ensure_ascii=False)
@@ -81,6 +81,9 @@ def run_new(args: argparse.Namespace) -> int:
     lines = draft.capture_lines(data)
     if not lines:
         raise GatewayError(f"{args.capture}: no records in it")
+    if draft.are_events(lines):
+        raise GatewayError(f"{args.capture}: these are pbxgw's JSON events (pbxgw parse output), not what the PBX "
+                           "printed; record its own output with `pbxgw capture DEVICE|HOST:PORT FILE`")
     out.mkdir(parents=True)
     (out / "profile.toml").write_text(draft.draft(args.name, Path(args.capture).name, lines), encoding="utf-8")
     (out / "samples.txt").write_bytes(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))

@@ -9,6 +9,7 @@ a comment of the file it writes.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections import Counter
 
@@ -28,6 +29,17 @@ def capture_lines(data: bytes) -> list[str]:
     framer.feed(data)
     framer.feed(b"")
     return [decode(r.data) for r in framer.records()][:SAMPLE_LINES]
+
+
+def are_events(lines: list[str]) -> bool:
+    """Whether these lines are pbxgw's own JSON events (``pbxgw parse`` output), not what
+    a PBX printed: a profile drafted from them would read JSON."""
+    def is_event(line: str) -> bool:
+        try:
+            return isinstance(event := json.loads(line), dict) and "kind" in event and "raw" in event
+        except ValueError:
+            return False
+    return bool(lines) and sum(map(is_event, lines)) >= 0.8 * len(lines)
 
 
 def guess_delimiter(lines: list[str]) -> tuple[str, bool, int] | None:

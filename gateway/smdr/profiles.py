@@ -71,18 +71,34 @@ def bundled_names() -> list[str]:
     return sorted(p.name for p in pbx.iterdir() if (p / "profile.toml").is_file())
 
 
-def find(name_or_path: str) -> PbxProfile:
-    """Load a bundled profile by name, or a profile directory / ``profile.toml`` by path.
+def find(name_or_path: str, here: bool = False) -> PbxProfile:
+    """Load a bundled profile by name, or a profile directory / ``profile.toml`` by path;
+    with ``here`` (the commands a technician types), a name that is not bundled may also be
+    a profile directory in the current one (``profiles new`` writes ``./NAME``). A config's
+    ``profile`` never depends on where the gateway was started.
 
     :raises ProfileError: no such profile, or the profile is malformed.
     """
     if "/" in name_or_path or name_or_path.endswith(".toml"):
         path = Path(name_or_path)
         return load(path / "profile.toml" if path.is_dir() else path)
-    if not NAME.fullmatch(name_or_path) or name_or_path not in bundled_names():
-        known = ", ".join(bundled_names())
-        raise ProfileError(name_or_path, "", f"no such profile; known: {known}")
-    return load(LIBRARY / name_or_path / "profile.toml")
+    if NAME.fullmatch(name_or_path) and name_or_path in bundled_names():
+        return load(LIBRARY / name_or_path / "profile.toml")
+    if here and (Path(name_or_path) / "profile.toml").is_file():
+        return load(Path(name_or_path) / "profile.toml")
+    known = ", ".join(bundled_names())
+    where = "bundled or a directory here" if here else "bundled; a copy is named by its path"
+    raise ProfileError(name_or_path, "", f"no such profile ({where}); known: {known}")
+
+
+def misnamed(profile: PbxProfile) -> str | None:
+    """A warning when a profile's ``name`` is not its directory's (a copy not renamed: its
+    events would carry the original's name), else None."""
+    directory = profile.path.parent.name
+    if profile.path.name == "profile.toml" and directory != profile.name:
+        return (f"{profile.path}: profile.name is {profile.name!r} but its directory is {directory!r}; "
+                f"its events say profile {profile.name!r} (rename one of them)")
+    return None
 
 
 def load_all() -> list[PbxProfile]:

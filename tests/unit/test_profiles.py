@@ -77,7 +77,7 @@ def test_toml_syntax_error_and_missing_file_name_the_file(tmp_path):
 
 
 def test_unknown_profile_name_lists_the_known_ones():
-    with pytest.raises(ProfileError, match="no such profile; known: .*avaya-ipo, .*panasonic-kx-tda"):
+    with pytest.raises(ProfileError, match=r"no such profile \(bundled; a copy is named by its path\); known: .*avaya-ipo, .*panasonic-kx-tda"):
         profiles.find("nec-sl9")
 
 

@@ -1,0 +1,128 @@
+"""The technician's path from an unknown PBX to a working profile, each step as a new user
+takes it: capture the PBX's own bytes (a pty, a TCP port), draft a profile from them (not
+from pbxgw's JSON), name it as the next step says, try another line speed, play a PBX that
+pushes its records."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+from gateway import simulate
+from gateway.smdr import profiles
+from helpers import ROOT, pbxgw
+
+TIMEOUT = 60
+
+
+def samples(name: str) -> bytes:
+    return b"".join(simulate.printed_units(profiles.find(name)))
+
+
+def test_capture_records_a_pty_byte_for_byte_with_its_line_settings(tmp_path):
+    line = simulate.PtyLine()
+    data = samples("panasonic-kx-tda")
+    out = tmp_path / "kx.cap"
+    writer = threading.Thread(target=lambda: (line.write(data), line.close()))
+    writer.start()
+    run = pbxgw("capture", line.path, str(out), "--baudrate", "19200", "--parity", "E", "--times", timeout=TIMEOUT)
+    writer.join(TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    assert out.read_bytes() == data
+    meta = json.loads((tmp_path / "kx.cap.meta.json").read_text())
+    assert meta["line"] == {"baudrate": 19200, "parity": "E"} and meta["bytes"] == len(data)
+    assert meta["times"][0][0] == 0 and all(isinstance(t, int) for _, t in meta["times"])
+
+
+def test_capture_records_a_pbx_serving_on_a_tcp_port_and_refuses_to_overwrite(tmp_path):
+    data = samples("avaya-ipo")
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    out = tmp_path / "ipo.cap"
+    run = pbxgw("capture", "127.0.0.1:%d" % server.getsockname()[1], str(out), timeout=TIMEOUT)
+    server.close()
+    assert run.returncode == 0, run.stderr
+    assert out.read_bytes() == data
+    again = pbxgw("capture", "127.0.0.1:1", str(out))
+    assert again.returncode == 1 and b"already exists" in again.stderr and out.read_bytes() == data
+
+
+def test_a_capture_that_stays_silent_ends_after_its_seconds(tmp_path):
+    line = simulate.PtyLine()
+    run = pbxgw("capture", line.path, str(tmp_path / "quiet.cap"), "--seconds", "0.5", timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "quiet.cap").read_bytes() == b""
+
+
+def test_profiles_new_refuses_pbxgws_own_json_and_says_how_to_capture(tmp_path):
+    events = pbxgw("parse", "--profile", "avaya-ipo", str(profiles.find("avaya-ipo").samples_path))
+    (tmp_path / "events.jsonl").write_bytes(events.stdout)
+    run = pbxgw("profiles", "new", "acme-9000", "--from", str(tmp_path / "events.jsonl"),
+                "--out", str(tmp_path / "acme-9000"))
+    assert run.returncode == 1 and not (tmp_path / "acme-9000").exists()
+    assert b"pbxgw's JSON events" in run.stderr and b"pbxgw capture" in run.stderr
+
+
+def test_the_next_step_profiles_new_prints_works_from_where_it_was_run(tmp_path):
+    capture = tmp_path / "acme.cap"
+    capture.write_bytes(samples("avaya-ipo"))
+    new = subprocess.run([sys.executable, "-m", "gateway", "profiles", "new", "acme-9000", "--from", str(capture)],
+                         cwd=tmp_path, capture_output=True, timeout=TIMEOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert new.returncode == 0, new.stderr
+    parse = subprocess.run([sys.executable, "-m", "gateway", "parse", "--profile", "acme-9000", str(capture)],
+                           cwd=tmp_path, capture_output=True, timeout=TIMEOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert parse.returncode == 0, parse.stderr
+    assert b"profile acme-9000: records" in parse.stderr
+
+
+def test_a_copied_profile_not_renamed_is_warned_about(tmp_path):
+    copy = tmp_path / "my-ipo"
+    copy.mkdir()
+    source = profiles.find("avaya-ipo").path.parent
+    for part in ("profile.toml", "samples.txt"):
+        (copy / part).write_bytes((source / part).read_bytes())
+    run = pbxgw("parse", "--profile", str(copy), str(copy / "samples.txt"))
+    assert run.returncode == 0
+    assert b"warning:" in run.stderr and b"profile.name is 'avaya-ipo' but its directory is 'my-ipo'" in run.stderr
+
+
+def test_parse_reads_a_line_at_the_speed_it_is_told():
+    line = simulate.PtyLine()
+    data = samples("avaya-ipo")
+    writer = threading.Thread(target=lambda: (line.write(data), line.close()))
+    writer.start()
+    run = pbxgw("parse", "--profile", "avaya-ipo", "--baudrate", "19200", "--bytesize", "8", line.path,
+                timeout=TIMEOUT)
+    writer.join(TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.splitlines()) == len(simulate.printed_units(profiles.find("avaya-ipo")))
+
+
+def test_simulate_connect_pushes_a_printout_to_a_listener_as_avaya_ip_office_does():
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(TIMEOUT)
+    units = simulate.printed_units(profiles.find("avaya-ipo"))
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", "--profile", "avaya-ipo", "--connect",
+                             "127.0.0.1:%d" % server.getsockname()[1], "--rate", "500", "--count", str(len(units))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    conn, _ = server.accept()
+    received = b""
+    with conn:
+        conn.settimeout(TIMEOUT)
+        while len(received) < len(b"".join(units)):
+            chunk = conn.recv(65536)
+            assert chunk, "the simulator closed early"
+            received += chunk
+    assert proc.wait(TIMEOUT) == 0
+    assert received == b"".join(units)
+    server.close()
+    proc.stdout.close()
+    proc.stderr.close()
