@@ -9,17 +9,26 @@ bytes: the commands read them, and the loader a profile's own samples and expect
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, tzinfo
 from zoneinfo import ZoneInfo
 
+from gateway.errors import RecordError
 from gateway.events import CallEvent, Event, to_json_dict
-from gateway.smdr.profile import PbxProfile
-from gateway.smdr.framer import FramerStats
+from gateway.smdr.fields import DATE_ORDERS
+from gateway.smdr.framer import Framer, FramerStats
+from gateway.smdr.fields import parse_date, parse_time
+from gateway.smdr.parser import convert, decode
+from gateway.smdr.profile import PbxProfile, with_date_order
+from gateway.smdr.split import split_record
 from gateway.smdr.stream import StreamParser
 
 #: A profile "fits" a capture when it parses at least this share of its records.
 FITS = 0.5
+#: Another date order that reads every record too, to dates within this of the receive
+#: time, makes a capture's dates ambiguous (DD/MM or MM/DD with no day past 12).
+AMBIGUOUS_WITHIN_S = 366 * 86400
 #: Keys that depend on where and when a record was received, not on the record.
 RECEIPT_KEYS = ("gw", "src", "stream", "seq", "rx")
 
@@ -74,20 +83,117 @@ def check_profile(profile: PbxProfile, samples: bytes, expected: list[dict]) -> 
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """How well a profile reads a capture: the share of its records that parse."""
+    """How well a profile reads a capture: the share of its records that parse.
+
+    ``fields`` is the share of its typed fields that read (what tells near misses apart
+    when nothing parses); ``date_order`` is another order than the profile's own that
+    reads the capture better (a site's DD/MM), ``ambiguous`` one that reads every date
+    too, to other days (no day past 12: check one by hand).
+    """
 
     profile: str
     score: float
     calls: int
     unparsed: int
+    fields: float = 0.0
+    date_order: str | None = None
+    ambiguous: str | None = None
 
 
 def rank(profiles: list[PbxProfile], data: bytes, tz: tzinfo, rx: int) -> list[Score]:
-    """Profiles ranked best first by :class:`Score` (ties: more calls, then name)."""
-    scores = []
-    for profile in profiles:
-        events = parse_capture(profile, data, tz, rx)
-        calls = sum(isinstance(e, CallEvent) for e in events)
-        unparsed = len(events) - calls
-        scores.append(Score(profile.name, calls / len(events) if events else 0.0, calls, unparsed))
-    return sorted(scores, key=lambda s: (-s.score, -s.calls, s.profile))
+    """Profiles ranked best first (by score, then read in their own date order, then fields
+    read, then calls, then name), each read in its own date order and in the others its
+    dates allow."""
+    return sorted((_score(profile, data, tz, rx) for profile in profiles),
+                  key=lambda s: (-s.score, s.date_order is not None, -s.fields, -s.calls, s.profile))
+
+
+def _score(profile: PbxProfile, data: bytes, tz: tzinfo, rx: int) -> Score:
+    """The profile's best reading of the capture: most records parsed, then the dates
+    nearest the receive time by whole years (15/01/26 reads as DMY and as YMD; 2026 is
+    nearer than 2015), then its own date order (and another that reads every date within
+    a year too makes it ambiguous)."""
+    own = profile.start.date_order
+    orders = [own, *(o for o in DATE_ORDERS if own in DATE_ORDERS and len(o) == len(own) and o != own)]
+    readings = []
+    for order in orders:
+        events = parse_capture(profile if order == own else with_date_order(profile, order), data, tz, rx)
+        starts = [e.start for e in events if isinstance(e, CallEvent)]
+        away = statistics.median(abs(start - rx / 1000) for start in starts) if starts else float("inf")
+        readings.append(_Reading(order, len(starts), len(events), away, starts))
+    best = max(readings, key=lambda r: (r.share, r.calls, -(r.away // AMBIGUOUS_WITHIN_S), r.order == own))
+    ambiguous = next((r.order for r in readings if r is not best and (r.share, r.calls) == (best.share, best.calls)
+                      and r.starts != best.starts and r.away <= AMBIGUOUS_WITHIN_S), None)
+    return Score(profile.name, best.share, best.calls, best.events - best.calls, _fields_read(profile, data),
+                 None if best.order == own else best.order, ambiguous if best.share >= FITS else None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """A capture read in one date order: calls of events, how far (median, s) their
+    starts are from the receive time, and the starts."""
+
+    order: str
+    calls: int
+    events: int
+    away: float
+    starts: list[int]
+
+    @property
+    def share(self) -> float:
+        return self.calls / self.events if self.events else 0.0
+
+
+def _fields_read(profile: PbxProfile, data: bytes) -> float:
+    """The share of a capture's typed fields (numbers, durations, the start's date and
+    time) that read in their format, over its records: how near a profile that parses
+    nothing came (a fixed layout splits any line, but its durations do not read)."""
+    framer = Framer(profile.framing)
+    framer.feed(data)
+    framer.feed(b"")
+    read = typed = 0
+    for record in framer.records():
+        try:
+            columns = split_record(profile.layout, decode(record.data))
+        except RecordError:
+            typed += 1  # a record the layout cannot split: one field that did not read
+            continue
+        for check in _typed_fields(profile, columns):
+            typed += 1
+            try:
+                check()
+                read += 1
+            except RecordError:
+                pass
+    return read / typed if typed else 0.0
+
+
+def _typed_fields(profile: PbxProfile, columns: tuple[str, ...]) -> list:
+    """A check per non-blank typed field of a record (each raises RecordError or not)."""
+    checks = [lambda text=columns[spec.column], fmt=spec.format: convert(text, fmt)
+              for spec in profile.fields if spec.format != "text" and columns[spec.column]]
+    start = profile.start
+    if start.date_order == "epoch":
+        return checks
+    date_text = columns[start.date] if start.date is not None else ""
+    time_text = columns[start.time]
+    if start.date is not None and start.date == start.time:
+        date_text, _, time_text = date_text.partition(" ")
+    if date_text:
+        received = date(2026, 1, 1)  # (any: only whether the date reads counts here)
+        checks.append(lambda: parse_date(date_text, start.date_order, received))
+    if time_text.strip():
+        checks.append(lambda: parse_time(time_text.strip()))
+    return checks
+
+
+def looks_binary(data: bytes) -> bool:
+    """Whether a capture is not text at all (a wrong baud rate or parity gives bytes like
+    these): not UTF-8, and more than a tenth of its bytes neither printable nor blank."""
+    try:
+        data.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        pass
+    odd = sum(1 for b in data if not (32 <= b < 127 or b in b"\t\r\n\x0c\x00"))
+    return odd > len(data) / 10

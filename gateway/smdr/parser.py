@@ -78,9 +78,9 @@ class RecordParser:
     def _normalize(self, columns: tuple[str, ...], rx: int) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for spec in self.profile.fields:
-            value = _convert(columns[spec.column], spec.format)
+            value = convert(columns[spec.column], spec.format)
             if spec.minus is not None and value is not None:
-                less = _convert(columns[spec.minus], spec.format)
+                less = convert(columns[spec.minus], spec.format)
                 value = None if less is None or less > value else value - less  # (never negative)
             values[spec.target] = value
         decided: set[str] = set()
@@ -132,7 +132,11 @@ class RecordParser:
         return start
 
 
-def _convert(text: str, fmt: str) -> Any:
+def convert(text: str, fmt: str) -> Any:
+    """A column's value in its format (``[fields]``'s ``format``).
+
+    :raises RecordError: the text does not fit the format.
+    """
     if fmt == "text":
         return text or None
     if fmt == "ipv4-le":

@@ -85,7 +85,10 @@ def test_detect_ranks_each_profiles_own_samples_first(profile):
     share = sum(e["kind"] == "call" for e in expected) / len(expected)
     assert (first_name, float(first_score)) == (profile.name, round(share, 3))
     as_json = json.loads(pbxgw("detect", "--json", str(profile.samples_path)).stdout)
-    assert as_json[0]["profile"] == profile.name and as_json[1]["score"] < 0.5
+    assert as_json[0]["profile"] == profile.name and as_json[0]["date_order"] is None
+    # no other profile fits in its own date order (in another, one may: Siemens' 13.09.00
+    # reads as a Panasonic KX-TA date when DMY)
+    assert all(s["score"] < 0.5 for s in as_json[1:] if s["date_order"] is None)
 
 
 def test_detect_says_when_no_profile_fits():

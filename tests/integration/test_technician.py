@@ -5,6 +5,7 @@ pushes its records."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -126,3 +127,47 @@ def test_simulate_connect_pushes_a_printout_to_a_listener_as_avaya_ip_office_doe
     server.close()
     proc.stdout.close()
     proc.stderr.close()
+
+
+def day_first(profile: str, tmp_path, day: str | None = None):
+    """The profile's samples with their MM/DD/YY dates printed DD/MM/YY (or every day set
+    to ``day``, no day past 12: dates that read either way)."""
+    text = profiles.find(profile).samples_path.read_text()
+    swap = (lambda m: f"{m[2]}/{m[1]}/{m[3]}") if day is None else (lambda m: f"{m[1]}/{day}/{m[3]}")
+    path = tmp_path / "capture.txt"
+    path.write_text(re.sub(r"^(\d\d)/(\d\d)/(\d\d)", swap, text, flags=re.M))
+    return path
+
+
+def test_detect_finds_a_day_first_capture_in_its_date_order(tmp_path):
+    run = pbxgw("detect", str(day_first("panasonic-kx-tda", tmp_path)))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.decode().splitlines()[0] == 'panasonic-kx-tda with date_order = "DMY" 0.933'
+
+
+def test_detect_flags_dates_that_read_either_way(tmp_path):
+    run = pbxgw("detect", "--json", str(day_first("panasonic-kx-tda", tmp_path, day="05")))
+    assert run.returncode == 0, run.stderr
+    best = json.loads(run.stdout)[0]
+    assert (best["profile"], best["date_order"], best["ambiguous"]) == ("panasonic-kx-tda", None, "DMY")
+    assert b"no day in this capture is past 12" in run.stderr
+
+
+def test_detect_says_what_an_empty_or_a_binary_capture_is(tmp_path):
+    (tmp_path / "empty.cap").write_bytes(b"")
+    (tmp_path / "noise.cap").write_bytes(bytes(range(128, 256)) * 40)  # as a wrong baud rate gives
+    empty, noise = pbxgw("detect", str(tmp_path / "empty.cap")), pbxgw("detect", str(tmp_path / "noise.cap"))
+    assert empty.returncode == noise.returncode == 1
+    assert b"empty: nothing was captured" in empty.stderr and b"not text: a wrong baud rate" in noise.stderr
+
+
+def test_detect_ranks_near_misses_by_the_fields_that_read(tmp_path):
+    """Nothing parses (every date broken), but the right profile still reads its other fields."""
+    path = tmp_path / "broken-dates.txt"
+    path.write_text(re.sub(r"^(\d{4})/\d\d/", r"\1/13/", profiles.find("avaya-ipo").samples_path.read_text(),
+                           flags=re.M))
+    run = pbxgw("detect", "--json", str(path))
+    ranked = json.loads(run.stdout)
+    assert run.returncode == 1 and ranked[0]["score"] < 0.5
+    assert ranked[0]["profile"] == "avaya-ipo" and 0.5 < ranked[0]["fields"] < 1.0
+    assert b"closest: avaya-ipo 0.000 (fields read: " in run.stderr
