@@ -114,6 +114,13 @@ def query(path: Path, timeout: float = TIMEOUT_S) -> dict[str, Any]:
     return json.loads(data)
 
 
+def _implausible(counts: dict | None) -> str:
+    """``; calls that look wrong: ext 3`` (a column off, a wrong zone or date order?)."""
+    if not counts:
+        return ""
+    return "; calls that look wrong: " + ", ".join(f"{doubt} {n}" for doubt, n in counts.items())
+
+
 def span(seconds: float) -> str:
     """``45 s``, ``12 min``, ``2 h 13 min``, ``3 d 4 h``: as a person says it."""
     seconds = max(0, int(seconds))
@@ -158,7 +165,7 @@ def text(state: dict[str, Any], now: float | None = None) -> list[str]:
     for s in state["sources"]:
         out.append(f"source {s['name']} ({s['type']} {s['where']}, {s['profile']}, {s['timezone']}): {s['state']}"
                    f"{': ' + s['error'] if s['error'] else ''}; {s['records']} records, {s['unparsed']} unparsed, "
-                   f"last record {_ago(s['last_record_ms'], now)}")
+                   f"last record {_ago(s['last_record_ms'], now)}{_implausible(s.get('implausible'))}")
     for a in state["alarms"]:
         out.append(f"ALARM {a['alarm']} on source {a['source']}: silent since {_ago(a['since_ms'], now)}")
     oldest = "" if q["oldest_age_s"] is None else f", oldest {span(q['oldest_age_s'])} old"

@@ -74,12 +74,20 @@ def open_capture(name: str, line: dict | None = None) -> Iterator[bytes]:
     if name == "-":
         return iter(lambda: sys.stdin.buffer.read1(CHUNK), b"")
     try:
-        if stat.S_ISCHR(os.stat(name).st_mode):
+        if is_device(name):
             return serial_chunks(name, line or {})
         fh = open(name, "rb")
     except OSError as exc:
         raise GatewayError(f"{name}: {exc.strerror}") from None
     return _file_chunks(fh)
+
+
+def is_device(name: str) -> bool:
+    """Whether ``name`` is a character device (a serial port, a pty), not a file."""
+    try:
+        return stat.S_ISCHR(os.stat(name).st_mode)
+    except OSError:
+        return False
 
 
 def _file_chunks(fh: BinaryIO) -> Iterator[bytes]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from typing import TextIO
 
+import msgpack
+
 from gateway.clock import now_ms
-from gateway.commands.common import add_line_options, find_profile, line_options, open_capture, zone
+from gateway.commands.common import add_line_options, find_profile, is_device, line_options, open_capture, zone
 from gateway.errors import GatewayError
 from gateway.events import UnparsedEvent, to_json
 from gateway.smdr import offline
+from gateway.smdr.plausible import Doubts
 from gateway.smdr.profile import with_date_order
 from gateway.smdr.stream import StreamParser
 
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     progress = Progress(sys.stderr) if sys.stderr.isatty() else None
     unparsed_count = 0
+    doubts = Doubts(live=args.file == "-" or is_device(args.file))  # a file was printed before it is read
 
     def show(unparsed: list[UnparsedEvent]) -> None:
         nonlocal unparsed_count
@@ -62,9 +67,13 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "msgpack":  # the batch path: no event objects on the compiled engine
             packed, unparsed = stream.feed_packed(data, now_ms())
             out.write(packed)
+            for wire in msgpack.Unpacker(io.BytesIO(packed), raw=False):
+                doubts.add_wire(wire)
         else:
             events = stream.feed(data, now_ms())
             out.write(b"".join(to_json(e).encode() + b"\n" for e in events))
+            for event in events:
+                doubts.add(event)
             unparsed = [e for e in events if isinstance(e, UnparsedEvent)]
         out.flush()
         show(unparsed)
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         feed(b"")
         if progress:
             progress.close()
-        print(f"pbxgw parse: {offline.summary(profile, stream.framer.stats, unparsed_count)}", file=sys.stderr)
+        print(f"pbxgw parse: {offline.summary(profile, stream.framer.stats, unparsed_count)}; "
+              f"calls that look wrong: {doubts.told()}", file=sys.stderr)
     return 1 if args.strict and unparsed_count else 0
 
 

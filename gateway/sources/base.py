@@ -9,6 +9,7 @@ from collections.abc import Callable
 from gateway.backoff import Backoff
 from gateway.clock import Clock, now_ms
 from gateway.config import SourceSettings
+from gateway.smdr.plausible import Doubts
 from gateway.smdr.stream import StreamParser
 from gateway.store import QueueWriteError, Store
 
@@ -37,6 +38,9 @@ class Ingest:
         next_seq, self.offset, self.identity = store.source_state(settings.name)
         self._committed_seq = next_seq  # the stream's next seq as last committed
         self.records = self.unparsed = 0
+        # Calls whose fields look wrong (a column off?), by doubt; a file read once was
+        # printed before it is read, so its starts are not doubted against receive times.
+        self.doubts = Doubts(live=settings.type != "file" or settings.follow)
         self.last_rx: int | None = None  # when the last record arrived, ms
         self.last_seen: float | None = None  # the same on the monotonic clock, s (for the no-data alarm)
         self.write_error = ""  # why the last commit failed ("" when it did not)
@@ -102,6 +106,8 @@ class Ingest:
             self._seen(events)
             self.records += len(events)
             self.unparsed += sum(e.KIND == "unparsed" for e in events)
+            for event in events:
+                self.doubts.add(event)
             self.on_queued()
         return True
 
@@ -158,6 +164,7 @@ class Source:
         return {"name": s.name, "type": s.type, "where": where.get(s.type, s.path), "profile": s.profile.name,
                 "timezone": str(s.timezone), "state": self.state, "error": self.error,
                 "records": self.ingest.records, "unparsed": self.ingest.unparsed,
+                "implausible": self.ingest.doubts.as_map(),
                 "last_record_ms": self.ingest.last_rx}
 
     def reading(self, what: str) -> None:

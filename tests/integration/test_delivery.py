@@ -341,4 +341,5 @@ def test_metrics_arrive_periodically_with_the_status_counters(tmp_path, broker, 
                     what="two metrics messages after the capture was read")
     metrics = [e for e in central.events if e.get("kind") == "metrics"][-1]
     assert metrics["sources"][0]["name"] == "pbx" and metrics["broker"]["connected_since"] is not None
+    assert metrics["sources"][0]["implausible"] == {}  # the profile's own samples: nothing looks wrong
     assert {"depth", "bytes", "oldest_age_s", "dropped", "dead"} == set(metrics["queue"])

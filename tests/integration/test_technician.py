@@ -171,3 +171,15 @@ def test_detect_ranks_near_misses_by_the_fields_that_read(tmp_path):
     assert run.returncode == 1 and ranked[0]["score"] < 0.5
     assert ranked[0]["profile"] == "avaya-ipo" and 0.5 < ranked[0]["fields"] < 1.0
     assert b"closest: avaya-ipo 0.000 (fields read: " in run.stderr
+
+
+def test_parse_says_how_many_calls_look_wrong_when_a_column_is_one_off(tmp_path):
+    copy = tmp_path / "panasonic-kx-tda"
+    source = profiles.find("panasonic-kx-tda").path.parent
+    copy.mkdir()
+    (copy / "profile.toml").write_text((source / "profile.toml").read_text().replace("ext = [17, 22]", "ext = [18, 23]"))
+    right = pbxgw("parse", "--profile", "panasonic-kx-tda", str(source / "samples.txt"))
+    off = pbxgw("parse", "--profile", str(copy), str(source / "samples.txt"))
+    assert right.returncode == off.returncode == 0
+    assert right.stderr.decode().rstrip().endswith("calls that look wrong: none")
+    assert re.search(r"calls that look wrong: ext \d+$", off.stderr.decode().rstrip()), off.stderr

@@ -94,3 +94,20 @@ def test_status_says_so_while_it_is_not():
     assert lines[1].startswith("clock not synchronized (see timedatectl)")
     state["gateway"]["clock_synchronized"] = True
     assert not any("clock" in line for line in status.text(state, now=1_800_000_000))
+
+
+def test_status_says_how_many_calls_look_wrong_per_source():
+    source = {"name": "kx", "type": "serial", "where": "/dev/ttyS0", "profile": "panasonic-kx-tda",
+              "timezone": "UTC", "state": "reading", "error": "", "records": 12, "unparsed": 0,
+              "implausible": {"ext": 12}, "last_record_ms": None}
+    state = {"gateway": {"id": "gw", "site": "s", "version": "0", "engine": "python", "boot": 1, "up_s": 5,
+                         "restart_needed": [], "clock_synchronized": True},
+             "sources": [source], "alarms": [], "headsets": [],
+             "queue": {"depth": 0, "bytes": 0, "oldest_age_s": None, "dropped": 0, "dead": 0},
+             "broker": {"url": "mqtt://b:1883", "connected_since": None, "last_ack_ms": None, "in_flight": 0,
+                        "delivered": 0}}
+    (line,) = [line for line in status.text(state, now=1_800_000_000) if line.startswith("source kx")]
+    assert line.endswith("; calls that look wrong: ext 12")
+    source["implausible"] = {}
+    (line,) = [line for line in status.text(state, now=1_800_000_000) if line.startswith("source kx")]
+    assert "look wrong" not in line
