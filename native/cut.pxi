@@ -54,9 +54,13 @@ cdef int _next_cut(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos, Py_ssiz
             end = start + 2
         else:
             end = start + 1
+    cdef bint waiting_cr  # a CR at the end may start a terminator: it is not yet the record's
     if start < 0:
+        waiting_cr = n > pos and p[n - 1] == BYTE_CR and not eof and (term == TERM_LINE or term == TERM_CRLF)
         searched[0] = n - 1 if n - 1 > pos else pos
-        if n - pos >= limit:
+        # Cut only what no later byte can end in time (a terminator may still come at
+        # pos + limit), as a whole feed would see it.
+        if n - pos - waiting_cr > limit:
             record_end[0], next_pos[0], truncated[0] = pos + limit, pos + limit, True
         elif eof and n > pos:
             record_end[0], next_pos[0], truncated[0] = n, n, False

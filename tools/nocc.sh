@@ -10,6 +10,8 @@ mkdir -p "$copy"
 find "$copy" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
 git ls-files -z | xargs -0 cp --parents -t "$copy"
 cd "$copy"
+# Its own index, so that what git tracks (the wheel test builds from it) is this copy's.
+rm -rf .git && git init -q . && git add -A
 CC=/bin/false sh tools/venv.sh
 if ls gateway/smdr/_smdr_c*.so >/dev/null 2>&1; then
     echo "nocc: a compiled module was built with CC=/bin/false" >&2

@@ -177,14 +177,18 @@ class Framer:
             return self._maybe_extract_sized()
         buf, limit = self._buffer, self._rules.max_record_len
         match = self._terminator.search(buf, self._searched)
+        waiting_cr = False  # a CR that is the last byte may be the start of CR LF
         if self._cr_may_continue and match and match.end() == len(buf) and match.group() == b"\r":
             if not self._eof:
-                match = None  # a CR that is the last byte may be the start of CR LF
+                match, waiting_cr = None, True
         if match is None:
+            waiting_cr = waiting_cr or (self._rules.terminator == "crlf" and buf.endswith(b"\r") and not self._eof)
             # Resume the next search where this one stopped, less one byte so that a
             # two-byte terminator split across feeds is still found.
             self._searched = max(0, len(buf) - 1)
-            if len(buf) >= limit:
+            # Cut only what no later byte can end in time: a terminator may still come at
+            # index ``limit`` (or be the CR waiting at the end), as a whole feed would see.
+            if len(buf) - waiting_cr > limit:
                 return self._cut(limit, limit, truncated=True)
             if self._eof and buf:
                 return self._cut(len(buf), len(buf), truncated=False)

@@ -47,7 +47,7 @@ def test_stream_without_terminator_is_cut_at_max_record_len_and_memory_stays_bou
         framer.feed(b"x" * 7)
         records = framer.records()
         assert all(len(r.data) == 32 and r.truncated for r in records)
-        assert len(framer._buffer) < 32
+        assert framer.buffered <= 32  # at most one record's worth waits
     assert framer.stats.truncated == 7000 // 32
 
 
@@ -151,3 +151,18 @@ def test_as_framed_returns_blocks_untouched():
     framer = Framer(OXE, as_framed=True)
     framer.feed(b"\x03\x04\x01\x00AB\x00\x00\x00\x00")
     assert framer.records() == [Record(b"\x01\x00AB\x00\x00\x00\x00")]
+
+
+@pytest.mark.parametrize("terminator, end", [("line", b"\r\n"), ("line", b"\n"), ("crlf", b"\r\n"), ("lf", b"\n")])
+def test_a_record_of_exactly_the_limit_is_whole_however_its_bytes_arrive(terminator, end):
+    """The terminator right after max_record_len bytes (its CR the last byte so far) ends
+    the record: fed byte by byte it is not cut short for want of the next byte."""
+    data = b"x" * 16 + end + b"next" + end
+    whole, bytewise = Framer(FramingRules(terminator=terminator, max_record_len=16)), \
+        Framer(FramingRules(terminator=terminator, max_record_len=16))
+    whole.feed(data)
+    got = []
+    for i in range(len(data)):
+        bytewise.feed(data[i:i + 1])
+        got += bytewise.records()
+    assert got == whole.records() == [Record(b"x" * 16), Record(b"next")]
