@@ -1,4 +1,5 @@
-"""Sans-I/O no-data alarm: a PBX link that has been silent longer than its quiet period.
+"""Sans-I/O alarms of a PBX link: silent longer than its quiet period (``no_data``), or its
+records ending far from when they arrive (``clock_skew``).
 
 A PBX prints a record when a call ends, so silence is normal at night and alarming in the
 middle of a working day. A source's ``quiet`` period says how long a silence may last;
@@ -10,7 +11,9 @@ opening time, so the first minutes of a morning are not taken for an outage.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime, time
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -90,3 +93,40 @@ class QuietWatch:
             return None
         self.silent_since = silent_since
         return "raised"
+
+
+@dataclass(slots=True)
+class SkewWatch:
+    """How far a source's calls end from when their records arrive: the PBX's clock (and
+    the source's ``timezone`` and date order) against the box's.
+
+    A PBX prints a call's record when it ends, so a receive time minus the call's end is
+    seconds. The median of the last :data:`WINDOW` calls past ``limit_s`` (a PBX clock that
+    missed a summer-time change, a wrong zone, DD/MM read as MM/DD) raises the alarm once;
+    back within it, the alarm clears. A PBX that sends a stored backlog after an outage
+    raises it too, until its live calls come.
+    """
+
+    WINDOW = 20  # calls the median is taken over
+    FEWEST = 5  # calls before anything is said
+
+    limit_s: float
+    skews: deque = field(default_factory=lambda: deque(maxlen=SkewWatch.WINDOW))
+    raised: bool = False
+
+    @property
+    def median_s(self) -> float | None:
+        """Receive time less call end, s (positive: the PBX's clock is behind), or None."""
+        return statistics.median(self.skews) if self.skews else None
+
+    def add(self, received_s: float, call_end_s: float) -> str | None:
+        """One call; ``"raised"``, ``"cleared"`` or None."""
+        self.skews.append(received_s - call_end_s)
+        if self.limit_s <= 0 or len(self.skews) < self.FEWEST:
+            return None
+        off = abs(self.median_s) > self.limit_s
+        if off == self.raised:
+            return None
+        self.raised = off
+        return "raised" if off else "cleared"
+

@@ -97,6 +97,8 @@ class SourceSettings:
     backoff_max: float = 60.0
     quiet: float = 0.0  # a no-data alarm after this long without a record (0: none)
     quiet_hours: Hours | None = None  # watch only within these (the source's zone)
+    clock_skew: float = 900.0  # a clock_skew alarm when calls end this far from their receipt (0: none)
+    zone_given: bool = True  # whether the config named the source's timezone (else UTC, warned about)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +371,7 @@ def _source(t: Table) -> SourceSettings:
             profile = with_date_order(profile, t.take("date_order", str))
         except ValueError as exc:
             raise t.fail("date_order", str(exc)) from None
+    zone_given = "timezone" in t.keys()
     zone = t.take("timezone", str, "UTC")
     try:
         tz = ZoneInfo(zone)
@@ -399,6 +402,7 @@ def _source(t: Table) -> SourceSettings:
                               read_delay=duration(t, "read_delay", 0.1),
                               backoff_min=duration(t, "backoff_min", 1.0),
                               backoff_max=duration(t, "backoff_max", 60.0),
-                              quiet=duration(t, "quiet", profile.quiet), quiet_hours=hours, **options)
+                              quiet=duration(t, "quiet", profile.quiet), quiet_hours=hours,
+                              clock_skew=duration(t, "clock_skew", 900.0), zone_given=zone_given, **options)
     t.done()
     return settings

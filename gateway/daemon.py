@@ -42,7 +42,7 @@ log = logging.getLogger("pbxgw")
 
 #: How long a stop waits for the broker to confirm what is in flight.
 STOP_FLUSH_S = 5.0
-#: How often the sources' no-data alarms are checked.
+#: How often the sources' alarms are checked.
 ALARM_CHECK_S = 1.0
 #: How often STATUS= is refreshed (and, at most, the watchdog pinged).
 STATUS_INTERVAL_S = 10.0
@@ -141,7 +141,7 @@ class Gateway:
             self._start_source(source_settings)
         self.publisher.start()
         parts = [loop.create_task(keep_running(name, part, Backoff(1, 60)), name=name)
-                 for name, part in (("queue sync", self._sync_every), ("no-data alarms", self._watch_quiet),
+                 for name, part in (("queue sync", self._sync_every), ("alarms", self._watch_alarms),
                                     ("metrics", self._send_metrics))]
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
@@ -204,8 +204,10 @@ class Gateway:
 
     def active_alarms(self) -> list[dict]:
         """The alarms raised and not yet cleared (for ``pbxgw status``)."""
-        return [{"source": name, "alarm": "no_data", "since_ms": wall_ms(watch.silent_since)}
-                for name, (watch, _) in self._watches.items() if watch.silent_since is not None]
+        silent = [{"source": name, "alarm": "no_data", "since_ms": wall_ms(watch.silent_since)}
+                  for name, (watch, _) in self._watches.items() if watch.silent_since is not None]
+        return silent + [{"source": src.settings.name, "alarm": "clock_skew", "skew_s": round(src.ingest.skew.median_s)}
+                         for src in self.sources if src.ingest.skew.raised]
 
     def status_line(self) -> str:
         """One line for systemd's STATUS= (``systemctl status pbxgw`` shows it)."""
@@ -229,22 +231,31 @@ class Gateway:
                     "the clock is %s now (%s UTC)", "synchronized" if self.clock.synchronized else "not synchronized",
                     time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
 
-    async def _watch_quiet(self) -> None:
-        """The no-data alarm of every source, checked every second: raised once when it has
-        been silent past its quiet period, cleared on its next record; queued like events."""
+    async def _watch_alarms(self) -> None:
+        """Every source's alarms, checked every second and queued like events: ``no_data``
+        (raised once when it has been silent past its quiet period, cleared on its next
+        record) and ``clock_skew`` (its calls' ends against their receive times, which its
+        ingest watches)."""
         while True:
             await asyncio.sleep(ALARM_CHECK_S)
             raised = []
             for source in self.sources:
-                s = source.settings
+                s, ingest = source.settings, source.ingest
                 watch, since = self._watches[s.name]
-                change = watch.check(datetime.now(s.timezone), time.monotonic(), source.ingest.last_seen, since)
-                if change is None:
-                    continue
-                (log.warning if change == "raised" else log.info)(
-                    "source %s: no-data alarm %s (quiet period %g s)", s.name, change, s.quiet)
-                raised.append(AlarmEvent(gw=self.settings.gateway_id, src=s.name, rx=now_ms(), alarm="no_data",
-                                         state=change, last_rx=source.ingest.last_rx, quiet_s=s.quiet))
+                change = watch.check(datetime.now(s.timezone), time.monotonic(), ingest.last_seen, since)
+                if change is not None:
+                    (log.warning if change == "raised" else log.info)(
+                        "source %s: no-data alarm %s (quiet period %g s)", s.name, change, s.quiet)
+                    raised.append(AlarmEvent(gw=self.settings.gateway_id, src=s.name, rx=now_ms(), alarm="no_data",
+                                             state=change, last_rx=ingest.last_rx, quiet_s=s.quiet))
+                for change in ingest.skew_changes:
+                    skew = ingest.skew.median_s
+                    (log.warning if change == "raised" else log.info)(
+                        "source %s: clock_skew alarm %s: %s (limit %g s; the PBX's clock, the source's timezone, "
+                        "its date order?)", s.name, change, status.skew_text(skew), s.clock_skew)
+                    raised.append(AlarmEvent(gw=self.settings.gateway_id, src=s.name, rx=now_ms(), alarm="clock_skew",
+                                             state=change, last_rx=ingest.last_rx, skew_s=round(skew, 1)))
+                ingest.skew_changes.clear()
             if raised:
                 try:
                     self.store.enqueue(raised)

@@ -118,7 +118,9 @@ class GapEvent:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlarmEvent:
     """A condition a site should look at, raised once and cleared once: ``no_data``, a
-    source silent past its quiet period (``last_rx`` its last record, or null)."""
+    source silent past its quiet period ``quiet_s`` (``last_rx`` its last record, or null);
+    ``clock_skew``, a source whose calls end ``skew_s`` (median) before their records
+    arrive, past its limit."""
 
     KIND: ClassVar[str] = "alarm"
 
@@ -128,7 +130,8 @@ class AlarmEvent:
     alarm: str
     state: str
     last_rx: int | None
-    quiet_s: float
+    quiet_s: float | None = None
+    skew_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

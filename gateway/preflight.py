@@ -64,6 +64,9 @@ def prepare(settings: Settings, environ: Mapping[str, str] = os.environ, checkin
     password = _secret(where, "mqtt.password_file", password_file) if password_file else None
     tls = _tls_context(where, settings, key_file) if m.tls and (key_file or not m.key_file) else None
     _writable(where, "gateway.state_dir", settings.state_dir)
+    warnings += [f"{where}: source[{i}].timezone: not set: the PBX's times are read as UTC; name its zone "
+                 f"(e.g. timezone = \"Europe/Paris\") unless the PBX prints UTC"
+                 for i, source in enumerate(settings.sources, 1) if not source.zone_given]
     if m.password_file and not m.tls:
         warnings.append(f"{where}: mqtt.password_file: the password goes to {m.host}:{m.port} in clear text "
                         "(mqtt://); use mqtts:// so that nobody on the network can read it")

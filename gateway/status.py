@@ -20,6 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 SOCKET_NAME = "status.sock"
+#: A source's clock skew is shown in the text from this on (a minute: the PBX's own delay
+#: in printing is less).
+SKEW_SHOWN_S = 60
 TIMEOUT_S = 5.0
 
 
@@ -114,6 +117,12 @@ def query(path: Path, timeout: float = TIMEOUT_S) -> dict[str, Any]:
     return json.loads(data)
 
 
+def skew_text(skew_s: float) -> str:
+    """``its calls end 1 h 0 min before their records arrive`` (the PBX's clock behind), or
+    ``... after ...`` (ahead)."""
+    return f"its calls end {span(abs(skew_s))} {'before' if skew_s >= 0 else 'after'} their records arrive"
+
+
 def _implausible(counts: dict | None) -> str:
     """``; calls that look wrong: ext 3`` (a column off, a wrong zone or date order?)."""
     if not counts:
@@ -158,16 +167,21 @@ def text(state: dict[str, Any], now: float | None = None) -> list[str]:
     out = [f"gateway {g['id']} at {g['site']}: pbxgw {g['version']} ({g['engine']} parser), boot {g['boot']}, "
            f"up {span(g['up_s'])}"]
     if not g["clock_synchronized"]:
-        out.append("clock not synchronized (see timedatectl): receive times, and the year of PBX dates "
-                   "printed without one, may be wrong")
+        out.append("clock not synchronized (see timedatectl): events received meanwhile are marked unsynced "
+                   "(their receive time may be wrong)")
     if g.get("restart_needed"):
         out.append(f"config changed on disk, waiting for a restart: {', '.join(g['restart_needed'])}")
     for s in state["sources"]:
         out.append(f"source {s['name']} ({s['type']} {s['where']}, {s['profile']}, {s['timezone']}): {s['state']}"
                    f"{': ' + s['error'] if s['error'] else ''}; {s['records']} records, {s['unparsed']} unparsed, "
-                   f"last record {_ago(s['last_record_ms'], now)}{_implausible(s.get('implausible'))}")
+                   f"last record {_ago(s['last_record_ms'], now)}{_implausible(s.get('implausible'))}"
+                   + (f"; {skew_text(s['clock_skew_s'])}" if abs(s.get("clock_skew_s") or 0) >= SKEW_SHOWN_S else ""))
     for a in state["alarms"]:
-        out.append(f"ALARM {a['alarm']} on source {a['source']}: silent since {_ago(a['since_ms'], now)}")
+        if a["alarm"] == "clock_skew":
+            out.append(f"ALARM clock_skew on source {a['source']}: {skew_text(a['skew_s'])} (the PBX's clock, "
+                       "the source's timezone, its date order?)")
+        else:
+            out.append(f"ALARM {a['alarm']} on source {a['source']}: silent since {_ago(a['since_ms'], now)}")
     oldest = "" if q["oldest_age_s"] is None else f", oldest {span(q['oldest_age_s'])} old"
     out.append(f"queue: {q['depth']} events, {q['bytes']} bytes{oldest}; {q['dropped']} dropped, {q['dead']} dead letters")
     since = "not connected" if b["connected_since"] is None else f"connected {span(now - b['connected_since'])}"

@@ -143,6 +143,9 @@ def config_text(state_dir: Path, broker_url: str, sources: list[dict], **section
             header = f"[[{name}]]" if isinstance(table, list) else f"[{name}]"
             lines += [header] + [f"{k} = {value(v)}" for k, v in entry.items()]
     for source in sources:
+        # The profiles' samples and the tests' records carry their own fixed dates, months
+        # from now: no clock_skew alarm unless a test asks for one.
+        source = {"clock_skew": "0s", **source}
         lines += ["[[source]]"] + [f"{k} = {value(v)}" for k, v in source.items()]
     return "\n".join(lines) + "\n"
 

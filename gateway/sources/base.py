@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 
 from gateway.backoff import Backoff
-from gateway.clock import Clock, now_ms
+from gateway.alarms import SkewWatch
+from gateway.clock import EARLIEST_TRUE_S, Clock, now_ms
 from gateway.config import SourceSettings
 from gateway.smdr.plausible import Doubts
 from gateway.smdr.stream import StreamParser
@@ -41,6 +42,8 @@ class Ingest:
         # Calls whose fields look wrong (a column off?), by doubt; a file read once was
         # printed before it is read, so its starts are not doubted against receive times.
         self.doubts = Doubts(live=settings.type != "file" or settings.follow)
+        self.skew = SkewWatch(settings.clock_skew if self.doubts.live else 0)
+        self.skew_changes: list[str] = []  # clock_skew alarm changes, for the daemon to queue
         self.last_rx: int | None = None  # when the last record arrived, ms
         self.last_seen: float | None = None  # the same on the monotonic clock, s (for the no-data alarm)
         self.write_error = ""  # why the last commit failed ("" when it did not)
@@ -115,6 +118,13 @@ class Ingest:
     def _seen(self, events: list) -> None:
         if events:
             self.last_rx, self.last_seen = events[-1].rx, time.monotonic()
+        if not self.doubts.live:
+            return
+        for event in events:
+            # (A box clock that reads before this release says nothing of the PBX's.)
+            if event.KIND == "call" and event.rx >= EARLIEST_TRUE_S * 1000:
+                if change := self.skew.add(event.rx / 1000, event.start + (event.ring or 0) + (event.dur or 0)):
+                    self.skew_changes.append(change)
 
 
 class Source:
@@ -165,6 +175,7 @@ class Source:
                 "timezone": str(s.timezone), "state": self.state, "error": self.error,
                 "records": self.ingest.records, "unparsed": self.ingest.unparsed,
                 "implausible": self.ingest.doubts.as_map(),
+                "clock_skew_s": None if (skew := self.ingest.skew.median_s) is None else round(skew),
                 "last_record_ms": self.ingest.last_rx}
 
     def reading(self, what: str) -> None:

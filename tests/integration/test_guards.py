@@ -2,10 +2,12 @@
 on the same state directory, `pbxgw parse` on the port the gateway reads, strangers on the
 PBX port."""
 
+import re
 import signal
 import socket
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -259,3 +261,32 @@ def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_di
     broker.start()
     central.collect(lambda ev: {e["seq"] for e in central.calls()} >= set(range(301, 311)),
                     what="what was queued before the restart")
+
+
+def ipo_ended(i: int, ago_s: float) -> bytes:
+    """An Avaya IP Office record of a 10 s call that ended ``ago_s`` seconds ago (UTC)."""
+    start = datetime.now(timezone.utc) - timedelta(seconds=ago_s + 10)
+    return (f"{start:%Y/%m/%d %H:%M:%S},00:00:10,3,0312{i:06},I,200,200,,0,{i},0,"
+            f"E200,Agent,T9001,Line 1.1,0,0\r\n").encode()
+
+
+def test_a_pbx_clock_an_hour_behind_raises_clock_skew_and_putting_it_right_clears_it(tmp_path, broker, central,
+                                                                                   pbx_line, start_gateway):
+    """A PBX that missed the summer-time change prints calls an hour before they ended here."""
+    source = {"name": "ipo", "type": "serial", "device": pbx_line.path, "profile": "avaya-ipo",
+              "timezone": "UTC", "clock_skew": "15m"}
+    gw = start_gateway(broker.url, [source])
+    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
+    for i in range(1, 7):
+        pbx_line.write(ipo_ended(i, 3600))
+    alarm = central.collect(lambda ev: any(e.get("alarm") == "clock_skew" for e in ev), what="the clock_skew alarm")
+    raised = next(e for e in alarm if e.get("alarm") == "clock_skew")
+    assert raised["state"] == "raised" and 3590 <= raised["skew_s"] <= 3610 and raised["quiet_s"] is None
+    shown = pbxgw("status", "--config", str(gw.config)).stdout.decode()
+    assert re.search(r"ALARM clock_skew on source ipo: its calls end (59 min|1 h 0 min) before their records arrive",
+                     shown), shown
+    for i in range(7, 27):
+        pbx_line.write(ipo_ended(i, 2))
+    central.collect(lambda ev: any(e.get("alarm") == "clock_skew" and e["state"] == "cleared" for e in ev),
+                    what="the alarm cleared")
+    assert "ALARM" not in pbxgw("status", "--config", str(gw.config)).stdout.decode()

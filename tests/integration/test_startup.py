@@ -24,7 +24,7 @@ NOBODY = 65534
 # imported here, before the fork.
 for module in ("gateway.preflight", "gateway.status", *(f"gateway.commands.{name}" for name in commands.MODULES)):
     importlib.import_module(module)
-SOURCE = {"name": "pbx", "type": "file", "path": "/dev/null", "profile": "avaya-ipo"}
+SOURCE = {"name": "pbx", "type": "file", "path": "/dev/null", "profile": "avaya-ipo", "timezone": "UTC"}
 
 
 @pytest.fixture
@@ -130,6 +130,17 @@ def test_a_password_over_plain_mqtt_is_warned_about(tmp_path):
                                             "127.0.0.1:1 in clear text (mqtt://); use mqtts:// so that nobody on "
                                             "the network can read it")
     assert "s3cret" not in done.stdout.decode() + done.stderr.decode()
+
+
+def test_a_source_without_a_timezone_is_warned_about_naming_the_zone_used(tmp_path):
+    path = tmp_path / "config.toml"
+    unzoned = {key: value for key, value in SOURCE.items() if key != "timezone"}
+    path.write_text(config_text(tmp_path / "state", "mqtt://127.0.0.1:1", [unzoned]))
+    done = pbxgw("check-config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode().strip() == (f"pbxgw: warning: {path}: source[1].timezone: not set: the PBX's times are "
+                                            "read as UTC; name its zone (e.g. timezone = \"Europe/Paris\") unless the "
+                                            "PBX prints UTC")
 
 
 def test_status_tells_a_user_who_may_not_ask_what_to_do(shared_dir, processes):

@@ -66,3 +66,26 @@ def test_a_stepped_wall_clock_neither_raises_nor_hides_the_alarm():
     assert watch.check(jumped, boot + 60, boot, boot) is None  # a minute of silence, not 55 years
     back = MONDAY_9 - timedelta(hours=5)
     assert watch.check(back, boot + 601, boot, boot) == "raised"  # ten minutes, whatever the wall says
+
+
+def test_clock_skew_is_raised_on_the_median_and_cleared_when_the_calls_are_right_again():
+    from gateway.alarms import SkewWatch
+
+    watch = SkewWatch(limit_s=900)
+    now = 1_800_000_000.0
+    changes = [watch.add(now, now - 3600 - 30) for _ in range(6)]  # a PBX clock an hour behind (missed DST)
+    assert changes == [None, None, None, None, "raised", None]  # said once, after enough calls
+    assert round(watch.median_s) == 3630
+    changes = [watch.add(now, now - 20) for _ in range(20)]  # put right: records 20 s after the call ends
+    assert changes.count("cleared") == 1 and changes.index("cleared") == 6  # the median turns with the window
+    assert watch.median_s == 20 and not watch.raised
+
+
+def test_one_late_record_is_not_a_skewed_clock_and_a_limit_of_0_says_nothing():
+    from gateway.alarms import SkewWatch
+
+    watch, off = SkewWatch(limit_s=900), SkewWatch(limit_s=0)
+    for i in range(20):
+        late = 7200 if i == 10 else 5  # a record held back once (a link hiccup)
+        assert watch.add(1000.0 + late, 1000.0) is None
+        assert off.add(1000.0 + 7200, 1000.0) is None
