@@ -99,6 +99,7 @@ class SourceSettings:
     quiet_hours: Hours | None = None  # watch only within these (the source's zone)
     clock_skew: float = 900.0  # a clock_skew alarm when calls end this far from their receipt (0: none)
     zone_given: bool = True  # whether the config named the source's timezone (else UTC, warned about)
+    login_password_file: str = ""  # tcp-client: the PBX's login password, in place of the profile's factory one
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +389,12 @@ def _source(t: Table) -> SourceSettings:
             raise t.fail("port", f"expected 1 to 65535; got {options['port']}")
         if kind == "tcp-server":
             options["allow"] = _networks(t, "allow")
+        elif "login_password_file" in t.keys():
+            options["login_password_file"] = t.take("login_password_file", str)
+            if not any(step.password for step in profile.login):
+                raise t.fail("login_password_file", f"profile {profile.name} sends no password at login "
+                                                    "(no [[transport.login]] step with password = true)")
+            _private(t, "login_password_file", options["login_password_file"])
     else:
         options["path"] = t.take("path", str)
         options["follow"] = t.take("follow", bool, False)

@@ -64,6 +64,9 @@ def prepare(settings: Settings, environ: Mapping[str, str] = os.environ, checkin
     password = _secret(where, "mqtt.password_file", password_file) if password_file else None
     tls = _tls_context(where, settings, key_file) if m.tls and (key_file or not m.key_file) else None
     _writable(where, "gateway.state_dir", settings.state_dir)
+    for i, source in enumerate(settings.sources, 1):  # read as the service would (it reads them at each login)
+        if source.login_password_file and config.credential(source.login_password_file) is None:
+            _secret(where, f"source[{i}].login_password_file", source.login_password_file)
     warnings += [f"{where}: source[{i}].timezone: not set: the PBX's times are read as UTC; name its zone "
                  f"(e.g. timezone = \"Europe/Paris\") unless the PBX prints UTC"
                  for i, source in enumerate(settings.sources, 1) if not source.zone_given]

@@ -12,6 +12,7 @@ import fcntl
 import itertools
 import os
 import random
+import re
 import select
 import socket
 import struct
@@ -144,12 +145,25 @@ def _wait_until_read(path: str) -> None:
 REPLY_TIMEOUT_S = 10.0
 
 
-def _serve_login(conn: socket.socket, profile: PbxProfile) -> bool:
+def _serve_login(conn: socket.socket, profile: PbxProfile, password: bytes | None = None) -> bool:
     """Play the PBX's side of the profile's dialogue: print each expected prompt, wait for
     each text the client must send; then send each reply request and wait for its answer
-    (a PBX drops a link that does not answer its keep-alive test). False if the client
-    gave up or did not answer."""
+    (a PBX drops a link that does not answer its keep-alive test). A password step accepts
+    only ``password`` (default: the profile's factory one). False if the client gave up,
+    did not answer, or sent another password."""
     received = bytearray()
+
+    def read_line() -> bytes | None:
+        """The next non-empty line the client sends."""
+        nonlocal received
+        received = received.lstrip(b"\r\n")
+        while not (end := re.search(rb"[\r\n]", received)):
+            chunk = conn.recv(1024)
+            if not chunk:
+                return None
+            received = (received + chunk).lstrip(b"\r\n")
+        line, received = bytes(received[:end.start()]), received[end.end():]
+        return line
 
     def wait_for(wanted: bytes) -> bool:
         nonlocal received
@@ -164,6 +178,10 @@ def _serve_login(conn: socket.socket, profile: PbxProfile) -> bool:
     for step in profile.login:
         if step.expect:  # a text prompt is printed as one, a binary message as it is
             conn.sendall(step.expect.encode("latin-1") + (b": " if step.expect.isprintable() else b""))
+        if step.password:  # the line the client sends must be the password: a wrong one ends the link
+            if read_line() != (password or step.send.rstrip(b"\r\n")):
+                return False
+            continue
         if step.send.strip() and not wait_for(step.send.strip().lower()):
             return False
     conn.settimeout(REPLY_TIMEOUT_S)
@@ -180,7 +198,7 @@ def _serve_login(conn: socket.socket, profile: PbxProfile) -> bool:
 
 
 def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int | None,
-            seed: int | None, announce: Callable[[str], None]) -> None:
+            seed: int | None, announce: Callable[[str], None], password: bytes | None = None) -> None:
     """Serve the printout to TCP clients, one at a time, as a PBX's SMDR port does, after
     the profile's login dialogue if it has one.
 
@@ -194,7 +212,7 @@ def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int |
         while pending is not None:
             conn, _ = server.accept()
             with conn:
-                if not _serve_login(conn, profile):
+                if not _serve_login(conn, profile, password):
                     continue
                 while pending is not None:
                     gap, data = pending

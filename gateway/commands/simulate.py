@@ -23,6 +23,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=1.0, help="lines per second on average (default 1)")
     p.add_argument("--count", type=int, help="stop after this many lines (default: never)")
     p.add_argument("--seed", type=int, help="seed for the random gaps, to repeat a run")
+    p.add_argument("--login-password", metavar="TEXT", help="--tcp: the password the PBX accepts at its login "
+                   "(default: the profile's factory one); another closes the connection")
     p.set_defaults(run=run)
 
 
@@ -42,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         raise GatewayError(f"{option}: expected HOST:PORT, got {address!r}")
     try:
-        run = simulate.run_tcp if args.tcp else simulate.run_connect
-        run(profile, host, int(port), args.rate, args.count, args.seed, announce)
+        if args.tcp:
+            password = args.login_password.encode("latin-1") if args.login_password else None
+            simulate.run_tcp(profile, host, int(port), args.rate, args.count, args.seed, announce, password)
+        else:
+            simulate.run_connect(profile, host, int(port), args.rate, args.count, args.seed, announce)
     except OSError as exc:
         raise GatewayError(f"{option} {address}: {exc.strerror or exc}") from None
     return 0

@@ -97,11 +97,19 @@ class Rule:
 @dataclass(frozen=True, slots=True)
 class LoginStep:
     """One step of a TCP login dialogue: wait for ``expect`` (text, any case; empty: no
-    wait), then send ``send``."""
+    wait), then send ``send``. With ``password``, ``send`` (less its line end) is the PBX's
+    factory password, which a source's ``login_password_file`` replaces."""
 
     expect: str
     send: bytes
     timeout: float
+    password: bool = False
+
+    def sent(self, password: bytes | None) -> bytes:
+        """What this step sends: ``send``, or ``password`` in its place before its line end."""
+        if not self.password or password is None:
+            return self.send
+        return password + self.send[len(self.send.rstrip(b"\r\n")):]
 
 
 @dataclass(frozen=True, slots=True)

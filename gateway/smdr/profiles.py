@@ -157,7 +157,9 @@ def _login_step(t: Table) -> LoginStep:
     expect = t.take("expect", str, "")
     _bytes(t, "expect", expect)  # compared with the bytes received, one per character
     step = LoginStep(expect, _bytes(t, "send", t.take("send", str, "")),
-                     float(t.take("timeout", (int, float), 10)))
+                     float(t.take("timeout", (int, float), 10)), t.take("password", bool, False))
+    if step.password and not step.send.rstrip(b"\r\n"):
+        raise t.fail("password", "expected send = the factory password (a source's login_password_file replaces it)")
     if not (step.expect or step.send) or step.timeout <= 0:
         raise t.fail("", "expected expect and/or send text, and a timeout above 0 seconds")
     t.done()

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import time
 
+from gateway.config import credential
 from gateway.smdr.profile import LoginStep
 from gateway.smdr.responder import Responder
 from gateway.sources.base import CHUNK, Source
@@ -31,8 +32,9 @@ class LoginFailed(Exception):
 
 
 async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                steps: tuple[LoginStep, ...]) -> bytes:
-    """Run the dialogue; return the bytes received after the last expected text."""
+                steps: tuple[LoginStep, ...], password: bytes | None = None) -> bytes:
+    """Run the dialogue (``password`` in place of the profile's factory one); return the
+    bytes received after the last expected text."""
     received = b""
     for step in steps:
         if step.expect:
@@ -48,7 +50,7 @@ async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 raise LoginFailed(f"no {step.expect!r} within {step.timeout:g} s") from None
             received = received[at + len(wanted):]
         if step.send:
-            writer.write(step.send)
+            writer.write(step.sent(password))
             await writer.drain()
     return received
 
@@ -91,6 +93,24 @@ async def _drain(source: Source, reader: asyncio.StreamReader) -> None:
         pass
 
 
+def _login_password(settings) -> bytes | None:
+    """The source's ``login_password_file`` (a path, or a systemd credential), read at each
+    login so that a changed password needs no restart; None: the profile's factory one.
+
+    :raises LoginFailed: it cannot be read.
+    """
+    path = settings.login_password_file
+    if not path:
+        return None
+    if (name := credential(path)) is not None:
+        path = os.path.join(os.environ.get("CREDENTIALS_DIRECTORY", ""), name)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        raise LoginFailed(f"cannot read login_password_file {path}: {exc.strerror}") from None
+
+
 class TcpClientSource(Source):
     async def run(self) -> None:
         where = f"{self.settings.host}:{self.settings.port}"
@@ -103,10 +123,13 @@ class TcpClientSource(Source):
                 await asyncio.sleep(self.waiting(f"cannot connect to {where}: {exc or 'timed out'}"))
                 continue
             try:
-                first = await login(reader, writer, self.settings.profile.login)
+                first = await login(reader, writer, self.settings.profile.login, _login_password(self.settings))
                 self.reading(f"{where}{', logged in' if self.settings.profile.login else ''}")
+                records = self.ingest.records
                 await pump(self, reader, writer, first)
                 error = f"{where} closed the connection"
+                if self.ingest.records == records and any(step.password for step in self.settings.profile.login):
+                    error += " after the login, before any record: a wrong login password (login_password_file)?"
             except (OSError, LoginFailed) as exc:
                 error = f"{where}: {exc}"
             finally:

@@ -5,6 +5,8 @@ PBX port."""
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -290,3 +292,31 @@ def test_a_pbx_clock_an_hour_behind_raises_clock_skew_and_putting_it_right_clear
     central.collect(lambda ev: any(e.get("alarm") == "clock_skew" and e["state"] == "cleared" for e in ev),
                     what="the alarm cleared")
     assert "ALARM" not in pbxgw("status", "--config", str(gw.config)).stdout.decode()
+
+
+@pytest.mark.parametrize("password, reads", [("s3cret", True), ("PCCSMDR", False)])
+def test_a_login_password_from_a_file_logs_in_and_a_wrong_one_is_said(tmp_path, broker, central, start_gateway,
+                                                                     password, reads):
+    """The PBX's password changed from the factory PCCSMDR: the source's login_password_file
+    logs in; the old one is refused, and the log says what that probably is."""
+    pbx = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", "--profile", "panasonic-kx-tda",
+                            "--tcp", "127.0.0.1:0", "--rate", "200", "--login-password", "s3cret"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        host, port = pbx.stdout.readline().decode().strip().rsplit(":", 1)
+        secret = tmp_path / "pbx-password"
+        secret.write_text(password + "\n")
+        secret.chmod(0o600)
+        source = {"name": "kx", "type": "tcp-client", "host": host, "port": int(port), "profile": "panasonic-kx-tda",
+                  "timezone": "UTC", "login_password_file": str(secret), "backoff_min": "5s", "backoff_max": "5s"}
+        gw = start_gateway(broker.url, [source])
+        if reads:
+            central.collect(lambda ev: len([e for e in ev if e.get("kind") == "call"]) >= 3, what="calls after the login")
+        else:
+            wait_until(lambda: "after the login, before any record: a wrong login password (login_password_file)?"
+                       in gw.log_text(), what="the refusal said")
+            assert "PCCSMDR" not in gw.log_text()  # (a secret is never logged)
+    finally:
+        pbx.kill()
+        pbx.wait(TIMEOUT)
+        pbx.stdout.close()

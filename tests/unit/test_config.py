@@ -98,6 +98,8 @@ def test_a_full_config_is_typed(tmp_path):
      "two [[headset]] mappings have serial 'SN42'"),
     ('[[headset]]', '[headset]', "headset", "expected a list"),  # [[headset]]: agent mappings
     ('name = "ipo"', 'name = "pbx1"', "source", "two sources are named 'pbx1'"),
+    ('type = "tcp-server"', 'type = "tcp-client"\nhost = "192.0.2.1"\nlogin_password_file = "/etc/pbx-password"',
+     "source[2].login_password_file", "profile avaya-ipo sends no password at login"),
 ])
 def test_mistakes_name_file_key_and_expectation(tmp_path, old, new, key, expected):
     assert old in GOOD
