@@ -98,6 +98,8 @@ def parse_time(text: str) -> time:
 DURATIONS: dict[str, tuple[re.Pattern[str], tuple[int, ...]]] = {
     "seconds": (re.compile(r"(\d+)"), (1,)),
     "hh:mm:ss": (re.compile(r"(\d+):([0-5]\d):([0-5]\d)"), (3600, 60, 1)),
+    # Either, as the PBX's option says (Mitel 5000 / Axxess: "S=000123" for seconds).
+    "hh:mm:ss|S=s": (re.compile(r"(\d+):([0-5]\d):([0-5]\d)|S=(\d+)"), (3600, 60, 1, 1)),
     "hh:mm'ss": (re.compile(r"(\d+):([0-5]\d)'([0-5]\d)"), (3600, 60, 1)),
     "m'ss": (re.compile(r"(\d+)'([0-5]\d)"), (60, 1)),
     # Hours, minutes and tenths of a minute run together (Avaya CM: "0123" = 12.3 min).
@@ -117,4 +119,4 @@ def parse_duration(text: str, fmt: str) -> int | None:
     match = pattern.fullmatch(text)
     if not match:
         raise RecordError(f"duration {text!r} is not {fmt}")
-    return sum(int(g) * s for g, s in zip(match.groups(), scale))
+    return sum(int(g) * s for g, s in zip(match.groups(), scale) if g is not None)

@@ -111,8 +111,9 @@ def load(path: Path) -> PbxProfile:
 
     :raises ProfileError: with the file, the key and what was expected.
     """
-    top = Table(str(path), "", load_toml(path, ProfileError), ProfileError)
+    top = Table(str(path), "", _with_base(path, load_toml(path, ProfileError)), ProfileError)
     meta = top.table("profile", required=True)
+    meta.take("extends", str, "")  # (read by _with_base)
     name = meta.take("name", str)
     if not NAME.fullmatch(name):
         raise meta.fail("name", f"expected lower-case letters, digits, '-' or '_'; got {name!r}")
@@ -151,6 +152,30 @@ def load(path: Path) -> PbxProfile:
                       layout=layout, start=start, fields=specs, rules=rules,
                       test_timezone=test_timezone, test_received=received,
                       serial=serial, login=login, replies=replies, quiet=quiet)
+
+
+def _with_base(path: Path, data: dict, seen: tuple[str, ...] = ()) -> dict:
+    """A profile's TOML over the bundled profile it ``extends`` (``[profile] extends =
+    "mitel-5000"``): its tables merged key by key into the base's, anything else (a value,
+    an array of tables such as ``[[rules]]``) replacing the base's. So a variant of a family
+    (the same records over another link) says only what differs."""
+    base_name = data.get("profile", {}).get("extends") if isinstance(data.get("profile"), dict) else None
+    if not base_name:
+        return data
+    if base_name in seen or base_name not in bundled_names():
+        why = "extends itself" if base_name in seen else f"no bundled profile {base_name!r}"
+        raise ProfileError(str(path), "profile.extends", f"{why}; known: {', '.join(bundled_names())}")
+    base_path = LIBRARY / base_name / "profile.toml"
+    base = _with_base(base_path, load_toml(base_path, ProfileError), (*seen, base_name))
+    return _merged(base, data)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return merged
 
 
 def _login_step(t: Table) -> LoginStep:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.smdr import offline, profiles
-from gateway.errors import ProfileError
+from gateway.errors import ProfileError, RecordError
 
 GOOD = (Path(profiles.find("avaya-ipo").path)).read_text()
 
@@ -94,3 +94,23 @@ OXE = (profiles.LIBRARY / "alcatel-oxe" / "profile.toml").read_text()
 ])
 def test_broken_block_framing_or_transport_is_one_error_naming_the_key(tmp_path, old, new, key, message):
     assert_one_error(tmp_path, OXE, old, new, key, message)
+
+
+def test_a_profile_extends_a_bundled_one_saying_only_what_differs(tmp_path):
+    """The Mitel 5000's serial records are the socket's: its layout, fields and rules come
+    from mitel-5000; its framing, line settings and (no) login are its own."""
+    serial, socket = profiles.find("mitel-5000-serial"), profiles.find("mitel-5000")
+    assert (serial.layout, serial.fields, serial.rules) == (socket.layout, socket.fields, socket.rules)
+    assert (serial.framing.terminator, socket.framing.terminator) == ("line", "length32le")
+    assert serial.login == () and socket.login and serial.serial == {"baudrate": 9600}
+    (tmp_path / "profile.toml").write_text('[profile]\nextends = "mitel-9999"\nname = "x"\ntitle = "x"\n')
+    with pytest.raises(ProfileError, match=r"profile.extends: no bundled profile 'mitel-9999'"):
+        profiles.load(tmp_path / "profile.toml")
+
+
+def test_the_seconds_option_of_an_elapsed_time_reads_too():
+    from gateway.smdr.fields import parse_duration
+
+    assert [parse_duration(t, "hh:mm:ss|S=s") for t in ("00:12:03", "S=000095", "")] == [723, 95, None]
+    with pytest.raises(RecordError, match="is not hh:mm:ss|S=s"):
+        parse_duration("S=", "hh:mm:ss|S=s")
