@@ -170,7 +170,8 @@ def _fields_read(profile: PbxProfile, data: bytes) -> float:
 
 def _typed_fields(profile: PbxProfile, columns: tuple[str, ...]) -> list:
     """A check per non-blank typed field of a record (each raises RecordError or not)."""
-    checks = [lambda text=columns[spec.column], fmt=spec.format: convert(text, fmt)
+    order = profile.start.date_order
+    checks = [lambda text=columns[spec.column], fmt=spec.format: convert(text, fmt, order)
               for spec in profile.fields if spec.format != "text" and columns[spec.column]]
     start = profile.start
     if start.date_order == "epoch":

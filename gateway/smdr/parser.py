@@ -77,10 +77,12 @@ class RecordParser:
 
     def _normalize(self, columns: tuple[str, ...], rx: int) -> dict[str, Any]:
         values: dict[str, Any] = {}
+        order = self.profile.start.date_order
         for spec in self.profile.fields:
-            value = convert(columns[spec.column], spec.format)
+            text = columns[spec.column] or (columns[spec.otherwise] if spec.otherwise is not None else "")
+            value = convert(text, spec.format, order)
             if spec.minus is not None and value is not None:
-                less = convert(columns[spec.minus], spec.format)
+                less = convert(columns[spec.minus], spec.format, order)
                 value = None if less is None or less > value else value - less  # (never negative)
             values[spec.target] = value
         decided: set[str] = set()
@@ -132,11 +134,19 @@ class RecordParser:
         return start
 
 
-def convert(text: str, fmt: str) -> Any:
-    """A column's value in its format (``[fields]``'s ``format``).
+def convert(text: str, fmt: str, date_order: str = "YMD") -> Any:
+    """A column's value in its format (``[fields]``'s ``format``); a ``datetime`` ("date
+    time", the date in ``date_order``) as seconds on a local count, only for differences.
 
     :raises RecordError: the text does not fit the format.
     """
+    if fmt == "datetime":
+        if not text:
+            return None
+        date_text, _, time_text = text.partition(" ")
+        clock = parse_time(time_text.strip())
+        day = parse_date(date_text, date_order, EARLIEST_TRUE).toordinal()  # (both ends read alike)
+        return day * 86400 + clock.hour * 3600 + clock.minute * 60 + clock.second
     if fmt == "text":
         return text or None
     if fmt == "ipv4-le":

@@ -19,9 +19,9 @@ a profile is decided (and tested) without a compiler:
 A target is an event field's slot (its index in :data:`FILLED`) or, from
 :data:`TARGET_X` on, a vendor field. :attr:`Plan.supported` is false for what the C path
 never reads (layout variants chosen by a pattern, a multi-byte delimiter, IPv4 fields):
-the reference then reads every record of the profile. (Nor a field less another: the
-profiles with one, Asterisk's and FreeSWITCH's, quote their fields, which the C path
-leaves to the reference anyway.)
+the reference then reads every record of the profile. (Nor a field less another, or one
+with an ``else`` column: the profiles with those, Asterisk's, FreeSWITCH's and 3CX's,
+quote their fields, which the C path leaves to the reference anyway.)
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def plan(profile) -> Plan:
     layout, out = profile.layout, Plan()
     out.skip_required = [quick_test(p)[1] for p in profile.framing.skip]
     out.supported = all(v.match is None for v in layout.variants) \
-        and all(spec.format != "ipv4-le" and spec.minus is None for spec in profile.fields) \
+        and all(spec.format != "ipv4-le" and spec.minus is None and spec.otherwise is None for spec in profile.fields) \
         and (layout.kind == "fixed" or (len(layout.delimiter) == 1 and layout.delimiter.isascii()
                                        and (not layout.quote or layout.quote.isascii())))
     if not out.supported:

@@ -25,7 +25,7 @@ CLOSED_VALUES = {
     "disp": ("answered", "unanswered", "busy", "transferred", "forwarded", "other"),
 }
 #: Formats of a column: text, a plain integer, or a duration (see fields.DURATIONS).
-FORMATS = ("text", "int", "ipv4-le", *DURATIONS)
+FORMATS = ("text", "int", "ipv4-le", *DURATIONS, "datetime")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +58,16 @@ class Layout:
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """Event field ``target`` (``x_`` prefix: a vendor field) from column ``column``, less
-    column ``minus`` when given (a number or duration in the same format: Asterisk's ring
-    is its ``duration`` less its ``billsec``)."""
+    """Event field ``target`` (``x_`` prefix: a vendor field) from column ``column`` (or,
+    when it is blank, column ``otherwise``), less column ``minus`` when given: a number or
+    duration in the same format (Asterisk's ring is its ``duration`` less its ``billsec``),
+    or two ``datetime`` columns (3CX's ring is its answer time less its start time)."""
 
     target: str
     column: int
     format: str
     minus: int | None = None
+    otherwise: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

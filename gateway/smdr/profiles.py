@@ -307,16 +307,21 @@ def _fields(t: Table, columns: tuple[str, ...]) -> tuple[StartSpec, tuple[FieldS
         if not target.startswith("x_") and target not in TEXT_FIELDS + DURATION_FIELDS:
             raise t.fail(target, "not an event field a profile can fill; vendor fields go under [fields.x]")
         fmt = spec_t.take("format", str, "text", choices=FORMATS)
-        if target in DURATION_FIELDS and fmt not in ("int", *DURATIONS):
+        if target in DURATION_FIELDS and fmt not in ("int", *DURATIONS, "datetime"):
             raise spec_t.fail("format", f"{target} is a duration: expected int or one of {', '.join(DURATIONS)}")
         if target in TEXT_FIELDS and fmt != "text":
             raise spec_t.fail("format", f"{target} is text")
-        minus = None
+        minus = otherwise = None
         if "minus" in spec_t.keys():
-            if fmt not in ("int", *DURATIONS):
-                raise spec_t.fail("minus", "only a number or a duration (format int or a duration) can be less another")
+            if fmt not in ("int", *DURATIONS, "datetime"):
+                raise spec_t.fail("minus", "only a number, a duration or a datetime can be less another")
             minus = _column(spec_t, "minus", columns)
-        specs.append(FieldSpec(target, _column(spec_t, "column", columns), fmt, minus))
+        if fmt == "datetime" and (minus is None or order not in DATE_ORDERS):
+            raise spec_t.fail("format", "a datetime is read as the difference of two (minus = ...), its date in "
+                                        "the start's date_order")
+        if "else" in spec_t.keys():
+            otherwise = _column(spec_t, "else", columns)
+        specs.append(FieldSpec(target, _column(spec_t, "column", columns), fmt, minus, otherwise))
         spec_t.done()
     x.done()
     t.done()

@@ -47,3 +47,17 @@ def test_ring_is_the_wait_before_the_answer_or_the_whole_wait_unanswered(profile
     assert (answered.ring, answered.dur) == (6, 91)
     assert (unanswered.ring, unanswered.dur) == (28, 0)
     assert odd.ring is None  # billed longer than it lasted: no ring rather than a negative one
+
+
+def test_3cx_ring_is_the_wait_before_the_answer_or_the_whole_wait_unanswered():
+    """Built from the profile's own field order (the real samples hold both kinds too)."""
+    def row(answered: str, end: str, duration: str) -> bytes:
+        fields = ["Call 1", "0000017_1", duration, "2020/05/04 10:53:43", answered, end, "TerminatedByDst",
+                  "0000000002", "Ext.610", "10000", "610", "610", "", "", "", "", "", "", "", '"Chain: 2"',
+                  "Extension", "Extension", "Extension", "", "", ""]
+        return ",".join(fields).encode()
+
+    answered, unanswered = events("3cx", row("2020/05/04 10:53:50", "2020/05/04 10:58:59", "00:05:09"),
+                                  row("", "2020/05/04 10:54:13", ""))
+    assert (answered.ring, answered.dur) == (7, 309)
+    assert (unanswered.ring, unanswered.dur) == (30, None)

@@ -49,7 +49,7 @@ def test_an_expected_file_that_is_not_json_names_its_line(tmp_path):
     ('max_record_len = 1024', 'max_record_len = 10000000', "framing.max_record_len", "expected 16 to 65536"),
     ('name = "avaya-ipo"', 'name = "Avaya IPO"', "profile.name", "expected lower-case letters"),
     ('{ column = "account" }', '{ column = "account", minus = "duration" }', "fields.acct.minus",
-     "only a number or a duration"),
+     "only a number, a duration or a datetime"),
 ])
 def test_broken_profile_is_one_error_naming_file_and_key(tmp_path, old, new, key, message):
     assert_one_error(tmp_path, GOOD, old, new, key, message)
