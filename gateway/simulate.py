@@ -214,14 +214,7 @@ def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int |
             with conn:
                 if not _serve_login(conn, profile, password):
                     continue
-                while pending is not None:
-                    gap, data = pending
-                    time.sleep(gap / rate)
-                    try:
-                        conn.sendall(data)
-                    except OSError:
-                        break  # the client left; this line goes to the next one
-                    pending = next(lines, None)
+                pending = _play(conn, lines, pending, rate)
                 if pending is None:
                     conn.shutdown(socket.SHUT_WR)
 
@@ -248,12 +241,20 @@ def run_connect(profile: PbxProfile, host: str, port: int, rate: float, count: i
         first = False
         announce("%s:%d" % conn.getpeername()[:2])
         with conn:
-            while pending is not None:
-                gap, data = pending
-                time.sleep(gap / rate)
-                try:
-                    conn.sendall(data)
-                except OSError:
-                    break  # the listener went away; this line goes on the next connection
-                pending = next(lines, None)
+            pending = _play(conn, lines, pending, rate)
+
+
+def _play(conn: socket.socket, lines: Iterator[tuple[float, bytes]], pending: tuple[float, bytes] | None,
+          rate: float) -> tuple[float, bytes] | None:
+    """Send the printout from ``pending`` on, paced, until it ends (None) or the other end
+    goes away: then the line not sent, for the next connection."""
+    while pending is not None:
+        gap, data = pending
+        time.sleep(gap / rate)
+        try:
+            conn.sendall(data)
+        except OSError:
+            return pending
+        pending = next(lines, None)
+    return None
 
