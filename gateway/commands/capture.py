@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         meta = {"source": args.source, "kind": "tcp"}
         chunks = _tcp_chunks(args.source)
     else:
-        meta = {"source": args.source, "kind": "serial", "line": line or "the device's current settings"}
+        meta = {"source": args.source, "kind": "serial", "line": line or "pyserial's defaults, 9600 8N1"}
         chunks = serial_chunks(args.source, line)
     meta.update(started_ms=now_ms(), times=[] if args.times else None)
     total = 0

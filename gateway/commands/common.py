@@ -49,7 +49,7 @@ def add_line_options(p: argparse.ArgumentParser) -> None:
     """``--baudrate``, ``--bytesize``, ``--parity``, ``--stopbits``: a serial line's settings,
     to try another when the records come out garbled (see :func:`line_options`)."""
     g = p.add_argument_group("serial line (when reading a device)")
-    g.add_argument("--baudrate", type=int, help="line speed, e.g. 9600 (default: the profile's, else 9600)")
+    g.add_argument("--baudrate", type=int, help="line speed, e.g. 19200 (default: the profile's [serial], else 9600)")
     g.add_argument("--bytesize", type=int, choices=(5, 6, 7, 8), help="data bits (default 8)")
     g.add_argument("--parity", choices=("N", "E", "O", "M", "S"), help="parity (default N)")
     g.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), help="stop bits (default 1)")
