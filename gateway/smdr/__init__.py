@@ -1,1 +1,2 @@
-"""SMDR/CDR call records: framing, splitting and normalizing (all sans-I/O)."""
+"""The PBX wing: SMDR/CDR call records from bytes to events, sans-I/O, and the profiles that
+say how (the model, and its loader: the one module here that reads files). See docs/house.md."""
