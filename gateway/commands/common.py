@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway.errors import GatewayError
 from gateway.smdr import profiles
 from gateway.smdr.profile import PbxProfile
-from gateway.sources.serial import open_port
 
 #: Where the service's config lives (``--config``'s default).
 CONFIG = "/etc/pbxgw/config.toml"
@@ -100,7 +99,9 @@ def serial_chunks(name: str, line: dict) -> Iterator[bytes]:
 
     :raises GatewayError: it cannot be opened (busy, missing, a setting it refuses).
     """
-    import serial
+    import serial  # (with the gateway's way of opening a port: asyncio, only for a device)
+
+    from gateway.sources.serial import open_port
 
     try:
         port = open_port(name, line, timeout=None)

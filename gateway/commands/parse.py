@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from typing import TextIO
-
-import msgpack
 
 from gateway.clock import now_ms
 from gateway.commands.common import add_line_options, find_profile, is_device, line_options, open_capture, zone
@@ -67,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "msgpack":  # the batch path: no event objects on the compiled engine
             packed, unparsed = stream.feed_packed(data, now_ms())
             out.write(packed)
-            for wire in msgpack.Unpacker(io.BytesIO(packed), raw=False):
-                doubts.add_wire(wire)
         else:
             events = stream.feed(data, now_ms())
             out.write(b"".join(to_json(e).encode() + b"\n" for e in events))
@@ -87,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
         feed(b"")
         if progress:
             progress.close()
+        # (The batch path writes no event objects: decoding them again to doubt them would
+        # cost it two thirds of its speed.)
+        looked = "not counted with --format msgpack" if args.format == "msgpack" else doubts.told()
         print(f"pbxgw parse: {offline.summary(profile, stream.framer.stats, unparsed_count)}; "
-              f"calls that look wrong: {doubts.told()}", file=sys.stderr)
+              f"calls that look wrong: {looked}", file=sys.stderr)
     return 1 if args.strict and unparsed_count else 0
 
 

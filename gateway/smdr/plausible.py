@@ -61,12 +61,6 @@ class Doubts:
             self.counts.update(doubts(event.ext, event.trunk, event.dur, event.ring, event.start,
                                       event.rx if self.live else None))
 
-    def add_wire(self, wire: dict) -> None:
-        """The same for an event's wire map (the batch path gives no event objects)."""
-        if wire.get("kind") == "call":
-            self.counts.update(doubts(wire["ext"], wire["trunk"], wire["dur"], wire["ring"], wire["start"],
-                                      wire["rx"] if self.live else None))
-
     def told(self) -> str:
         """``ext 3, start 10``, or ``none``."""
         return ", ".join(f"{doubt} {n}" for doubt, n in self.as_map().items()) or "none"
