@@ -176,15 +176,12 @@ def _typed_fields(profile: PbxProfile, columns: tuple[str, ...]) -> list:
     start = profile.start
     if start.date_order == "epoch":
         return checks
-    date_text = columns[start.date] if start.date is not None else ""
-    time_text = columns[start.time]
-    if start.date is not None and start.date == start.time:
-        date_text, _, time_text = date_text.partition(" ")
+    date_text, time_text = start.texts(columns)
     if date_text:
         received = date(2026, 1, 1)  # (any: only whether the date reads counts here)
         checks.append(lambda: parse_date(date_text, start.date_order, received))
-    if time_text.strip():
-        checks.append(lambda: parse_time(time_text.strip()))
+    if time_text:
+        checks.append(lambda: parse_time(time_text))
     return checks
 
 

@@ -105,29 +105,26 @@ class RecordParser:
     def _start(self, columns: tuple[str, ...], rx: int, ring: int | None, dur: int | None) -> int:
         spec = self.profile.start
         received = datetime.fromtimestamp(rx / 1000, self.tz)
+        date_text, time_text = spec.texts(columns)
         if spec.date_order == "epoch":
-            text = columns[spec.date]
-            if not _INT.fullmatch(text) or int(text) <= 0:
-                raise RecordError(f"start {text!r} is not seconds since the epoch")
-            start = int(text)
+            if not _INT.fullmatch(date_text) or int(date_text) <= 0:
+                raise RecordError(f"start {date_text!r} is not seconds since the epoch")
+            start = int(date_text)
         elif spec.date is None:
             # No date printed: the call is from the receive day, or the day before when
             # its time is more than an hour ahead of the receive time (just past midnight).
-            if not columns[spec.time]:
+            if not time_text:
                 raise RecordError("no call time")
-            local = datetime.combine(received.date(), parse_time(columns[spec.time]), self.tz)
+            local = datetime.combine(received.date(), parse_time(time_text), self.tz)
             if local - received > timedelta(hours=1):
                 local = datetime.combine(received.date() - timedelta(days=1), local.time(), self.tz)
             start = int(local.timestamp())
         else:
-            date_text, time_text = columns[spec.date], columns[spec.time]
-            if spec.date == spec.time:
-                date_text, _, time_text = date_text.partition(" ")
-            if not date_text or not time_text.strip():
+            if not date_text or not time_text:
                 raise RecordError("no call date and time")
             false_clock = not self.synchronized and received.date() < EARLIEST_TRUE
             day = parse_date(date_text, spec.date_order, received.date(), EARLIEST_TRUE if false_clock else None)
-            local = datetime.combine(day, parse_time(time_text.strip()), self.tz)
+            local = datetime.combine(day, parse_time(time_text), self.tz)
             start = int(local.timestamp())
         if spec.time_is == "end":
             start -= (ring or 0) + (dur or 0)

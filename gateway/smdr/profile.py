@@ -85,6 +85,17 @@ class StartSpec:
     date_order: str
     time_is: str
 
+    def texts(self, columns: tuple[str, ...]) -> tuple[str, str]:
+        """A record's date and time texts (``""`` for what it does not print; a shared
+        column split at its first blank). Epoch seconds come as the date text."""
+        date_text = columns[self.date] if self.date is not None else ""
+        if self.time is None:
+            return date_text, ""
+        if self.date == self.time:
+            date_text, _, time_text = date_text.partition(" ")
+            return date_text, time_text.strip()
+        return date_text, columns[self.time].strip()
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
