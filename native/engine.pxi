@@ -173,6 +173,8 @@ cdef class Engine:
     cdef list patterns, prefixes, quick_first, quick_required, regex_targets, consts, x_names
     cdef list caches_how  # per cache: a duration format, a groupless pattern, or None (dates, times)
     cdef list skip_required
+    cdef list var_match  # per variant, its pattern or None
+    cdef bint any_match  # some variant is chosen by a pattern
     cdef bytes head_seq, head_rx, head_start  # the map's constant pieces, as msgpack
     cdef list x_keys, const_values  # vendor field names and rule constants, as msgpack
 
@@ -209,6 +211,8 @@ cdef class Engine:
         self.head_start = _msgpack_str("profile") + _msgpack_str(profile.name) + _msgpack_str("start")
         tables = plan.plan(profile)
         self.skip_required, self.caches_how, self.patterns = tables.skip_required, tables.caches, tables.patterns
+        self.var_match = tables.var_match
+        self.any_match = any(pattern is not None for pattern in tables.var_match)
         self.quick_first, self.quick_required = [q[0] for q in tables.quick], [q[1] for q in tables.quick]
         self.regex_targets, self.prefixes, self.consts, self.x_names = \
             tables.regex_targets, tables.prefixes, tables.consts, tables.x_names
@@ -378,14 +382,26 @@ cdef class Engine:
                 + (row.slots[1].i if row.slots[1].kind == V_INT else 0)
         return True
 
-    cdef bint _c_fixed_columns(self, const unsigned char* p, Py_ssize_t n, Row* row) noexcept:
-        """Fixed-width columns (ASCII: a byte is a character); False when no variant fits."""
-        cdef int v = -1, i
-        cdef Py_ssize_t a, m, base
+    cdef int _variant(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t length) except -2:
+        """The first variant that admits the record ``p[:n]`` of ``length`` characters
+        (by its length, and by its pattern where it has one), or -1."""
+        cdef int i
+        cdef object text = None
         for i in range(self.n_variants):
-            if self.var_max[i] < 0 or n <= self.var_max[i]:
-                v = i
-                break
+            if self.var_max[i] >= 0 and length > self.var_max[i]:
+                continue
+            if self.any_match and self.var_match[i] is not None:
+                if text is None:
+                    text = PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+                if (<object>self.var_match[i]).search(text) is None:
+                    continue
+            return i
+        return -1
+
+    cdef int _c_fixed_columns(self, const unsigned char* p, Py_ssize_t n, Row* row) except -1:
+        """Fixed-width columns (ASCII: a byte is a character); False when no variant fits."""
+        cdef int v = self._variant(p, n, n), i
+        cdef Py_ssize_t a, m, base
         if v < 0:
             return False
         for i in range(self.n_columns):
@@ -396,7 +412,7 @@ cdef class Engine:
             row.ca[i], row.cn[i] = a, m
         return True
 
-    cdef bint _c_fields(self, const unsigned char* p, Py_ssize_t n, Row* row) noexcept:
+    cdef int _c_fields(self, const unsigned char* p, Py_ssize_t n, Row* row) except -1:
         """Delimited columns without quoting; False when the reference must split."""
         cdef Py_ssize_t starts[MAX_DELIMITERS + 1]
         cdef Py_ssize_t count = 1, i, index, a, m, v = -1, length = n
@@ -418,10 +434,7 @@ cdef class Engine:
         starts[count] = n + 1
         if count < self.min_fields:
             return False
-        for i in range(self.n_variants):
-            if self.var_max[i] < 0 or length <= self.var_max[i]:
-                v = i
-                break
+        v = self._variant(p, n, length)
         if v < 0:
             return False
         for i in range(self.n_columns):

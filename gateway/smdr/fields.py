@@ -97,6 +97,8 @@ def parse_time(text: str) -> time:
 #: Duration formats: name -> (pattern, seconds per captured group).
 DURATIONS: dict[str, tuple[re.Pattern[str], tuple[int, ...]]] = {
     "seconds": (re.compile(r"(\d+)"), (1,)),
+    # Seconds, or asterisks for "never answered" (Mitel MiVoice Business's time to answer).
+    "seconds|***": (re.compile(r"(\d+)|\*+"), (1,)),
     "hh:mm:ss": (re.compile(r"(\d+):([0-5]\d):([0-5]\d)"), (3600, 60, 1)),
     # Either, as the PBX's option says (Mitel 5000 / Axxess: "S=000123" for seconds).
     "hh:mm:ss|S=s": (re.compile(r"(\d+):([0-5]\d):([0-5]\d)|S=(\d+)"), (3600, 60, 1, 1)),
@@ -108,10 +110,11 @@ DURATIONS: dict[str, tuple[re.Pattern[str], tuple[int, ...]]] = {
 
 
 def parse_duration(text: str, fmt: str) -> int | None:
-    """Seconds from a duration printed in ``fmt`` (a key of :data:`DURATIONS`); blank is None.
+    """Seconds from a duration printed in ``fmt`` (a key of :data:`DURATIONS`); blank, or
+    a mark the format reads as "none" (no group matched), is None.
 
-    >>> parse_duration("00:01'05", "hh:mm'ss"), parse_duration("5'15", "m'ss")
-    (65, 315)
+    >>> parse_duration("00:01'05", "hh:mm'ss"), parse_duration("5'15", "m'ss"), parse_duration("***", "seconds|***")
+    (65, 315, None)
     """
     if not text:
         return None
@@ -119,4 +122,6 @@ def parse_duration(text: str, fmt: str) -> int | None:
     match = pattern.fullmatch(text)
     if not match:
         raise RecordError(f"duration {text!r} is not {fmt}")
+    if match.lastindex is None:
+        return None
     return sum(int(g) * s for g, s in zip(match.groups(), scale) if g is not None)

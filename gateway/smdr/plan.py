@@ -7,7 +7,8 @@ repeats: it needs the profile as flat tables of small integers, which it copies 
 arrays once. They are made here, in plain Python, so that what the C path will do with
 a profile is decided (and tested) without a compiler:
 
-* the layout: per variant its length limit and its column slices (fixed width) or field
+* the layout: per variant its length limit, the pattern that chooses it (if any; the one
+  Python object a record may meet there) and its column slices (fixed width) or field
   indexes (delimited);
 * each ``[fields]`` conversion: its target, column, code and cache;
 * each rule: its column patterns as operations (a pattern the C path can answer by
@@ -18,7 +19,7 @@ a profile is decided (and tested) without a compiler:
 
 A target is an event field's slot (its index in :data:`FILLED`) or, from
 :data:`TARGET_X` on, a vendor field. :attr:`Plan.supported` is false for what the C path
-never reads (layout variants chosen by a pattern, a multi-byte delimiter, IPv4 fields):
+never reads (a multi-byte delimiter, IPv4 fields):
 the reference then reads every record of the profile. (Nor a field less another, or one
 with an ``else`` column: the profiles with those, Asterisk's, FreeSWITCH's and 3CX's,
 quote their fields, which the C path leaves to the reference anyway.)
@@ -63,6 +64,7 @@ class Plan:
     n_columns: int = 0
     var_max: list[int] = field(default_factory=list)  # per variant, -1: no limit
     var_pos: list[int] = field(default_factory=list)  # per variant and column: (start, end) or (index, index)
+    var_match: list[re.Pattern | None] = field(default_factory=list)  # per variant, the pattern that chooses it
     delimiter: int = 0
     quote: int = -1
     min_fields: int = 0
@@ -103,8 +105,7 @@ def plan(profile) -> Plan:
     """The tables of ``profile`` (a :class:`~gateway.smdr.profile.PbxProfile`)."""
     layout, out = profile.layout, Plan()
     out.skip_required = [quick_test(p)[1] for p in profile.framing.skip]
-    out.supported = all(v.match is None for v in layout.variants) \
-        and all(spec.format != "ipv4-le" and spec.minus is None and spec.otherwise is None for spec in profile.fields) \
+    out.supported = all(spec.format != "ipv4-le" and spec.minus is None and spec.otherwise is None for spec in profile.fields) \
         and (layout.kind == "fixed" or (len(layout.delimiter) == 1 and layout.delimiter.isascii()
                                        and (not layout.quote or layout.quote.isascii())))
     if not out.supported:
@@ -112,6 +113,7 @@ def plan(profile) -> Plan:
     out.fixed, out.n_columns = layout.kind == "fixed", len(layout.columns)
     for variant in layout.variants:
         out.var_max.append(-1 if variant.max_length is None else variant.max_length)
+        out.var_match.append(variant.match)
         for position in variant.positions:
             out.var_pos.extend(position if out.fixed else (position, position))
     if not out.fixed:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.events import CallEvent
-from gateway.smdr import profiles
+from gateway.smdr import offline, profiles
 from gateway.smdr.stream import StreamParser
 
 RX = int(datetime(2026, 1, 15, 12, tzinfo=timezone.utc).timestamp() * 1000)
@@ -61,3 +61,25 @@ def test_3cx_ring_is_the_wait_before_the_answer_or_the_whole_wait_unanswered():
                                   row("", "2020/05/04 10:54:13", ""))
     assert (answered.ring, answered.dur) == (7, 309)
     assert (unanswered.ring, unanswered.dur) == (30, None)
+
+
+def mitel_mivb_records():
+    return profiles.samples(profiles.find("mitel-mivb")).splitlines()
+
+
+@pytest.mark.parametrize("record", mitel_mivb_records(), ids=lambda r: f"{len(r)}-columns-{r[14:24].decode().strip()}")
+def test_detect_finds_mitel_mivb_on_one_record_of_each_option(record):
+    """Standard and Extended Digit Length, Extended Time To Answer, ANI/DNIS, network OLI,
+    meter pulses, 12- and 24-hour clock: each record alone is enough to tell the family."""
+    ranked = offline.rank(profiles.load_all(), record + b"\r\n", ZoneInfo("UTC"), RX)
+    assert ranked[0].profile == "mitel-mivb" and ranked[0].score == 1.0
+
+
+def test_mitel_mivb_ring_is_the_time_to_answer_in_either_width():
+    standard = b" 02/05 11:00  00:02:00 T2    012 4216                        4216                    010  "
+    extended = b" 02/05 11:00  00:02:00 T2   0012 4216                        4216                    010  "
+    never = b" 02/05 11:02  00:00:00 T2   **** 4217                        4217                    010  "
+    first, second, third = events("mitel-mivb", standard, extended, never)
+    assert (first.ring, first.ext, first.trunk, first.x.get("attendant")) == (12, "4216", "2", None)
+    assert (second.ring, second.ext, second.trunk) == (12, "4216", "2")
+    assert (third.ring, third.disp) == (None, "unanswered")
