@@ -239,7 +239,7 @@ cdef class Engine:
         cdef bytes data = record.data
         cdef Row row
         cdef int64_t start
-        if record.truncated or not self._c_read(data, len(data), rx, &row, &start):
+        if record.truncated or record.page or not self._c_read(data, len(data), rx, &row, &start):
             return self.reference.parse(record, rx, seq)
         return self._event(data, &row, seq, rx, start)
 
@@ -250,7 +250,7 @@ cdef class Engine:
         cdef bytes data
         for record in records:
             data = record.data
-            if record.truncated or not self._c_record(data, len(data), rx, seq):
+            if record.truncated or record.page or not self._c_record(data, len(data), rx, seq):
                 self._reference_record(record, rx, seq, unparsed)
             seq += 1
         return self.out.take(), unparsed
@@ -261,7 +261,8 @@ cdef class Engine:
         cdef list unparsed = []
         rules = framer.rules
         code = TERMINATOR_CODES.get(rules.terminator, -1)
-        if code < 0 or type(framer) is not Framer or rules is not self.profile.framing or rules.strip:
+        if code < 0 or type(framer) is not Framer or rules is not self.profile.framing or rules.strip \
+                or rules.page_date is not None:  # (the reference dates records by their page header)
             framed = framer.records()
             packed, unparsed = self.pack(framed, rx, seq)
             return packed, unparsed, len(framed)
@@ -304,7 +305,7 @@ cdef class Engine:
 
     cdef void _record(self, record, int64_t rx, int64_t seq, list unparsed) except *:
         cdef bytes data = record.data
-        if record.truncated or not self._c_record(data, len(data), rx, seq):
+        if record.truncated or record.page or not self._c_record(data, len(data), rx, seq):
             self._reference_record(record, rx, seq, unparsed)
 
     cdef void _reference_record(self, record, int64_t rx, int64_t seq, list unparsed) except *:

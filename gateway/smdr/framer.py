@@ -66,10 +66,12 @@ MAX_RECORD_LEN_CEILING = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One framed record: its bytes without terminator, and whether it was cut short."""
+    """One framed record: its bytes without terminator, whether it was cut short, and
+    the date of the page header above it (``b""``: none, or the profile reads none)."""
 
     data: bytes
     truncated: bool = False
+    page: bytes = b""
 
 
 @dataclass(slots=True)
@@ -93,6 +95,10 @@ class FramingRules:
     strip: tuple[re.Pattern[bytes], ...] = field(default=())
     block_len: int = 0
     block_start: bytes = b""
+    #: A page header line (not a record) whose ``date`` group dates the records after it,
+    #: for PBXes that print no date in their records; the date's order.
+    page_date: re.Pattern[bytes] | None = None
+    page_date_order: str = "MDY"
 
 
 #: A record of only these bytes is a blank line, skipped (a form feed, NUL padding).
@@ -114,6 +120,7 @@ class Framer:
         self._buffer = bytearray()
         self._searched = 0
         self._eof = False
+        self._page = b""
         self.stats = FramerStats()
 
     def feed(self, data: bytes) -> None:
@@ -255,9 +262,12 @@ class Framer:
             record = Record(record.data.replace(b"\x00", b""), record.truncated)
         for pattern in rules.strip:  # e.g. a page header glued in front of a record
             record = Record(pattern.sub(b"", record.data), record.truncated)
-        if not record.data.strip(BLANK) or any(p.search(record.data) for p in rules.skip):
+        page = rules.page_date.search(record.data) if rules.page_date is not None else None
+        if page is not None:
+            self._page = page["date"]
+        if page is not None or not record.data.strip(BLANK) or any(p.search(record.data) for p in rules.skip):
             stats.skipped += 1
             return None
         stats.records += 1
         stats.truncated += record.truncated
-        return record
+        return Record(record.data, record.truncated, self._page) if self._page else record

@@ -8,7 +8,7 @@ property tests feed it random bytes to prove there is none.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from gateway.errors import RecordError
@@ -47,6 +47,7 @@ class RecordParser:
     def __init__(self, profile: PbxProfile, tz: tzinfo, gw: str, src: str, stream: str | None = None):
         self.profile, self.tz, self.gw, self.src, self.stream = profile, tz, gw, src, stream
         self.synchronized = True
+        self._page: tuple[bytes, int, int] = (b"", 0, 0)  # page date, days rolled, last time of day
 
     def parse(self, record: Record, rx: int, seq: int) -> Event:
         """The event for ``record``, received at ``rx`` (ms since the epoch) as number ``seq``."""
@@ -57,7 +58,7 @@ class RecordParser:
             reason = f"no record end within {self.profile.framing.max_record_len} bytes; cut there"
             return UnparsedEvent(**stamp, raw=raw, reason=reason)
         try:
-            values = self._normalize(split_record(self.profile.layout, raw), rx)
+            values = self._normalize(split_record(self.profile.layout, raw), rx, record.page)
         except RecordError as exc:
             return UnparsedEvent(**stamp, raw=raw, reason=exc.reason)
         return CallEvent(**stamp, **values, raw=raw)
@@ -75,7 +76,7 @@ class RecordParser:
         packed, unparsed = self.pack(records, rx, seq)
         return packed, unparsed, len(records)
 
-    def _normalize(self, columns: tuple[str, ...], rx: int) -> dict[str, Any]:
+    def _normalize(self, columns: tuple[str, ...], rx: int, page: bytes) -> dict[str, Any]:
         values: dict[str, Any] = {}
         order = self.profile.start.date_order
         for spec in self.profile.fields:
@@ -97,12 +98,12 @@ class RecordParser:
                 if name not in decided:
                     decided.add(name)
                     values[name] = value
-        values["start"] = self._start(columns, rx, values.get("ring"), values.get("dur"))
+        values["start"] = self._start(columns, rx, values.get("ring"), values.get("dur"), page)
         vendor = {k: values.pop(k) for k in list(values) if k.startswith("x_")}
         values["x"] = {k[2:]: v for k, v in vendor.items() if v is not None}
         return values
 
-    def _start(self, columns: tuple[str, ...], rx: int, ring: int | None, dur: int | None) -> int:
+    def _start(self, columns: tuple[str, ...], rx: int, ring: int | None, dur: int | None, page: bytes) -> int:
         spec = self.profile.start
         received = datetime.fromtimestamp(rx / 1000, self.tz)
         date_text, time_text = spec.texts(columns)
@@ -111,13 +112,17 @@ class RecordParser:
                 raise RecordError(f"start {date_text!r} is not seconds since the epoch")
             start = int(date_text)
         elif spec.date is None:
-            # No date printed: the call is from the receive day, or the day before when
-            # its time is more than an hour ahead of the receive time (just past midnight).
             if not time_text:
                 raise RecordError("no call time")
-            local = datetime.combine(received.date(), parse_time(time_text), self.tz)
+            # No date in the record: the page header's date, when the PBX prints one, else
+            # the receive day; the day before either when the time is more than an hour
+            # ahead of the receive time (just past midnight; a page header printed after
+            # midnight above a call begun before it).
+            clock = parse_time(time_text)
+            day = self._page_day(page, clock) if page else received.date()
+            local = datetime.combine(day, clock, self.tz)
             if local - received > timedelta(hours=1):
-                local = datetime.combine(received.date() - timedelta(days=1), local.time(), self.tz)
+                local = datetime.combine(day - timedelta(days=1), clock, self.tz)
             start = int(local.timestamp())
         else:
             if not date_text or not time_text:
@@ -129,6 +134,27 @@ class RecordParser:
         if spec.time_is == "end":
             start -= (ring or 0) + (dur or 0)
         return start
+
+    def _page_day(self, page: bytes, clock: time) -> date:
+        """The day of a call printed under a page header dated ``page``: the page's date,
+        a day later once the times went back by more than half a day since the header (a
+        page that runs past midnight; after that, a call begun before midnight but printed
+        later keeps the day before)."""
+        seconds = clock.hour * 3600 + clock.minute * 60 + clock.second
+        text, days, last = self._page
+        late = 0
+        if page != text:
+            days, last = 0, seconds
+        elif seconds < last - 43200:
+            days, last = days + 1, seconds
+        elif days and seconds > last + 43200:
+            late = 1
+        else:
+            last = seconds
+        self._page = (page, days, last)
+        framing = self.profile.framing
+        day = parse_date(page.decode("latin-1"), framing.page_date_order, EARLIEST_TRUE)
+        return day + timedelta(days=days - late)
 
 
 def convert(text: str, fmt: str, date_order: str = "YMD") -> Any:

@@ -124,6 +124,9 @@ def load(path: Path) -> PbxProfile:
     framing = _framing(top.table("framing"))
     layout = _layout(top.table("layout", required=True))
     start, specs = _fields(top.table("fields", required=True), layout.columns)
+    if framing.page_date is not None and start.date is not None:
+        raise ProfileError(str(path), "framing.page_date", "the records print their own date: a page date "
+                                                            "is for a start with date_order = \"none\"")
     rules = tuple(_rule(t, layout.columns) for t in top.tables("rules"))
     filled = {s.target for s in specs}
     for rule in rules:
@@ -208,6 +211,14 @@ def _framing(t: Table) -> FramingRules:
     skip = tuple(re.compile(_regex(t, "skip", p).pattern.encode()) for p in t.take("skip", list, []))
     strip = tuple(re.compile(_regex(t, "strip", p).pattern.encode()) for p in t.take("strip", list, []))
     block: dict[str, Any] = {}
+    page_t = t.table("page_date")
+    if page_t.keys():
+        page = re.compile(_regex(page_t, "match", page_t.take("match", str)).pattern.encode())
+        if "date" not in page.groupindex:
+            raise page_t.fail("match", "expected a (?P<date>...) group: the page's date")
+        block["page_date"] = page
+        block["page_date_order"] = page_t.take("date_order", str, "MDY", choices=("YMD", "MDY", "DMY"))
+    page_t.done()
     if terminator == "block":
         block["block_len"] = t.take("block_len", int)
         if not 2 <= block["block_len"] <= max_len:
@@ -225,6 +236,10 @@ def _bytes(t: Table, key: str, text: str) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         raise t.fail(key, "expected characters U+0000 to U+00FF (each is one byte)") from None
+
+
+#: A fixed-width variant's ``[]`` for a column it does not print: read blank.
+NOT_PRINTED = (0, 0)
 
 
 def _layout(t: Table) -> Layout:
@@ -253,7 +268,7 @@ def _layout(t: Table) -> Layout:
             raise vt.fail("columns", f"expected the same column names as the first variant: {columns}")
         positions = tuple(_position(cols, kind, n) for n in columns)
         if kind == "fixed":
-            spans = sorted(zip(positions, columns))
+            spans = sorted((span, name) for span, name in zip(positions, columns) if span != NOT_PRINTED)
             for (a, name_a), (b, name_b) in zip(spans, spans[1:]):
                 if b[0] < a[1]:
                     raise cols.fail(name_b, f"overlaps column {name_a} {list(a)}: got {list(b)}")
@@ -275,8 +290,11 @@ def _position(cols: Table, kind: str, name: str) -> Any:
             raise cols.fail(name, f"expected a field index from 0, got {index}")
         return index
     span = cols.take(name, list)
+    if not span:
+        return NOT_PRINTED
     if len(span) != 2 or not all(isinstance(i, int) for i in span) or not 0 <= span[0] < span[1]:
-        raise cols.fail(name, f"expected [start, end] character offsets, start < end; got {span}")
+        raise cols.fail(name, f"expected [start, end] character offsets, start < end, or [] where this variant "
+                              f"does not print the column; got {span}")
     return tuple(span)
 
 

@@ -83,3 +83,52 @@ def test_mitel_mivb_ring_is_the_time_to_answer_in_either_width():
     assert (first.ring, first.ext, first.trunk, first.x.get("attendant")) == (12, "4216", "2", None)
     assert (second.ring, second.ext, second.trunk) == (12, "4216", "2")
     assert (third.ring, third.disp) == (None, "unanswered")
+
+
+def axxess_page(date: bytes) -> bytes:
+    return b"Station Message Detailed Recording".ljust(68) + date
+
+
+def axxess_record(start: bytes, dialled: bytes = b"5550123", ext: bytes = b"11204", kind: bytes = b"LOC") -> bytes:
+    return kind.ljust(4) + ext.ljust(6) + b"94002 " + dialled.ljust(29) + start + b" 00:01:10 $00.00"
+
+
+def test_axxess_records_take_their_page_headers_date_even_read_long_after():
+    header, late = axxess_page(b"03-30-2025"), axxess_page(b"03-31-2025")
+    first, before_midnight, after, begun_before, next_page = events(
+        "mitel-5000-serial", header, axxess_record(b"09:12"), axxess_record(b"23:58"), axxess_record(b"00:04"),
+        axxess_record(b"23:59"), late, axxess_record(b"00:30"))
+    assert [datetime.fromtimestamp(e.start, timezone.utc).strftime("%m-%d %H:%M") for e in
+            (first, before_midnight, after, begun_before, next_page)] == \
+        ["03-30 09:12", "03-30 23:58", "03-31 00:04", "03-30 23:59", "03-31 00:30"]
+
+
+def test_axxess_without_a_page_header_yet_dates_by_the_receive_day():
+    (event,) = events("mitel-5000-serial", axxess_record(b"09:12"))
+    assert datetime.fromtimestamp(event.start, timezone.utc).date() == datetime.fromtimestamp(RX / 1000).date()
+
+
+def test_a_page_header_printed_after_midnight_above_a_call_begun_before_it():
+    """Live: the header is dated the day the record was printed; the call began the day before."""
+    stream = StreamParser(profiles.find("mitel-5000-serial"), ZoneInfo("UTC"), "gw", "pbx")
+    rx = int(datetime(2026, 1, 16, 0, 5, tzinfo=timezone.utc).timestamp() * 1000)
+    (event,) = stream.feed(axxess_page(b"01-16-2026") + b"\r\n" + axxess_record(b"23:55") + b"\r\n", rx)
+    assert datetime.fromtimestamp(event.start, timezone.utc) == datetime(2026, 1, 15, 23, 55, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("dialled, ext, read", [
+    (b"RG 6025550111", b"11203", dict(caller="6025550111", called=None, disp="answered")),
+    (b"RING...... 4001", b"*****", dict(caller=None, called="4001", disp="unanswered")),
+    (b"RING......", b"*****", dict(caller=None, called=None, disp="unanswered")),
+])
+def test_axxess_ring_in_records_are_calls_with_their_ring_and_no_talk(dialled, ext, read):
+    (event,) = events("mitel-5000-serial", axxess_record(b"10:05", dialled, ext, b"IN"))
+    assert (event.ring, event.dur, event.dir, event.x["record"]) == (70, None, "in", "ring-in")
+    assert {key: getattr(event, key) for key in read} == read
+
+
+def test_detect_finds_mitel_5000_on_serial_output_with_headers_seconds_and_ring_ins():
+    capture = profiles.samples(profiles.find("mitel-5000-serial"))
+    assert b"S=" in capture and b"RING" in capture and b"Station Message" in capture
+    ranked = offline.rank(profiles.load_all(), capture, ZoneInfo("UTC"), RX)
+    assert ranked[0].profile == "mitel-5000-serial" and ranked[0].score == 1.0

@@ -114,3 +114,28 @@ def test_the_seconds_option_of_an_elapsed_time_reads_too():
     assert [parse_duration(t, "hh:mm:ss|S=s") for t in ("00:12:03", "S=000095", "")] == [723, 95, None]
     with pytest.raises(RecordError, match="is not hh:mm:ss|S=s"):
         parse_duration("S=", "hh:mm:ss|S=s")
+
+
+SERIAL = (profiles.LIBRARY / "mitel-5000-serial" / "profile.toml").read_text()
+SOCKET = (profiles.LIBRARY / "mitel-5000" / "profile.toml").read_text()
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ("(?P<date>\\d\\d-\\d\\d-\\d{4})", "(\\d\\d-\\d\\d-\\d{4})", "framing.page_date.match", "expected a (?P<date>...) group"),
+    ('date_order = "MDY" }', 'date_order = "MD" }', "framing.page_date.date_order", "expected one of YMD, MDY, DMY"),
+])
+def test_a_broken_page_date_names_its_key(tmp_path, old, new, key, message):
+    assert_one_error(tmp_path, SERIAL, old, new, key, message)
+
+
+def test_a_page_date_is_refused_where_the_records_print_their_own(tmp_path):
+    dated = SERIAL.replace("[serial]", '[fields]\nstart = { date = "account", time = "start", date_order = "MDY" }\n\n[serial]')
+    assert_one_error(tmp_path, dated, "[profile]", "[profile]", "framing.page_date", 'date_order = "none"')
+
+
+def test_a_variant_that_does_not_print_a_column_says_so_with_empty_brackets(tmp_path):
+    ring_in, call = profiles.find("mitel-5000").layout.variants
+    rang = profiles.find("mitel-5000").layout.columns.index("rang")
+    assert (ring_in.positions[rang], call.positions[rang]) == ((51, 59), (0, 0))
+    assert_one_error(tmp_path, SOCKET, "rang = []", "rang = [3]", "layout.variant[2].columns.rang",
+                     "or [] where this variant does not print the column")
