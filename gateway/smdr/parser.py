@@ -111,7 +111,7 @@ class RecordParser:
             if not _INT.fullmatch(date_text) or int(date_text) <= 0:
                 raise RecordError(f"start {date_text!r} is not seconds since the epoch")
             start = int(date_text)
-        elif spec.date is None:
+        elif spec.date is None or (spec.date_optional and not date_text):
             if not time_text:
                 raise RecordError("no call time")
             # No date in the record: the page header's date, when the PBX prints one, else

@@ -84,6 +84,9 @@ class StartSpec:
     time: int | None
     date_order: str
     time_is: str
+    #: A blank date column is allowed: the record is dated as by a PBX that prints no
+    #: date (NEC leaves it blank on extension calls, or prints none with PRG 35-02-14 = 0).
+    date_optional: bool = False
 
     def texts(self, columns: tuple[str, ...]) -> tuple[str, str]:
         """A record's date and time texts (``""`` for what it does not print; a shared
@@ -174,4 +177,8 @@ def with_date_order(profile: PbxProfile, order: str) -> PbxProfile:
     if order not in allowed:
         raise ValueError(f"expected one of {', '.join(allowed) or '(none: this profile prints no such date)'}"
                          f" for profile {profile.name}; got {order!r}")
-    return dataclasses.replace(profile, start=dataclasses.replace(profile.start, date_order=order))
+    framing = profile.framing
+    if framing.page_date is not None and (current.index("M") < current.index("D")) != (order.index("M") < order.index("D")):
+        # A site printing day first does so in its page headers too.
+        framing = dataclasses.replace(framing, page_date_order=framing.page_date_order.translate(str.maketrans("MD", "DM")))
+    return dataclasses.replace(profile, framing=framing, start=dataclasses.replace(profile.start, date_order=order))

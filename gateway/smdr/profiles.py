@@ -124,9 +124,10 @@ def load(path: Path) -> PbxProfile:
     framing = _framing(top.table("framing"))
     layout = _layout(top.table("layout", required=True))
     start, specs = _fields(top.table("fields", required=True), layout.columns)
-    if framing.page_date is not None and start.date is not None:
+    if framing.page_date is not None and start.date is not None and not start.date_optional:
         raise ProfileError(str(path), "framing.page_date", "the records print their own date: a page date "
-                                                            "is for a start with date_order = \"none\"")
+                                                            "is for a start with date_order = \"none\" or "
+                                                            "date_optional = true")
     rules = tuple(_rule(t, layout.columns) for t in top.tables("rules"))
     filled = {s.target for s in specs}
     for rule in rules:
@@ -316,7 +317,10 @@ def _fields(t: Table, columns: tuple[str, ...]) -> tuple[StartSpec, tuple[FieldS
         date_col = time_col = _column(st, "column", columns)
     else:
         date_col, time_col = _column(st, "date", columns), _column(st, "time", columns)
-    start = StartSpec(date_col, time_col, order, st.take("time_is", str, "start", choices=("start", "end")))
+    start = StartSpec(date_col, time_col, order, st.take("time_is", str, "start", choices=("start", "end")),
+                      st.take("date_optional", bool, False))
+    if start.date_optional and (order not in DATE_ORDERS or date_col == time_col):
+        raise st.fail("date_optional", "only for a date column of its own")
     st.done()
     specs = []
     x = t.table("x")

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.events import CallEvent
 from gateway.smdr import offline, profiles
+from gateway.smdr.profile import with_date_order
 from gateway.smdr.stream import StreamParser
 
 RX = int(datetime(2026, 1, 15, 12, tzinfo=timezone.utc).timestamp() * 1000)
@@ -132,3 +133,41 @@ def test_detect_finds_mitel_5000_on_serial_output_with_headers_seconds_and_ring_
     assert b"S=" in capture and b"RING" in capture and b"Station Message" in capture
     ranked = offline.rank(profiles.load_all(), capture, ZoneInfo("UTC"), RX)
     assert ranked[0].profile == "mitel-5000-serial" and ranked[0].score == 1.0
+
+
+def nec_page(date: bytes) -> bytes:
+    return b" " * 60 + date + b" PAGE 001"
+
+
+NEC_OFF = b"POT  16:40 Trunk 002  00:02:30 2001       2145550100           4411"
+NEC_ON = b"POT  16:40 12/07 002  00:02:30 2001       2145550100           4411"
+NEC_ICM = b"ICM  17:02            00:00:25 2003       2011"
+
+
+def test_nec_with_the_date_column_off_or_an_extension_call_takes_the_page_headers_date():
+    off, on, icm = events("nec-sl", nec_page(b"12/08/2025"), NEC_OFF, NEC_ON, NEC_ICM)
+    assert [datetime.fromtimestamp(e.start, timezone.utc).strftime("%Y-%m-%d %H:%M") for e in (off, on, icm)] == \
+        ["2025-12-08 16:40", "2025-12-07 16:40", "2025-12-08 17:02"]
+    assert (off.trunk, off.called, off.acct, on.trunk, icm.trunk, icm.dir) == ("002", "2145550100", "4411", "002", None, "int")
+
+
+def test_a_day_first_site_reads_its_page_headers_day_first_too():
+    profile = with_date_order(profiles.find("nec-sl"), "DM")
+    stream = StreamParser(profile, ZoneInfo("UTC"), "gw", "pbx")
+    (off,) = stream.feed(nec_page(b"08/12/2025") + b"\r\n" + NEC_OFF + b"\r\n", RX)
+    assert datetime.fromtimestamp(off.start, timezone.utc).strftime("%Y-%m-%d") == "2025-12-08"
+
+
+@pytest.mark.parametrize("record", [NEC_OFF, NEC_ON, NEC_ICM])
+def test_detect_finds_nec_with_the_date_column_on_or_off(record):
+    ranked = offline.rank(profiles.load_all(), nec_page(b"12/08/2025") + b"\r\n" + record + b"\r\n", ZoneInfo("UTC"), RX)
+    assert ranked[0].profile == "nec-sl" and ranked[0].score == 1.0
+
+
+def test_panasonic_pattern_b_reads_its_charge_and_no_ring():
+    record = b"01/16/26  9:40AM 101   05 0312345678           00:02'17 00560.00EU 4536"
+    (event,) = events("panasonic-kx-tda", record)
+    assert (event.dur, event.ring, event.called, event.acct, event.x["cost"]) == (137, None, "0312345678", "4536",
+                                                                                  "00560.00EU")
+    ranked = offline.rank(profiles.load_all(), record + b"\r\n", ZoneInfo("UTC"), RX)
+    assert ranked[0].profile == "panasonic-kx-tda" and ranked[0].score == 1.0

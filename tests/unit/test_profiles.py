@@ -130,7 +130,7 @@ def test_a_broken_page_date_names_its_key(tmp_path, old, new, key, message):
 
 def test_a_page_date_is_refused_where_the_records_print_their_own(tmp_path):
     dated = SERIAL.replace("[serial]", '[fields]\nstart = { date = "account", time = "start", date_order = "MDY" }\n\n[serial]')
-    assert_one_error(tmp_path, dated, "[profile]", "[profile]", "framing.page_date", 'date_order = "none"')
+    assert_one_error(tmp_path, dated, "[profile]", "[profile]", "framing.page_date", 'date_optional = true')
 
 
 def test_a_variant_that_does_not_print_a_column_says_so_with_empty_brackets(tmp_path):
