@@ -171,3 +171,13 @@ def test_panasonic_pattern_b_reads_its_charge_and_no_ring():
                                                                                   "00560.00EU")
     ranked = offline.rank(profiles.load_all(), record + b"\r\n", ZoneInfo("UTC"), RX)
     assert ranked[0].profile == "panasonic-kx-tda" and ranked[0].score == 1.0
+
+
+def test_avaya_cm_teleseer_records_are_read_at_their_own_columns():
+    record = b"   094000457  91010312345678     4001 55501          1    012               "
+    (event,) = events("avaya-cm", record + b"\r\n\x00\x00\x00")
+    assert (event.dur, event.dir, event.ext, event.trunk, event.called, event.acct) == \
+        (270, "out", "4001", "101", "0312345678", "55501")
+    assert event.x == {"cond": "7", "code_dialed": "9", "frl": "1", "out_circuit": "012"}
+    ranked = offline.rank(profiles.load_all(), record + b"\r\n\x00\x00\x00", ZoneInfo("UTC"), RX)
+    assert ranked[0].profile == "avaya-cm" and ranked[0].score == 1.0
