@@ -181,3 +181,14 @@ def test_avaya_cm_teleseer_records_are_read_at_their_own_columns():
     assert event.x == {"cond": "7", "code_dialed": "9", "frl": "1", "out_circuit": "012"}
     ranked = offline.rank(profiles.load_all(), record + b"\r\n\x00\x00\x00", ZoneInfo("UTC"), RX)
     assert ranked[0].profile == "avaya-cm" and ranked[0].score == 1.0
+
+
+def test_hicom_100e_compressed_records_read_beside_hipaths():
+    hicom = b"15.01.2609:40:00 2  201     00:02:0001715550123                   3 6"
+    hipath = b"13.09.0010:15:42  1      201    500:02:310897654321                         01"
+    first, second = events("siemens-hipath", hicom, hipath)
+    assert (first.ext, first.trunk, first.dur, first.called, first.disp, first.x["units"]) == \
+        ("201", "2", 120, "01715550123", "forwarded", 3)
+    assert (second.ext, second.trunk, second.ring, second.dur, second.caller) == ("201", "1", 5, 151, "0897654321")
+    ranked = offline.rank(profiles.load_all(), hicom + b"\r\n", ZoneInfo("UTC"), RX)
+    assert ranked[0].profile == "siemens-hipath"
