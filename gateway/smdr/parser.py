@@ -80,7 +80,9 @@ class RecordParser:
         values: dict[str, Any] = {}
         order = self.profile.start.date_order
         for spec in self.profile.fields:
-            text = columns[spec.column] or (columns[spec.otherwise] if spec.otherwise is not None else "")
+            text = columns[spec.column]
+            if spec.otherwise is not None and (not text or (spec.minus is not None and text == "0")):
+                text = columns[spec.otherwise]  # (a time of 0, as Cisco prints "never", is none)
             value = convert(text, spec.format, order)
             if spec.minus is not None and value is not None:
                 less = convert(columns[spec.minus], spec.format, order)

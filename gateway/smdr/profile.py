@@ -59,9 +59,11 @@ class Layout:
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     """Event field ``target`` (``x_`` prefix: a vendor field) from column ``column`` (or,
-    when it is blank, column ``otherwise``), less column ``minus`` when given: a number or
-    duration in the same format (Asterisk's ring is its ``duration`` less its ``billsec``),
-    or two ``datetime`` columns (3CX's ring is its answer time less its start time)."""
+    when it is blank, or a time of 0 in a difference, column ``otherwise``), less column
+    ``minus`` when given: a number or duration in the same format (Asterisk's ring is its
+    ``duration`` less its ``billsec``), or two ``datetime`` columns (3CX's ring is its
+    answer time less its start time; Cisco's its connect time, 0 when never answered, or
+    else its disconnect time, less its origination)."""
 
     target: str
     column: int
