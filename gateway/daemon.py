@@ -136,7 +136,9 @@ class Gateway:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
-        self.publisher = Publisher(s.mqtt, self.prepared, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot)
+        sources = [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key} for src in s.sources]
+        self.publisher = Publisher(s.mqtt, self.prepared, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot,
+                                   sources)
         for source_settings in s.sources:
             self._start_source(source_settings)
         self.publisher.start()

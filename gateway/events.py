@@ -164,6 +164,9 @@ class StatusEvent:
     boot: int
     rx: int
     version: str
+    #: Per PBX source: its ``name``, ``profile`` and ``timezone``, so that the central side
+    #: buckets its calls in the site's local time without a config of its own.
+    sources: list[dict[str, str]] = field(default_factory=list)
 
 
 Event = CallEvent | UnparsedEvent | HeadsetEvent | GapEvent | AlarmEvent | MetricsEvent | StatusEvent

@@ -39,12 +39,13 @@ class Publisher:
     :param store: the queue.
     :param prefix: topic prefix ``pbxgw/v1/<site>/<gw>``.
     :param gw: gateway id; :param site: site id; :param boot: the daemon's start count.
+    :param sources: the PBX sources the status message names (``name``, ``profile``, ``timezone``).
     """
 
     def __init__(self, settings: MqttSettings, prepared: Prepared, store: Store, prefix: str, gw: str, site: str,
-                 boot: int):
+                 boot: int, sources: list[dict[str, str]]):
         self.settings, self.prepared, self.store, self.prefix = settings, prepared, store, prefix
-        self.gw, self.site, self.boot = gw, site, boot
+        self.gw, self.site, self.boot, self.sources = gw, site, boot, sources
         self.outbox = Outbox(settings.batch_events, settings.batch_bytes, settings.inflight,
                              settings.backoff_min, settings.backoff_max)
         self.connected_since: float | None = None
@@ -116,7 +117,7 @@ class Publisher:
 
     def _status(self, state: str) -> bytes:
         return packb(StatusEvent(gw=self.gw, site=self.site, state=state, boot=self.boot,
-                                 rx=now_ms(), version=__version__))
+                                 rx=now_ms(), version=__version__, sources=self.sources))
 
     # -- connection ----------------------------------------------------------------------
 

@@ -27,7 +27,8 @@ GAP = GapEvent(gw="gw-01", src="pbx1", stream="5f1c0a9e3b7d2468", rx=17684784009
                first_rx=1768478000000, last_rx=1768478100000, reason="queue full: drop_oldest")
 ALARM = AlarmEvent(gw="gw-01", src="pbx1", rx=1768478400999, alarm="no_data", state="raised",
                    last_rx=None, quiet_s=900.0)
-STATUS = StatusEvent(gw="gw-01", site="hq", state="online", boot=3, rx=1768478400000, version="0.1.0")
+STATUS = StatusEvent(gw="gw-01", site="hq", state="online", boot=3, rx=1768478400000, version="0.1.0",
+                     sources=[{"name": "pbx1", "profile": "avaya-ipo", "timezone": "Europe/London"}])
 
 
 def documented_keys(kind: str) -> list[str]:
@@ -47,7 +48,7 @@ def test_wire_keys_are_the_documented_ones_in_order(event):
 
 
 @pytest.mark.parametrize("event, golden", [(CALL, "call-v1.msgpack"), (UNPARSED, "unparsed-v1.msgpack"),
-                                           (HEADSET, "headset-v1.msgpack")])
+                                           (HEADSET, "headset-v1.msgpack"), (STATUS, "status-v1.msgpack")])
 def test_encoding_matches_golden_bytes_and_decodes_back(event, golden):
     pinned = (FIXTURES / "wire" / golden).read_bytes()
     assert packb(event) == pinned
