@@ -295,7 +295,7 @@ def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
         backoff_max=duration(t, "backoff_max", 60),
     )
     if settings.password_file:
-        _private(t, "password_file", settings.password_file)
+        check_private(t, "password_file", settings.password_file)
         if not settings.username:
             raise t.fail("password_file", "expected a username too (username = \"...\")")
     for key, low, high in (("batch_events", 1, 10000), ("inflight", 1, 1000)):
@@ -312,7 +312,7 @@ def credential(path: str) -> str | None:
     return path[len(prefix):] if path.startswith(prefix) else None
 
 
-def _private(t: Table, key: str, path: str) -> None:
+def check_private(t: Table, key: str, path: str) -> None:
     """A secret's file must exist and be readable by its owner only, or also by the
     service's group (``root:pbxgw``, mode 640: the unit's user is in that group). It is
     never logged. A systemd credential is private by construction, and read at start."""
@@ -394,7 +394,7 @@ def _source(t: Table) -> SourceSettings:
             if not any(step.password for step in profile.login):
                 raise t.fail("login_password_file", f"profile {profile.name} sends no password at login "
                                                     "(no [[transport.login]] step with password = true)")
-            _private(t, "login_password_file", options["login_password_file"])
+            check_private(t, "login_password_file", options["login_password_file"])
     else:
         options["path"] = t.take("path", str)
         options["follow"] = t.take("follow", bool, False)

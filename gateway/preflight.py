@@ -38,7 +38,22 @@ def prepare(settings: Settings, environ: Mapping[str, str] = os.environ, checkin
 
     :raises ConfigError: one line naming the file, the key and what is wrong.
     """
-    where, m = str(settings.path), settings.mqtt
+    where = str(settings.path)
+    broker = prepare_broker(where, settings.mqtt, environ, checking)
+    _writable(where, "gateway.state_dir", settings.state_dir)
+    for i, source in enumerate(settings.sources, 1):  # read as the service would (it reads them at each login)
+        if source.login_password_file and config.credential(source.login_password_file) is None:
+            _secret(where, f"source[{i}].login_password_file", source.login_password_file)
+    warnings = [f"{where}: source[{i}].timezone: not set: the PBX's times are read as UTC; name its zone "
+                f"(e.g. timezone = \"Europe/Paris\") unless the PBX prints UTC"
+                for i, source in enumerate(settings.sources, 1) if not source.zone_given]
+    return Prepared(broker.password, broker.tls, broker.warnings + tuple(warnings))
+
+
+def prepare_broker(where: str, m: config.MqttSettings, environ: Mapping[str, str] = os.environ,
+                   checking: bool = False) -> Prepared:
+    """The ``[mqtt]`` part of :func:`prepare`, for the gateway and the collector alike: the
+    password read, the TLS context built (``where``: the config file, for errors)."""
     warnings = []
 
     def resolve(key: str) -> str | None:
@@ -62,14 +77,7 @@ def prepare(settings: Settings, environ: Mapping[str, str] = os.environ, checkin
 
     password_file, key_file = resolve("password_file"), resolve("key_file")
     password = _secret(where, "mqtt.password_file", password_file) if password_file else None
-    tls = _tls_context(where, settings, key_file) if m.tls and (key_file or not m.key_file) else None
-    _writable(where, "gateway.state_dir", settings.state_dir)
-    for i, source in enumerate(settings.sources, 1):  # read as the service would (it reads them at each login)
-        if source.login_password_file and config.credential(source.login_password_file) is None:
-            _secret(where, f"source[{i}].login_password_file", source.login_password_file)
-    warnings += [f"{where}: source[{i}].timezone: not set: the PBX's times are read as UTC; name its zone "
-                 f"(e.g. timezone = \"Europe/Paris\") unless the PBX prints UTC"
-                 for i, source in enumerate(settings.sources, 1) if not source.zone_given]
+    tls = _tls_context(where, m, key_file) if m.tls and (key_file or not m.key_file) else None
     if m.password_file and not m.tls:
         warnings.append(f"{where}: mqtt.password_file: the password goes to {m.host}:{m.port} in clear text "
                         "(mqtt://); use mqtts:// so that nobody on the network can read it")
@@ -86,10 +94,9 @@ def _secret(where: str, key: str, path: str) -> str:
         raise ConfigError(where, key, f"{path} is not UTF-8 text") from None
 
 
-def _tls_context(where: str, settings: Settings, key_file: str | None) -> ssl.SSLContext:
+def _tls_context(where: str, m: config.MqttSettings, key_file: str | None) -> ssl.SSLContext:
     """The broker's certificate and name are checked; the client certificate if given
     (``key_file``: its key, the credential resolved)."""
-    m = settings.mqtt
     context = ssl.create_default_context()  # CERT_REQUIRED, host names checked, the system's CAs
     if m.ca_file:
         try:

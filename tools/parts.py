@@ -1,5 +1,6 @@
 """Real parts shared by the demo, the chaos script, the benchmarks and the tests: a
-Mosquitto broker on a free loopback port, and the gateway daemon as a process.
+Mosquitto broker on a free loopback port, a private PostgreSQL cluster, the gateway daemon
+and the collector as processes.
 
 Every wait is bounded and waits for something to happen (a port accepting, a log line).
 """
@@ -7,13 +8,16 @@ Every wait is bounded and waits for something to happen (a port accepting, a log
 from __future__ import annotations
 
 import getpass
+import glob
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -101,6 +105,116 @@ class Broker:
             self.proc.send_signal(sig)
             self.proc.wait(TIMEOUT)
         self.proc = None
+
+
+def postgres_binary(name: str) -> str:
+    """A PostgreSQL server program (Debian keeps them in /usr/lib/postgresql/<version>/bin)."""
+    for directory in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.access(os.path.join(directory, name), os.X_OK):
+            return os.path.join(directory, name)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"PostgreSQL's {name} is not installed (Debian: apt-get install postgresql)")
+    return found
+
+
+class Postgres:
+    """A private PostgreSQL cluster on 127.0.0.1:<free port>, restartable on the same port.
+
+    Started as root, it runs as the ``postgres`` user (PostgreSQL refuses root), in a
+    directory of its own outside the test's (which that user could not enter). No socket
+    file, trust authentication on loopback: a throwaway cluster.
+    """
+
+    def __init__(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="pbxgw-pg-"))
+        self.port = free_port()
+        self.data = self.workdir / "data"
+        self.log = self.workdir / "postgres.log"
+        self._user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        if self._user:
+            os.chown(self.workdir, self._user.pw_uid, self._user.pw_gid)
+        self._run([postgres_binary("initdb"), "-D", str(self.data), "-U", "pbxgw", "--auth=trust", "-E", "UTF8",
+                   "--no-sync"])
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://pbxgw@127.0.0.1:{self.port}/{database}"
+
+    def _as_owner(self) -> None:
+        if self._user:
+            os.setgid(self._user.pw_gid)
+            os.setuid(self._user.pw_uid)
+
+    def _run(self, argv: list[str]) -> None:
+        done = subprocess.run(argv, capture_output=True, text=True, preexec_fn=self._as_owner)
+        if done.returncode:
+            raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip()}")
+
+    def start(self) -> None:
+        log = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [postgres_binary("postgres"), "-D", str(self.data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
+             "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "max_connections=50"],
+            stdout=log, stderr=log, preexec_fn=self._as_owner)
+        log.close()
+        wait_for(self._accepting, what=f"PostgreSQL on port {self.port}")
+
+    def _accepting(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"postgres exited: {self.log.read_text()[-2000:]}")
+        import psycopg
+        try:
+            psycopg.connect(self.url(), connect_timeout=2).close()
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database; its URL."""
+        import psycopg
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """SIGINT: PostgreSQL's fast shutdown (clients cut off); SIGKILL: a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(TIMEOUT)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop(signal.SIGKILL)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class CollectorProcess:
+    """`pbxgw collect` with a config written from its settings."""
+
+    def __init__(self, workdir: Path, broker_url: str, database: str, **collector):
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "collector.toml"
+        self.log = workdir / "collector.log"
+        settings = {"database": database, "linger": "50ms", **collector}
+        lines = ["[collector]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        lines += ["[mqtt]", f"url = {json.dumps(broker_url)}", f'client_id = "collector-{free_port()}"',
+                  'backoff_max = "2s"']
+        self.config.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "collect", "--config", str(self.config)],
+                                         stdout=log, stderr=log, env={**os.environ, **(env or {})})
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(TIMEOUT)
+
+    def log_text(self) -> str:
+        return self.log.read_text()
 
 
 class GatewayProcess:

@@ -28,4 +28,4 @@ if ! command -v cc >/dev/null 2>&1 || [ ! -f "$include/Python.h" ]; then
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq gcc python3-dev
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,central]'

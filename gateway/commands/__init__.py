@@ -9,4 +9,4 @@ need them, so that ``pbxgw parse`` starts quickly.
 
 #: The command modules, in the order of ``pbxgw --help``.
 MODULES = ("parse", "capture", "profiles", "detect", "simulate", "hid", "status", "dead", "devices", "run",
-           "check_config", "subscribe")
+           "check_config", "subscribe", "collect", "fleet")

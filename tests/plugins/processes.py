@@ -1,7 +1,9 @@
-"""pytest plugins: real processes (broker, gateway, subscriber) for the integration tests."""
+"""pytest plugins: real processes (broker, PostgreSQL, gateway, collector, subscriber) for the
+integration tests."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import signal
@@ -13,9 +15,10 @@ import time
 import pytest
 
 from gateway.simulate import PtyLine
-from tools.parts import TIMEOUT, Broker, GatewayProcess, free_port, wait_for
+from tools.parts import TIMEOUT, Broker, CollectorProcess, GatewayProcess, Postgres, free_port, wait_for
 
-__all__ = ["TIMEOUT", "Broker", "GatewayProcess", "PtyLine", "Subscriber", "free_port", "wait_until"]
+__all__ = ["TIMEOUT", "Broker", "CollectorProcess", "GatewayProcess", "Postgres", "PtyLine", "Subscriber", "free_port",
+           "wait_until"]
 
 
 def wait_until(predicate, timeout: float = TIMEOUT, what: str = "condition") -> None:
@@ -122,3 +125,24 @@ def processes():
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One private PostgreSQL cluster for the session; each test takes a database of its own."""
+    cluster = Postgres()
+    cluster.start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A new, empty database of each engine in turn: a SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'central.db'}"
+    cluster = request.getfixturevalue("postgres_cluster")
+    return cluster.create_database(f"t{next(_DATABASES)}")
+
+
+_DATABASES = itertools.count(1)

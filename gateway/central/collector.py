@@ -1,0 +1,280 @@
+"""``pbxgw collect``: the MQTT shell that stores every gateway's events once.
+
+One asyncio loop does the deciding; paho-mqtt runs its network loop in its own thread and
+hands each message over; the database is written from one worker thread (its calls block).
+A message is acknowledged (PUBACK, paho's ``manual_ack``) only after the transaction
+holding its rows has committed, so a collector that dies or a database that goes away
+costs a redelivery, never a loss. The session is persistent (a fixed client id, clean
+start off, a long session expiry), so the broker keeps what arrives while the collector
+is away, and MQTT 5's Receive Maximum bounds what it holds unacknowledged: that, and the
+batch size, bound the collector's memory whatever the backlog.
+
+A batch the database refuses is written again message by message, and the message it
+refuses alone goes to ``rejected`` with the database's reason: a poison message never
+blocks the session. A database that cannot be reached is a state, retried with backoff,
+while the broker keeps the messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from gateway.backoff import Backoff
+from gateway.central.database import Database, Refused, Unavailable, Written
+from gateway.central.ingest import Rows
+from gateway.central.settings import CollectorSettings
+from gateway.notify import Notifier
+from gateway.preflight import Prepared
+
+log = logging.getLogger("pbxgw.collect")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message received and not yet acknowledged: ``generation`` is the connection it
+    came on (a packet id means nothing on another one)."""
+
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: int
+
+
+class Collector:
+    """Subscribes, batches, writes, acknowledges; see the module docstring."""
+
+    def __init__(self, settings: CollectorSettings, prepared: Prepared, notifier: Notifier | None = None):
+        self.settings, self.prepared = settings, prepared
+        self.notifier = notifier or Notifier({})
+        self.stored = self.duplicates = self.rejected = self.batches = 0
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-db")
+        self._db: Database | None = None
+        self._ack_lock = threading.Lock()  # a connection's end and an acknowledgement, one at a time
+        self._generation = 0
+        self._connected = False
+        self._client = self._make_client()
+
+    # -- MQTT (paho's thread) ---------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings.mqtt
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=MQTTProtocolVersion.MQTTv5,
+                             manual_ack=True)
+        if self.prepared.tls is not None:
+            client.tls_set_context(self.prepared.tls)
+        if s.username:
+            client.username_pw_set(s.username, self.prepared.password)
+        client.reconnect_delay_set(max(1, int(s.backoff_min)), max(1, int(s.backoff_max)))
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_message, client.on_subscribe = self._on_message, self._on_subscribe
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("the broker refused the connection: %s", reason_code)
+            return
+        self._connected = True
+        log.info("connected to the broker (%s session)", "resumed" if flags.session_present else "new")
+        # A subscription the session already has keeps its queue; the retained status of
+        # each gateway is sent when a subscription is new (retain handling 1).
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(topic, options) for topic in self.settings.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("the broker refused the subscription to %s: %s", ", ".join(self.settings.topics),
+                      ", ".join(refused))
+        else:
+            log.info("subscribed to %s", ", ".join(self.settings.topics))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._ack_lock:
+            self._generation += 1
+        if self._connected:
+            log.warning("lost the broker (%s); reconnecting", reason_code)
+        self._connected = False
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        received = Message(self._generation, message.mid, message.qos, message.topic, bytes(message.payload),
+                           int(time.time() * 1000))
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, received)
+
+    def _ack(self, messages: list[Message]) -> None:
+        with self._ack_lock:
+            for m in messages:
+                if m.qos and m.generation == self._generation:
+                    self._client.ack(m.mid, m.qos)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Until SIGTERM or SIGINT: 0 after a clean stop."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._stopping.set)
+        self._db = await self._open_database()
+        if self._db is None:
+            return 0
+        s = self.settings.mqtt
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = int(self.settings.session_expiry)
+        properties.ReceiveMaximum = self.settings.inflight
+        self._client.connect_async(s.host, s.port, s.keepalive, clean_start=False, properties=properties)
+        self._client.loop_start()
+        self.notifier.ready(f"storing into {self._db.kind}")
+        watchdog = self._loop.create_task(self._watchdog())
+        try:
+            await self._write_batches()
+        finally:
+            watchdog.cancel()
+            self.notifier.stopping()
+            self._client.disconnect()  # the session stays: what comes meanwhile is kept for us
+            self._client.loop_stop()
+            await self._loop.run_in_executor(self._db_thread, self._db.close)
+            self._db_thread.shutdown()
+        log.info("stopped: %d events stored, %d duplicates absorbed, %d rejected", self.stored, self.duplicates,
+                 self.rejected)
+        return 0
+
+    async def _open_database(self) -> Database | None:
+        """The database, its migrations applied; retried while it cannot be reached (None:
+        asked to stop meanwhile)."""
+        backoff = Backoff(self.settings.mqtt.backoff_min, self.settings.mqtt.backoff_max)
+        while not self._stopping.is_set():
+            try:
+                db = await self._loop.run_in_executor(self._db_thread, Database.open, self.settings.database)
+                applied = await self._loop.run_in_executor(self._db_thread, db.migrate)
+                if applied:
+                    log.info("database schema migrated to version %d", applied[-1])
+                return db
+            except Unavailable as exc:
+                self._unavailable(exc)
+            await self._sleep(backoff.next())
+        return None
+
+    async def _write_batches(self) -> None:
+        """Take messages as they come, in batches of at most ``batch_events`` that wait at
+        most ``linger`` to fill; store each, then acknowledge its messages."""
+        s = self.settings
+        while not (self._stopping.is_set() and self._queue.empty()):
+            batch = await self._next_batch(s.batch_events, s.linger)
+            if batch and await self._store(batch):
+                self._ack(batch)
+
+    async def _next_batch(self, most: int, linger: float) -> list[Message]:
+        batch: list[Message] = []
+        if self._queue.empty():
+            if self._stopping.is_set():
+                return batch
+            stop = self._loop.create_task(self._stopping.wait())
+            get = self._loop.create_task(self._queue.get())
+            done, _ = await asyncio.wait({stop, get}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if get not in done:
+                get.cancel()
+                return batch
+            batch.append(get.result())
+        deadline = self._loop.time() + linger
+        while len(batch) < most:
+            if self._queue.empty():
+                if self._stopping.is_set() or self._loop.time() >= deadline:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), deadline - self._loop.time()))
+                except TimeoutError:
+                    break
+            else:
+                batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _store(self, batch: list[Message]) -> bool:
+        """Write a batch (retried while the database is unavailable); False when asked to
+        stop before it could be written (its messages are not acknowledged: the broker
+        delivers them again)."""
+        backoff = Backoff(self.settings.mqtt.backoff_min, self.settings.mqtt.backoff_max)
+        while True:
+            try:
+                written = await self._loop.run_in_executor(self._db_thread, self._write_all, batch)
+            except Unavailable as exc:
+                self._unavailable(exc)
+                if self._stopping.is_set():
+                    log.warning("stopping with %d messages not stored: the broker keeps them", len(batch))
+                    return False
+                await self._sleep(backoff.next())
+                continue
+            self.stored += written.new
+            self.duplicates += written.duplicates
+            self.rejected += written.rejected
+            self.batches += 1
+            if backoff.attempts:
+                log.info("the database is back")
+            self.notifier.status(f"{self.stored} events stored, {self.duplicates} duplicates, "
+                                 f"{self.rejected} rejected")
+            return True
+
+    def _write_all(self, batch: list[Message]) -> Written:
+        """In the database thread: the batch in one transaction, or, when the database
+        refuses it, message by message, a refused one kept in ``rejected``."""
+        rows = _rows(batch)
+        try:
+            return self._db.write(rows)
+        except Refused:
+            pass
+        new = duplicates = rejected = 0
+        for m in batch:
+            try:
+                written = self._db.write(_rows([m]))
+            except Refused as exc:
+                log.warning("%s: the database refused a message: %s; kept in rejected", m.topic, exc)
+                written = self._db.write(Rows(rejected=[(m.topic, m.payload, f"the database refused it: {exc}",
+                                                         m.received_at)]))
+            new, duplicates, rejected = new + written.new, duplicates + written.duplicates, rejected + written.rejected
+        return Written(new, duplicates, rejected)
+
+    def _unavailable(self, exc: Exception) -> None:
+        log.warning("database unavailable: %s; messages stay with the broker, retrying", exc)
+        self.notifier.status(f"database unavailable: {exc}")
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        while interval:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+
+def _rows(messages: list[Message]) -> Rows:
+    rows = Rows()
+    for m in messages:
+        rows.add(m.topic, m.payload, m.received_at)
+    return rows
+
+
+def run(settings: CollectorSettings, prepared: Prepared) -> int:
+    """Run the collector in the foreground until SIGTERM; its exit status."""
+    async def main() -> int:
+        return await Collector(settings, prepared, Notifier()).run()
+
+    return asyncio.run(main())

@@ -1,0 +1,373 @@
+"""The collector's storage: one small interface, two engines (SQLite, PostgreSQL).
+
+Everything above this module speaks one SQL (``?`` placeholders, ``ON CONFLICT``,
+window functions), which both engines read; what differs is here: how a connection is
+made and kept, how a batch is staged (``executemany`` into a temporary table for SQLite,
+``COPY`` for PostgreSQL), the JSON and binary column types, and ``max``/``min`` of two
+values. The schema is versioned: :data:`MIGRATIONS` are applied in order at start, each
+once (``pbxgw collect --migrate-only`` applies them and exits).
+
+A batch is written in one transaction and only then acknowledged (see
+:mod:`gateway.central.collector`): every queued kind has a unique key (an event's
+``(gw, src, stream, seq)``), inserted with ``ON CONFLICT DO NOTHING``, so a message
+delivered twice, or replayed, is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.central.ingest import (ALARM_COLUMNS, EVENT_COLUMNS, GAP_COLUMNS, HEADSET_COLUMNS, REJECTED_COLUMNS,
+                                    Rows)
+from gateway.central.settings import database_kind
+from gateway.errors import GatewayError
+
+
+class Unavailable(GatewayError):
+    """The database cannot be reached or written now (down, restarting, locked, disk
+    full): the same batch is tried again later."""
+
+    exit_status = 69  # EX_UNAVAILABLE
+
+
+class Refused(GatewayError):
+    """The database refused what a batch holds: written message by message, the one it
+    refuses goes to ``rejected``."""
+
+
+#: The schema, version by version; ``{json}``, ``{blob}``, ``{bool}``, ``{serial}`` are
+#: each engine's types. Never edit a version once released: add one.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "events, headset events, gaps, alarms, gateways, boots, sources, rejected", [
+        """CREATE TABLE events (
+            gw TEXT NOT NULL, src TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL,
+            site TEXT NOT NULL, rx BIGINT NOT NULL, profile TEXT NOT NULL, start BIGINT, ring BIGINT, dur BIGINT,
+            dir TEXT, ext TEXT, trunk TEXT, caller TEXT, called TEXT, acct TEXT, disp TEXT, callid TEXT,
+            raw TEXT NOT NULL, reason TEXT, x {json}, hist {bool} NOT NULL, unsynced {bool} NOT NULL,
+            received_at BIGINT NOT NULL,
+            PRIMARY KEY (gw, src, stream, seq))""",
+        "CREATE INDEX events_by_rx ON events (gw, src, rx)",
+        "CREATE INDEX events_by_start ON events (site, start)",
+        """CREATE TABLE headset_events (
+            gw TEXT NOT NULL, src TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, site TEXT NOT NULL,
+            ts BIGINT NOT NULL, vid BIGINT NOT NULL, pid BIGINT NOT NULL, model TEXT, serial TEXT, agent TEXT,
+            ext TEXT, ev TEXT NOT NULL, detail TEXT, hist {bool} NOT NULL, unsynced {bool} NOT NULL,
+            received_at BIGINT NOT NULL,
+            PRIMARY KEY (gw, src, stream, seq))""",
+        """CREATE TABLE gaps (
+            gw TEXT NOT NULL, src TEXT NOT NULL, stream TEXT NOT NULL, first BIGINT NOT NULL, last BIGINT NOT NULL,
+            count BIGINT NOT NULL, rx BIGINT NOT NULL, first_rx BIGINT, last_rx BIGINT, reason TEXT NOT NULL,
+            site TEXT NOT NULL, received_at BIGINT NOT NULL,
+            PRIMARY KEY (gw, src, stream, first, last))""",
+        """CREATE TABLE alarms (
+            gw TEXT NOT NULL, src TEXT NOT NULL, rx BIGINT NOT NULL, alarm TEXT NOT NULL, state TEXT NOT NULL,
+            last_rx BIGINT, quiet_s DOUBLE PRECISION, skew_s DOUBLE PRECISION, site TEXT NOT NULL,
+            received_at BIGINT NOT NULL,
+            PRIMARY KEY (gw, src, alarm, state, rx))""",
+        """CREATE TABLE gateways (
+            gw TEXT PRIMARY KEY, site TEXT NOT NULL, state TEXT, since BIGINT, boot BIGINT, version TEXT,
+            status_rx BIGINT, sources {json}, metrics {json}, metrics_rx BIGINT, last_seen BIGINT NOT NULL)""",
+        """CREATE TABLE boots (
+            gw TEXT NOT NULL, boot BIGINT NOT NULL, rx BIGINT NOT NULL, PRIMARY KEY (gw, boot))""",
+        """CREATE TABLE sources (
+            gw TEXT NOT NULL, src TEXT NOT NULL, stream TEXT NOT NULL, kind TEXT NOT NULL, site TEXT NOT NULL,
+            first_seq BIGINT NOT NULL, high_seq BIGINT NOT NULL, received BIGINT NOT NULL, last_rx BIGINT NOT NULL,
+            PRIMARY KEY (gw, src, stream))""",
+        """CREATE TABLE rejected (
+            id {serial}, topic TEXT NOT NULL, payload {blob} NOT NULL, reason TEXT NOT NULL,
+            received_at BIGINT NOT NULL)""",
+    ]),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a batch changed: new rows, duplicates absorbed by the keys, rejected messages."""
+
+    new: int
+    duplicates: int
+    rejected: int
+
+
+class Database:
+    """One connection to the collector's database (not shared between threads)."""
+
+    kind: str
+    _table_named: str  # a query: whether a table of this name exists
+    _types: dict[str, str]
+    _greatest: str
+    _least: str
+
+    @staticmethod
+    def open(url: str, create: bool = True) -> "Database":
+        """A connection to ``url`` (``sqlite:///PATH`` or ``postgresql://...``); a SQLite
+        file is made unless ``create`` is false (a reader's: it says there is none).
+
+        :raises Unavailable: it cannot be opened now.
+        """
+        return SqliteDatabase(url, create) if database_kind(url) == "sqlite" else PostgresDatabase(url)
+
+    # -- what each engine provides ------------------------------------------------------
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor inside one transaction, committed at the end (errors translated)."""
+        raise NotImplementedError
+
+    def _stage(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """Put ``rows`` into ``stage_<table>`` (emptied first; same columns as ``table``)."""
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def fetch(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        """Rows of a query (``?`` placeholders)."""
+        with self.transaction() as cur:
+            cur.execute(self._sql(sql), params)
+            return cur.fetchall()
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations not applied yet, each in its own transaction; the versions
+        applied now."""
+        applied = []
+        with self.transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                        "applied_at BIGINT NOT NULL, what TEXT NOT NULL)")
+        for version, what, statements in MIGRATIONS:
+            with self.transaction() as cur:
+                self._lock_schema(cur)
+                cur.execute(self._sql("SELECT 1 FROM schema_migrations WHERE version = ?"), (version,))
+                if cur.fetchone():
+                    continue
+                for statement in statements:
+                    cur.execute(statement.format(**self._types))
+                cur.execute(self._sql("INSERT INTO schema_migrations VALUES (?, ?, ?)"),
+                            (version, int(time.time() * 1000), what))
+                applied.append(version)
+        return applied
+
+    def _lock_schema(self, cur: Any) -> None:
+        """Keep two collectors starting at once from applying one migration twice."""
+
+    def schema_version(self) -> int:
+        """The schema's version: 0 when no migration was ever applied."""
+        if not self.fetch(self._table_named, ("schema_migrations",)):
+            return 0
+        return self.fetch("SELECT max(version) FROM schema_migrations")[0][0] or 0
+
+    def write(self, rows: Rows) -> Written:
+        """Store a batch in one transaction, committed when this returns.
+
+        :raises Unavailable: nothing was written; try again later.
+        :raises Refused: nothing was written; something in the batch cannot be stored.
+        """
+        with self.transaction() as cur:
+            events = self._insert_new(cur, "events", EVENT_COLUMNS, rows.events, "rx")
+            headsets = self._insert_new(cur, "headset_events", HEADSET_COLUMNS, rows.headsets, "ts")
+            self._insert(cur, "gaps", GAP_COLUMNS, rows.gaps)
+            self._insert(cur, "alarms", ALARM_COLUMNS, rows.alarms)
+            if rows.rejected:
+                cur.executemany(self._sql(f"INSERT INTO rejected ({', '.join(REJECTED_COLUMNS)}) "
+                                          f"VALUES (?, ?, ?, ?)"), rows.rejected)
+            self._count_sources(cur, rows, events, "pbx")
+            self._count_sources(cur, rows, headsets, "headset")
+            self._gateways(cur, rows)
+        new = len(events) + len(headsets)
+        return Written(new, len(rows.events) + len(rows.headsets) - new, len(rows.rejected))
+
+    def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
+                    time_column: str) -> list[tuple]:
+        """Insert the rows whose key is new; the keys and times of those inserted."""
+        if not rows:
+            return []
+        self._stage(cur, table, columns, rows)
+        cur.execute(f"INSERT INTO {table} SELECT * FROM stage_{table} WHERE true ON CONFLICT DO NOTHING "
+                    f"RETURNING gw, src, stream, seq, {time_column}, site")
+        return cur.fetchall()
+
+    def _insert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        if rows:
+            marks = ", ".join("?" * len(columns))
+            cur.executemany(self._sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                                      "ON CONFLICT DO NOTHING"), rows)
+
+    def _count_sources(self, cur: Any, rows: Rows, inserted: list[tuple], kind: str) -> None:
+        """What arrived per ``(gw, src, stream)``: first and highest seq, how many, when."""
+        seen: dict[tuple, list] = {}
+        for gw, src, stream, seq, rx, site in inserted:
+            entry = seen.setdefault((gw, src, stream), [site, seq, seq, 0, rx])
+            entry[1], entry[2] = min(entry[1], seq), max(entry[2], seq)
+            entry[3] += 1
+            entry[4] = max(entry[4], rx)
+        g, l_ = self._greatest, self._least
+        cur.executemany(self._sql(
+            "INSERT INTO sources (gw, src, stream, kind, site, first_seq, high_seq, received, last_rx) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gw, src, stream) DO UPDATE SET "
+            f"first_seq = {l_}(sources.first_seq, excluded.first_seq), "
+            f"high_seq = {g}(sources.high_seq, excluded.high_seq), "
+            "received = sources.received + excluded.received, "
+            f"last_rx = {g}(sources.last_rx, excluded.last_rx)"),
+            [(*key, kind, *entry) for key, entry in seen.items()])
+
+    def _gateways(self, cur: Any, rows: Rows) -> None:
+        """The latest status and metrics of each gateway, its boots, when it was last heard."""
+        g = self._greatest
+        for s in rows.statuses:
+            sources = json.dumps(s.get("sources", []), sort_keys=True)
+            cur.execute(self._sql(
+                "INSERT INTO gateways (gw, site, state, since, boot, version, status_rx, sources, last_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gw) DO UPDATE SET "
+                "site = excluded.site, state = excluded.state, boot = excluded.boot, version = excluded.version, "
+                "sources = excluded.sources, status_rx = excluded.status_rx, "
+                "since = CASE WHEN gateways.state = excluded.state THEN gateways.since ELSE excluded.since END, "
+                f"last_seen = {g}(gateways.last_seen, excluded.last_seen) "
+                "WHERE gateways.status_rx IS NULL OR gateways.status_rx <= excluded.status_rx"),
+                (s["gw"], s["site"], s["state"], s["rx"], s["boot"], s["version"], s["rx"], sources,
+                 s["received_at"]))
+            if s["state"] == "online":
+                cur.execute(self._sql("INSERT INTO boots VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
+                            (s["gw"], s["boot"], s["rx"]))
+        for m in rows.metrics:
+            metrics = json.dumps({k: m[k] for k in ("up_s", "sources", "queue", "broker", "headsets")},
+                                 sort_keys=True)
+            cur.execute(self._sql(
+                "INSERT INTO gateways (gw, site, metrics, metrics_rx, last_seen) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (gw) DO UPDATE SET metrics = excluded.metrics, metrics_rx = excluded.metrics_rx, "
+                f"last_seen = {g}(gateways.last_seen, excluded.last_seen) "
+                "WHERE gateways.metrics_rx IS NULL OR gateways.metrics_rx <= excluded.metrics_rx"),
+                (m["gw"], m["site"], metrics, m["rx"], m["received_at"]))
+        heard: dict[str, tuple[str, int]] = {}
+        for table, site_at in ((rows.events, EVENT_COLUMNS.index("site")), (rows.headsets, HEADSET_COLUMNS.index("site")),
+                               (rows.gaps, GAP_COLUMNS.index("site")), (rows.alarms, ALARM_COLUMNS.index("site"))):
+            for row in table:  # (each table's last column is received_at)
+                gw, at = row[0], row[-1]
+                heard[gw] = (row[site_at], max(at, heard[gw][1]) if gw in heard else at)
+        if heard:
+            cur.executemany(self._sql(
+                "INSERT INTO gateways (gw, site, last_seen) VALUES (?, ?, ?) ON CONFLICT (gw) DO UPDATE SET "
+                f"last_seen = {g}(gateways.last_seen, excluded.last_seen)"),
+                [(gw, site, at) for gw, (site, at) in heard.items()])
+
+
+class SqliteDatabase(Database):
+    """``sqlite:///PATH``: one file, WAL, ``synchronous=FULL`` (a commit is on the disk
+    before it is acknowledged); one writer, readers beside it."""
+
+    kind = "sqlite"
+    _table_named = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    _types = {"json": "TEXT", "blob": "BLOB", "bool": "INTEGER", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+    _greatest, _least = "max", "min"
+
+    def __init__(self, url: str, create: bool = True):
+        self.path = Path(url[len("sqlite:///"):])
+        if not create and not self.path.exists():
+            raise Unavailable(f"no database at {self.path}: has `pbxgw collect` run with this config?")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+        except (OSError, sqlite3.Error) as exc:
+            raise Unavailable(f"cannot open {self.path}: {exc}") from None
+        self._staged: set[str] = set()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        cur = self._conn.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise Unavailable(f"{self.path}: {exc}") from None
+            if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)):
+                raise Refused(str(exc)) from None
+            raise
+        finally:
+            cur.close()
+
+    def _stage(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        if table not in self._staged:
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS SELECT * FROM {table} WHERE 0")
+            self._staged.add(table)
+        cur.execute(f"DELETE FROM stage_{table}")
+        cur.executemany(f"INSERT INTO stage_{table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                        rows)
+
+
+class PostgresDatabase(Database):
+    """``postgresql://...`` through psycopg 3: batches ``COPY``\\ ed into a temporary table,
+    then inserted with ``ON CONFLICT DO NOTHING``; several collectors may share one."""
+
+    kind = "postgresql"
+    _table_named = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?"
+    _types = {"json": "JSONB", "blob": "BYTEA", "bool": "BOOLEAN", "serial": "BIGSERIAL PRIMARY KEY"}
+    _greatest, _least = "GREATEST", "LEAST"
+
+    def __init__(self, url: str):
+        try:
+            import psycopg
+        except ImportError:
+            raise Unavailable("PostgreSQL needs psycopg: pip install 'pbxgw[central]'") from None
+        self._psycopg = psycopg
+        self.url = url
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise Unavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        psycopg = self._psycopg
+        if self._conn.closed or self._conn.broken:
+            try:
+                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise Unavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from None
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                yield cur
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            if self._conn.broken:
+                raise Unavailable(f"PostgreSQL: {_first_line(exc)}") from None
+            raise Refused(_first_line(exc)) from None
+        except psycopg.Error as exc:  # down, restarting, disk full; a missing table (said, retried)
+            raise Unavailable(f"PostgreSQL: {_first_line(exc)}") from None
+
+    def _lock_schema(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(7240001)")  # any fixed number: pbxgw's migrations
+
+    def _stage(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table}) ON COMMIT DELETE ROWS")
+        with cur.copy(f"COPY stage_{table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

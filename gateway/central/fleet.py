@@ -1,0 +1,120 @@
+"""``pbxgw fleet``'s figures, read from the collector's database: per gateway its presence
+and health, per source what arrived, what is missing and what was lost at the edge."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.central import ranges
+from gateway.central.database import Database
+
+DAY_MS = 86_400_000
+
+
+def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
+    """One map per gateway (by site and id), each with its sources."""
+    out = []
+    for gw, site, state, since, boot, version, sources_json, metrics_json, last_seen in db.fetch(
+            "SELECT gw, site, state, since, boot, version, sources, metrics, last_seen FROM gateways "
+            "ORDER BY site, gw"):
+        zones = {s.get("name"): s.get("timezone") for s in _json(sources_json) or [] if isinstance(s, dict)}
+        metrics = _json(metrics_json) or {}
+        restarts = db.fetch("SELECT count(*) FROM boots WHERE gw = ? AND rx >= ?", (gw, now_ms - DAY_MS))[0][0]
+        out.append({
+            "gw": gw, "site": site, "state": state, "since": since, "version": version, "boot": boot,
+            "starts_last_day": restarts, "last_seen": last_seen,
+            "queue_depth": (metrics.get("queue") or {}).get("depth") if isinstance(metrics, dict) else None,
+            "sources": [_source(db, gw, src, kind, zones.get(src), now_ms)
+                        for src, kind in db.fetch("SELECT DISTINCT src, kind FROM sources WHERE gw = ? ORDER BY src",
+                                                  (gw,))],
+        })
+    return out
+
+
+def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str, list], dict[str, list]]:
+    """Per stream: the ``seq`` ranges missing and not reported lost (asked for again, by
+    the replay issue's collector), and those the gateway reported lost (``gap`` events)."""
+    table = "events" if kind == "pbx" else "headset_events"
+    spans = {stream: (first, high, received) for stream, first, high, received in db.fetch(
+        "SELECT stream, first_seq, high_seq, received FROM sources WHERE gw = ? AND src = ?", (gw, src))}
+    lost: dict[str, list] = {}
+    for stream, first, last in db.fetch("SELECT stream, first, last FROM gaps WHERE gw = ? AND src = ?", (gw, src)):
+        lost.setdefault(stream, []).append((first, last))
+    missing: dict[str, list] = {}
+    for stream, (first, high, received) in spans.items():
+        if high - first + 1 == received:
+            continue  # nothing between the first and the highest is missing: no need to look
+        found = [(a, b) for a, b in db.fetch(
+            f"SELECT seq + 1, next - 1 FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS next FROM {table} "
+            "WHERE gw = ? AND src = ? AND stream = ?) AS t WHERE next > seq + 1", (gw, src, stream))]
+        left = ranges.subtract(found, lost.get(stream, []))
+        if left:
+            missing[stream] = left
+    return missing, {stream: ranges.merged(r) for stream, r in lost.items()}
+
+
+def _source(db: Database, gw: str, src: str, kind: str, zone: str | None, now_ms: int) -> dict[str, Any]:
+    received, last_rx = db.fetch("SELECT sum(received), max(last_rx) FROM sources WHERE gw = ? AND src = ?",
+                                 (gw, src))[0]
+    table, time_column = ("events", "rx") if kind == "pbx" else ("headset_events", "ts")
+    midnight = _midnight_ms(now_ms, zone)
+    today = db.fetch(f"SELECT count(*) FROM {table} WHERE gw = ? AND src = ? AND {time_column} >= ?",
+                     (gw, src, midnight))[0][0]
+    missing, lost = holes(db, gw, src, kind)
+    latest: dict[str, tuple[int, str]] = {}
+    for alarm, state, rx in db.fetch("SELECT alarm, state, rx FROM alarms WHERE gw = ? AND src = ?", (gw, src)):
+        if alarm not in latest or rx >= latest[alarm][0]:
+            latest[alarm] = (rx, state)
+    return {"src": src, "kind": kind, "timezone": zone, "records": int(received or 0), "last_rx": last_rx,
+            "today": today, "missing": sum(map(ranges.size, missing.values())),
+            "lost_at_edge": sum(map(ranges.size, lost.values())),
+            "missing_ranges": {s: [list(r) for r in rs] for s, rs in missing.items()},
+            "alarms": sorted(a for a, (_, state) in latest.items() if state == "raised")}
+
+
+def _midnight_ms(now_ms: int, zone: str | None) -> int:
+    """The start of today in the source's zone (UTC when it is not known)."""
+    try:
+        tz = ZoneInfo(zone) if zone else timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = timezone.utc
+    now = datetime.fromtimestamp(now_ms / 1000, tz)
+    return int(now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as read back: text from SQLite, already decoded from PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def text(gateways: list[dict[str, Any]], now_ms: int) -> str:
+    """What ``pbxgw fleet`` prints: a line per gateway, one more per source."""
+    if not gateways:
+        return "no gateway has been heard from yet\n"
+    lines = []
+    for g in gateways:
+        state = f"{g['state']} since {_when(g['since'])}" if g["state"] else "no status yet"
+        queue = "" if g["queue_depth"] is None else f", queue {g['queue_depth']}"
+        lines.append(f"{g['gw']} (site {g['site']}): {state}, pbxgw {g['version'] or '?'}, boot {g['boot'] or '?'} "
+                     f"({g['starts_last_day']} start(s) in the last day){queue}, last heard "
+                     f"{_ago(g['last_seen'], now_ms)}")
+        for s in g["sources"]:
+            alarms = ", ".join(s["alarms"]) or "none"
+            lines.append(f"  {s['src']} ({s['kind']}): {s['records']} stored, last {_when(s['last_rx'])}, "
+                         f"{s['today']} today, missing {s['missing']}, lost at edge {s['lost_at_edge']}, "
+                         f"alarms raised: {alarms}")
+    return "\n".join(lines) + "\n"
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if ms else "never"
+
+
+def _ago(ms: int | None, now_ms: int) -> str:
+    if not ms:
+        return "never"
+    seconds = max(0, (now_ms - ms) // 1000)
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago" if seconds < 7200 else _when(ms)

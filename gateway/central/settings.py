@@ -1,0 +1,124 @@
+"""The collector's TOML config (``collector.toml``) -> typed, validated settings.
+
+As strict as the gateway's: an unknown key, a wrong type or a bad value is one
+:class:`~gateway.errors.ConfigError` naming the file, the key and what was expected. The
+``[mqtt]`` table reads as the gateway's does (URL, TLS, credentials).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from gateway import config
+from gateway.config import MqttSettings, broker_address, identifier
+from gateway.tomltable import Table, duration, load_toml
+
+DEFAULT_CONFIG = "/etc/pbxgw/collector.toml"
+DEFAULT_DATABASE = "sqlite:////var/lib/pbxgw-collect/pbxgw.db"  # systemd's StateDirectory
+#: How long the broker keeps the collector's session, and queues for it, while it is away.
+DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSettings:
+    """A whole, validated ``collector.toml``."""
+
+    path: Path
+    mqtt: MqttSettings
+    database: str = DEFAULT_DATABASE
+    sites: tuple[str, ...] = ()  # () : every site
+    session_expiry: float = DEFAULT_SESSION_EXPIRY
+    batch_events: int = 2000  # events written per transaction, at most
+    linger: float = 0.2  # how long a batch waits to fill before it is written
+    inflight: int = 2000  # messages received and not yet acknowledged (MQTT 5 Receive Maximum)
+
+    @property
+    def topics(self) -> list[str]:
+        """The topic filters subscribed to: every gateway of each site (or of every site)."""
+        return [f"pbxgw/v1/{site}/+/#" for site in self.sites] or ["pbxgw/v1/+/+/#"]
+
+
+def database_kind(url: str) -> str:
+    """``sqlite`` or ``postgresql`` for a database URL.
+
+    :raises ValueError: saying what a database URL looks like.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite" and url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    raise ValueError(f"expected sqlite:///PATH (sqlite:////var/lib/x.db for an absolute path) or "
+                     f"postgresql://[USER@]HOST[:PORT]/DBNAME; got {url!r}")
+
+
+def load(path: str | Path) -> CollectorSettings:
+    """Read and validate a collector config.
+
+    :raises ConfigError: one line naming the file, the key and what was expected.
+    """
+    path = Path(path)
+    top = Table(str(path), "", load_toml(path))
+    c = top.table("collector")
+    database = c.take("database", str, DEFAULT_DATABASE)
+    try:
+        database_kind(database)
+    except ValueError as exc:
+        raise c.fail("database", str(exc)) from None
+    sites = tuple(_site(c, i, s) for i, s in enumerate(c.take("sites", list, []), 1))
+    settings = dict(
+        database=database, sites=sites,
+        session_expiry=duration(c, "session_expiry", DEFAULT_SESSION_EXPIRY),
+        batch_events=c.take("batch_events", int, 2000),
+        linger=duration(c, "linger", 0.2),
+        inflight=c.take("inflight", int, 2000),
+    )
+    for key, low, high in (("batch_events", 1, 100_000), ("inflight", 1, 65_535)):
+        if not low <= settings[key] <= high:
+            raise c.fail(key, f"expected {low} to {high}; got {settings[key]}")
+    if settings["batch_events"] > settings["inflight"]:
+        raise c.fail("batch_events", f"expected at most inflight ({settings['inflight']}): a batch is made of "
+                                     f"messages not yet acknowledged; got {settings['batch_events']}")
+    c.done()
+    mqtt = _mqtt(top.table("mqtt"))
+    top.done()
+    return CollectorSettings(path, mqtt, **settings)
+
+
+def _site(t: Table, index: int, value: object) -> str:
+    if not isinstance(value, str) or not config.ID.fullmatch(value):
+        raise t.fail(f"sites[{index}]", f"expected a site id (1-64 of A-Z a-z 0-9 . _ -); got {value!r}")
+    return value
+
+
+def _mqtt(t: Table) -> MqttSettings:
+    """The broker, as the gateway's ``[mqtt]`` names it (MQTT 5 only: the collector's
+    session and flow control need it)."""
+    url = t.take("url", str, "mqtt://127.0.0.1:1883")
+    try:
+        host, port, tls = broker_address(url)
+    except ValueError as exc:
+        raise t.fail("url", str(exc)) from None
+    settings = MqttSettings(
+        host=host, port=port, tls=tls,
+        client_id=identifier(t, "client_id", f"pbxgw-collect-{_host_id()}"),
+        username=t.take("username", str, ""), password_file=t.take("password_file", str, ""),
+        ca_file=t.take("ca_file", str, ""), cert_file=t.take("cert_file", str, ""),
+        key_file=t.take("key_file", str, ""), keepalive=int(duration(t, "keepalive", 30)),
+        backoff_min=duration(t, "backoff_min", 0.5), backoff_max=duration(t, "backoff_max", 30),
+    )
+    if settings.password_file:
+        config.check_private(t, "password_file", settings.password_file)
+        if not settings.username:
+            raise t.fail("password_file", "expected a username too (username = \"...\")")
+    t.done()
+    return settings
+
+
+def _host_id() -> str:
+    """This machine's name as a client id part (a fixed id keeps the broker session)."""
+    name = "".join(ch for ch in socket.gethostname() if ch.isalnum() or ch in "._-")[:40]
+    return name or "host"

@@ -1,0 +1,44 @@
+"""``pbxgw collect``: the central collector, in the foreground (docs/central.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from gateway.central.settings import DEFAULT_CONFIG
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("collect", help="the central collector: every gateway's events into a database",
+                       description="Subscribe to the gateways' topics and store every event once in the "
+                       "database the config names (SQLite or PostgreSQL), acknowledging each message "
+                       "only after its rows are committed; until SIGTERM or Ctrl-C.")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="collector config (default: %(default)s)")
+    p.add_argument("--migrate-only", action="store_true",
+                   help="apply the database's schema migrations, say which, and exit")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway import preflight
+    from gateway.central import settings as central
+    from gateway.central.database import Database
+
+    settings = central.load(args.config)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    if args.migrate_only:
+        db = Database.open(settings.database)
+        try:
+            applied = db.migrate()
+            version = db.schema_version()
+        finally:
+            db.close()
+        print(f"schema at version {version}" + (f" (applied now: {', '.join(map(str, applied))})" if applied
+                                                else " (nothing to apply)"))
+        return 0
+    prepared = preflight.prepare_broker(str(settings.path), settings.mqtt)
+    for warning in prepared.warnings:
+        logging.getLogger("pbxgw.collect").warning("%s", warning)
+    from gateway.central import collector  # paho, asyncio: only for this command
+
+    return collector.run(settings, prepared)

@@ -1,0 +1,104 @@
+"""The storage, on each engine: a batch stored once whatever arrives twice, sources
+counted, holes found, what cannot be stored kept aside (real SQLite, real PostgreSQL)."""
+
+import msgpack
+import pytest
+
+from gateway.central import fleet
+from gateway.central.database import Database
+from gateway.central.ingest import Rows
+from gateway.events import CallEvent, GapEvent, StatusEvent, to_wire
+
+pytestmark = pytest.mark.central
+
+TOPIC = "pbxgw/v1/lab/gw-1/calls"
+
+
+def call(seq: int, stream: str = "s1") -> dict:
+    return to_wire(CallEvent(gw="gw-1", src="pbx", stream=stream, seq=seq, rx=1_700_000_000_000 + seq,
+                             profile="avaya-ipo", start=1_700_000_000, raw=f"record {seq}", x={"n": seq}))
+
+
+def batch(*events) -> Rows:
+    rows = Rows()
+    rows.add(TOPIC, msgpack.packb(list(events)), 1_700_000_100_000)
+    return rows
+
+
+@pytest.fixture
+def db(database_url):
+    database = Database.open(database_url)
+    assert database.migrate() == [1]
+    yield database
+    database.close()
+
+
+def test_migrations_apply_once_and_say_their_version(db):
+    assert db.migrate() == [] and db.schema_version() == 1
+
+
+def test_a_batch_delivered_twice_or_mixed_with_new_events_is_stored_once(db):
+    first = db.write(batch(*(call(n) for n in range(1, 6))))
+    again = db.write(batch(*(call(n) for n in range(1, 6))))
+    mixed = db.write(batch(call(4), call(5), call(6), call(6)))
+    assert (first.new, again.new, again.duplicates, mixed.new, mixed.duplicates) == (5, 0, 5, 1, 3)
+    rows = db.fetch("SELECT seq, raw, x FROM events ORDER BY seq")
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6] and rows[0][1] == "record 1"
+    assert db.fetch("SELECT first_seq, high_seq, received FROM sources") == [(1, 6, 6)]
+
+
+def test_holes_are_found_whatever_the_order_and_gaps_count_as_lost(db):
+    db.write(batch(*(call(n) for n in (10, 11, 15, 12))))
+    db.write(batch(*(call(n) for n in (20, 1, 2))))  # a backlog (hist) after live ones
+    gaps = Rows()
+    gaps.add("pbxgw/v1/lab/gw-1/gaps", msgpack.packb([to_wire(GapEvent(
+        gw="gw-1", src="pbx", stream="s1", rx=1, first=16, last=18, count=3, first_rx=None, last_rx=None,
+        reason="queue full: drop_oldest"))]), 2)
+    db.write(gaps)
+    missing, lost = fleet.holes(db, "gw-1", "pbx")
+    assert missing == {"s1": [(3, 9), (13, 14), (19, 19)]} and lost == {"s1": [(16, 18)]}
+    db.write(batch(*(call(n) for n in range(3, 10))))
+    assert fleet.holes(db, "gw-1", "pbx")[0] == {"s1": [(13, 14), (19, 19)]}
+
+
+def test_streams_of_one_source_are_kept_apart(db):
+    db.write(batch(call(1, "old"), call(2, "old"), call(1, "new")))
+    assert db.fetch("SELECT count(*) FROM events")[0][0] == 3
+    assert fleet.holes(db, "gw-1", "pbx") == ({}, {})
+
+
+def test_rejected_messages_are_kept_whole(db):
+    rows = Rows()
+    rows.add(TOPIC, b"\xc1\xc1", 7)
+    assert db.write(rows).rejected == 1
+    assert db.fetch("SELECT topic, payload, reason FROM rejected") == [(TOPIC, b"\xc1\xc1", rows.rejected[0][2])]
+
+
+def test_the_fleet_shows_status_boots_sources_and_alarms(db):
+    rows = batch(*(call(n) for n in (1, 2, 4)))
+    for boot, rx in ((3, 1_700_000_000_000), (4, 1_700_000_050_000)):
+        rows.add("pbxgw/v1/lab/gw-1/status", msgpack.packb(to_wire(StatusEvent(
+            gw="gw-1", site="lab", state="online", boot=boot, rx=rx, version="1.2",
+            sources=[{"name": "pbx", "profile": "avaya-ipo", "timezone": "Europe/Paris"}]))), rx)
+    rows.add("pbxgw/v1/lab/gw-1/alarms", msgpack.packb([{
+        "v": 1, "kind": "alarm", "gw": "gw-1", "src": "pbx", "rx": 5, "alarm": "no_data", "state": "raised",
+        "last_rx": None, "quiet_s": 60.0, "skew_s": None}]), 6)
+    db.write(rows)
+    (gateway,) = fleet.fleet(db, 1_700_000_060_000)
+    assert (gateway["state"], gateway["boot"], gateway["starts_last_day"], gateway["version"]) == ("online", 4, 2, "1.2")
+    (source,) = gateway["sources"]
+    assert (source["records"], source["missing"], source["timezone"], source["alarms"]) == (3, 1, "Europe/Paris",
+                                                                                           ["no_data"])
+    assert "gw-1 (site lab): online since" in fleet.text([gateway], 1_700_000_060_000)
+
+
+def test_an_older_status_does_not_undo_a_newer_one(db):
+    def status(state, rx):
+        rows = Rows()
+        rows.add("pbxgw/v1/lab/gw-1/status", msgpack.packb(to_wire(StatusEvent(
+            gw="gw-1", site="lab", state=state, boot=1, rx=rx, version="1"))), rx)
+        return rows
+
+    db.write(status("offline", 200))
+    db.write(status("online", 100))  # the retained one, sent again on a resubscribe
+    assert db.fetch("SELECT state, since FROM gateways") == [("offline", 200)]

@@ -1,0 +1,78 @@
+"""Messages in, rows out: what the collector stores, and what it keeps aside and why."""
+
+import msgpack
+import pytest
+
+from gateway.central.ingest import EVENT_COLUMNS, Rows, problem
+from gateway.events import CallEvent, GapEvent, StatusEvent, to_wire
+
+pytestmark = pytest.mark.central
+
+CALL = to_wire(CallEvent(gw="gw-1", src="pbx", stream="a" * 16, seq=7, rx=1_700_000_000_000, profile="avaya-ipo",
+                         start=1_699_999_000, ring=5, dur=60, dir="in", ext="201", raw="r", x={"k": 1}))
+TOPIC = "pbxgw/v1/lab/gw-1/calls"
+
+
+def packed(*events) -> bytes:
+    return msgpack.packb(list(events), use_bin_type=True)
+
+
+def test_a_batch_of_calls_becomes_event_rows_with_their_key_and_site():
+    rows = Rows()
+    rows.add(TOPIC, packed(CALL, {**CALL, "seq": 8, "hist": True}), 123)
+    assert not rows.rejected and len(rows.events) == 2
+    first, second = (dict(zip(EVENT_COLUMNS, r)) for r in rows.events)
+    assert (first["gw"], first["src"], first["stream"], first["seq"], first["site"]) == ("gw-1", "pbx", "a" * 16, 7, "lab")
+    assert (first["x"], first["hist"], second["hist"], first["received_at"]) == ('{"k": 1}', False, True, 123)
+
+
+@pytest.mark.parametrize("topic, payload, reason", [
+    (TOPIC, b"\xc1garbage", "not msgpack"),
+    (TOPIC, b"not msgpack at all {", "not msgpack"),
+    (TOPIC, msgpack.packb(CALL), "expected an array of events, got dict"),
+    ("pbxgw/v1/lab/gw-1/status", packed(CALL), "expected one map, got list"),
+    ("somewhere/else", packed(CALL), "not a pbxgw/v1/<site>/<gw>/<kind> topic"),
+])
+def test_a_message_that_is_no_batch_is_kept_whole_with_its_reason(topic, payload, reason):
+    rows = Rows()
+    rows.add(topic, payload, 5)
+    assert not rows.events and len(rows.rejected) == 1
+    assert rows.rejected[0][0] == topic and rows.rejected[0][1] == payload and reason in rows.rejected[0][2]
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"v": 2}, "schema version 2"),
+    ({"kind": "unparsed"}, "a 'unparsed' event on the topic of 'call' events"),
+    ({"seq": "7"}, "'seq' is '7', expected int"),
+    ({"seq": True}, "'seq' is True, expected int"),
+    ({"seq": 2**63}, "beyond 64 bits"),  # (msgpack carries it as uint64; bigint cannot)
+    ({"raw": "a\0b"}, "NUL"),
+    ({"x": {"k": "a\0"}}, "NUL"),
+    ({"gw": "gw-2"}, "gateway 'gw-2' on the topic of gateway 'gw-1'"),
+    ({"colour": "red"}, "unknown key 'colour'"),
+])
+def test_one_bad_event_is_rejected_and_its_batchmates_stored(change, reason):
+    rows = Rows()
+    rows.add(TOPIC, packed(CALL, {**CALL, "seq": 8, **change}), 5)
+    assert len(rows.events) == 1 and len(rows.rejected) == 1
+    assert reason in rows.rejected[0][2] and msgpack.unpackb(rows.rejected[0][1])["seq"] == (8 if "seq" not in change else change["seq"])
+
+
+def test_an_event_missing_a_key_names_it():
+    event = dict(CALL)
+    del event["ring"]
+    assert problem(event, "call", "gw-1") == "no 'ring'"
+    assert problem({k: v for k, v in CALL.items() if k != "x"}, "call", "gw-1") == ""  # x may be left out
+
+
+def test_status_gaps_and_metrics_become_their_rows():
+    rows = Rows()
+    rows.add("pbxgw/v1/lab/gw-1/status", msgpack.packb(to_wire(StatusEvent(
+        gw="gw-1", site="lab", state="online", boot=4, rx=9, version="1.0",
+        sources=[{"name": "pbx", "profile": "avaya-ipo", "timezone": "Europe/Paris"}]))), 10)
+    rows.add("pbxgw/v1/lab/gw-1/gaps", packed(to_wire(GapEvent(gw="gw-1", src="pbx", stream=None, rx=9, first=3,
+                                                                 last=5, count=3, first_rx=None, last_rx=None,
+                                                                 reason="queue full: drop_oldest"))), 10)
+    assert not rows.rejected
+    assert rows.statuses[0]["boot"] == 4 and rows.statuses[0]["site"] == "lab"
+    assert rows.gaps[0][:6] == ("gw-1", "pbx", "", 3, 5, 3)
