@@ -247,11 +247,12 @@ def config_text(state_dir: Path, broker_url: str, sources: list[dict], **section
         return json.dumps(v) if isinstance(v, (str, bool)) else str(v)
 
     mqtt = {"url": broker_url, "backoff_max": "2s", **sections.get("mqtt", {})}
-    lines = ["[gateway]", 'id = "gw-test"', 'site = "lab"', f'state_dir = "{state_dir}"',
-             f'runtime_dir = "{state_dir.parent / "run"}"', "[mqtt]"]
+    gateway = {"id": "gw-test", "site": "lab", "state_dir": str(state_dir),
+               "runtime_dir": str(state_dir.parent / "run"), **sections.get("gateway", {})}
+    lines = ["[gateway]"] + [f"{k} = {value(v)}" for k, v in gateway.items()] + ["[mqtt]"]
     lines += [f"{k} = {value(v)}" for k, v in mqtt.items()]
     for name, table in sections.items():
-        if name == "mqtt":
+        if name in ("mqtt", "gateway"):
             continue
         for entry in table if isinstance(table, list) else [table]:  # a list: an array of tables
             header = f"[[{name}]]" if isinstance(table, list) else f"[{name}]"

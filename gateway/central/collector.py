@@ -223,7 +223,7 @@ class Collector:
             self.duplicates += written.duplicates
             self.rejected += written.rejected
             self.batches += 1
-            if backoff.attempts:
+            if backoff.failures:
                 log.info("the database is back")
             self.notifier.status(f"{self.stored} events stored, {self.duplicates} duplicates, "
                                  f"{self.rejected} rejected")

@@ -89,6 +89,20 @@ def start_gateway(tmp_path, processes):
 
 
 @pytest.fixture
+def start_collector(tmp_path, processes):
+    """A factory of collectors, each killed at the end of the test: ``start_collector(broker_url,
+    database, name="collector", **settings)`` writes its config (``[collector]`` settings) and
+    starts it, and returns its :class:`CollectorProcess` once it has subscribed."""
+    def start(broker_url: str, database: str, name: str = "collector", **settings) -> CollectorProcess:
+        collector = CollectorProcess(tmp_path / name, broker_url, database, **settings)
+        processes.append(collector)
+        collector.start()
+        wait_until(lambda: "INFO: subscribed to" in collector.log_text(), what=f"{name} to subscribe")
+        return collector
+    return start
+
+
+@pytest.fixture
 def serial_gateway(start_gateway):
     """A factory: ``serial_gateway(broker_url, device, **sections)``, a gateway reading the
     Avaya IP Office records of one serial source ``ipo`` on ``device``, started and reading."""

@@ -1,0 +1,182 @@
+"""The collector end to end: a real gateway, a real Mosquitto, a real database of each
+engine, and the faults the collector must live through without losing or doubling an event."""
+
+import json
+import signal
+
+import msgpack
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from gateway.central.database import Database
+from helpers import pbxgw
+from plugins.processes import TIMEOUT, Postgres, wait_until
+
+pytestmark = pytest.mark.central
+
+
+def ipo_record(i: int) -> bytes:
+    """A distinct Avaya IP Office record; its call id is ``i``."""
+    return (f"2026/01/15 10:{i // 60 % 60:02}:{i % 60:02},00:00:10,3,0312{i:06},I,200,200,,0,{i},0,"
+            f"E200,Agent,T9001,Line 1.1,0,0\r\n").encode()
+
+
+def capture_of(path, first: int, last: int):
+    with open(path, "ab") as fh:
+        fh.write(b"".join(ipo_record(i) for i in range(first, last + 1)))
+    return path
+
+
+def file_source(path, follow: bool = False) -> dict:
+    return {"name": "ipo", "type": "file", "path": str(path), "follow": follow, "poll_interval": "50ms",
+            "profile": "avaya-ipo", "timezone": "Europe/Paris"}
+
+
+class Stored:
+    """The collector's database as a test reads it beside the collector."""
+
+    def __init__(self, url: str):
+        self.db = Database.open(url, create=True)
+
+    def count(self, table: str = "events") -> int:
+        try:
+            return self.db.fetch(f"SELECT count(*) FROM {table}")[0][0]
+        except Exception:  # (the collector may not have made its tables yet)
+            return 0
+
+    def callids(self) -> list[int]:
+        return sorted(int(c) for (c,) in self.db.fetch("SELECT callid FROM events"))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@pytest.fixture
+def stored(database_url):
+    s = Stored(database_url)
+    yield s
+    s.close()
+
+
+def test_a_gateways_calls_are_stored_once_with_its_status_and_the_fleet_shows_them(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored):
+    collector = start_collector(broker.url, database_url)
+    start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, 500))])
+    wait_until(lambda: stored.count() >= 500, what="500 calls stored")
+    assert stored.callids() == list(range(1, 501))
+    wait_until(lambda: stored.count("gateways") and stored.db.fetch("SELECT state FROM gateways")[0][0] == "online",
+               what="the gateway's status")
+    (sources,) = stored.db.fetch("SELECT sources FROM gateways")[0]
+    assert (json.loads(sources) if isinstance(sources, str) else sources) == [
+        {"name": "ipo", "profile": "avaya-ipo", "timezone": "Europe/Paris"}]
+    shown = pbxgw("fleet", "--config", str(collector.config))
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout.decode()
+    assert "gw-test (site lab): online since" in text and "ipo (pbx): 500 stored" in text and "missing 0" in text
+    as_json = json.loads(pbxgw("fleet", "--json", "--config", str(collector.config)).stdout)
+    assert as_json[0]["sources"][0]["records"] == 500
+    assert collector.kill(signal.SIGTERM) == 0  # a clean stop
+    assert "stopped: 500 events stored" in collector.log_text()
+
+
+def test_kill_9_while_a_backlog_drains_stores_every_event_exactly_once(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored):
+    count = 100_000
+    collector = start_collector(broker.url, database_url)
+    assert collector.kill(signal.SIGTERM) == 0  # the session stays at the broker, and queues
+    start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, count))])
+    subscribed = collector.log_text().count("subscribed to")
+    for fraction in (0.2, 0.5):
+        collector.start()
+        wait_until(lambda: stored.count() >= count * fraction, what=f"{fraction:.0%} of the backlog stored")
+        collector.kill(signal.SIGKILL)
+    collector.start()
+    wait_until(lambda: collector.log_text().count("subscribed to") > subscribed, what="the collector back")
+    wait_until(lambda: stored.count() >= count, timeout=4 * TIMEOUT, what="the whole backlog stored")
+    assert stored.callids() == list(range(1, count + 1))
+    assert stored.db.fetch("SELECT sum(received), min(first_seq), max(high_seq) FROM sources") == [(count, 1, count)]
+
+
+def test_what_is_not_a_gateways_batch_is_kept_in_rejected_acknowledged_and_the_rest_stored(
+        broker, start_collector, database_url, stored):
+    start_collector(broker.url, database_url)
+    good = {"v": 1, "kind": "call", "gw": "gw-x", "src": "pbx", "stream": "s", "seq": 1, "rx": 1, "profile": "p",
+            "start": 1, "ring": None, "dur": None, "dir": None, "ext": None, "trunk": None, "caller": None,
+            "called": None, "acct": None, "disp": None, "callid": None, "raw": "r"}
+    topic = "pbxgw/v1/lab/gw-x/calls"
+    messages = [b"\xc1 not msgpack", msgpack.packb(good), msgpack.packb([{**good, "seq": 2, "v": 9}]),
+                msgpack.packb([{k: v for k, v in good.items() if k != "raw"} | {"seq": 3}]),
+                msgpack.packb([good, {**good, "seq": 4}])]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="garbage", protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        for payload in messages:
+            client.publish(topic, payload, qos=1).wait_for_publish(TIMEOUT)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    wait_until(lambda: stored.count() >= 2 and stored.count("rejected") >= 4, what="the good stored, the bad kept")
+    reasons = sorted(r for (r,) in stored.db.fetch("SELECT reason FROM rejected"))
+    assert len(reasons) == 4 and any("not msgpack" in r for r in reasons) and any("schema version 9" in r for r in reasons)
+    assert any("expected an array of events" in r for r in reasons) and any(r == "no 'raw'" for r in reasons)
+    assert sorted(s for (s,) in stored.db.fetch("SELECT seq FROM events")) == [1, 4]
+
+
+def test_a_broker_restart_and_a_batch_delivered_again_lose_and_double_nothing(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored):
+    capture = capture_of(tmp_path / "smdr.log", 1, 300)
+    start_collector(broker.url, database_url)
+    gw = start_gateway(broker.url, [file_source(capture, follow=True)])
+    wait_until(lambda: stored.count() >= 300, what="the first 300")
+    broker.stop()
+    capture_of(capture, 301, 600)  # read and queued at the gateway while the broker is away
+    broker.start()
+    wait_until(lambda: stored.count() >= 600, what="all 600 after the broker's restart")
+    gw.kill(signal.SIGTERM)
+    gw.start()  # what the gateway had not seen confirmed comes again: duplicates, absorbed
+    capture_of(capture, 601, 700)
+    wait_until(lambda: stored.count() >= 700, what="all 700")
+    assert stored.callids() == list(range(1, 701))
+
+
+def test_postgresql_stopped_while_events_flow_loses_nothing(tmp_path, broker, start_gateway, start_collector):
+    cluster = Postgres()
+    cluster.start()
+    try:
+        url = cluster.create_database("central")
+        stored = Stored(url)
+        collector = start_collector(broker.url, url)
+        capture = capture_of(tmp_path / "smdr.log", 1, 200)
+        start_gateway(broker.url, [file_source(capture, follow=True)])
+        wait_until(lambda: stored.count() >= 200, what="the first 200")
+        stored.close()
+        cluster.stop()
+        capture_of(capture, 201, 1200)
+        wait_until(lambda: "database unavailable" in collector.log_text(), what="the collector to see it gone")
+        cluster.start()
+        stored = Stored(url)
+        wait_until(lambda: stored.count() >= 1200, what="all 1200 once PostgreSQL is back")
+        assert stored.callids() == list(range(1, 1201))
+        assert "the database is back" in collector.log_text()
+        stored.close()
+    finally:
+        cluster.close()
+
+
+def test_two_collectors_with_disjoint_sites_share_one_postgresql_and_a_third_overlapping_doubles_nothing(
+        tmp_path, broker, start_gateway, start_collector, postgres_cluster):
+    url = postgres_cluster.create_database("shared")
+    stored = Stored(url)
+    start_collector(broker.url, url, name="north", sites=["north"])
+    start_collector(broker.url, url, name="south", sites=["south"])
+    start_collector(broker.url, url, name="both", sites=["north", "south"])
+    for site, first in (("north", 1), ("south", 1001)):
+        start_gateway(broker.url, [file_source(capture_of(tmp_path / f"{site}.log", first, first + 299))],
+                      workdir=tmp_path / f"gw-{site}", gateway={"id": f"gw-{site}", "site": site})
+    wait_until(lambda: stored.count() >= 600, what="both sites' calls")
+    assert stored.callids() == list(range(1, 301)) + list(range(1001, 1301))
+    assert sorted(stored.db.fetch("SELECT gw, site, received FROM sources")) == [("gw-north", "north", 300),
+                                                                                 ("gw-south", "south", 300)]
+    stored.close()
