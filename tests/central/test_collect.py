@@ -180,3 +180,20 @@ def test_two_collectors_with_disjoint_sites_share_one_postgresql_and_a_third_ove
     assert sorted(stored.db.fetch("SELECT gw, site, received FROM sources")) == [("gw-north", "north", 300),
                                                                                  ("gw-south", "south", 300)]
     stored.close()
+
+
+def test_ready_watchdog_and_stopping_reach_systemd_and_sigterm_commits_what_was_received(
+        tmp_path, broker, start_gateway, notify, database_url, stored):
+    from plugins.processes import CollectorProcess
+
+    collector = CollectorProcess(tmp_path / "collector", broker.url, database_url)
+    collector.start(env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"})
+    assert any(line.startswith("STATUS=storing into") for line in notify.wait_for("READY=1"))
+    notify.wait_for("WATCHDOG=1", timeout=2)
+    start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, 2000))])
+    wait_until(lambda: stored.count() >= 1, what="events flowing")
+    collector.proc.send_signal(signal.SIGTERM)
+    notify.wait_for("STOPPING=1")
+    assert collector.proc.wait(TIMEOUT) == 0
+    stopped = stored.count()
+    assert f"stopped: {stopped} events stored" in collector.log_text()  # all it took in, committed

@@ -4,65 +4,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from helpers import ROOT, pbxgw
 from plugins.processes import TIMEOUT, GatewayProcess, free_port, wait_until
-
-
-class NotifySocket:
-    """What systemd's end of NOTIFY_SOCKET receives, message by message."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.messages: list[tuple[float, set[str]]] = []
-
-    def next(self, timeout: float) -> set[str] | None:
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(4096)
-        except TimeoutError:
-            return None
-        lines = set(data.decode().splitlines())
-        self.messages.append((time.monotonic(), lines))
-        return lines
-
-    def wait_for(self, line: str, timeout: float = TIMEOUT) -> set[str]:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            got = self.next(left)
-            if got and line in got:
-                return got
-        pytest.fail(f"no {line} within {timeout} s")
-
-    def quiet_for(self, line: str, quiet: float, within: float) -> bool:
-        """Whether ``line`` stops coming for ``quiet`` seconds at some time within ``within``."""
-        deadline, last = time.monotonic() + within, time.monotonic()
-        while time.monotonic() < deadline:
-            got = self.next(min(quiet, deadline - time.monotonic()))
-            if got is not None and line in got:
-                last = time.monotonic()
-            elif time.monotonic() - last >= quiet:
-                return True
-        return False
-
-    def close(self):
-        self.sock.close()
-
-
-@pytest.fixture
-def notify(tmp_path):
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
 
 
 def test_ready_watchdog_until_a_reader_hangs_then_stopping(tmp_path, broker, notify, start_gateway):
@@ -93,17 +42,18 @@ def test_ready_watchdog_until_a_reader_hangs_then_stopping(tmp_path, broker, not
 UNIT = ROOT / "systemd" / "pbxgw.service"
 
 
-def test_the_unit_verifies_and_its_exposure_is_at_most_2(tmp_path):
+@pytest.mark.parametrize("name", ["pbxgw.service", "pbxgw-collect.service"])
+def test_the_unit_verifies_and_its_exposure_is_at_most_2(tmp_path, name):
     """systemd-analyze on the unit as installed, its ExecStart pointed at this checkout's
     pbxgw (verify checks that the command exists)."""
-    unit = tmp_path / "pbxgw.service"
+    unit = tmp_path / name
     pbxgw = Path(sys.executable).with_name("pbxgw")
-    unit.write_text(UNIT.read_text().replace("/opt/pbxgw/venv/bin/pbxgw", str(pbxgw)))
+    unit.write_text((ROOT / "systemd" / name).read_text().replace("/opt/pbxgw/venv/bin/pbxgw", str(pbxgw)))
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
     security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
                               capture_output=True, text=True)
-    exposure = float(re.search(r"Overall exposure level for pbxgw.service: ([\d.]+)", security.stdout)[1])
+    exposure = float(re.search(rf"Overall exposure level for {re.escape(name)}: ([\d.]+)", security.stdout)[1])
     assert exposure <= 2.0, security.stdout
 
 

@@ -7,6 +7,7 @@ import itertools
 import json
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -160,3 +161,52 @@ def database_url(request, tmp_path):
 
 
 _DATABASES = itertools.count(1)
+
+
+class NotifySocket:
+    """What systemd's end of NOTIFY_SOCKET receives, message by message."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages: list[tuple[float, set[str]]] = []
+
+    def next(self, timeout: float) -> set[str] | None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except TimeoutError:
+            return None
+        lines = set(data.decode().splitlines())
+        self.messages.append((time.monotonic(), lines))
+        return lines
+
+    def wait_for(self, line: str, timeout: float = TIMEOUT) -> set[str]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            got = self.next(left)
+            if got and line in got:
+                return got
+        pytest.fail(f"no {line} within {timeout} s")
+
+    def quiet_for(self, line: str, quiet: float, within: float) -> bool:
+        """Whether ``line`` stops coming for ``quiet`` seconds at some time within ``within``."""
+        deadline, last = time.monotonic() + within, time.monotonic()
+        while time.monotonic() < deadline:
+            got = self.next(min(quiet, deadline - time.monotonic()))
+            if got is not None and line in got:
+                last = time.monotonic()
+            elif time.monotonic() - last >= quiet:
+                return True
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(tmp_path):
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()

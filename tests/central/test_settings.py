@@ -1,0 +1,59 @@
+"""collector.toml: as strict as the gateway's config, every mistake one line naming file and key."""
+
+import pytest
+
+from gateway.central import settings
+from gateway.errors import ConfigError
+
+pytestmark = pytest.mark.central
+
+GOOD = """[collector]
+database = "postgresql://collector@db.example/pbxgw"
+sites = ["north", "south"]
+batch_events = 500
+inflight = 1000
+linger = "100ms"
+session_expiry = "720h"
+
+[mqtt]
+url = "mqtts://broker.example"
+client_id = "central-1"
+"""
+
+
+def load(tmp_path, text):
+    path = tmp_path / "collector.toml"
+    path.write_text(text)
+    return settings.load(path)
+
+
+def test_a_good_config_reads_into_its_settings(tmp_path):
+    s = load(tmp_path, GOOD.replace('"30d"', '"720h"'))
+    assert (s.database, s.sites, s.batch_events, s.inflight, s.linger) == (
+        "postgresql://collector@db.example/pbxgw", ("north", "south"), 500, 1000, 0.1)
+    assert s.topics == ["pbxgw/v1/north/+/#", "pbxgw/v1/south/+/#"] and s.session_expiry == 720 * 3600
+    assert (s.mqtt.host, s.mqtt.port, s.mqtt.tls, s.mqtt.client_id) == ("broker.example", 8883, True, "central-1")
+
+
+def test_an_empty_config_collects_every_site_into_the_default_sqlite_file(tmp_path):
+    s = load(tmp_path, "")
+    assert s.topics == ["pbxgw/v1/+/+/#"] and s.database == settings.DEFAULT_DATABASE
+    assert s.mqtt.client_id.startswith("pbxgw-collect-")
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ('database = "postgresql', 'database = "mysql', "collector.database", "expected sqlite:///PATH"),
+    ('sites = ["north", "south"]', 'sites = ["north", "so/uth"]', "collector.sites[2]", "expected a site id"),
+    ("batch_events = 500", "batch_events = 5000", "collector.batch_events", "expected at most inflight (1000)"),
+    ("inflight = 1000", "inflight = 70000", "collector.inflight", "expected 1 to 65535"),
+    ('linger = "100ms"', 'linger = "soon"', "collector.linger", "expected a duration"),
+    ('url = "mqtts://broker.example"', 'url = "http://broker.example"', "mqtt.url", "expected mqtt://HOST"),
+    ('client_id = "central-1"', 'client_id = "central 1"', "mqtt.client_id", "expected 1-64 of"),
+    ("[mqtt]", "[mqtt]\nbatch_events = 3", "mqtt.batch_events", "unknown key"),
+    ("[collector]", "[collector]\ndatabse = 1", "collector.databse", "unknown key"),
+])
+def test_a_mistake_is_one_error_naming_file_and_key(tmp_path, old, new, key, message):
+    assert old in GOOD
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, GOOD.replace(old, new, 1))
+    assert info.value.key == key and message in info.value.message and str(tmp_path) in str(info.value)
