@@ -1,6 +1,7 @@
 """The README's demo, the whole path: a simulated Panasonic PBX printing on a pty, the
 gateway reading it through pyserial into its disk queue and publishing to a local
-Mosquitto, and `pbxgw subscribe` printing the decoded events as they arrive.
+Mosquitto, `pbxgw subscribe` printing the decoded events as they arrive, and `pbxgw collect`
+storing them in a SQLite database, of which `pbxgw fleet` prints the summary at the end.
 
 Run it with `make demo`; it stops by itself after two passes over the profile's sample
 printout (a few dozen events, about 15 seconds), or on Ctrl-C.
@@ -13,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 from gateway import simulate
+from gateway.central.database import Database
 from gateway.smdr import offline, profiles
-from tools.parts import Broker, GatewayProcess
+from tools.parts import Broker, CollectorProcess, GatewayProcess, wait_for
 
 PROFILE = "panasonic-kx-tda"
 PASSES = 2  # over the profile's sample printout
@@ -36,13 +38,24 @@ def main() -> int:
         pty = simulator.stdout.readline().strip()
         source = {"name": "pbx1", "type": "serial", "device": pty, "profile": PROFILE, "timezone": "UTC"}
         gateway = GatewayProcess(work / "gateway", broker.url, [source])
+        database = f"sqlite:///{work / 'central.db'}"
+        collector = CollectorProcess(work / "collector", broker.url, database)
+        collector.start()
+        wait_for(lambda: "subscribed to" in collector.log_text(), what="the collector to subscribe")
         subscriber = subprocess.Popen([*pbxgw, "subscribe", "--broker", broker.url, "--count", str(events)])
         print(f"demo: broker {broker.url}, PBX printing on {pty}, gateway log {gateway.log}\n"
               f"demo: the gateway's state meanwhile: pbxgw status --config {gateway.config}\n"
               f"demo: events as the central side receives them (Ctrl-C stops):", file=sys.stderr, flush=True)
         gateway.start()
         try:
-            return subscriber.wait()
+            status = subscriber.wait()
+            if status == 0:
+                stored = _stored(database, events)
+                print(f"\ndemo: the collector's database, as pbxgw fleet --config {collector.config} shows it:",
+                      file=sys.stderr, flush=True)
+                subprocess.run([*pbxgw, "fleet", "--config", str(collector.config)], check=False)
+                print(f"demo: {stored} calls stored in {database}", file=sys.stderr)
+            return status
         except KeyboardInterrupt:
             return 130
         finally:
@@ -50,7 +63,19 @@ def main() -> int:
                 proc.kill()
                 proc.wait()
             gateway.kill(signal.SIGTERM)
+            collector.kill(signal.SIGTERM)
             broker.stop()
+
+
+def _stored(database: str, events: int) -> int:
+    """The calls in the collector's database once it has all ``events`` (bounded wait)."""
+    db = Database.open(database)
+    try:
+        count = lambda: db.fetch("SELECT count(*) FROM events")[0][0]  # noqa: E731
+        wait_for(lambda: count() >= events, what=f"the collector to store {events} events")
+        return db.fetch("SELECT count(*) FROM events WHERE kind = 'call'")[0][0]
+    finally:
+        db.close()
 
 
 if __name__ == "__main__":
