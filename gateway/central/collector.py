@@ -170,13 +170,21 @@ class Collector:
         return None
 
     async def _write_batches(self) -> None:
-        """Take messages as they come, in batches of at most ``batch_events`` that wait at
-        most ``linger`` to fill; store each, then acknowledge its messages."""
+        """Take messages as they come, in batches of at most ``batch_messages`` that wait at
+        most ``linger`` to fill; store each, then acknowledge its messages. The next batch
+        fills while one is written (one write at a time). A batch is read into rows in the
+        database thread too: two threads busy in Python at once would slow both (the GIL)."""
         s = self.settings
+        writing: asyncio.Task | None = None
         while not (self._stopping.is_set() and self._queue.empty()):
-            batch = await self._next_batch(s.batch_events, s.linger)
-            if batch and await self._store(batch):
-                self._ack(batch)
+            batch = await self._next_batch(s.batch_messages, s.linger)
+            if not batch:
+                continue
+            if writing is not None:
+                await writing
+            writing = self._loop.create_task(self._store(batch))
+        if writing is not None:
+            await writing
 
     async def _next_batch(self, most: int, linger: float) -> list[Message]:
         batch: list[Message] = []
@@ -204,10 +212,10 @@ class Collector:
                 batch.append(self._queue.get_nowait())
         return batch
 
-    async def _store(self, batch: list[Message]) -> bool:
-        """Write a batch (retried while the database is unavailable); False when asked to
-        stop before it could be written (its messages are not acknowledged: the broker
-        delivers them again)."""
+    async def _store(self, batch: list[Message]) -> None:
+        """Write a batch's rows (retried while the database is unavailable), then
+        acknowledge its messages; asked to stop before they could be written, they are not
+        acknowledged: the broker delivers them again."""
         backoff = Backoff(self.settings.mqtt.backoff_min, self.settings.mqtt.backoff_max)
         while True:
             try:
@@ -216,7 +224,7 @@ class Collector:
                 self._unavailable(exc)
                 if self._stopping.is_set():
                     log.warning("stopping with %d messages not stored: the broker keeps them", len(batch))
-                    return False
+                    return
                 await self._sleep(backoff.next())
                 continue
             self.stored += written.new
@@ -227,14 +235,14 @@ class Collector:
                 log.info("the database is back")
             self.notifier.status(f"{self.stored} events stored, {self.duplicates} duplicates, "
                                  f"{self.rejected} rejected")
-            return True
+            self._ack(batch)
+            return
 
     def _write_all(self, batch: list[Message]) -> Written:
         """In the database thread: the batch in one transaction, or, when the database
         refuses it, message by message, a refused one kept in ``rejected``."""
-        rows = _rows(batch)
         try:
-            return self._db.write(rows)
+            return self._db.write(_rows(batch))
         except Refused:
             pass
         new = duplicates = rejected = 0

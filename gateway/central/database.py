@@ -2,9 +2,10 @@
 
 Everything above this module speaks one SQL (``?`` placeholders, ``ON CONFLICT``,
 window functions), which both engines read; what differs is here: how a connection is
-made and kept, how a batch is staged (``executemany`` into a temporary table for SQLite,
-``COPY`` for PostgreSQL), the JSON and binary column types, and ``max``/``min`` of two
-values. The schema is versioned: :data:`MIGRATIONS` are applied in order at start, each
+made and kept, how a batch's new rows are inserted (SQLite, one writer: the stored keys
+looked up, the new rows given to ``executemany``; PostgreSQL: ``COPY`` into a staging
+table, then ``INSERT ... ON CONFLICT DO NOTHING RETURNING``), the JSON and binary column
+types, and ``max``/``min`` of two values. The schema is versioned: :data:`MIGRATIONS` are applied in order at start, each
 once (``pbxgw collect --migrate-only`` applies them and exits).
 
 A batch is written in one transaction and only then acknowledged (see
@@ -16,6 +17,7 @@ delivered twice, or replayed, is stored once.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -124,8 +126,11 @@ class Database:
         """A cursor inside one transaction, committed at the end (errors translated)."""
         raise NotImplementedError
 
-    def _stage(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        """Put ``rows`` into ``stage_<table>`` (emptied first; same columns as ``table``)."""
+    def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
+                    time_column: str) -> dict[tuple, tuple]:
+        """Insert the rows whose key ``(gw, src, stream, seq)`` is new (the first four
+        columns); per ``(gw, src, stream)``, what was inserted: ``(site, first seq, highest
+        seq, how many, latest time)``."""
         raise NotImplementedError
 
     def _sql(self, sql: str) -> str:
@@ -182,21 +187,11 @@ class Database:
             if rows.rejected:
                 cur.executemany(self._sql(f"INSERT INTO rejected ({', '.join(REJECTED_COLUMNS)}) "
                                           f"VALUES (?, ?, ?, ?)"), rows.rejected)
-            self._count_sources(cur, rows, events, "pbx")
-            self._count_sources(cur, rows, headsets, "headset")
+            self._count_sources(cur, events, "pbx")
+            self._count_sources(cur, headsets, "headset")
             self._gateways(cur, rows)
-        new = len(events) + len(headsets)
+        new = sum(n for *_, n, _ in events.values()) + sum(n for *_, n, _ in headsets.values())
         return Written(new, len(rows.events) + len(rows.headsets) - new, len(rows.rejected))
-
-    def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
-                    time_column: str) -> list[tuple]:
-        """Insert the rows whose key is new; the keys and times of those inserted."""
-        if not rows:
-            return []
-        self._stage(cur, table, columns, rows)
-        cur.execute(f"INSERT INTO {table} SELECT * FROM stage_{table} WHERE true ON CONFLICT DO NOTHING "
-                    f"RETURNING gw, src, stream, seq, {time_column}, site")
-        return cur.fetchall()
 
     def _insert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
         if rows:
@@ -204,14 +199,10 @@ class Database:
             cur.executemany(self._sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
                                       "ON CONFLICT DO NOTHING"), rows)
 
-    def _count_sources(self, cur: Any, rows: Rows, inserted: list[tuple], kind: str) -> None:
+    def _count_sources(self, cur: Any, inserted: dict[tuple, tuple], kind: str) -> None:
         """What arrived per ``(gw, src, stream)``: first and highest seq, how many, when."""
-        seen: dict[tuple, list] = {}
-        for gw, src, stream, seq, rx, site in inserted:
-            entry = seen.setdefault((gw, src, stream), [site, seq, seq, 0, rx])
-            entry[1], entry[2] = min(entry[1], seq), max(entry[2], seq)
-            entry[3] += 1
-            entry[4] = max(entry[4], rx)
+        if not inserted:
+            return
         g, l_ = self._greatest, self._least
         cur.executemany(self._sql(
             "INSERT INTO sources (gw, src, stream, kind, site, first_seq, high_seq, received, last_rx) "
@@ -220,7 +211,7 @@ class Database:
             f"high_seq = {g}(sources.high_seq, excluded.high_seq), "
             "received = sources.received + excluded.received, "
             f"last_rx = {g}(sources.last_rx, excluded.last_rx)"),
-            [(*key, kind, *entry) for key, entry in seen.items()])
+            [(*key, kind, *summary) for key, summary in inserted.items()])
 
     def _gateways(self, cur: Any, rows: Rows) -> None:
         """The latest status and metrics of each gateway, its boots, when it was last heard."""
@@ -249,17 +240,11 @@ class Database:
                 f"last_seen = {g}(gateways.last_seen, excluded.last_seen) "
                 "WHERE gateways.metrics_rx IS NULL OR gateways.metrics_rx <= excluded.metrics_rx"),
                 (m["gw"], m["site"], metrics, m["rx"], m["received_at"]))
-        heard: dict[str, tuple[str, int]] = {}
-        for table, site_at in ((rows.events, EVENT_COLUMNS.index("site")), (rows.headsets, HEADSET_COLUMNS.index("site")),
-                               (rows.gaps, GAP_COLUMNS.index("site")), (rows.alarms, ALARM_COLUMNS.index("site"))):
-            for row in table:  # (each table's last column is received_at)
-                gw, at = row[0], row[-1]
-                heard[gw] = (row[site_at], max(at, heard[gw][1]) if gw in heard else at)
-        if heard:
+        if rows.heard:
             cur.executemany(self._sql(
                 "INSERT INTO gateways (gw, site, last_seen) VALUES (?, ?, ?) ON CONFLICT (gw) DO UPDATE SET "
                 f"last_seen = {g}(gateways.last_seen, excluded.last_seen)"),
-                [(gw, site, at) for gw, (site, at) in heard.items()])
+                [(gw, site, at) for gw, (site, at) in rows.heard.items()])
 
 
 class SqliteDatabase(Database):
@@ -282,7 +267,6 @@ class SqliteDatabase(Database):
             self._conn.execute("PRAGMA synchronous=FULL")
         except (OSError, sqlite3.Error) as exc:
             raise Unavailable(f"cannot open {self.path}: {exc}") from None
-        self._staged: set[str] = set()
 
     def close(self) -> None:
         self._conn.close()
@@ -305,13 +289,47 @@ class SqliteDatabase(Database):
         finally:
             cur.close()
 
-    def _stage(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        if table not in self._staged:
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} AS SELECT * FROM {table} WHERE 0")
-            self._staged.add(table)
-        cur.execute(f"DELETE FROM stage_{table}")
-        cur.executemany(f"INSERT INTO stage_{table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                        rows)
+    def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
+                    time_column: str) -> list[tuple]:
+        # One writer (BEGIN IMMEDIATE holds the lock): the keys already stored are looked up
+        # by the index, and only the new rows inserted, as fast as a plain executemany.
+        groups: dict[tuple, list[tuple]] = {}
+        for row in rows:
+            groups.setdefault(row[:3], []).append(row)
+        at, site = columns.index(time_column), columns.index("site")
+        inserted: dict[tuple, tuple] = {}
+        new: list[tuple] = []
+        for key, group in groups.items():
+            seqs = list(map(_SEQ, group))
+            cur.execute(f"SELECT 1 FROM {table} WHERE gw = ? AND src = ? AND stream = ? AND seq BETWEEN ? AND ? "
+                        "LIMIT 1", (*key, min(seqs), max(seqs)))
+            if cur.fetchone() is not None or len(set(seqs)) < len(seqs):
+                group = self._unstored(cur, table, key, group)  # (duplicates: rarer, slower)
+                seqs = list(map(_SEQ, group))
+            if group:
+                new += group
+                inserted[key] = (group[0][site], min(seqs), max(seqs), len(seqs), max(r[at] for r in group))
+        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", new)
+        return inserted
+
+    def _unstored(self, cur: Any, table: str, key: tuple, group: list[tuple]) -> list[tuple]:
+        """The rows of one ``(gw, src, stream)`` whose seq is not stored yet, each once."""
+        stored: set[int] = set()
+        seqs = sorted({row[3] for row in group})
+        for i in range(0, len(seqs), 500):
+            part = seqs[i:i + 500]
+            cur.execute(f"SELECT seq FROM {table} WHERE gw = ? AND src = ? AND stream = ? AND seq IN "
+                        f"({', '.join('?' * len(part))})", (*key, *part))
+            stored.update(seq for (seq,) in cur.fetchall())
+        out = []
+        for row in group:
+            if row[3] not in stored:
+                stored.add(row[3])  # (and a second copy within the batch is not new either)
+                out.append(row)
+        return out
+
+
+_SEQ = operator.itemgetter(3)
 
 
 class PostgresDatabase(Database):
@@ -362,11 +380,23 @@ class PostgresDatabase(Database):
     def _lock_schema(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(7240001)")  # any fixed number: pbxgw's migrations
 
-    def _stage(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
+                    time_column: str) -> list[tuple]:
+        # COPY into a staging table, then one INSERT ... ON CONFLICT: exact with several
+        # collectors writing at once (the keys decide, inside the database).
+        if not rows:
+            return {}
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table}) ON COMMIT DELETE ROWS")
         with cur.copy(f"COPY stage_{table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        cur.execute(f"INSERT INTO {table} SELECT * FROM stage_{table} ON CONFLICT DO NOTHING "
+                    f"RETURNING gw, src, stream, seq, {time_column}, site")
+        inserted: dict[tuple, list] = {}
+        for gw, src, stream, seq, at, site in cur.fetchall():
+            entry = inserted.setdefault((gw, src, stream), [site, seq, seq, 0, at])
+            entry[1], entry[2], entry[3], entry[4] = min(entry[1], seq), max(entry[2], seq), entry[3] + 1, max(entry[4], at)
+        return {key: tuple(entry) for key, entry in inserted.items()}
 
 
 def _first_line(exc: Exception) -> str:

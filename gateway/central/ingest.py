@@ -11,6 +11,7 @@ a message that cannot be stored and so blocks the session.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,6 @@ TOPIC = re.compile(r"pbxgw/v1/([A-Za-z0-9._-]{1,64})/([A-Za-z0-9._-]{1,64})/([a-
 KIND_OF = {**{topic: kind for kind, topic in TOPICS.items()}, "status": "status", "metrics": "metrics"}
 #: Largest message read (a gateway's batch is far smaller).
 MAX_PAYLOAD = 16 * 1024 * 1024
-_INT64 = range(-2**63, 2**63)
 
 _OPT = object()  # marks a key a gateway may leave out
 # Per kind, each key and the types its value may have (None: null allowed).
@@ -47,6 +47,12 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "status": dict(gw=_STR, site=_STR, state=_STR, boot=_INT, rx=_INT, version=_STR, sources=(list, _OPT)),
     "metrics": dict(gw=_STR, rx=_INT, up_s=_NUM, sources=(list,), queue=(dict,), broker=(dict,), headsets=_INT),
 }
+
+#: A call's fields as its row takes them, in one call (``EVENT_COLUMNS`` less kind, site and
+#: the collector's own); and a call's vendor fields as JSON text.
+_CALL_FIELDS = operator.itemgetter("gw", "src", "stream", "seq", "rx", "profile", "start", "ring", "dur", "dir",
+                                   "ext", "trunk", "caller", "called", "acct", "disp", "callid", "raw")
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True).encode
 
 #: Columns of ``events`` (calls and unparsed records), in table order.
 EVENT_COLUMNS = ("gw", "src", "stream", "seq", "kind", "site", "rx", "profile", "start", "ring", "dur", "dir",
@@ -71,6 +77,7 @@ class Rows:
     statuses: list[dict[str, Any]] = field(default_factory=list)  # status maps, with their site
     metrics: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[tuple] = field(default_factory=list)
+    heard: dict[str, tuple[str, int]] = field(default_factory=dict)  # gw -> (site, when its last row came)
 
     def add(self, topic: str, payload: bytes, received_at: int) -> None:
         """The rows of one message (received at ``received_at``, ms since the epoch)."""
@@ -89,24 +96,37 @@ class Rows:
             expected = "one map" if single else "an array of events"
             self._reject(topic, payload, f"expected {expected}, got {type(value).__name__}", received_at)
             return
+        stored = 0
         for event in [value] if single else value:
-            reason = problem(event, kind, gw)
+            reason = problem(event, kind, gw) or self._row(event, kind, site, received_at)
             if reason:
                 self._reject(topic, msgpack.packb(event, use_bin_type=True), reason, received_at)
             else:
-                self._row(event, kind, site, received_at)
+                stored += 1
+        if stored:
+            self.heard[gw] = (site, max(received_at, self.heard.get(gw, (site, 0))[1]))
 
     def _reject(self, topic: str, payload: bytes, reason: str, received_at: int) -> None:
         self.rejected.append((topic, payload, reason, received_at))
 
-    def _row(self, e: dict[str, Any], kind: str, site: str, received_at: int) -> None:
+    def _row(self, e: dict[str, Any], kind: str, site: str, received_at: int) -> str:
+        """Append the row of a checked event; why not, when its ``x`` cannot be stored."""
         hist, unsynced = bool(e.get(HIST_KEY)), bool(e.get("unsynced"))
-        if kind in ("call", "unparsed"):
-            x = json.dumps(e["x"], ensure_ascii=False, sort_keys=True) if e.get("x") else None
+        if kind == "call":
+            x = None
+            if e.get("x"):
+                try:
+                    x = _JSON(e["x"])
+                except (ValueError, TypeError) as exc:  # binary, NaN: no JSON for it
+                    return f"'x': not storable as JSON: {exc}"
+                if "\\u0000" in x:
+                    return "'x': text with a NUL character"
+            g = _CALL_FIELDS(e)
+            self.events.append((*g[:2], g[2] or "", g[3], kind, site, *g[4:], None, x, hist, unsynced, received_at))
+        elif kind == "unparsed":
             self.events.append((e["gw"], e["src"], e["stream"] or "", e["seq"], kind, site, e["rx"], e["profile"],
-                                e.get("start"), e.get("ring"), e.get("dur"), e.get("dir"), e.get("ext"),
-                                e.get("trunk"), e.get("caller"), e.get("called"), e.get("acct"), e.get("disp"),
-                                e.get("callid"), e["raw"], e.get("reason"), x, hist, unsynced, received_at))
+                                None, None, None, None, None, None, None, None, None, None, None, e["raw"],
+                                e["reason"], None, hist, unsynced, received_at))
         elif kind == "headset":
             self.headsets.append((e["gw"], e["src"], e["stream"], e["seq"], site, e["ts"], e["vid"], e["pid"],
                                   e["model"], e["serial"], e["agent"], e["ext"], e["ev"], e["detail"], hist,
@@ -121,6 +141,7 @@ class Rows:
             self.statuses.append({**e, "site": site, "received_at": received_at})
         else:
             self.metrics.append({**e, "site": site, "received_at": received_at})
+        return ""
 
     def __len__(self) -> int:
         return sum(map(len, (self.events, self.headsets, self.gaps, self.alarms, self.statuses, self.metrics,
@@ -136,50 +157,88 @@ def _decode(payload: bytes) -> Any:
         raise ValueError(f"not msgpack: {exc}") from None
 
 
+def _allowed(kinds: tuple) -> frozenset:
+    """The exact types a key's value may have (``NoneType`` where null is allowed, or the
+    key may be left out: ``dict.get`` then gives None)."""
+    return frozenset(k for k in kinds if isinstance(k, type)) | (
+        {type(None)} if None in kinds or _OPT in kinds else set())
+
+
+_KEYS = {kind: tuple(schema) for kind, schema in SCHEMA.items()}
+_ALLOWED = {kind: tuple(_allowed(kinds) for kinds in schema.values()) for kind, schema in SCHEMA.items()}
+_REQUIRED = {kind: frozenset(k for k, kinds in schema.items() if _OPT not in kinds) for kind, schema in SCHEMA.items()}
+_KNOWN = {kind: frozenset(schema) | {"v", "kind", HIST_KEY} for kind, schema in SCHEMA.items()}
+
+
+def _keys_with(kind: str, t: type) -> tuple[str, ...]:
+    return tuple(k for k, kinds in SCHEMA[kind].items() if t in kinds)
+
+
+_INTS = {kind: _keys_with(kind, int) for kind in SCHEMA}
+_TEXTS = {kind: _keys_with(kind, str) for kind in SCHEMA}
+_NESTED = {kind: _keys_with(kind, dict) + _keys_with(kind, list) for kind in SCHEMA}
+
+
 def problem(event: Any, kind: str, gw: str) -> str:
     """Why ``event`` (decoded) cannot be stored as a ``kind`` event from gateway ``gw``; ""
-    when it can."""
-    if not isinstance(event, dict):
+    when it can. Types are matched exactly (``true`` is no integer). The common case, an
+    event that is fine, is checked by set and ``map`` operations, without a Python loop
+    over its keys."""
+    if type(event) is not dict:
         return f"expected an event map, got {type(event).__name__}"
     if event.get("v") != SCHEMA_VERSION:
         return f"schema version {event.get('v')!r}, this collector reads {SCHEMA_VERSION}"
     if event.get("kind") != kind:
         return f"a {event.get('kind')!r} event on the topic of {kind!r} events"
-    schema = SCHEMA[kind]
-    for key, kinds in schema.items():
-        if key not in event:
-            if _OPT not in kinds:
-                return f"no {key!r}"
-            continue
-        value = event[key]
-        allowed = tuple(k for k in kinds if isinstance(k, type))
-        if value is None and None in kinds:
-            continue
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            return f"{key!r} is {value!r}, expected {' or '.join(k.__name__ for k in allowed)}"
-    unknown = set(event) - set(schema) - {"v", "kind", HIST_KEY}
-    if unknown:
-        return f"unknown key {sorted(unknown)[0]!r}"
+    keys = event.keys()
+    if not _REQUIRED[kind] <= keys:
+        return f"no {sorted(_REQUIRED[kind] - keys)[0]!r}"
+    if not keys <= _KNOWN[kind]:
+        return f"unknown key {sorted(keys - _KNOWN[kind])[0]!r}"
+    if not all(map(frozenset.__contains__, _ALLOWED[kind], map(type, map(event.get, _KEYS[kind])))):
+        for key, allowed in zip(_KEYS[kind], _ALLOWED[kind]):
+            if type(event.get(key)) not in allowed:
+                names = " or ".join(sorted("null" if t is type(None) else t.__name__ for t in allowed))
+                return f"{key!r} is {event[key]!r}, expected {names}"
+    for key in _INTS[kind]:
+        value = event.get(key)
+        if type(value) is int and not -2**63 <= value < 2**63:
+            return f"{key!r}: integer {value} beyond 64 bits"
+    if "\0" in "".join(filter(None, map(event.get, _TEXTS[kind]))):  # (each a str or None by now)
+        return "text with a NUL character"
+    for key in _NESTED[kind]:  # (a call's x is checked as its JSON is made: see Rows._row)
+        reason = "" if key == "x" else _unstorable(event.get(key))
+        if reason:
+            return f"{key!r}: {reason}"
     if event["gw"] != gw:
         return f"gateway {event['gw']!r} on the topic of gateway {gw!r}"
-    return _unstorable(event)
+    return ""
 
 
 def _unstorable(value: Any) -> str:
-    """What a database would refuse in a decoded value: a NUL in text, an integer out of
-    64 bits (PostgreSQL's text and bigint)."""
-    if isinstance(value, str):
+    """What a database would refuse in a map or list kept as JSON (``x``, a status's
+    sources, metrics): a NUL in text (PostgreSQL's ``jsonb``), an integer out of 64 bits, a
+    number JSON cannot hold, a value JSON has no type for (binary). (Walked here: it is
+    several times faster than ``json.dumps`` on these small maps.)"""
+    t = type(value)
+    if t is str:
         return "text with a NUL character" if "\0" in value else ""
-    if isinstance(value, bool):
+    if t is int:
+        return "" if -2**63 <= value < 2**63 else f"integer {value} beyond 64 bits"
+    if t is dict:
+        for k, v in value.items():
+            reason = _unstorable(k) or _unstorable(v)
+            if reason:
+                return reason
         return ""
-    if isinstance(value, int):
-        return "" if value in _INT64 else f"integer {value} beyond 64 bits"
-    if isinstance(value, dict):
-        return next((r for r in map(_unstorable, [*value.keys(), *value.values()]) if r), "")
-    if isinstance(value, list):
-        return next((r for r in map(_unstorable, value) if r), "")
-    if isinstance(value, float):
+    if t is list:
+        for v in value:
+            reason = _unstorable(v)
+            if reason:
+                return reason
+        return ""
+    if t is float:
         return "" if value == value and abs(value) != float("inf") else f"number {value}"
-    if value is None:
+    if value is None or t is bool:
         return ""
-    return f"a {type(value).__name__} value"
+    return f"a {t.__name__} value"

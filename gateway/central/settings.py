@@ -31,9 +31,9 @@ class CollectorSettings:
     database: str = DEFAULT_DATABASE
     sites: tuple[str, ...] = ()  # () : every site
     session_expiry: float = DEFAULT_SESSION_EXPIRY
-    batch_events: int = 2000  # events written per transaction, at most
+    batch_messages: int = 50  # messages (gateway batches of up to 100 events) written per transaction, at most
     linger: float = 0.2  # how long a batch waits to fill before it is written
-    inflight: int = 2000  # messages received and not yet acknowledged (MQTT 5 Receive Maximum)
+    inflight: int = 100  # messages received and not yet acknowledged (MQTT 5 Receive Maximum)
 
     @property
     def topics(self) -> list[str]:
@@ -72,16 +72,16 @@ def load(path: str | Path) -> CollectorSettings:
     settings = dict(
         database=database, sites=sites,
         session_expiry=duration(c, "session_expiry", DEFAULT_SESSION_EXPIRY),
-        batch_events=c.take("batch_events", int, 2000),
+        batch_messages=c.take("batch_messages", int, 50),
         linger=duration(c, "linger", 0.2),
-        inflight=c.take("inflight", int, 2000),
+        inflight=c.take("inflight", int, 100),
     )
-    for key, low, high in (("batch_events", 1, 100_000), ("inflight", 1, 65_535)):
+    for key, low, high in (("batch_messages", 1, 10_000), ("inflight", 1, 65_535)):
         if not low <= settings[key] <= high:
             raise c.fail(key, f"expected {low} to {high}; got {settings[key]}")
-    if settings["batch_events"] > settings["inflight"]:
-        raise c.fail("batch_events", f"expected at most inflight ({settings['inflight']}): a batch is made of "
-                                     f"messages not yet acknowledged; got {settings['batch_events']}")
+    if settings["batch_messages"] > settings["inflight"]:
+        raise c.fail("batch_messages", f"expected at most inflight ({settings['inflight']}): a batch is made of "
+                                       f"messages not yet acknowledged; got {settings['batch_messages']}")
     c.done()
     mqtt = _mqtt(top.table("mqtt"))
     top.done()

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.central
 GOOD = """[collector]
 database = "postgresql://collector@db.example/pbxgw"
 sites = ["north", "south"]
-batch_events = 500
+batch_messages = 500
 inflight = 1000
 linger = "100ms"
 session_expiry = "720h"
@@ -29,7 +29,7 @@ def load(tmp_path, text):
 
 def test_a_good_config_reads_into_its_settings(tmp_path):
     s = load(tmp_path, GOOD)
-    assert (s.database, s.sites, s.batch_events, s.inflight, s.linger) == (
+    assert (s.database, s.sites, s.batch_messages, s.inflight, s.linger) == (
         "postgresql://collector@db.example/pbxgw", ("north", "south"), 500, 1000, 0.1)
     assert s.topics == ["pbxgw/v1/north/+/#", "pbxgw/v1/south/+/#"] and s.session_expiry == 720 * 3600
     assert (s.mqtt.host, s.mqtt.port, s.mqtt.tls, s.mqtt.client_id) == ("broker.example", 8883, True, "central-1")
@@ -44,7 +44,7 @@ def test_an_empty_config_collects_every_site_into_the_default_sqlite_file(tmp_pa
 @pytest.mark.parametrize("old, new, key, message", [
     ('database = "postgresql', 'database = "mysql', "collector.database", "expected sqlite:///PATH"),
     ('sites = ["north", "south"]', 'sites = ["north", "so/uth"]', "collector.sites[2]", "expected a site id"),
-    ("batch_events = 500", "batch_events = 5000", "collector.batch_events", "expected at most inflight (1000)"),
+    ("batch_messages = 500", "batch_messages = 5000", "collector.batch_messages", "expected at most inflight (1000)"),
     ("inflight = 1000", "inflight = 70000", "collector.inflight", "expected 1 to 65535"),
     ('linger = "100ms"', 'linger = "soon"', "collector.linger", "expected a duration"),
     ('url = "mqtts://broker.example"', 'url = "http://broker.example"', "mqtt.url", "expected mqtt://HOST"),
