@@ -1,13 +1,18 @@
 """``pbxgw collect``: the MQTT shell that stores every gateway's events once.
 
-One asyncio loop does the deciding; paho-mqtt runs its network loop in its own thread and
-hands each message over; the database is written from one worker thread (its calls block).
-A message is acknowledged (PUBACK, paho's ``manual_ack``) only after the transaction
-holding its rows has committed, so a collector that dies or a database that goes away
-costs a redelivery, never a loss. The session is persistent (a fixed client id, clean
-start off, a long session expiry), so the broker keeps what arrives while the collector
-is away, and MQTT 5's Receive Maximum bounds what it holds unacknowledged: that, and the
-batch size, bound the collector's memory whatever the backlog.
+One asyncio loop runs it all: paho-mqtt without a thread of its own (its socket watched
+with ``add_reader``/``add_writer``, ``loop_misc()`` once a second, as the gateway's
+publisher does), and the database written from one worker thread (its calls block). A
+message is acknowledged (PUBACK, paho's ``manual_ack``) only after the transaction holding
+its rows has committed, so a collector that dies or a database that goes away costs a
+redelivery, never a loss. The session is persistent (a fixed client id, clean start off, a
+long session expiry), so the broker keeps what arrives while the collector is away.
+
+The collector holds at most ``inflight`` messages unacknowledged: it asks the broker for
+that (MQTT 5 Receive Maximum) and, since a broker may send past it (Mosquitto 2.0 does when
+draining a session's queue), it also stops reading its socket until acknowledgements bring
+it back under: TCP then holds the broker. That, and the batch size, bound its memory
+whatever the backlog.
 
 A batch the database refuses is written again message by message, and the message it
 refuses alone goes to ``rejected`` with the database's reason: a poison message never
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,35 +68,99 @@ class Collector:
         self.notifier = notifier or Notifier({})
         self.stored = self.duplicates = self.rejected = self.batches = 0
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-db")
         self._db: Database | None = None
-        self._ack_lock = threading.Lock()  # a connection's end and an acknowledgement, one at a time
-        self._generation = 0
+        self._generation = 0  # counts connections: a packet id means something on its own only
         self._connected = False
+        self._unacked = 0  # messages of this connection received and not yet acknowledged
+        self._fd: int | None = None  # the broker's socket, while open
+        self._reading = False
+        self._overflow_said = False
+        self._backoff = Backoff(settings.mqtt.backoff_min, settings.mqtt.backoff_max)
+        self._retry: asyncio.TimerHandle | None = None
+        self._misc: asyncio.TimerHandle | None = None
         self._client = self._make_client()
 
-    # -- MQTT (paho's thread) ---------------------------------------------------------------
+    # -- MQTT, on the loop ----------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings.mqtt
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=MQTTProtocolVersion.MQTTv5,
-                             manual_ack=True)
+                             manual_ack=True, reconnect_on_failure=False)
         if self.prepared.tls is not None:
             client.tls_set_context(self.prepared.tls)
         if s.username:
             client.username_pw_set(s.username, self.prepared.password)
-        client.reconnect_delay_set(max(1, int(s.backoff_min)), max(1, int(s.backoff_max)))
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_message, client.on_subscribe = self._on_message, self._on_subscribe
+        # The hooks may run in the executor thread that connects: hand them to the loop.
+        loop = self._loop
+        client.on_socket_open = lambda c, u, sock: self._on_loop(self._socket_opened, sock.fileno())
+        client.on_socket_close = lambda c, u, sock: self._on_loop(self._socket_closed)
+        client.on_socket_register_write = lambda c, u, sock: self._on_loop(loop.add_writer, sock.fileno(), c.loop_write)
+        client.on_socket_unregister_write = lambda c, u, sock: self._on_loop(loop.remove_writer, sock.fileno())
         return client
+
+    def _on_loop(self, fn, *args) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _socket_opened(self, fd: int) -> None:
+        self._fd, self._reading = fd, False
+        self._read_on()
+
+    def _socket_closed(self) -> None:
+        self._read_off()
+        self._fd = None
+
+    def _read_on(self) -> None:
+        if self._fd is not None and not self._reading:
+            self._loop.add_reader(self._fd, self._read)
+            self._reading = True
+
+    def _read_off(self) -> None:
+        if self._fd is not None and self._reading:
+            self._loop.remove_reader(self._fd)
+        self._reading = False
+
+    def _read(self) -> None:
+        self._client.loop_read()
+        sock = self._client.socket()
+        if self._reading and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            self._loop.call_soon(self._read)  # decrypted bytes wait in the TLS layer, not the socket
+
+    async def _connect(self) -> None:
+        self._retry = None
+        s = self.settings.mqtt
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = int(self.settings.session_expiry)
+        properties.ReceiveMaximum = self.settings.inflight
+        try:
+            await self._loop.run_in_executor(None, lambda: self._client.connect(
+                s.host, s.port, s.keepalive, clean_start=False, properties=properties))
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.warning("cannot connect to mqtt%s://%s:%d: %s; retrying", "s" if s.tls else "", s.host, s.port, exc)
+            self._schedule_connect()
+
+    def _schedule_connect(self) -> None:
+        if not self._stopping.is_set() and self._retry is None:
+            self._retry = self._loop.call_later(self._backoff.next(), lambda: self._loop.create_task(self._connect()))
+
+    def _loop_misc(self) -> None:
+        self._client.loop_misc()  # keepalive pings, timeouts
+        self._misc = self._loop.call_later(1, self._loop_misc)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("the broker refused the connection: %s", reason_code)
-            return
+            log.warning("the broker refused the connection: %s; retrying", reason_code)
+            return  # paho closes the socket; _on_disconnect schedules the retry
         self._connected = True
+        self._backoff.reset()
         log.info("connected to the broker (%s session)", "resumed" if flags.session_present else "new")
         # A subscription the session already has keeps its queue; the retained status of
         # each gateway is sent when a subscription is new (retain handling 1).
@@ -106,22 +176,33 @@ class Collector:
             log.info("subscribed to %s", ", ".join(self.settings.topics))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        with self._ack_lock:
-            self._generation += 1
-        if self._connected:
+        self._generation += 1
+        self._unacked = 0
+        if self._connected and not self._stopping.is_set():
             log.warning("lost the broker (%s); reconnecting", reason_code)
         self._connected = False
+        self._schedule_connect()
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        received = Message(self._generation, message.mid, message.qos, message.topic, bytes(message.payload),
-                           int(time.time() * 1000))
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, received)
+        if message.qos:
+            self._unacked += 1
+            if self._unacked >= self.settings.inflight:
+                self._read_off()  # until acknowledgements make room
+            if self._unacked > self.settings.inflight and not self._overflow_said:
+                self._overflow_said = True
+                log.warning("the broker sent more than %d messages unacknowledged, the Receive Maximum asked "
+                            "for (on Mosquitto, max_inflight_messages must be a number, not 0: docs/central.md)",
+                            self.settings.inflight)
+        self._queue.put_nowait(Message(self._generation, message.mid, message.qos, message.topic,
+                                       bytes(message.payload), int(time.time() * 1000)))
 
     def _ack(self, messages: list[Message]) -> None:
-        with self._ack_lock:
-            for m in messages:
-                if m.qos and m.generation == self._generation:
-                    self._client.ack(m.mid, m.qos)
+        for m in messages:
+            if m.qos and m.generation == self._generation:
+                self._client.ack(m.mid, m.qos)
+                self._unacked -= 1
+        if self._unacked < self.settings.inflight:
+            self._read_on()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -132,12 +213,8 @@ class Collector:
         self._db = await self._open_database()
         if self._db is None:
             return 0
-        s = self.settings.mqtt
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = int(self.settings.session_expiry)
-        properties.ReceiveMaximum = self.settings.inflight
-        self._client.connect_async(s.host, s.port, s.keepalive, clean_start=False, properties=properties)
-        self._client.loop_start()
+        self._loop.create_task(self._connect())
+        self._misc = self._loop.call_later(1, self._loop_misc)
         self.notifier.ready(f"storing into {self._db.kind}")
         watchdog = self._loop.create_task(self._watchdog())
         try:
@@ -145,13 +222,28 @@ class Collector:
         finally:
             watchdog.cancel()
             self.notifier.stopping()
-            self._client.disconnect()  # the session stays: what comes meanwhile is kept for us
-            self._client.loop_stop()
+            await self._disconnect()
             await self._loop.run_in_executor(self._db_thread, self._db.close)
             self._db_thread.shutdown()
         log.info("stopped: %d events stored, %d duplicates absorbed, %d rejected", self.stored, self.duplicates,
                  self.rejected)
         return 0
+
+    async def _disconnect(self) -> None:
+        """Say DISCONNECT (the session stays: what comes meanwhile is kept for us) and let
+        the loop write it out, briefly."""
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._misc is not None:
+            self._misc.cancel()
+        if self._connected:
+            self._client.disconnect()
+            try:
+                async with asyncio.timeout(5):
+                    while self._fd is not None:
+                        await asyncio.sleep(0.01)
+            except TimeoutError:
+                pass
 
     async def _open_database(self) -> Database | None:
         """The database, its migrations applied; retried while it cannot be reached (None:
