@@ -272,12 +272,16 @@ def broker_address(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, parts.scheme == "mqtts"
 
 
-def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
-    url = t.take("url", str, "mqtt://127.0.0.1:1883")
+def broker_url(t: Table) -> tuple[str, int, bool]:
+    """``[mqtt] url`` of a config (the gateway's, the collector's) as :func:`broker_address` reads it."""
     try:
-        host, port, tls = broker_address(url)
+        return broker_address(t.take("url", str, "mqtt://127.0.0.1:1883"))
     except ValueError as exc:
         raise t.fail("url", str(exc)) from None
+
+
+def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
+    host, port, tls = broker_url(t)
     settings = MqttSettings(
         host=host, port=port, tls=tls,
         protocol=t.take("protocol", str, "5", choices=("5", "3.1.1")),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -22,6 +21,7 @@ from gateway import __version__
 from gateway.clock import now_ms
 from gateway.config import MqttSettings
 from gateway.events import StatusEvent, packb
+from gateway.loophooks import LoopHooks
 from gateway.outbox import Outbox
 from gateway.preflight import Prepared
 from gateway.store import QueueWriteError, Store
@@ -53,7 +53,6 @@ class Publisher:
         self.rejected = 0
         self.last_ack_ms: int | None = None  # when the broker last confirmed a batch
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._client = self._make_client()
         self._pump_scheduled = False
         self._stopping = False
@@ -82,20 +81,11 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        # paho's socket is watched by our loop. These hooks may run in the executor thread
-        # that connects, so they pass file descriptor numbers over to the loop thread.
+        # paho's socket is watched by our loop (gateway.loophooks).
         loop = self._loop
-        client.on_socket_open = lambda c, u, sock: self._on_loop(loop.add_reader, sock.fileno(), c.loop_read)
-        client.on_socket_close = lambda c, u, sock: self._on_loop(loop.remove_reader, sock.fileno())
-        client.on_socket_register_write = lambda c, u, sock: self._on_loop(loop.add_writer, sock.fileno(), c.loop_write)
-        client.on_socket_unregister_write = lambda c, u, sock: self._on_loop(loop.remove_writer, sock.fileno())
+        LoopHooks(loop).attach(client, lambda sock: loop.add_reader(sock.fileno(), client.loop_read),
+                               lambda sock: loop.remove_reader(sock.fileno()))
         return client
-
-    def _on_loop(self, fn, *args) -> None:
-        if threading.get_ident() == self._loop_thread:
-            fn(*args)
-        else:
-            self._loop.call_soon_threadsafe(fn, *args)
 
     def _topic(self, kind: str) -> str:
         return f"{self.prefix}/{kind}"

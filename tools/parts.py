@@ -191,8 +191,31 @@ class Postgres:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class CollectorProcess:
+class DaemonProcess:
+    """A pbxgw daemon (``command``: ``run``, ``collect``) with its config file and its log."""
+
+    command: str
+    config: Path
+    log: Path
+    proc: subprocess.Popen | None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", self.command, "--config", str(self.config)],
+                                         stdout=log, stderr=log, env={**os.environ, **(env or {})})
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(TIMEOUT)
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+
+class CollectorProcess(DaemonProcess):
     """`pbxgw collect` with a config written from its settings."""
+
+    command = "collect"
 
     def __init__(self, workdir: Path, broker_url: str, database: str, **collector):
         self.workdir = workdir
@@ -204,23 +227,13 @@ class CollectorProcess:
         lines += ["[mqtt]", f"url = {json.dumps(broker_url)}", f'client_id = "collector-{free_port()}"',
                   'backoff_max = "2s"']
         self.config.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, env: dict[str, str] | None = None) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "collect", "--config", str(self.config)],
-                                         stdout=log, stderr=log, env={**os.environ, **(env or {})})
-
-    def kill(self, sig: int = signal.SIGKILL) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(TIMEOUT)
-
-    def log_text(self) -> str:
-        return self.log.read_text()
+        self.proc = None
 
 
-class GatewayProcess:
+class GatewayProcess(DaemonProcess):
     """`pbxgw run` with a config written from keyword sections."""
+
+    command = "run"
 
     def __init__(self, workdir: Path, broker_url: str, sources: list[dict], **sections):
         self.workdir = workdir
@@ -229,19 +242,7 @@ class GatewayProcess:
         self.config = workdir / "config.toml"
         self.log = workdir / "gateway.log"
         self.config.write_text(config_text(self.state_dir, broker_url, sources, **sections))
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, env: dict[str, str] | None = None) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
-                                         stdout=log, stderr=log, env={**os.environ, **(env or {})})
-
-    def kill(self, sig: int = signal.SIGKILL) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(TIMEOUT)
-
-    def log_text(self) -> str:
-        return self.log.read_text()
+        self.proc = None
 
 
 def config_text(state_dir: Path, broker_url: str, sources: list[dict], **sections: dict) -> str:

@@ -26,7 +26,6 @@ import asyncio
 import logging
 import signal
 import ssl
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from gateway.backoff import Backoff
 from gateway.central.database import Database, Refused, Unavailable, Written
 from gateway.central.ingest import Rows
 from gateway.central.settings import CollectorSettings
+from gateway.loophooks import LoopHooks
 from gateway.notify import Notifier
 from gateway.preflight import Prepared
 
@@ -68,7 +68,6 @@ class Collector:
         self.notifier = notifier or Notifier({})
         self.stored = self.duplicates = self.rejected = self.batches = 0
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-db")
@@ -96,25 +95,14 @@ class Collector:
             client.username_pw_set(s.username, self.prepared.password)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_message, client.on_subscribe = self._on_message, self._on_subscribe
-        # The hooks may run in the executor thread that connects: hand them to the loop.
-        loop = self._loop
-        client.on_socket_open = lambda c, u, sock: self._on_loop(self._socket_opened, sock.fileno())
-        client.on_socket_close = lambda c, u, sock: self._on_loop(self._socket_closed)
-        client.on_socket_register_write = lambda c, u, sock: self._on_loop(loop.add_writer, sock.fileno(), c.loop_write)
-        client.on_socket_unregister_write = lambda c, u, sock: self._on_loop(loop.remove_writer, sock.fileno())
+        LoopHooks(self._loop).attach(client, self._socket_opened, self._socket_closed)
         return client
 
-    def _on_loop(self, fn, *args) -> None:
-        if threading.get_ident() == self._loop_thread:
-            fn(*args)
-        else:
-            self._loop.call_soon_threadsafe(fn, *args)
-
-    def _socket_opened(self, fd: int) -> None:
-        self._fd, self._reading = fd, False
+    def _socket_opened(self, sock) -> None:
+        self._fd, self._reading = sock.fileno(), False
         self._read_on()
 
-    def _socket_closed(self) -> None:
+    def _socket_closed(self, sock) -> None:
         self._read_off()
         self._fd = None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway import config
-from gateway.config import MqttSettings, broker_address, identifier
+from gateway.config import MqttSettings, identifier
 from gateway.tomltable import Table, duration, load_toml
 
 DEFAULT_CONFIG = "/etc/pbxgw/collector.toml"
@@ -97,11 +97,7 @@ def _site(t: Table, index: int, value: object) -> str:
 def _mqtt(t: Table) -> MqttSettings:
     """The broker, as the gateway's ``[mqtt]`` names it (MQTT 5 only: the collector's
     session and flow control need it)."""
-    url = t.take("url", str, "mqtt://127.0.0.1:1883")
-    try:
-        host, port, tls = broker_address(url)
-    except ValueError as exc:
-        raise t.fail("url", str(exc)) from None
+    host, port, tls = config.broker_url(t)
     settings = MqttSettings(
         host=host, port=port, tls=tls,
         client_id=identifier(t, "client_id", f"pbxgw-collect-{_host_id()}"),
