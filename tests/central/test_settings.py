@@ -57,3 +57,15 @@ def test_a_mistake_is_one_error_naming_file_and_key(tmp_path, old, new, key, mes
     with pytest.raises(ConfigError) as info:
         load(tmp_path, GOOD.replace(old, new, 1))
     assert info.value.key == key and message in info.value.message and str(tmp_path) in str(info.value)
+
+
+def test_the_config_docs_central_md_shows_is_read_as_it_says(tmp_path):
+    from helpers import ROOT
+
+    text = (ROOT / "docs" / "central.md").read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    s = load(tmp_path, text)
+    defaults = load(tmp_path, "")
+    assert (s.database, s.sites, s.session_expiry, s.batch_messages, s.linger, s.inflight) == (
+        defaults.database, defaults.sites, defaults.session_expiry, defaults.batch_messages, defaults.linger,
+        defaults.inflight)  # the page shows the defaults
+    assert (s.mqtt.host, s.mqtt.port, s.mqtt.client_id) == ("127.0.0.1", 1883, "pbxgw-collect-central1")
