@@ -16,6 +16,10 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
+#: What paho reports for a connection that ended without a DISCONNECT saying why: on
+#: Mosquitto 2.0, often another client taking over the same client id.
+NO_REASON = ("Unspecified error",)
+
 
 class LoopHooks:
     """Attach a paho client's socket to ``loop`` (the running loop of the thread that makes it)."""

@@ -21,14 +21,12 @@ from gateway import __version__
 from gateway.clock import now_ms
 from gateway.config import MqttSettings
 from gateway.events import StatusEvent, packb
-from gateway.loophooks import LoopHooks
+from gateway.loophooks import NO_REASON, LoopHooks
 from gateway.outbox import Outbox
 from gateway.preflight import Prepared
 from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw.mqtt")
-#: What paho reports for a connection that ended without a DISCONNECT saying why.
-_NO_REASON = ("Unspecified error",)
 
 
 class Publisher:
@@ -151,7 +149,7 @@ class Publisher:
         self.wake()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected_since is not None and not self._stopping and str(reason_code) in _NO_REASON:
+        if self.connected_since is not None and not self._stopping and str(reason_code) in NO_REASON:
             # Mosquitto 2.0 closes a session another client takes over without saying so.
             log.warning("the broker closed the connection without a reason: another client with client id %r "
                         "(a second gateway with the same [mqtt] client_id?) or a broker restart; the broker's "

@@ -40,11 +40,13 @@ from gateway.backoff import Backoff
 from gateway.central.database import Database, Refused, Unavailable, Written
 from gateway.central.ingest import Rows
 from gateway.central.settings import CollectorSettings
-from gateway.loophooks import LoopHooks
+from gateway.loophooks import NO_REASON, LoopHooks
 from gateway.notify import Notifier
 from gateway.preflight import Prepared
 
 log = logging.getLogger("pbxgw.collect")
+#: A connection that lasted this long was no flap: its end starts the backoff afresh.
+STABLE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class Collector:
         self._fd: int | None = None  # the broker's socket, while open
         self._reading = False
         self._overflow_said = False
+        self._said = ""  # the last fault told: told once, then again only when it changes
+        self._connected_at = 0.0
         self._backoff = Backoff(settings.mqtt.backoff_min, settings.mqtt.backoff_max)
         self._retry: asyncio.TimerHandle | None = None
         self._misc: asyncio.TimerHandle | None = None
@@ -132,7 +136,7 @@ class Collector:
             await self._loop.run_in_executor(None, lambda: self._client.connect(
                 s.host, s.port, s.keepalive, clean_start=False, properties=properties))
         except (OSError, ssl.SSLError, ValueError) as exc:
-            log.warning("cannot connect to mqtt%s://%s:%d: %s; retrying", "s" if s.tls else "", s.host, s.port, exc)
+            self._warn(f"cannot connect to mqtt{'s' if s.tls else ''}://{s.host}:{s.port}: {exc}; retrying")
             self._schedule_connect()
 
     def _schedule_connect(self) -> None:
@@ -145,10 +149,9 @@ class Collector:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("the broker refused the connection: %s; retrying", reason_code)
+            self._warn(f"the broker refused the connection: {reason_code}; retrying")
             return  # paho closes the socket; _on_disconnect schedules the retry
-        self._connected = True
-        self._backoff.reset()
+        self._connected, self._connected_at, self._said = True, time.monotonic(), ""
         log.info("connected to the broker (%s session)", "resumed" if flags.session_present else "new")
         # A subscription the session already has keeps its queue; the retained status of
         # each gateway is sent when a subscription is new (retain handling 1).
@@ -167,7 +170,14 @@ class Collector:
         self._generation += 1
         self._unacked = 0
         if self._connected and not self._stopping.is_set():
-            log.warning("lost the broker (%s); reconnecting", reason_code)
+            if str(reason_code) in NO_REASON:
+                self._warn(f"the broker closed the connection without a reason: another client with client id "
+                           f"{self.settings.mqtt.client_id!r} (a second collector with the same [mqtt] client_id?) "
+                           "or a broker restart; reconnecting")
+            else:
+                self._warn(f"lost the broker ({reason_code}); reconnecting")
+            if time.monotonic() - self._connected_at >= STABLE_S:
+                self._backoff.reset()  # (a connection that keeps being taken over backs off instead)
         self._connected = False
         self._schedule_connect()
 
@@ -313,6 +323,7 @@ class Collector:
             self.batches += 1
             if backoff.failures:
                 log.info("the database is back")
+                self._said = ""
             self.notifier.status(f"{self.stored} events stored, {self.duplicates} duplicates, "
                                  f"{self.rejected} rejected")
             self._ack(batch)
@@ -337,8 +348,13 @@ class Collector:
         return Written(new, duplicates, rejected)
 
     def _unavailable(self, exc: Exception) -> None:
-        log.warning("database unavailable: %s; messages stay with the broker, retrying", exc)
+        self._warn(f"database unavailable: {exc}; messages stay with the broker, retrying")
         self.notifier.status(f"database unavailable: {exc}")
+
+    def _warn(self, text: str) -> None:
+        """A fault, told once (then at debug level while it lasts), as the gateway does."""
+        (log.debug if text == self._said else log.warning)("%s", text)
+        self._said = text
 
     async def _sleep(self, seconds: float) -> None:
         try:

@@ -197,3 +197,20 @@ def test_ready_watchdog_and_stopping_reach_systemd_and_sigterm_commits_what_was_
     assert collector.proc.wait(TIMEOUT) == 0
     stopped = stored.count()
     assert f"stopped: {stopped} events stored" in collector.log_text()  # all it took in, committed
+
+
+def test_a_second_collector_with_the_same_client_id_is_named_and_backs_off(tmp_path, broker, processes):
+    from plugins.processes import CollectorProcess
+
+    database = f"sqlite:///{tmp_path / 'central.db'}"
+    first = CollectorProcess(tmp_path / "first", broker.url, database)
+    second = CollectorProcess(tmp_path / "second", broker.url, database)
+    second.config.write_text(first.config.read_text())  # the same [mqtt] client_id
+    for collector in (first, second):
+        processes.append(collector)
+        collector.start()
+    told = "another client with client id"
+    wait_until(lambda: told in first.log_text() + second.log_text(), what="the take-over named")
+    assert "a second collector with the same [mqtt] client_id?" in first.log_text() + second.log_text()
+    for collector in (first, second):
+        assert collector.kill(signal.SIGTERM) == 0 and "Traceback" not in collector.log_text()
