@@ -174,6 +174,8 @@ _TYPES: dict[str, type[Event]] = {
     cls.KIND: cls for cls in (CallEvent, UnparsedEvent, HeadsetEvent, GapEvent, AlarmEvent, MetricsEvent,
                               StatusEvent)
 }
+#: The largest message a subscriber reads (a gateway's batch is far smaller: its batch_bytes).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: Wire kind -> the topic (last part) its events are published on.
 TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap": "gaps", "alarm": "alarms"}
 #: Keys left out of the wire map while their value is empty or false: vendor fields, and

@@ -14,13 +14,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.events import iso_utc
+from gateway.events import MAX_MESSAGE_BYTES, iso_utc
 
 #: How long the broker keeps a named subscriber's session (and queued messages) while it
 #: is away: a week covers a long weekend's outage of the central side.
 SESSION_EXPIRY_S = 7 * 24 * 3600
-#: Largest payload accepted from the broker (a batch is far smaller).
-MAX_PAYLOAD = 16 * 1024 * 1024
 
 
 class Deduplicator:
@@ -50,7 +48,7 @@ class Deduplicator:
 
 def decode(payload: bytes) -> list[dict[str, Any]]:
     """The events in one message: a batch (array) or a single map (status)."""
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_PAYLOAD)
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_MESSAGE_BYTES)
     unpacker.feed(payload)
     value = unpacker.unpack()
     return value if isinstance(value, list) else [value]

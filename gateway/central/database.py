@@ -184,20 +184,19 @@ class Database:
             headsets = self._insert_new(cur, "headset_events", HEADSET_COLUMNS, rows.headsets, "ts")
             self._insert(cur, "gaps", GAP_COLUMNS, rows.gaps)
             self._insert(cur, "alarms", ALARM_COLUMNS, rows.alarms)
-            if rows.rejected:
-                cur.executemany(self._sql(f"INSERT INTO rejected ({', '.join(REJECTED_COLUMNS)}) "
-                                          f"VALUES (?, ?, ?, ?)"), rows.rejected)
+            self._insert(cur, "rejected", REJECTED_COLUMNS, rows.rejected, keyed=False)
             self._count_sources(cur, events, "pbx")
             self._count_sources(cur, headsets, "headset")
             self._gateways(cur, rows)
         new = sum(n for *_, n, _ in events.values()) + sum(n for *_, n, _ in headsets.values())
         return Written(new, len(rows.events) + len(rows.headsets) - new, len(rows.rejected))
 
-    def _insert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    def _insert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple], keyed: bool = True) -> None:
+        """Insert ``rows``; into a ``keyed`` table, those whose key is stored already are not."""
         if rows:
             marks = ", ".join("?" * len(columns))
-            cur.executemany(self._sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-                                      "ON CONFLICT DO NOTHING"), rows)
+            cur.executemany(self._sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                                      + (" ON CONFLICT DO NOTHING" if keyed else "")), rows)
 
     def _count_sources(self, cur: Any, inserted: dict[tuple, tuple], kind: str) -> None:
         """What arrived per ``(gw, src, stream)``: first and highest seq, how many, when."""

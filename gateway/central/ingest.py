@@ -18,14 +18,12 @@ from typing import Any
 
 import msgpack
 
-from gateway.events import HIST_KEY, SCHEMA_VERSION, TOPICS
+from gateway.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION, TOPICS
 
 #: ``pbxgw/v1/<site>/<gw>/<kind topic>``
 TOPIC = re.compile(r"pbxgw/v1/([A-Za-z0-9._-]{1,64})/([A-Za-z0-9._-]{1,64})/([a-z]+)")
 #: Topic (last part) -> the kind of what it carries.
 KIND_OF = {**{topic: kind for kind, topic in TOPICS.items()}, "status": "status", "metrics": "metrics"}
-#: Largest message read (a gateway's batch is far smaller).
-MAX_PAYLOAD = 16 * 1024 * 1024
 
 _OPT = object()  # marks a key a gateway may leave out
 # Per kind, each key and the types its value may have (None: null allowed).
@@ -92,7 +90,7 @@ class Rows:
             self._reject(topic, payload, str(exc), received_at)
             return
         single = kind in ("status", "metrics")
-        if single != isinstance(value, dict) or not isinstance(value, (dict, list)):
+        if not isinstance(value, dict if single else list):
             expected = "one map" if single else "an array of events"
             self._reject(topic, payload, f"expected {expected}, got {type(value).__name__}", received_at)
             return
@@ -143,14 +141,10 @@ class Rows:
             self.metrics.append({**e, "site": site, "received_at": received_at})
         return ""
 
-    def __len__(self) -> int:
-        return sum(map(len, (self.events, self.headsets, self.gaps, self.alarms, self.statuses, self.metrics,
-                             self.rejected)))
-
 
 def _decode(payload: bytes) -> Any:
-    if len(payload) > MAX_PAYLOAD:
-        raise ValueError(f"{len(payload)} bytes, more than {MAX_PAYLOAD}")
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"{len(payload)} bytes, more than {MAX_MESSAGE_BYTES}")
     try:
         return msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:

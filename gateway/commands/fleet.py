@@ -33,5 +33,8 @@ def run(args: argparse.Namespace) -> int:
         gateways = fleet.fleet(db, now)
     finally:
         db.close()
-    print(json.dumps(gateways) if args.json else fleet.text(gateways, now), end="\n" if args.json else "")
+    if args.json:
+        print(json.dumps(gateways))
+    else:
+        print(fleet.text(gateways, now), end="")
     return 0
