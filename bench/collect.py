@@ -9,7 +9,7 @@ Prints figures, never asserts them (shared machines are noisy). Per engine:
   `pbxgw run` through a local Mosquitto while the collector is away (its session queues
   them), then `pbxgw collect` is started: events/s from the first stored until the
   database holds all N (counted there; the process's start left out), and the collector's
-  peak RSS;
+  peak RSS (its processes' peaks, summed);
 * bulk: the same rows (the collector's own, made from the same events) loaded by the
   database's fastest path into an empty database of the same schema, in chunks: one
   ``executemany`` transaction into SQLite, ``COPY`` into PostgreSQL; events/s;
@@ -36,10 +36,16 @@ CHUNK = 50_000  # rows per bulk-load chunk (and per batch of events made for it)
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
+    """The peak RSS of a process and of those it started (the collector's reader process,
+    multiprocessing's resource tracker), summed."""
+    children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    total = 0.0
+    for process in (pid, *children):
+        for line in Path(f"/proc/{process}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def collect_round(work: Path, broker: Broker, url: str, events: int) -> tuple[float, float]:

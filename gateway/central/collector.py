@@ -2,8 +2,10 @@
 
 One asyncio loop runs it all: paho-mqtt without a thread of its own (its socket watched
 with ``add_reader``/``add_writer``, ``loop_misc()`` once a second, as the gateway's
-publisher does), and the database written from one worker thread (its calls block). A
-message is acknowledged (PUBACK, paho's ``manual_ack``) only after the transaction holding
+publisher does), and the database written from one worker thread (its calls block).
+Messages are read into rows (decoded, checked) in a second process (see
+:mod:`gateway.central.reader`), one batch while the one before it is written. A message
+is acknowledged (PUBACK, paho's ``manual_ack``) only after the transaction holding
 its rows has committed, so a collector that dies or a database that goes away costs a
 redelivery, never a loss. The session is persistent (a fixed client id, clean start off, a
 long session expiry), so the broker keeps what arrives while the collector is away.
@@ -38,7 +40,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.backoff import Backoff
 from gateway.central.database import Database, Refused, Unavailable, Written
-from gateway.central.ingest import Rows
+from gateway.central.ingest import Rows, rows_of
+from gateway.central.reader import Reader, ReaderGone
 from gateway.central.settings import CollectorSettings
 from gateway.loophooks import NO_REASON, LoopHooks
 from gateway.notify import Notifier
@@ -61,6 +64,11 @@ class Message:
     payload: bytes
     received_at: int
 
+    @property
+    def parts(self) -> tuple[str, bytes, int]:
+        """What its rows are made of (:func:`~gateway.central.ingest.rows_of`)."""
+        return self.topic, self.payload, self.received_at
+
 
 class Collector:
     """Subscribes, batches, writes, acknowledges; see the module docstring."""
@@ -73,6 +81,9 @@ class Collector:
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-db")
+        # The reader process's pipes take one request at a time: from one thread.
+        self._reader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-reader")
+        self._reader: Reader | None = None
         self._db: Database | None = None
         self._generation = 0  # counts connections: a packet id means something on its own only
         self._connected = False
@@ -211,6 +222,7 @@ class Collector:
         self._db = await self._open_database()
         if self._db is None:
             return 0
+        self._reader = Reader()
         self._loop.create_task(self._connect())
         self._misc = self._loop.call_later(1, self._loop_misc)
         self.notifier.ready(f"storing into {self._db.kind}")
@@ -223,6 +235,8 @@ class Collector:
             await self._disconnect()
             await self._loop.run_in_executor(self._db_thread, self._db.close)
             self._db_thread.shutdown()
+            self._reader.close()
+            self._reader_thread.shutdown()
         log.info("stopped: %d events stored, %d duplicates absorbed, %d rejected", self.stored, self.duplicates,
                  self.rejected)
         return 0
@@ -261,20 +275,20 @@ class Collector:
 
     async def _write_batches(self) -> None:
         """Take messages as they come, in batches of at most ``batch_messages`` that wait at
-        most ``linger`` to fill; store each, then acknowledge its messages. The next batch
-        fills while one is written (one write at a time). A batch is read into rows in the
-        database thread too: two threads busy in Python at once would slow both (the GIL)."""
+        most ``linger`` to fill; store each, then acknowledge its messages. While one batch
+        is written, the next is read into rows and the one after fills; batches are
+        written one at a time, in order."""
         s = self.settings
-        writing: asyncio.Task | None = None
+        storing: list[asyncio.Task] = []  # at most two: one read into rows, one written
         while not (self._stopping.is_set() and self._queue.empty()):
             batch = await self._next_batch(s.batch_messages, s.linger)
             if not batch:
                 continue
-            if writing is not None:
-                await writing
-            writing = self._loop.create_task(self._store(batch))
-        if writing is not None:
-            await writing
+            if len(storing) == 2:
+                await storing.pop(0)
+            storing.append(self._loop.create_task(self._store(batch, after=storing[-1] if storing else None)))
+        for task in storing:
+            await task
 
     async def _next_batch(self, most: int, linger: float) -> list[Message]:
         batch: list[Message] = []
@@ -302,14 +316,21 @@ class Collector:
                 batch.append(self._queue.get_nowait())
         return batch
 
-    async def _store(self, batch: list[Message]) -> None:
-        """Write a batch's rows (retried while the database is unavailable), then
-        acknowledge its messages; asked to stop before they could be written, they are not
-        acknowledged: the broker delivers them again."""
+    async def _store(self, batch: list[Message], after: asyncio.Task | None) -> None:
+        """Read a batch into rows, write them once the batch before (``after``) is
+        written (retried while the database is unavailable), then acknowledge its
+        messages; asked to stop before they could be written, they are not acknowledged:
+        the broker delivers them again."""
+        rows = await self._read_rows(batch)
+        if after is not None:
+            await after
+        if rows is None:
+            log.warning("stopping with %d messages not stored: the broker keeps them", len(batch))
+            return
         backoff = Backoff(self.settings.mqtt.backoff_min, self.settings.mqtt.backoff_max)
         while True:
             try:
-                written = await self._loop.run_in_executor(self._db_thread, self._write_all, batch)
+                written = await self._loop.run_in_executor(self._db_thread, self._write_all, batch, rows)
             except Unavailable as exc:
                 self._unavailable(exc)
                 if self._stopping.is_set():
@@ -329,17 +350,32 @@ class Collector:
             self._ack(batch)
             return
 
-    def _write_all(self, batch: list[Message]) -> Written:
-        """In the database thread: the batch in one transaction, or, when the database
-        refuses it, message by message, a refused one kept in ``rejected``."""
+    async def _read_rows(self, batch: list[Message]) -> Rows | None:
+        """The rows of a batch, from the reader process (started again if it died); None
+        when asked to stop meanwhile."""
+        messages = [m.parts for m in batch]
+        backoff = Backoff(self.settings.mqtt.backoff_min, self.settings.mqtt.backoff_max)
+        while not self._stopping.is_set() or not backoff.failures:
+            try:
+                return await self._loop.run_in_executor(self._reader_thread, self._reader.rows, messages)
+            except ReaderGone as exc:
+                self._warn(f"{exc}; starting another")
+                self._reader.close()
+                self._reader = Reader()
+                await self._sleep(backoff.next())
+        return None
+
+    def _write_all(self, batch: list[Message], rows: Rows) -> Written:
+        """In the database thread: the batch's rows in one transaction, or, when the
+        database refuses them, message by message, a refused one kept in ``rejected``."""
         try:
-            return self._db.write(_rows(batch))
+            return self._db.write(rows)
         except Refused:
             pass
         new = duplicates = rejected = 0
         for m in batch:
             try:
-                written = self._db.write(_rows([m]))
+                written = self._db.write(rows_of([m.parts]))
             except Refused as exc:
                 log.warning("%s: the database refused a message: %s; kept in rejected", m.topic, exc)
                 written = self._db.write(Rows(rejected=[(m.topic, m.payload, f"the database refused it: {exc}",
@@ -367,13 +403,6 @@ class Collector:
         while interval:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
-
-
-def _rows(messages: list[Message]) -> Rows:
-    rows = Rows()
-    for m in messages:
-        rows.add(m.topic, m.payload, m.received_at)
-    return rows
 
 
 def run(settings: CollectorSettings, prepared: Prepared) -> int:

@@ -191,6 +191,19 @@ class Database:
         new = sum(n for *_, n, _ in events.values()) + sum(n for *_, n, _ in headsets.values())
         return Written(new, len(rows.events) + len(rows.headsets) - new, len(rows.rejected))
 
+    def _maybe_stored(self, cur: Any, table: str, groups: dict[tuple, list[tuple]]) -> list[tuple]:
+        """The streams of ``groups`` some of whose rows may be stored already: a stored row
+        within their seqs' span, or a seq twice in the batch. (A drain, the bulk of the
+        work, has none: its rows are inserted without a second look.)"""
+        maybe = []
+        for key, group in groups.items():
+            seqs = list(map(_SEQ, group))
+            cur.execute(self._sql(f"SELECT 1 FROM {table} WHERE gw = ? AND src = ? AND stream = ? "
+                                  "AND seq BETWEEN ? AND ? LIMIT 1"), (*key, min(seqs), max(seqs)))
+            if cur.fetchone() is not None or len(set(seqs)) < len(seqs):
+                maybe.append(key)
+        return maybe
+
     def _insert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple], keyed: bool = True) -> None:
         """Insert ``rows``; into a ``keyed`` table, those whose key is stored already are not."""
         if rows:
@@ -289,27 +302,16 @@ class SqliteDatabase(Database):
             cur.close()
 
     def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
-                    time_column: str) -> list[tuple]:
-        # One writer (BEGIN IMMEDIATE holds the lock): the keys already stored are looked up
-        # by the index, and only the new rows inserted, as fast as a plain executemany.
-        groups: dict[tuple, list[tuple]] = {}
-        for row in rows:
-            groups.setdefault(row[:3], []).append(row)
-        at, site = columns.index(time_column), columns.index("site")
-        inserted: dict[tuple, tuple] = {}
-        new: list[tuple] = []
-        for key, group in groups.items():
-            seqs = list(map(_SEQ, group))
-            cur.execute(f"SELECT 1 FROM {table} WHERE gw = ? AND src = ? AND stream = ? AND seq BETWEEN ? AND ? "
-                        "LIMIT 1", (*key, min(seqs), max(seqs)))
-            if cur.fetchone() is not None or len(set(seqs)) < len(seqs):
-                group = self._unstored(cur, table, key, group)  # (duplicates: rarer, slower)
-                seqs = list(map(_SEQ, group))
-            if group:
-                new += group
-                inserted[key] = (group[0][site], min(seqs), max(seqs), len(seqs), max(r[at] for r in group))
+                    time_column: str) -> dict[tuple, tuple]:
+        # One writer (BEGIN IMMEDIATE holds the lock): where a stream's seqs may be stored
+        # already, the stored ones are looked up and left out; the rest go to one
+        # executemany, as fast as a plain one.
+        groups = _by_stream(rows)
+        for key in self._maybe_stored(cur, table, groups):
+            groups[key] = self._unstored(cur, table, key, groups[key])
+        new = [row for group in groups.values() for row in group]
         cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", new)
-        return inserted
+        return _summaries(groups, columns, time_column)
 
     def _unstored(self, cur: Any, table: str, key: tuple, group: list[tuple]) -> list[tuple]:
         """The rows of one ``(gw, src, stream)`` whose seq is not stored yet, each once."""
@@ -329,6 +331,26 @@ class SqliteDatabase(Database):
 
 
 _SEQ = operator.itemgetter(3)
+
+
+def _by_stream(rows: list[tuple]) -> dict[tuple, list[tuple]]:
+    """Rows by ``(gw, src, stream)``, their first three columns."""
+    groups: dict[tuple, list[tuple]] = {}
+    for row in rows:
+        groups.setdefault(row[:3], []).append(row)
+    return groups
+
+
+def _summaries(groups: dict[tuple, list[tuple]], columns: tuple[str, ...], time_column: str) -> dict[tuple, tuple]:
+    """Per ``(gw, src, stream)`` of rows inserted: ``(site, first seq, highest seq, how
+    many, latest time)``."""
+    at, site = columns.index(time_column), columns.index("site")
+    summaries = {}
+    for key, group in groups.items():
+        if group:
+            seqs = list(map(_SEQ, group))
+            summaries[key] = (group[0][site], min(seqs), max(seqs), len(seqs), max(row[at] for row in group))
+    return summaries
 
 
 class PostgresDatabase(Database):
@@ -380,22 +402,33 @@ class PostgresDatabase(Database):
         cur.execute("SELECT pg_advisory_xact_lock(7240001)")  # any fixed number: pbxgw's migrations
 
     def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
-                    time_column: str) -> list[tuple]:
-        # COPY into a staging table, then one INSERT ... ON CONFLICT: exact with several
-        # collectors writing at once (the keys decide, inside the database).
+                    time_column: str) -> dict[tuple, tuple]:
+        # Rows none of which can be stored already are COPYed straight in, the database's
+        # fastest path. Otherwise (or when another collector stored some in the meantime:
+        # the key refuses the COPY, which the server logs), COPY into a staging table and
+        # one INSERT ... ON CONFLICT DO NOTHING: the keys decide, inside the database.
         if not rows:
             return {}
+        groups = _by_stream(rows)
+        if not self._maybe_stored(cur, table, groups):
+            try:
+                with self._conn.transaction():  # a savepoint: a refused COPY undoes only itself
+                    self._copy(cur, table, columns, rows)
+                return _summaries(groups, columns, time_column)
+            except self._psycopg.errors.UniqueViolation:
+                pass
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table}) ON COMMIT DELETE ROWS")
-        with cur.copy(f"COPY stage_{table} ({', '.join(columns)}) FROM STDIN") as copy:
+        self._copy(cur, f"stage_{table}", columns, rows)
+        returned = ("gw", "src", "stream", "seq", "site", time_column)
+        cur.execute(f"INSERT INTO {table} SELECT * FROM stage_{table} ON CONFLICT DO NOTHING "
+                    f"RETURNING {', '.join(returned)}")
+        return _summaries(_by_stream(cur.fetchall()), returned, time_column)
+
+    @staticmethod
+    def _copy(cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cur.execute(f"INSERT INTO {table} SELECT * FROM stage_{table} ON CONFLICT DO NOTHING "
-                    f"RETURNING gw, src, stream, seq, {time_column}, site")
-        inserted: dict[tuple, list] = {}
-        for gw, src, stream, seq, at, site in cur.fetchall():
-            entry = inserted.setdefault((gw, src, stream), [site, seq, seq, 0, at])
-            entry[1], entry[2], entry[3], entry[4] = min(entry[1], seq), max(entry[2], seq), entry[3] + 1, max(entry[4], at)
-        return {key: tuple(entry) for key, entry in inserted.items()}
 
 
 def _first_line(exc: Exception) -> str:

@@ -142,6 +142,14 @@ class Rows:
         return ""
 
 
+def rows_of(messages: list[tuple[str, bytes, int]]) -> Rows:
+    """The rows of messages, each ``(topic, payload, received_at)``."""
+    rows = Rows()
+    for topic, payload, received_at in messages:
+        rows.add(topic, payload, received_at)
+    return rows
+
+
 def _decode(payload: bytes) -> Any:
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ValueError(f"{len(payload)} bytes, more than {MAX_MESSAGE_BYTES}")

@@ -2,7 +2,9 @@
 engine, and the faults the collector must live through without losing or doubling an event."""
 
 import json
+import os
 import signal
+from pathlib import Path
 
 import msgpack
 import paho.mqtt.client as mqtt
@@ -52,6 +54,31 @@ class Stored:
         self.db.close()
 
 
+def children(pid: int) -> dict[int, str]:
+    """The processes ``pid`` started, with their command lines."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def reader_of(collector) -> int:
+    """The collector's process that reads messages into rows."""
+    (pid,) = [pid for pid, cmdline in children(collector.proc.pid).items() if "gateway.central.reader" in cmdline]
+    return pid
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")  # (a zombie: ended)
+    except FileNotFoundError:
+        return True
+
+
 @pytest.fixture
 def stored(database_url):
     s = Stored(database_url)
@@ -90,12 +117,28 @@ def test_kill_9_while_a_backlog_drains_stores_every_event_exactly_once(
     for fraction in (0.2, 0.5):
         collector.start()
         wait_until(lambda: stored.count() >= count * fraction, what=f"{fraction:.0%} of the backlog stored")
+        left = children(collector.proc.pid)
         collector.kill(signal.SIGKILL)
+        wait_until(lambda: all(map(gone, left)), what="the collector's other processes to end with it")
     collector.start()
     wait_until(lambda: collector.log_text().count("subscribed to") > subscribed, what="the collector back")
     wait_until(lambda: stored.count() >= count, timeout=4 * TIMEOUT, what="the whole backlog stored")
     assert stored.callids() == list(range(1, count + 1))
     assert stored.db.fetch("SELECT sum(received), min(first_seq), max(high_seq) FROM sources") == [(count, 1, count)]
+
+
+def test_the_process_that_reads_messages_killed_is_started_again_and_nothing_is_lost(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored):
+    count = 20_000
+    collector = start_collector(broker.url, database_url)
+    assert collector.kill(signal.SIGTERM) == 0
+    start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, count))])
+    collector.start()
+    wait_until(lambda: stored.count() > 0, what="the backlog draining")
+    os.kill(reader_of(collector), signal.SIGKILL)
+    wait_until(lambda: stored.count() >= count, timeout=2 * TIMEOUT, what="the whole backlog stored")
+    assert stored.callids() == list(range(1, count + 1))
+    assert "the process reading messages into rows ended (killed by SIGKILL); starting another" in collector.log_text()
 
 
 def test_what_is_not_a_gateways_batch_is_kept_in_rejected_acknowledged_and_the_rest_stored(
@@ -192,11 +235,13 @@ def test_ready_watchdog_and_stopping_reach_systemd_and_sigterm_commits_what_was_
     notify.wait_for("WATCHDOG=1", timeout=2)
     start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, 2000))])
     wait_until(lambda: stored.count() >= 1, what="events flowing")
-    collector.proc.send_signal(signal.SIGTERM)
+    for pid in [collector.proc.pid, *children(collector.proc.pid)]:  # as systemd stops a unit: each process
+        os.kill(pid, signal.SIGTERM)
     notify.wait_for("STOPPING=1")
     assert collector.proc.wait(TIMEOUT) == 0
     stopped = stored.count()
     assert f"stopped: {stopped} events stored" in collector.log_text()  # all it took in, committed
+    assert "not stored" not in collector.log_text() and "starting another" not in collector.log_text()
 
 
 def test_a_second_collector_with_the_same_client_id_is_named_and_backs_off(tmp_path, broker, processes):

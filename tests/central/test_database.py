@@ -47,6 +47,21 @@ def test_a_batch_delivered_twice_or_mixed_with_new_events_is_stored_once(db):
     assert db.fetch("SELECT first_seq, high_seq, received FROM sources") == [(1, 6, 6)]
 
 
+def test_a_copy_the_key_refuses_as_another_collector_stored_the_same_events_meanwhile_stores_the_rest_once(
+        postgres_cluster, monkeypatch):
+    db = Database.open(postgres_cluster.create_database("race"))
+    try:
+        db.migrate()
+        db.write(batch(call(1), call(2)))
+        monkeypatch.setattr(db, "_maybe_stored", lambda cur, table, groups: [])  # as if stored after the look
+        written = db.write(batch(call(2), call(3)))
+        assert (written.new, written.duplicates) == (1, 1)
+        assert db.fetch("SELECT seq FROM events ORDER BY seq") == [(1,), (2,), (3,)]
+        assert db.fetch("SELECT first_seq, high_seq, received FROM sources") == [(1, 3, 3)]
+    finally:
+        db.close()
+
+
 def test_holes_are_found_whatever_the_order_and_gaps_count_as_lost(db):
     db.write(batch(*(call(n) for n in (10, 11, 15, 12))))
     db.write(batch(*(call(n) for n in (20, 1, 2))))  # a backlog (hist) after live ones

@@ -1,0 +1,84 @@
+"""The collector's second process: batches of messages in, their rows out.
+
+Reading messages into rows (decoding, checking, making tuples) is Python work. In the
+collector's own process it would take turns with the database calls under the GIL, and a
+database call that lets go of the GIL (SQLite does, for each row) waits long to get it
+back from a busy thread; in a process of its own it runs beside them, on another core:
+one batch is read while the one before it is written.
+
+The process is ``python -m gateway.central.reader``: a fresh interpreter that imports only
+what reading takes. Requests and answers are pickles on its stdin and stdout (a pickle
+says where it ends). It reads until its stdin ends, when the collector closes it or dies,
+and then ends too. Signals are the collector's to act on: systemd's SIGTERM (sent to each
+process of the unit) and a terminal's ^C (to the whole process group) are ignored here,
+and the collector ends this process itself once what it read is stored.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import subprocess
+import sys
+
+from gateway.central.ingest import Rows, rows_of
+
+
+class ReaderGone(Exception):
+    """The reader process ended (killed, out of memory): start another."""
+
+
+class Reader:
+    """The reader process, one request at a time (from one thread)."""
+
+    def __init__(self):
+        self._process = subprocess.Popen([sys.executable, "-m", "gateway.central.reader"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def rows(self, messages: list[tuple[str, bytes, int]]) -> Rows:
+        """The rows of messages (``(topic, payload, received_at)``); blocks.
+
+        :raises ReaderGone: the process ended.
+        """
+        try:
+            pickle.dump(messages, self._process.stdin, pickle.HIGHEST_PROTOCOL)
+            self._process.stdin.flush()
+            return pickle.load(self._process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            code = self._process.wait()
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            raise ReaderGone(f"the process reading messages into rows ended ({how})") from None
+
+    def close(self) -> None:
+        """End the process (its stdin ends) and wait for it."""
+        try:
+            self._process.stdin.close()
+        except OSError:  # (it had ended: what was left unwritten could not be)
+            pass
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process.stdout.close()
+
+
+def serve(requests, answers) -> None:
+    """Answer each request (a pickle from ``requests``) with its rows (on ``answers``)
+    until the requests end."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while True:
+            pickle.dump(rows_of(pickle.load(requests)), answers, pickle.HIGHEST_PROTOCOL)
+            answers.flush()
+    except (EOFError, BrokenPipeError, pickle.UnpicklingError):  # the collector closed its end, or died
+        pass
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)
