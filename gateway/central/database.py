@@ -3,10 +3,11 @@
 Everything above this module speaks one SQL (``?`` placeholders, ``ON CONFLICT``,
 window functions), which both engines read; what differs is here: how a connection is
 made and kept, how a batch's new rows are inserted (SQLite, one writer: the stored keys
-looked up, the new rows given to ``executemany``; PostgreSQL: ``COPY`` into a staging
-table, then ``INSERT ... ON CONFLICT DO NOTHING RETURNING``), the JSON and binary column
-types, and ``max``/``min`` of two values. The schema is versioned: :data:`MIGRATIONS` are applied in order at start, each
-once (``pbxgw collect --migrate-only`` applies them and exits).
+looked up, the new rows given to ``executemany``; PostgreSQL: ``COPY`` straight into the
+table when no key can be stored already, else into a staging table, then ``INSERT ...
+ON CONFLICT DO NOTHING RETURNING``), the JSON and binary column types, and ``max``/``min``
+of two values. The schema is versioned: :data:`MIGRATIONS` are applied in order at
+start, each once (``pbxgw collect --migrate-only`` applies them and exits).
 
 A batch is written in one transaction and only then acknowledged (see
 :mod:`gateway.central.collector`): every queued kind has a unique key (an event's
