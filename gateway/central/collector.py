@@ -83,7 +83,7 @@ class Collector:
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-db")
         # The reader process's pipes take one request at a time: from one thread.
         self._reader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-reader")
-        self._reader: Reader | None = None
+        self._reader = Reader()
         self._db: Database | None = None
         self._generation = 0  # counts connections: a packet id means something on its own only
         self._connected = False
@@ -222,7 +222,6 @@ class Collector:
         self._db = await self._open_database()
         if self._db is None:
             return 0
-        self._reader = Reader()
         self._loop.create_task(self._connect())
         self._misc = self._loop.call_later(1, self._loop_misc)
         self.notifier.ready(f"storing into {self._db.kind}")
@@ -360,8 +359,6 @@ class Collector:
                 return await self._loop.run_in_executor(self._reader_thread, self._reader.rows, messages)
             except ReaderGone as exc:
                 self._warn(f"{exc}; starting another")
-                self._reader.close()
-                self._reader = Reader()
                 await self._sleep(backoff.next())
         return None
 

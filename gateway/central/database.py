@@ -355,8 +355,9 @@ def _summaries(groups: dict[tuple, list[tuple]], columns: tuple[str, ...], time_
 
 
 class PostgresDatabase(Database):
-    """``postgresql://...`` through psycopg 3: batches ``COPY``\\ ed into a temporary table,
-    then inserted with ``ON CONFLICT DO NOTHING``; several collectors may share one."""
+    """``postgresql://...`` through psycopg 3: batches ``COPY``\\ ed in (through a
+    temporary table and ``ON CONFLICT DO NOTHING`` where keys may be stored already);
+    several collectors may share one."""
 
     kind = "postgresql"
     _table_named = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?"

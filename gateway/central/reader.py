@@ -29,42 +29,47 @@ class ReaderGone(Exception):
 
 
 class Reader:
-    """The reader process, one request at a time (from one thread)."""
+    """The reader process, started with the first request and again after it ended; one
+    request at a time (from one thread)."""
 
     def __init__(self):
-        self._process = subprocess.Popen([sys.executable, "-m", "gateway.central.reader"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
+        self._process: subprocess.Popen | None = None
 
     def rows(self, messages: list[tuple[str, bytes, int]]) -> Rows:
         """The rows of messages (``(topic, payload, received_at)``); blocks.
 
-        :raises ReaderGone: the process ended.
+        :raises ReaderGone: the process could not be started, or ended.
         """
         try:
+            if self._process is None:
+                self._process = subprocess.Popen([sys.executable, "-m", "gateway.central.reader"],
+                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             pickle.dump(messages, self._process.stdin, pickle.HIGHEST_PROTOCOL)
             self._process.stdin.flush()
             return pickle.load(self._process.stdout)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            code = self._process.wait()
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            if self._process is None:
+                raise ReaderGone(f"cannot start the process reading messages into rows: {exc}") from None
+            code = self.close()
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
             raise ReaderGone(f"the process reading messages into rows ended ({how})") from None
 
-    def close(self) -> None:
-        """End the process (its stdin ends) and wait for it."""
+    def close(self) -> int:
+        """End the process, if started (its stdin ends), and wait for it; its exit status."""
+        process, self._process = self._process, None
+        if process is None:
+            return 0
         try:
-            self._process.stdin.close()
+            process.stdin.close()
         except OSError:  # (it had ended: what was left unwritten could not be)
             pass
         try:
-            self._process.wait(5)
+            code = process.wait(5)
         except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process.stdout.close()
+            process.kill()
+            code = process.wait()
+        process.stdout.close()
+        return code
 
 
 def serve(requests, answers) -> None:
