@@ -17,7 +17,6 @@ delivered twice, or replayed, is stored once.
 
 from __future__ import annotations
 
-import json
 import operator
 import sqlite3
 import time
@@ -27,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.central.ingest import (ALARM_COLUMNS, EVENT_COLUMNS, GAP_COLUMNS, HEADSET_COLUMNS, REJECTED_COLUMNS,
-                                    Rows)
+from gateway.central.ingest import (ALARM_COLUMNS, EVENT_COLUMNS, GAP_COLUMNS, HEADSET_COLUMNS, REJECTED_COLUMNS, Rows,
+                                    json_text)
 from gateway.central.settings import database_kind
 from gateway.errors import GatewayError
 
@@ -230,7 +229,7 @@ class Database:
         """The latest status and metrics of each gateway, its boots, when it was last heard."""
         g = self._greatest
         for s in rows.statuses:
-            sources = json.dumps(s.get("sources", []), sort_keys=True)
+            sources = json_text(s.get("sources", []))[0]  # (each checked as its message was read)
             cur.execute(self._sql(
                 "INSERT INTO gateways (gw, site, state, since, boot, version, status_rx, sources, last_seen) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gw) DO UPDATE SET "
@@ -245,8 +244,7 @@ class Database:
                 cur.execute(self._sql("INSERT INTO boots VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
                             (s["gw"], s["boot"], s["rx"]))
         for m in rows.metrics:
-            metrics = json.dumps({k: m[k] for k in ("up_s", "sources", "queue", "broker", "headsets")},
-                                 sort_keys=True)
+            metrics = json_text({k: m[k] for k in ("up_s", "sources", "queue", "broker", "headsets")})[0]
             cur.execute(self._sql(
                 "INSERT INTO gateways (gw, site, metrics, metrics_rx, last_seen) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (gw) DO UPDATE SET metrics = excluded.metrics, metrics_rx = excluded.metrics_rx, "

@@ -20,6 +20,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gateway.central import require_extra
+
+    require_extra("collect")
     from gateway import preflight
     from gateway.central import settings as central
     from gateway.central.database import Database

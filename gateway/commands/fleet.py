@@ -21,6 +21,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gateway.central import require_extra
+
+    require_extra("fleet")
     from gateway.central import fleet, settings
     from gateway.central.database import Database
 

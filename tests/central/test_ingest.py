@@ -1,5 +1,7 @@
 """Messages in, rows out: what the collector stores, and what it keeps aside and why."""
 
+import json
+
 import msgpack
 import pytest
 
@@ -23,7 +25,7 @@ def test_a_batch_of_calls_becomes_event_rows_with_their_key_and_site():
     assert not rows.rejected and len(rows.events) == 2
     first, second = (dict(zip(EVENT_COLUMNS, r)) for r in rows.events)
     assert (first["gw"], first["src"], first["stream"], first["seq"], first["site"]) == ("gw-1", "pbx", "a" * 16, 7, "lab")
-    assert (first["x"], first["hist"], second["hist"], first["received_at"]) == ('{"k": 1}', False, True, 123)
+    assert (json.loads(first["x"]), first["hist"], second["hist"], first["received_at"]) == ({"k": 1}, False, True, 123)
 
 
 @pytest.mark.parametrize("topic, payload, reason", [
@@ -48,6 +50,8 @@ def test_a_message_that_is_no_batch_is_kept_whole_with_its_reason(topic, payload
     ({"seq": 2**63}, "beyond 64 bits"),  # (msgpack carries it as uint64; bigint cannot)
     ({"raw": "a\0b"}, "NUL"),
     ({"x": {"k": "a\0"}}, "NUL"),
+    ({"x": {"k": [1.5, float("nan")]}}, "number nan"),
+    ({"x": {"k": b"\x01"}}, "not storable as JSON"),
     ({"gw": "gw-2"}, "gateway 'gw-2' on the topic of gateway 'gw-1'"),
     ({"colour": "red"}, "unknown key 'colour'"),
 ])
@@ -56,6 +60,13 @@ def test_one_bad_event_is_rejected_and_its_batchmates_stored(change, reason):
     rows.add(TOPIC, packed(CALL, {**CALL, "seq": 8, **change}), 5)
     assert len(rows.events) == 1 and len(rows.rejected) == 1
     assert reason in rows.rejected[0][2] and msgpack.unpackb(rows.rejected[0][1])["seq"] == (8 if "seq" not in change else change["seq"])
+
+
+def test_vendor_fields_that_only_look_unstorable_in_json_are_stored():
+    rows = Rows()
+    rows.add(TOPIC, packed({**CALL, "x": {"note": "a \\u0000 b", "gone": None, "n": 2**64 - 1}}), 5)
+    assert not rows.rejected
+    assert json.loads(rows.events[0][EVENT_COLUMNS.index("x")]) == {"note": "a \\u0000 b", "gone": None, "n": 2**64 - 1}
 
 
 def test_an_event_missing_a_key_names_it():

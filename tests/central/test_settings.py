@@ -1,5 +1,8 @@
 """collector.toml: as strict as the gateway's config, every mistake one line naming file and key."""
 
+import subprocess
+import sys
+
 import pytest
 
 from gateway.central import settings
@@ -69,3 +72,15 @@ def test_the_config_docs_central_md_shows_is_read_as_it_says(tmp_path):
         defaults.database, defaults.sites, defaults.session_expiry, defaults.batch_messages, defaults.linger,
         defaults.inflight)  # the page shows the defaults
     assert (s.mqtt.host, s.mqtt.port, s.mqtt.client_id) == ("127.0.0.1", 1883, "pbxgw-collect-central1")
+
+
+@pytest.mark.parametrize("command", ["collect", "fleet"])
+def test_a_central_command_without_the_central_extra_says_how_to_install_it(tmp_path, command):
+    # (orjson hidden from the interpreter, as on a gateway installed without pbxgw[central])
+    hide = "import sys; sys.modules['orjson'] = None; from gateway.cli import main; sys.exit(main())"
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[collector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n')
+    result = subprocess.run([sys.executable, "-c", hide, command, "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 69 and "pip install 'pbxgw[central]'" in result.stderr
+    assert "Traceback" not in result.stderr
