@@ -77,6 +77,15 @@ class QueueSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveSettings:
+    """What the box keeps of what the broker confirmed, to replay and export."""
+
+    keep: float = 30 * 86400.0  # seconds (0: nothing is kept)
+    max_bytes: int = 128 * 1024**2
+    replay_rate: int = 2000  # events/s a replay publishes, at most
+
+
+@dataclass(frozen=True, slots=True)
 class SourceSettings:
     """One PBX link."""
 
@@ -141,6 +150,7 @@ class Settings:
     queue: QueueSettings
     sources: tuple[SourceSettings, ...]
     headsets: HeadsetSettings = HeadsetSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     runtime_dir: Path = Path(DEFAULT_RUNTIME_DIR)  # the status socket (systemd's RuntimeDirectory)
     metrics_interval: float = 60.0  # 0: no metrics messages
 
@@ -206,8 +216,9 @@ def load(path: str | Path) -> Settings:
         raise top.fail("source", f"two sources are named {dup!r}; names must be unique")
     _one_reader_each(top, sources)
     headsets = _headsets(top.table("headsets"), top.tables("headset"))
+    archive = _archive(top.table("archive"))
     top.done()
-    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets, runtime_dir,
+    return Settings(path, gateway_id, site, state_dir, mqtt, queue, sources, headsets, archive, runtime_dir,
                     metrics_interval)
 
 
@@ -345,6 +356,18 @@ def _queue(t: Table) -> QueueSettings:
         when_full=t.take("when_full", str, "drop_oldest", choices=("drop_oldest", "drop_newest")),
         sync_interval=duration(t, "sync_interval", 1.0),
     )
+    t.done()
+    return settings
+
+
+def _archive(t: Table) -> ArchiveSettings:
+    settings = ArchiveSettings(
+        keep=duration(t, "keep", 30 * 86400.0),
+        max_bytes=size(t, "max_bytes", 128 * 1024**2),
+        replay_rate=t.take("replay_rate", int, 2000),
+    )
+    if not 1 <= settings.replay_rate <= 100_000:
+        raise t.fail("replay_rate", f"expected events per second from 1 to 100000; got {settings.replay_rate}")
     t.done()
     return settings
 

@@ -53,7 +53,8 @@ class Gateway:
 
     def __init__(self, settings: Settings, prepared: Prepared):
         self.settings, self.prepared = settings, prepared
-        self.store = Store(settings.state_dir, settings.queue.max_bytes, settings.queue.when_full)
+        self.store = Store(settings.state_dir, settings.queue.max_bytes, settings.queue.when_full,
+                           settings.archive.keep, settings.archive.max_bytes)
         self.boot = self.store.bump_boot()
         self.publisher: Publisher | None = None
         self.sources: list[Source] = []
@@ -93,7 +94,7 @@ class Gateway:
         """SIGHUP: read the config (and the profiles) again; restart only the sources whose
         settings changed, start new ones, stop removed ones. The queue is never touched,
         except its own limits. A config that does not load is refused: the running one
-        stays. What only a restart can change (gateway ids, broker, headsets) is said."""
+        stays. What only a restart can change (gateway ids, broker, headsets, archive) is said."""
         self.notifier.reloading()
         try:
             new = config.load(self.settings.path)
@@ -101,7 +102,7 @@ class Gateway:
             log.error("reload refused, the running config stays: %s", exc)
             self.notifier.ready(self.status_line())
             return
-        old = self.settings  # what runs: its [gateway] ids, [mqtt] and [headsets] are those of the start
+        old = self.settings  # what runs: its [gateway] ids, [mqtt], [headsets], [archive] are those of the start
         self.restart_needed = _restart_keys(old, new)
         if self.restart_needed:
             log.warning("reload: %s changed; that takes a restart (systemctl restart pbxgw)",
@@ -121,7 +122,8 @@ class Gateway:
         self.store.set_budget(new.queue.max_bytes)
         self.store.when_full = new.queue.when_full
         self.settings = dataclasses.replace(new, gateway_id=old.gateway_id, site=old.site, state_dir=old.state_dir,
-                                            runtime_dir=old.runtime_dir, mqtt=old.mqtt, headsets=old.headsets)
+                                            runtime_dir=old.runtime_dir, mqtt=old.mqtt, headsets=old.headsets,
+                                            archive=old.archive)
         done = [f"{what} {', '.join(names)}" for what, names in (
             ("restarted sources", [n for n in changed if n in after]),
             ("started", [s.name for s in started if s.name not in before]),
@@ -138,7 +140,7 @@ class Gateway:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         sources = [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key} for src in s.sources]
         self.publisher = Publisher(s.mqtt, self.prepared, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot,
-                                   sources)
+                                   sources, s.archive.replay_rate)
         for source_settings in s.sources:
             self._start_source(source_settings)
         self.publisher.start()
@@ -289,7 +291,7 @@ def _restart_keys(running: Settings, new: Settings) -> list[str]:
     keys = [f"gateway.{key}" for key, attr in (("id", "gateway_id"), ("site", "site"), ("state_dir", "state_dir"),
                                                ("runtime_dir", "runtime_dir"))
             if getattr(running, attr) != getattr(new, attr)]
-    for section in ("mqtt", "headsets"):
+    for section in ("mqtt", "headsets", "archive"):
         was, now = getattr(running, section), getattr(new, section)
         for f in dataclasses.fields(was):
             if getattr(was, f.name) != getattr(now, f.name):

@@ -9,7 +9,8 @@ and reports acknowledgements back. Nothing here touches the network, the disk or
 Two lanes, live first. When the link comes up, every row already queued (``id <= upto``)
 is *backlog*: it is sent marked ``hist: true``, after any *live* row (queued since). Each
 lane keeps its own order. Backlog is kept as a list of id ranges: a range is added at
-each connect and consumed front to back.
+each connect and consumed front to back. Events a replay request asks for again
+(:mod:`gateway.replay`) go last, in messages of their own that move neither lane.
 
 Cursors only move forward while the process lives. paho keeps messages that were in
 flight when a connection dropped and resends them (DUP) after it reconnects, so
@@ -50,6 +51,7 @@ class Batch:
     payload: bytes
     ids: tuple[int, ...]
     hist: bool
+    replay: bool = False  # events published again on request (delivered before: nothing to confirm)
 
 
 class Outbox:
@@ -108,7 +110,13 @@ class Outbox:
             self._backlog.pop(0)  # this range is sent: on to the next
         return None
 
-    def _batch(self, rows: list[Row], hist: bool) -> Batch:
+    def replay_batch(self, rows: list[Row]) -> Batch:
+        """A message of rows a replay request asked for again (a prefix of ``rows``, as
+        :meth:`_batch` takes it): sent in the window, after live rows and the backlog,
+        and moving neither lane's cursor."""
+        return self._batch(rows, hist=True, replay=True)
+
+    def _batch(self, rows: list[Row], hist: bool, replay: bool = False) -> Batch:
         """The longest prefix of ``rows`` with one topic within the size limits."""
         topic, size, taken = TOPICS[rows[0].kind], 0, []
         for row in rows[:self.batch_events]:
@@ -118,12 +126,14 @@ class Outbox:
             size += len(row.payload)
         parts = [mark_historical(r.payload) if hist else r.payload for r in taken]
         payload = msgpack.Packer().pack_array_header(len(parts)) + b"".join(parts)
-        return Batch(topic, payload, tuple(r.id for r in taken), hist)
+        return Batch(topic, payload, tuple(r.id for r in taken), hist, replay)
 
     def sent(self, mid: int, batch: Batch) -> None:
         """``batch`` was handed to the client as message ``mid``; move past its rows."""
         self.in_flight[mid] = batch
         last = batch.ids[-1]
+        if batch.replay:
+            return
         if batch.hist:
             self._backlog[0][0] = last
         else:

@@ -14,6 +14,7 @@ import logging
 import ssl
 import time
 
+import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
@@ -22,8 +23,9 @@ from gateway.clock import now_ms
 from gateway.config import MqttSettings
 from gateway.events import StatusEvent, packb
 from gateway.loophooks import NO_REASON, LoopHooks
-from gateway.outbox import Outbox
+from gateway.outbox import Batch, Outbox
 from gateway.preflight import Prepared
+from gateway.replay import Replays
 from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw.mqtt")
@@ -38,14 +40,16 @@ class Publisher:
     :param prefix: topic prefix ``pbxgw/v1/<site>/<gw>``.
     :param gw: gateway id; :param site: site id; :param boot: the daemon's start count.
     :param sources: the PBX sources the status message names (``name``, ``profile``, ``timezone``).
+    :param replay_rate: events per second, at most, that replay requests publish again.
     """
 
     def __init__(self, settings: MqttSettings, prepared: Prepared, store: Store, prefix: str, gw: str, site: str,
-                 boot: int, sources: list[dict[str, str]]):
+                 boot: int, sources: list[dict[str, str]], replay_rate: int = 2000):
         self.settings, self.prepared, self.store, self.prefix = settings, prepared, store, prefix
         self.gw, self.site, self.boot, self.sources = gw, site, boot, sources
         self.outbox = Outbox(settings.batch_events, settings.batch_bytes, settings.inflight,
                              settings.backoff_min, settings.backoff_max)
+        self.replays = Replays(store.stream, replay_rate)
         self.connected_since: float | None = None
         self.delivered = 0
         self.rejected = 0
@@ -79,6 +83,7 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_replay_request
         # paho's socket is watched by our loop (gateway.loophooks).
         loop = self._loop
         LoopHooks(loop).attach(client, lambda sock: loop.add_reader(sock.fileno(), client.loop_read),
@@ -146,6 +151,7 @@ class Publisher:
         self._report_gaps()
         self.outbox.connected(self.store.max_id())
         client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
+        client.subscribe(self._topic("cmd/replay"), qos=1)
         self.wake()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -192,7 +198,7 @@ class Publisher:
         if self.store.unreported and self.outbox.online:  # drops while connected (a full disk, a slow broker)
             self._report_gaps()
         while self.outbox.can_send():
-            batch = self.outbox.next_batch(self.store.peek)
+            batch = self.outbox.next_batch(self.store.peek) or self._replay_batch()
             if batch is None:
                 return
             info = self._client.publish(self._topic(batch.topic), batch.payload, qos=1)
@@ -205,6 +211,39 @@ class Publisher:
             log.debug("sent mid %d: %d events on %s (rows %d..%d)%s", info.mid, len(batch.ids),
                       batch.topic, batch.ids[0], batch.ids[-1], " from the backlog" if batch.hist else "")
 
+    # -- replays -------------------------------------------------------------------------
+
+    def _on_replay_request(self, client, userdata, message) -> None:
+        refusal = self.replays.request(message.payload, time.monotonic())
+        if refusal is not None:
+            log.warning("replay request refused: %s", refusal["error"])
+            self._client.publish(self._topic("replies"), msgpack.packb(refusal), qos=1)
+        else:
+            self.wake()
+
+    def _replay_batch(self) -> Batch | None:
+        """The next message a replay request asks for, when the rate allows (the pump is
+        woken again when it does); a request with nothing more is answered."""
+        while self.replays.jobs:
+            job = self.replays.jobs[0]
+            allowed = self.replays.allowance(time.monotonic())
+            if allowed < 1:
+                if not self._pump_scheduled:
+                    self._pump_scheduled = True
+                    self._loop.call_later(self.replays.wait(), self._pump)
+                return None
+            found = self.store.kept(job.src, job.stream, job.first, job.last, job.after,
+                                    min(allowed, self.settings.batch_events))
+            if found:
+                batch = self.outbox.replay_batch([row for row, _ in found])
+                self.replays.sent(job, [(row.id, seq) for row, seq in found[:len(batch.ids)]])
+                return batch
+            reply = self.replays.finish(job)
+            log.info("replayed %d events of %s %d..%d (stream %s); %d missing", reply["found"], job.src, job.first,
+                     job.last, job.stream, sum(b - a + 1 for a, b in reply["missing"]))
+            self._client.publish(self._topic("replies"), msgpack.packb(reply), qos=1)
+        return None
+
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         batch = self.outbox.acked(mid)
         log.debug("PUBACK mid %d: %s", mid, reason_code)
@@ -214,7 +253,11 @@ class Publisher:
             if mid == self._status_mid:
                 self._status_acked.set()
             return
-        if reason_code.is_failure:
+        if batch.replay:  # (delivered before: nothing in the queue to confirm)
+            if reason_code.is_failure:
+                log.error("broker rejected %d replayed events on %s: %s", len(batch.ids),
+                          self._topic(batch.topic), reason_code)
+        elif reason_code.is_failure:
             self.rejected += len(batch.ids)
             log.error("broker rejected %d events on %s: %s; kept in the dead-letter table",
                       len(batch.ids), self._topic(batch.topic), reason_code)

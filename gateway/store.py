@@ -21,6 +21,15 @@ The disk is the only durable copy of an event between the PBX and the broker's P
 * Checkpoints (copying the WAL into the database file) are rare: automatic ones are off,
   and :meth:`sync` runs one only when the WAL has grown past ``CHECKPOINT_BYTES``. Since
   pages are reused, a checkpoint writes each of the few pages in use once.
+* With an archive (``[archive]``: ``keep`` and ``max_bytes``), a wholly confirmed segment
+  is not dropped at once: it is kept, read-only, for replays (:meth:`kept`) and ``pbxgw
+  export``, until it is older than ``keep`` or the archive is over its budget; then the
+  oldest go, without a report (they were delivered). Segments then close at a size or an
+  age, a 32nd of the archive's budget or of ``keep`` (and at ``SEGMENT_ROWS``), not at each
+  sync: so the tables stay few (about 64) however long the archive, each event is still
+  written once, and fewer tables are made and dropped than without it. The queue's budget
+  and the archive's are apart: a segment counts against the queue until it is closed
+  with every event confirmed, then against the archive.
 * A message the broker rejected moves its events to the ``dead`` table.
 * The queue has a byte budget. When an append would pass it, ``drop_oldest`` deletes the
   oldest events and ``drop_newest`` refuses the new ones; either way the dropped ``seq``
@@ -77,8 +86,10 @@ PAGE_SIZE = 1024
 _SEGMENT = """CREATE TABLE seg_{n} (
     id INTEGER PRIMARY KEY, src TEXT NOT NULL, seq INTEGER, kind TEXT NOT NULL,
     rx INTEGER NOT NULL, payload BLOB NOT NULL)"""
-#: A segment is closed at each sync, and also when it holds this many events.
+#: A segment is closed at each sync (with an archive: at a 32nd of its budget or of its
+#: ``keep``), and also when it holds this many events.
 SEGMENT_ROWS = 20_000
+ARCHIVE_SEGMENTS = 32
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (n INTEGER PRIMARY KEY);
@@ -107,10 +118,13 @@ class _Segment:
     bytes: int
     closed: bool
     done: set[int]  # ids confirmed (or moved to dead, or dropped when the queue was full)
+    first_rx: int = 0  # the receive times of its events: oldest, newest (ms)
+    last_rx: int = 0
+    archived: bool = False  # closed, every event done: kept for replay (``done`` emptied)
 
     @property
     def pending(self) -> int:
-        return self.last - self.first + 1 - len(self.done)
+        return 0 if self.archived else self.last - self.first + 1 - len(self.done)
 
     @property
     def table(self) -> str:
@@ -125,6 +139,18 @@ class QueueStats:
     dropped: int
     dead: int
     corrupt_recoveries: int
+    archive: "ArchiveStats"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveStats:
+    """What the archive holds: confirmed events kept for replay and export."""
+
+    events: int
+    bytes: int
+    max_bytes: int
+    first_rx: int | None
+    last_rx: int | None
 
 
 class Store:
@@ -133,10 +159,16 @@ class Store:
     :param state_dir: directory for ``queue.db`` (created, private).
     :param max_bytes: byte budget of queued payloads.
     :param when_full: ``drop_oldest`` or ``drop_newest``.
+    :param keep: seconds the archive keeps confirmed events (0: no archive).
+    :param archive_bytes: byte budget of the archive's payloads (0: no archive).
     """
 
-    def __init__(self, state_dir: Path, max_bytes: int, when_full: str):
+    def __init__(self, state_dir: Path, max_bytes: int, when_full: str, keep: float = 0.0,
+                 archive_bytes: int = 0):
         self.when_full = when_full
+        self.keep_ms = int(keep * 1000) if archive_bytes else 0
+        self.archive_max = archive_bytes if self.keep_ms else 0
+        self.archived_bytes = 0
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = state_dir / DB_NAME
         self.set_budget(max_bytes)
@@ -158,13 +190,17 @@ class Store:
         self._confirmed_saved = self._confirmed
         self._segments: list[_Segment] = []
         for (n,) in self._db.execute("SELECT n FROM segments ORDER BY n").fetchall():
-            ids = [i for (i,) in self._db.execute(f"SELECT id FROM seg_{n} ORDER BY id")]
-            size = self._db.execute(f"SELECT COALESCE(SUM(length(payload)), 0) FROM seg_{n}").fetchone()[0]
-            if ids:
-                seg = _Segment(n, ids[0], ids[-1], size, True, set())
-                seg.done = set(range(seg.first, seg.last + 1)).difference(i for i in ids if i > self._confirmed)
-                self._segments.append(seg)
-        self.bytes = sum(seg.bytes for seg in self._segments)
+            first, last, size, first_rx, last_rx = self._db.execute(
+                f"SELECT MIN(id), MAX(id), COALESCE(SUM(length(payload)), 0), MIN(rx), MAX(rx) FROM seg_{n}").fetchone()
+            if first is None:
+                continue
+            seg = _Segment(n, first, last, size, True, set(), first_rx, last_rx, archived=last <= self._confirmed)
+            if not seg.archived:
+                ids = [i for (i,) in self._db.execute(f"SELECT id FROM seg_{n} WHERE id > ?", (self._confirmed,))]
+                seg.done = set(range(seg.first, seg.last + 1)).difference(ids)
+            self._segments.append(seg)
+        self.bytes = sum(seg.bytes for seg in self._segments if not seg.archived)
+        self.archived_bytes = sum(seg.bytes for seg in self._segments if seg.archived)
         # New ids continue above everything ever confirmed, even when the queue is empty.
         self._last_id = max((seg.last for seg in self._segments), default=self._confirmed)
         if salvage_from is not None:
@@ -205,7 +241,7 @@ class Store:
         self.wal_limit = max(WAL_MIN_BYTES, min(CHECKPOINT_BYTES, max_bytes // 4))
         st = os.statvfs(self.path.parent)
         own = sum(os.path.getsize(f) for f in (self.path, f"{self.path}-wal") if os.path.exists(f))
-        fits = int((st.f_bavail * st.f_frsize + own - self.wal_limit) / DISK_FACTOR)
+        fits = int((st.f_bavail * st.f_frsize + own - self.wal_limit) / DISK_FACTOR) - self.archive_max
         self.max_bytes = max(0, min(max_bytes, fits))
         if fits < max_bytes:
             log.warning("queue budget %d bytes, not max_bytes %d: the disk under %s has %d bytes free",
@@ -371,7 +407,7 @@ class Store:
 
         :raises QueueWriteError: it failed.
         """
-        saved = (self._last_id, self.bytes, self._confirmed_saved, list(self._pending_lost))
+        saved = (self._last_id, self.bytes, self.archived_bytes, self._confirmed_saved, list(self._pending_lost))
         listed = list(self._segments) if removes or drops else len(self._segments)
         segments = [(seg, seg.last, seg.bytes, seg.closed, set(seg.done) if drops else seg.done)
                     for seg in (self._segments if drops else self._segments[-1:])]
@@ -379,7 +415,7 @@ class Store:
             with self._transaction():
                 yield
         except sqlite3.Error as exc:
-            self._last_id, self.bytes, self._confirmed_saved, self._pending_lost = saved
+            self._last_id, self.bytes, self.archived_bytes, self._confirmed_saved, self._pending_lost = saved
             self._segments = listed if isinstance(listed, list) else self._segments[:listed]
             for seg, last, size, closed, done in segments:
                 seg.last, seg.bytes, seg.closed, seg.done = last, size, closed, done
@@ -393,10 +429,12 @@ class Store:
         if not rows:
             return
         seg = self._segments[-1] if self._segments else None
-        if seg is None or seg.closed or seg.last - seg.first + 1 >= SEGMENT_ROWS:
+        if (seg is None or seg.closed or seg.last - seg.first + 1 >= SEGMENT_ROWS
+                or (self.archive_max and seg.bytes >= self.archive_max // ARCHIVE_SEGMENTS)):
             if seg is not None:
                 seg.closed = True
-            seg = _Segment(seg.n + 1 if seg else 1, self._last_id + 1, self._last_id, 0, False, set())
+            seg = _Segment(seg.n + 1 if seg else 1, self._last_id + 1, self._last_id, 0, False, set(),
+                           first_rx=min(r[3] for r in rows))
             self._db.execute(_SEGMENT.format(n=seg.n))
             self._db.execute("INSERT INTO segments VALUES (?)", (seg.n,))
             self._segments.append(seg)
@@ -407,6 +445,7 @@ class Store:
         self._last_id += len(rows)
         seg.last = self._last_id
         seg.bytes += sum(len(r[4]) for r in rows)
+        seg.last_rx = max(seg.last_rx, max(r[3] for r in rows))
 
     def _drop_oldest(self, excess: int) -> int:
         """Delete the oldest queued events (never gap reports) until ``excess`` bytes are
@@ -415,6 +454,8 @@ class Store:
         for seg in list(self._segments):
             if freed >= excess:
                 break
+            if seg.archived:  # (the archive's budget, not the queue's)
+                continue
             victims, lost = [], []
             for row in self._db.execute(
                     f"SELECT id, src, seq, kind, rx, length(payload) FROM {seg.table} "
@@ -515,6 +556,24 @@ class Store:
             rows = [r for r in rows if r.id not in set(damaged)]
         return rows
 
+    def kept(self, src: str, stream: str, first: int, last: int, after: int, limit: int) -> list[tuple[Row, int]]:
+        """Up to ``limit`` events of ``src`` in ``stream`` numbered ``first..last``, queued
+        or archived, with row ids above ``after``, in id order: ``(row, seq)`` (for a replay).
+        Segments are read by row id from ``after`` on, so a replay read batch by batch
+        reads each segment once."""
+        found: list[tuple[Row, int]] = []
+        for seg in self._segments:
+            if seg.last <= after:
+                continue
+            for row_id, kind, rx, payload, seq in self._db.execute(
+                    f"SELECT id, kind, rx, payload, seq FROM {seg.table} WHERE id > ? AND src = ? "
+                    "AND seq BETWEEN ? AND ? ORDER BY id", (after, src, first, last)):
+                if _payload_stream(payload) == stream and payload[:1] in _MAP_HEADS:
+                    found.append((Row(row_id, kind, rx, payload), seq))
+                    if len(found) >= limit:
+                        return found
+        return found
+
     def confirm(self, ids: list[int]) -> None:
         """The broker has these rows. They are only marked (their segment goes once wholly
         confirmed); the confirmed prefix is written with the next append or sync."""
@@ -522,10 +581,13 @@ class Store:
         firsts = [seg.first for seg in self._segments]
         for i in ids:
             k = bisect.bisect_right(firsts, i) - 1
-            if k >= 0 and i <= self._segments[k].last:
+            if k >= 0 and i <= self._segments[k].last and not self._segments[k].archived:
                 self._segments[k].done.add(i)
         for seg in self._segments:  # advance the contiguous confirmed prefix
             if seg.last <= self._confirmed:
+                continue
+            if seg.archived:
+                self._confirmed = seg.last
                 continue
             nxt = max(self._confirmed + 1, seg.first)
             while nxt <= seg.last and nxt in seg.done:
@@ -578,7 +640,19 @@ class Store:
         return len(rows)
 
     def _drop_finished(self) -> None:
-        finished = [seg for seg in self._segments if seg.closed and not seg.pending]
+        """Move the closed segments whose events are all confirmed into the archive, and
+        drop its oldest past ``keep`` or its budget (without an archive: all of them)."""
+        for seg in self._segments:
+            if seg.closed and not seg.archived and not seg.pending:
+                seg.archived, seg.done = True, set()
+                self.bytes -= seg.bytes
+                self.archived_bytes += seg.bytes
+        finished, over = [], self.archived_bytes - self.archive_max
+        oldest_kept = int(time.time() * 1000) - self.keep_ms
+        for seg in self._segments:
+            if seg.archived and (over > 0 or seg.last_rx < oldest_kept or not self.archive_max):
+                finished.append(seg)
+                over -= seg.bytes
         if finished:
             try:
                 with self._all_or_nothing("queue", removes=True):
@@ -591,7 +665,10 @@ class Store:
         self._db.execute(f"DROP TABLE {seg.table}")
         self._db.execute("DELETE FROM segments WHERE n = ?", (seg.n,))
         self._segments.remove(seg)
-        self.bytes -= seg.bytes
+        if seg.archived:
+            self.archived_bytes -= seg.bytes
+        else:
+            self.bytes -= seg.bytes
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -620,13 +697,17 @@ class Store:
     def stats(self) -> QueueStats:
         oldest = next((self._db.execute(f"SELECT MIN(rx) FROM {seg.table}").fetchone()[0]
                        for seg in self._segments if seg.pending), None)
+        archived = [seg for seg in self._segments if seg.archived]
+        archive = ArchiveStats(sum(seg.last - seg.first + 1 for seg in archived), self.archived_bytes,
+                               self.archive_max, archived[0].first_rx if archived else None,
+                               archived[-1].last_rx if archived else None)
         return QueueStats(self.depth, self.bytes, oldest, self.counter("dropped"),
-                          self.counter("dead"), self.counter("corrupt_recoveries"))
+                          self.counter("dead"), self.counter("corrupt_recoveries"), archive)
 
     def sync(self) -> None:
         """Close the current segment, drop finished ones, and make every commit so far
         survive a power cut: one fsync of the WAL."""
-        if self._segments:
+        if self._segments and self._closes_at_sync(self._segments[-1]):
             self._segments[-1].closed = True
         self._drop_finished()
         if self._confirmed != self._confirmed_saved:
@@ -637,6 +718,11 @@ class Store:
                 log.warning("%s", exc)
         if self._fsync_wal() >= self.wal_limit:
             self.checkpoint()
+
+    def _closes_at_sync(self, seg: _Segment) -> bool:
+        """Whether the newest segment is closed now: at every sync without an archive
+        (its confirmed events may go soon), else once a 32nd of ``keep`` old."""
+        return not self.archive_max or time.time() * 1000 - seg.first_rx >= self.keep_ms / ARCHIVE_SEGMENTS
 
     def _fsync_wal(self) -> int:
         """Make every commit so far survive a power cut; the WAL's size."""

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from gateway.errors import ConfigError
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)")
-_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Byte-order marks, longest first (UTF-32's begins with UTF-16's).
 _BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xef\xbb\xbf", "UTF-8"),
          (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
@@ -121,12 +121,12 @@ class Table:
 
 
 def duration(t: Table, key: str, default: float) -> float:
-    """A duration in seconds from ``"250ms"``/``"5s"``/``"2m"``/``"1h"`` or a number."""
+    """A duration in seconds from ``"250ms"``/``"5s"``/``"2m"``/``"1h"``/``"30d"`` or a number."""
     value = t.take(key, (str, int, float), default)
     if isinstance(value, str):
         match = _DURATION.fullmatch(value.strip())
         if not match:
-            raise t.fail(key, f"expected a duration such as \"500ms\", \"5s\" or \"2m\"; got {value!r}")
+            raise t.fail(key, f"expected a duration such as \"500ms\", \"5s\", \"2m\" or \"30d\"; got {value!r}")
         value = float(match[1]) * _SECONDS[match[2]]
     if isinstance(value, bool) or value < 0:
         raise t.fail(key, f"expected a duration of 0 or more; got {value!r}")

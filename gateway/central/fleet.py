@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.central import ranges
+from gateway import ranges
 from gateway.central.database import Database
 
 DAY_MS = 86_400_000

@@ -1,6 +1,7 @@
 """The SQLite queue: one transaction per read, byte budget and its policies, recovery."""
 
 import sqlite3
+import time
 
 import msgpack
 
@@ -192,3 +193,89 @@ def test_dead_letters_requeue_with_their_keys_and_a_damaged_one_stays(tmp_path):
     rows = [msgpack.unpackb(r.payload) for r in store.peek(0, None, 10)]
     assert [(r["seq"], r["stream"]) for r in rows] == [(1, store.stream)]
     assert store._db.execute("SELECT COUNT(*) FROM dead").fetchone() == (1,)
+
+
+# -- the archive -----------------------------------------------------------------------------
+
+def recent(seq: int, src: str = "pbx1", stream: str | None = "s1", pad: int = 100) -> CallEvent:
+    return CallEvent(gw="gw", src=src, stream=stream, seq=seq, rx=int(time.time() * 1000), profile="p", start=0,
+                     raw="r" * pad)
+
+
+def archive(tmp_path, archive_bytes: int = 32 * 2000, keep: float = 86400.0, queue_bytes: int = 10**6) -> Store:
+    """A queue with an archive whose segments close at a 32nd of ``archive_bytes``."""
+    return Store(tmp_path, queue_bytes, "drop_oldest", keep=keep, archive_bytes=archive_bytes)
+
+
+def deliver_all(store: Store) -> None:
+    store.confirm([r.id for r in store.peek(0, None, 10**6)])
+    store.sync()
+
+
+def seqs(found) -> list[int]:
+    return [seq for _, seq in found]
+
+
+def test_confirmed_events_stay_in_the_archive_for_a_replay_and_count_apart_from_the_queue(tmp_path):
+    store = archive(tmp_path)
+    for n in range(1, 61, 10):
+        store.append("pbx1", [recent(seq) for seq in range(n, n + 10)], n + 10)
+    deliver_all(store)
+    assert store.depth == 0 and store.bytes < 2000 + 1300  # only the open segment (a 32nd and one read)
+    stats = store.stats().archive
+    assert stats.events > 0 and stats.bytes == store.archived_bytes > 0 and stats.first_rx <= stats.last_rx
+    assert store.peek(0, None, 100) == []  # delivered: never sent again by the lanes
+    assert seqs(store.kept("pbx1", "s1", 5, 44, 0, 1000)) == list(range(5, 45))
+    first = store.kept("pbx1", "s1", 5, 44, 0, 7)
+    assert seqs(first) == list(range(5, 12))
+    assert seqs(store.kept("pbx1", "s1", 5, 44, first[-1][0].id, 1000)) == list(range(12, 45))
+    assert store.kept("pbx1", "other-stream", 1, 60, 0, 1000) == [] and store.kept("pbx2", "s1", 1, 60, 0, 9) == []
+
+
+def test_the_archive_keeps_its_budget_by_dropping_its_oldest_segments(tmp_path):
+    store = archive(tmp_path, archive_bytes=32 * 2000)
+    for n in range(1, 3001, 10):
+        store.append("pbx1", [recent(seq) for seq in range(n, n + 10)], n + 10)
+        deliver_all(store)
+    assert store.archived_bytes <= 32 * 2000
+    kept = seqs(store.kept("pbx1", "s1", 1, 3000, 0, 10**6))
+    assert kept == list(range(kept[0], 3001)) and kept[0] > 1  # the newest kept, the oldest gone
+    tables = store._db.execute("SELECT count(*) FROM sqlite_master WHERE name GLOB 'seg_*'").fetchone()[0]
+    assert tables <= 34  # a 32nd of the budget each, and the open one
+
+
+def test_the_archive_drops_what_is_older_than_keep(tmp_path):
+    store = archive(tmp_path, keep=3600.0)
+    old = [CallEvent(gw="gw", src="pbx1", stream="s1", seq=n, rx=int(time.time() * 1000) - 7200_000, profile="p",
+                     start=0, raw="r" * 100) for n in range(1, 31)]
+    store.append("pbx1", old, 31)
+    store.sync()  # (a segment older than a 32nd of keep closes at a sync)
+    store.append("pbx1", [recent(n) for n in range(31, 41)], 41)
+    deliver_all(store)
+    assert seqs(store.kept("pbx1", "s1", 1, 40, 0, 100)) == list(range(31, 41))
+
+
+def test_the_archive_survives_a_crash_and_nothing_in_it_is_sent_again(tmp_path):
+    store = archive(tmp_path)
+    store.append("pbx1", [recent(n) for n in range(1, 41)], 41)
+    deliver_all(store)
+    store.append("pbx1", [recent(n) for n in range(41, 46)], 46)  # queued, not delivered
+    store._db.close()  # a crash
+    again = archive(tmp_path)
+    assert [msgpack.unpackb(r.payload)["seq"] for r in again.peek(0, None, 100)] == list(range(41, 46))
+    assert seqs(again.kept("pbx1", "s1", 1, 45, 0, 100)) == list(range(1, 46))
+
+
+def test_the_confirmed_prefix_passes_an_archived_segment_once_an_older_one_is_confirmed(tmp_path):
+    store = archive(tmp_path)
+    store.append("pbx1", [recent(n) for n in range(1, 21)], 21)  # segment 1 (closes at 2000 bytes)
+    store.append("pbx1", [recent(n) for n in range(21, 41)], 41)  # segment 2
+    store.append("pbx1", [recent(41)], 42)
+    ids = [r.id for r in store.peek(0, None, 100)]
+    store.confirm(ids[20:40])  # segment 2 first: archived while segment 1 still waits
+    store.sync()
+    store.confirm(ids[:20] + ids[40:])
+    store.sync()
+    store.close()
+    again = archive(tmp_path)
+    assert again.depth == 0 and again.peek(0, None, 100) == []
