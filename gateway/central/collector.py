@@ -20,6 +20,10 @@ A batch the database refuses is written again message by message, and the messag
 refuses alone goes to ``rejected`` with the database's reason: a poison message never
 blocks the session. A database that cannot be reached is a state, retried with backoff,
 while the broker keeps the messages.
+
+Every ``hole_grace`` / 2 (at most 30 s) the collector looks for holes in what it stored
+and asks their gateways to publish them again (:mod:`gateway.central.asker`); the events
+come back on their usual topics, the replies on ``.../replies``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -39,7 +44,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.backoff import Backoff
+from gateway.central.asker import Asker
 from gateway.central.database import Database, Refused, Unavailable, Written
+from gateway.central.fleet import open_holes
 from gateway.central.ingest import Rows, rows_of
 from gateway.central.reader import Reader, ReaderGone
 from gateway.central.settings import CollectorSettings
@@ -97,6 +104,7 @@ class Collector:
         self._retry: asyncio.TimerHandle | None = None
         self._misc: asyncio.TimerHandle | None = None
         self._client = self._make_client()
+        self._asker = Asker(settings.hole_grace, settings.mqtt.client_id)
 
     # -- MQTT, on the loop ----------------------------------------------------------------
 
@@ -226,10 +234,13 @@ class Collector:
         self._misc = self._loop.call_later(1, self._loop_misc)
         self.notifier.ready(f"storing into {self._db.kind}")
         watchdog = self._loop.create_task(self._watchdog())
+        asking = self._loop.create_task(self._ask_for_holes()) if self.settings.hole_grace else None
         try:
             await self._write_batches()
         finally:
             watchdog.cancel()
+            if asking is not None:
+                asking.cancel()
             self.notifier.stopping()
             await self._disconnect()
             await self._loop.run_in_executor(self._db_thread, self._db.close)
@@ -347,6 +358,13 @@ class Collector:
             self.notifier.status(f"{self.stored} events stored, {self.duplicates} duplicates, "
                                  f"{self.rejected} rejected")
             self._ack(batch)
+            for gw, reply in rows.replies:
+                self._asker.answered(reply, time.monotonic())
+                if "error" in reply:
+                    log.warning("%s refused a replay request: %s", gw, reply["error"])
+                elif reply["missing"]:
+                    log.warning("%s has not %s %s: %s; stored as lost at the edge", gw, reply["src"],
+                                reply["stream"], ", ".join(f"{a}..{b}" for a, b in reply["missing"]))
             return
 
     async def _read_rows(self, batch: list[Message]) -> Rows | None:
@@ -395,11 +413,32 @@ class Collector:
         except TimeoutError:
             pass
 
+    async def _ask_for_holes(self) -> None:
+        """Look for holes every ``hole_grace`` / 2 (at most 30 s) and publish the replay
+        requests due for them, while connected."""
+        every = min(30.0, self.settings.hole_grace / 2)
+        while True:
+            await asyncio.sleep(every)
+            if not self._connected:
+                continue
+            try:
+                holes = await self._loop.run_in_executor(self._db_thread, open_holes, self._db)
+            except Unavailable:
+                continue  # (said by the writes, which meet it too)
+            for topic, payload in self._asker.requests(holes, time.monotonic()):
+                log.info("asking for events missing: %s", _request_text(topic, payload))
+                self._client.publish(topic, payload, qos=1)
+
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
         while interval:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+
+def _request_text(topic: str, payload: bytes) -> str:
+    request = msgpack.unpackb(payload)
+    return f"{topic.split('/')[3]} {request['src']} stream {request['stream']} {request['first']}..{request['last']}"
 
 
 def run(settings: CollectorSettings, prepared: Prepared) -> int:

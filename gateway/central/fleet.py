@@ -35,25 +35,42 @@ def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
 
 
 def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str, list], dict[str, list]]:
-    """Per stream: the ``seq`` ranges missing and not reported lost (asked for again, by
-    the replay issue's collector), and those the gateway reported lost (``gap`` events)."""
+    """Per stream: the ``seq`` ranges missing and not reported lost (the collector asks
+    the gateway for them again), and those the gateway reported lost (``gap`` events, and
+    what its replies said it does not have). Missing is anything between the first and the
+    highest seq ever stored that is not in the table now (rows deleted by hand count too)."""
     table = "events" if kind == "pbx" else "headset_events"
-    spans = {stream: (first, high, received) for stream, first, high, received in db.fetch(
-        "SELECT stream, first_seq, high_seq, received FROM sources WHERE gw = ? AND src = ?", (gw, src))}
     lost: dict[str, list] = {}
     for stream, first, last in db.fetch("SELECT stream, first, last FROM gaps WHERE gw = ? AND src = ?", (gw, src)):
         lost.setdefault(stream, []).append((first, last))
     missing: dict[str, list] = {}
-    for stream, (first, high, received) in spans.items():
-        if high - first + 1 == received:
-            continue  # nothing between the first and the highest is missing: no need to look
-        found = [(a, b) for a, b in db.fetch(
-            f"SELECT seq + 1, next - 1 FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS next FROM {table} "
-            "WHERE gw = ? AND src = ? AND stream = ?) AS t WHERE next > seq + 1", (gw, src, stream))]
+    for stream, first, high in db.fetch("SELECT stream, first_seq, high_seq FROM sources WHERE gw = ? AND src = ?",
+                                        (gw, src)):
+        key = (gw, src, stream)
+        count, low, top = db.fetch(f"SELECT count(*), min(seq), max(seq) FROM {table} WHERE gw = ? AND src = ? "
+                                   "AND stream = ?", key)[0]
+        if count == high - first + 1:
+            continue  # every seq from the first to the highest is there: no need to look further
+        if not count:
+            found = [(first, high)]
+        else:
+            found = [(a, b) for a, b in db.fetch(
+                f"SELECT seq + 1, next - 1 FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS next FROM {table} "
+                "WHERE gw = ? AND src = ? AND stream = ?) AS t WHERE next > seq + 1", key)]
+            found += [r for r in ((first, low - 1), (top + 1, high)) if r[0] <= r[1]]
         left = ranges.subtract(found, lost.get(stream, []))
         if left:
             missing[stream] = left
     return missing, {stream: ranges.merged(r) for stream, r in lost.items()}
+
+
+def open_holes(db: Database) -> dict[tuple[str, str, str, str], list[ranges.Range]]:
+    """Every range missing and not lost, by ``(gw, site, src, stream)``: what to ask for."""
+    out = {}
+    for gw, site, src, kind in db.fetch("SELECT DISTINCT gw, site, src, kind FROM sources ORDER BY gw, src"):
+        for stream, missing in holes(db, gw, src, kind)[0].items():
+            out[(gw, site, src, stream)] = missing
+    return out
 
 
 def _source(db: Database, gw: str, src: str, kind: str, zone: str | None, now_ms: int) -> dict[str, Any]:

@@ -23,7 +23,12 @@ from gateway.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION, TOPICS
 #: ``pbxgw/v1/<site>/<gw>/<kind topic>``
 TOPIC = re.compile(r"pbxgw/v1/([A-Za-z0-9._-]{1,64})/([A-Za-z0-9._-]{1,64})/([a-z]+)")
 #: Topic (last part) -> the kind of what it carries.
-KIND_OF = {**{topic: kind for kind, topic in TOPICS.items()}, "status": "status", "metrics": "metrics"}
+KIND_OF = {**{topic: kind for kind, topic in TOPICS.items()}, "status": "status", "metrics": "metrics",
+           "replies": "reply"}
+#: Requests to the gateways (``.../cmd/replay``, a collector's own among them): no data.
+COMMANDS = re.compile(r"pbxgw/v1/[^/]+/[^/]+/cmd/.*")
+#: Why a range a gateway's reply says it does not have is lost at the edge.
+NOT_KEPT = "not kept at the gateway (asked for again: beyond its retention, or never queued)"
 
 _OPT = object()  # marks a key a gateway may leave out
 # Per kind, each key and the types its value may have (None: null allowed).
@@ -73,11 +78,14 @@ class Rows:
     alarms: list[tuple] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)  # status maps, with their site
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (gw, a replay request's answer)
     rejected: list[tuple] = field(default_factory=list)
     heard: dict[str, tuple[str, int]] = field(default_factory=dict)  # gw -> (site, when its last row came)
 
     def add(self, topic: str, payload: bytes, received_at: int) -> None:
         """The rows of one message (received at ``received_at``, ms since the epoch)."""
+        if COMMANDS.fullmatch(topic):
+            return
         match = TOPIC.fullmatch(topic)
         if not match or match[3] not in KIND_OF:
             self._reject(topic, payload, "not a pbxgw/v1/<site>/<gw>/<kind> topic", received_at)
@@ -87,6 +95,11 @@ class Rows:
             value = _decode(payload)
         except ValueError as exc:
             self._reject(topic, payload, str(exc), received_at)
+            return
+        if kind == "reply":
+            reason = self._reply(value, site, gw, received_at)
+            if reason:
+                self._reject(topic, payload, reason, received_at)
             return
         single = kind in ("status", "metrics")
         if not isinstance(value, dict if single else list):
@@ -102,6 +115,32 @@ class Rows:
                 stored += 1
         if stored:
             self.heard[gw] = (site, max(received_at, self.heard.get(gw, (site, 0))[1]))
+
+    def _reply(self, reply: Any, site: str, gw: str, received_at: int) -> str:
+        """Take a gateway's answer to a replay request (:mod:`gateway.replay`): what it
+        does not have becomes ``gap`` rows, lost at the edge. Why not, when malformed."""
+        if type(reply) is not dict or reply.get("v") != SCHEMA_VERSION:
+            return "expected a replay reply map of schema version 1"
+        if "error" in reply:
+            if not isinstance(reply["error"], str) or type(reply.get("retry")) is not bool:
+                return "a replay refusal needs 'error' (text) and 'retry' (true or false)"
+            self.replies.append((gw, reply))
+            return ""
+        src, stream, first, last = (reply.get(k) for k in ("src", "stream", "first", "last"))
+        missing = reply.get("missing")
+        if not (isinstance(src, str) and isinstance(stream, str) and type(first) is int and type(last) is int
+                and type(reply.get("found")) is int and isinstance(missing, list)):
+            return "a replay reply needs 'src', 'stream' (text), 'first', 'last', 'found' and 'missing'"
+        gaps = []
+        for r in missing:
+            if not (isinstance(r, list) and len(r) == 2 and all(type(n) is int for n in r)
+                    and first <= r[0] <= r[1] <= last):
+                return f"'missing': {r!r} is no range within {first}..{last}"
+            gaps.append((gw, src, stream, r[0], r[1], r[1] - r[0] + 1, received_at, None, None, NOT_KEPT, site,
+                         received_at))
+        self.gaps += gaps
+        self.replies.append((gw, reply))
+        return ""
 
     def _reject(self, topic: str, payload: bytes, reason: str, received_at: int) -> None:
         self.rejected.append((topic, payload, reason, received_at))

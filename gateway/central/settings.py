@@ -34,6 +34,7 @@ class CollectorSettings:
     batch_messages: int = 50  # messages (gateway batches of up to 100 events) written per transaction, at most
     linger: float = 0.2  # how long a batch waits to fill before it is written
     inflight: int = 100  # messages received and not yet acknowledged (MQTT 5 Receive Maximum)
+    hole_grace: float = 60.0  # how long a hole may fill by itself before the gateway is asked (0: never asked)
 
     @property
     def topics(self) -> list[str]:
@@ -75,6 +76,7 @@ def load(path: str | Path) -> CollectorSettings:
         batch_messages=c.take("batch_messages", int, 50),
         linger=duration(c, "linger", 0.2),
         inflight=c.take("inflight", int, 100),
+        hole_grace=duration(c, "hole_grace", 60.0),
     )
     for key, low, high in (("batch_messages", 1, 10_000), ("inflight", 1, 65_535)):
         if not low <= settings[key] <= high:

@@ -1,0 +1,99 @@
+"""Sans-I/O: the holes in what was stored in, replay requests out (docs/central.md).
+
+A hole (a ``seq`` range missing in a stream, not reported lost) is asked for once it has
+been seen for ``grace`` seconds: events out of order or a backlog on its way fill most
+holes by themselves. A request names at most :data:`gateway.replay.MAX_RANGE` events; a
+gateway takes at most :data:`gateway.replay.MAX_JOBS` at once, so no more are asked of
+it until they are answered or time out. A hole still open after its request is asked
+for again after a backoff (``backoff_min`` doubling up to ``backoff_max``), whether the
+reply was lost, the gateway was away or busy. What a reply says the gateway does not have
+is stored as lost at the edge (``gap`` rows, made by :mod:`gateway.central.ingest`), so
+it is no hole any more and is never asked for again. The caller passes the time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from gateway import ranges
+from gateway.events import SCHEMA_VERSION
+from gateway.replay import MAX_JOBS, MAX_RANGE
+
+#: ``(gw, site, src, stream)``: a stream of one source of one gateway.
+StreamKey = tuple[str, str, str, str]
+
+
+@dataclass
+class _Hole:
+    seen_at: float
+    asked: int = 0  # how many times
+    retry_at: float = 0.0  # not asked again before
+    request: str | None = None  # the id of the request not answered yet
+
+
+class Asker:
+    """The holes known and the requests made for them.
+
+    :param grace: seconds a hole is left to fill by itself before it is asked for.
+    :param name: the collector's name, in each request's id (with a number).
+    """
+
+    def __init__(self, grace: float, name: str, backoff_min: float = 30.0, backoff_max: float = 3600.0):
+        self.grace, self.backoff_min, self.backoff_max = grace, backoff_min, backoff_max
+        self._holes: dict[tuple[StreamKey, int, int], _Hole] = {}
+        self._ids = (f"{name[:40]}-{n}" for n in itertools.count(1))
+        self._waiting: dict[str, tuple[StreamKey, int, int]] = {}  # request id -> its hole
+        self.asked = self.lost = 0
+
+    def requests(self, holes: dict[StreamKey, list[ranges.Range]], now: float) -> list[tuple[str, bytes]]:
+        """The requests to publish now, ``(topic, payload)``, for the holes open now (all
+        of them: a hole no longer among them was filled and is forgotten)."""
+        current = {(key, first, last) for key, missing in holes.items() for first, last in _pieces(missing)}
+        for gone in self._holes.keys() - current:
+            hole = self._holes.pop(gone)
+            self._waiting.pop(hole.request, None)
+        busy = Counter(where[0][0] for where, hole in self._holes.items() if hole.request and now < hole.retry_at)
+        out = []
+        for where in sorted(current):
+            hole = self._holes.setdefault(where, _Hole(seen_at=now))
+            (gw, site, src, stream), first, last = where
+            if now - hole.seen_at < self.grace or now < hole.retry_at or busy[gw] >= MAX_JOBS:
+                continue
+            if hole.request:
+                self._waiting.pop(hole.request, None)
+            hole.request = next(self._ids)
+            hole.asked += 1
+            hole.retry_at = now + min(self.backoff_max, self.backoff_min * 2 ** (hole.asked - 1))
+            self._waiting[hole.request] = where
+            busy[gw] += 1
+            self.asked += 1
+            out.append((f"pbxgw/v1/{site}/{gw}/cmd/replay", msgpack.packb(
+                {"v": SCHEMA_VERSION, "id": hole.request, "src": src, "stream": stream, "first": first,
+                 "last": last})))
+        return out
+
+    def answered(self, reply: dict[str, Any], now: float) -> None:
+        """A gateway's reply (stored: what it lacks is a ``gap`` now). A request refused
+        as busy is asked again after its backoff; one answered frees a place at the
+        gateway at once."""
+        where = self._waiting.pop(reply.get("id"), None) if isinstance(reply.get("id"), str) else None
+        if where is None or where not in self._holes:
+            return
+        hole = self._holes[where]
+        hole.request = None
+        if "error" not in reply:
+            self.lost += sum(b - a + 1 for a, b in reply.get("missing", []))
+
+
+def _pieces(missing: list[ranges.Range]) -> list[ranges.Range]:
+    """The ranges cut to at most MAX_RANGE events each (what one request may name)."""
+    out = []
+    for first, last in missing:
+        for start in range(first, last + 1, MAX_RANGE):
+            out.append((start, min(last, start + MAX_RANGE - 1)))
+    return out
