@@ -202,6 +202,7 @@ class Gateway:
             "queue": {"depth": queue.depth, "bytes": queue.bytes,
                       "oldest_age_s": None if queue.oldest_rx is None else round(time.time() - queue.oldest_rx / 1000, 1),
                       "dropped": queue.dropped, "dead": queue.dead},
+            "archive": status.archive_map(queue.archive),
             "broker": self.publisher.stats(),
             "headsets": [] if self.headsets is None else self.headsets.stats(),
         }

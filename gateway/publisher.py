@@ -214,12 +214,13 @@ class Publisher:
     # -- replays -------------------------------------------------------------------------
 
     def _on_replay_request(self, client, userdata, message) -> None:
-        refusal = self.replays.request(message.payload, time.monotonic())
-        if refusal is not None:
-            log.warning("replay request refused: %s", refusal["error"])
-            self._client.publish(self._topic("replies"), msgpack.packb(refusal), qos=1)
-        else:
+        reply = self.replays.request(message.payload, time.monotonic())
+        if reply is None:
             self.wake()
+            return
+        if "error" in reply:
+            log.warning("replay request refused: %s", reply["error"])
+        self._client.publish(self._topic("replies"), msgpack.packb(reply), qos=1)
 
     def _replay_batch(self) -> Batch | None:
         """The next message a replay request asks for, when the rate allows (the pump is

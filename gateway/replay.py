@@ -8,7 +8,8 @@ events a second; then it answers on ``.../replies`` with how many it found and t
 it does not have (beyond retention, or never there).
 
 A replay only reads: it changes and deletes nothing, so asking twice is harmless (the
-collector's keys absorb the second copy). What a gateway takes on is bounded: a range of
+collector's keys absorb the second copy); a request whose id is waiting is not taken
+twice, and one whose id was answered lately gets the same reply again, not a replay. What a gateway takes on is bounded: a range of
 at most :data:`MAX_RANGE` events, at most :data:`MAX_JOBS` requests waiting, at most
 :data:`PER_MINUTE` taken in a minute; past these, and for anything malformed, the reply
 says why (``error``) and whether asking again later may succeed (``retry``). Nothing here
@@ -32,6 +33,8 @@ MAX_RANGE = 10_000
 MAX_JOBS = 4
 #: Most requests taken in any 60 seconds.
 PER_MINUTE = 60
+#: Replies kept to answer a repeated request with (the latest ones).
+REMEMBERED = 64
 _ID_MAX = 64
 
 
@@ -65,6 +68,7 @@ class Replays:
     def __init__(self, stream: str, rate: int):
         self.stream, self.rate = stream, rate
         self.jobs: deque[Job] = deque()
+        self._answered: dict[str, dict[str, Any]] = {}  # request id -> its reply, the latest REMEMBERED
         self._taken: deque[float] = deque()  # when each request of the last minute was taken
         self._tokens, self._filled_at = float(rate), 0.0
         self.served = 0  # requests answered with what was found
@@ -72,7 +76,7 @@ class Replays:
 
     def request(self, payload: bytes, now: float) -> dict[str, Any] | None:
         """Take a request; None when it is queued (or is one queued already, by its id),
-        else the reply that refuses it."""
+        else the reply to send now: one refusing it, or the reply a request of this id had."""
         try:
             value = msgpack.unpackb(payload, raw=False)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
@@ -85,6 +89,8 @@ class Replays:
         reason = _malformed(value)
         if reason:
             return self._refuse(rid, reason, retry=False)
+        if rid in self._answered:
+            return self._answered[rid]
         if any(job.id == rid for job in self.jobs):
             return None
         while self._taken and self._taken[0] <= now - 60:
@@ -125,7 +131,10 @@ class Replays:
         """``job`` has no more rows: its reply; the next job is served."""
         self.jobs.remove(job)
         self.served += 1
-        return job.reply()
+        reply = self._answered[job.id] = job.reply()
+        if len(self._answered) > REMEMBERED:
+            del self._answered[next(iter(self._answered))]
+        return reply
 
 
 def _malformed(value: dict) -> str:

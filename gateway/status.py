@@ -19,6 +19,8 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from gateway.store import ArchiveStats
+
 SOCKET_NAME = "status.sock"
 #: A source's clock skew is shown in the text from this on (a minute: the PBX's own delay
 #: in printing is less).
@@ -57,15 +59,22 @@ def offline(state_dir: Path) -> dict[str, Any]:
         confirmed = (db.execute("SELECT next_seq FROM sources WHERE name = '*confirmed*'").fetchone() or (1,))[0] - 1
         depth = size = 0
         oldest = None
+        kept = ArchiveStats(0, 0, 0, None, None)
         for (table,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'").fetchall():
             count, length, first = db.execute(f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(rx) "
                                               f"FROM {table} WHERE id > ?", (confirmed,)).fetchone()
             depth, size = depth + count, size + length
             oldest = first if oldest is None or (first is not None and first < oldest) else oldest
+            count, length, first, last = db.execute(f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(rx), "
+                                                    f"MAX(rx) FROM {table} WHERE id <= ?", (confirmed,)).fetchone()
+            if count:
+                kept = ArchiveStats(kept.events + count, kept.bytes + length, 0, min(first, kept.first_rx or first),
+                                    max(last, kept.last_rx or last))
     return {"running": False,
             "queue": {"depth": depth, "bytes": size,
                       "oldest_age_s": None if oldest is None else round(time.time() - oldest / 1000, 1),
                       "dropped": meta.get("dropped", 0), "dead": meta.get("dead", 0)},
+            "archive": archive_map(kept),
             "sources": [{"name": name, "next_seq": next_seq} for name, next_seq in sources],
             "gateway": {"boot": meta.get("boot", 0), "stream": f"{meta['stream']:016x}" if meta.get("stream") else None}}
 
@@ -150,12 +159,27 @@ def _ago(ms: int | float | None, now: float) -> str:
     return f"{span(now - ms / 1000)} ago, {time.strftime('%H:%M', time.localtime(ms / 1000))} local"
 
 
+def archive_map(archive: ArchiveStats) -> dict[str, Any]:
+    """The archive as ``pbxgw status --json`` shows it (docs/operations.md)."""
+    return {"events": archive.events, "bytes": archive.bytes, "max_bytes": archive.max_bytes or None,
+            "first_rx_ms": archive.first_rx, "last_rx_ms": archive.last_rx}
+
+
+def archive_text(a: dict[str, Any]) -> str:
+    budget = f" of {a['max_bytes']}" if a["max_bytes"] else ""
+    if not a["events"]:
+        return f"archive: empty ({a['bytes']} bytes{budget})"
+    first, last = (time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) for ms in (a["first_rx_ms"], a["last_rx_ms"]))
+    return f"archive: {a['events']} events delivered, {a['bytes']} bytes{budget}, received {first} to {last} local"
+
+
 def offline_text(state: dict[str, Any]) -> list[str]:
     """The lines ``pbxgw status`` prints when no gateway runs."""
     q, g = state["queue"], state["gateway"]
     oldest = "" if q["oldest_age_s"] is None else f", oldest {span(q['oldest_age_s'])} old"
     return ["gateway: not running; what its queue holds:",
             f"queue: {q['depth']} events, {q['bytes']} bytes{oldest}; {q['dropped']} dropped, {q['dead']} dead letters",
+            archive_text(state["archive"]),
             *(f"source {s['name']}: next seq {s['next_seq']}" for s in state["sources"]),
             f"boot {g['boot']}, stream {g['stream']}"]
 
@@ -184,6 +208,7 @@ def text(state: dict[str, Any], now: float | None = None) -> list[str]:
             out.append(f"ALARM {a['alarm']} on source {a['source']}: silent since {_ago(a['since_ms'], now)}")
     oldest = "" if q["oldest_age_s"] is None else f", oldest {span(q['oldest_age_s'])} old"
     out.append(f"queue: {q['depth']} events, {q['bytes']} bytes{oldest}; {q['dropped']} dropped, {q['dead']} dead letters")
+    out.append(archive_text(state["archive"]))
     since = "not connected" if b["connected_since"] is None else f"connected {span(now - b['connected_since'])}"
     out.append(f"broker {b['url']}: {since}; last confirmation {_ago(b['last_ack_ms'], now)}; "
                f"{b['in_flight']} in flight, {b['delivered']} delivered this run")

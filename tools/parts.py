@@ -57,11 +57,13 @@ class Broker:
     """
 
     def __init__(self, workdir: Path, acl: str = "", tls: dict | None = None, anonymous: bool = True,
-                 users: dict[str, str] | None = None):
+                 users: dict[str, str] | None = None, persistence: bool = True):
         """:param tls: a second listener, TLS only, on ``tls_port``: mosquitto's ``cafile``,
             ``certfile``, ``keyfile`` and ``require_certificate`` settings.
         :param anonymous: whether clients without a user name are let in.
-        :param users: user names and their passwords, for mosquitto's password file."""
+        :param users: user names and their passwords, for mosquitto's password file.
+        :param persistence: whether sessions and queued messages outlive the broker (off:
+            a broker killed loses what it held)."""
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -69,7 +71,7 @@ class Broker:
         # Run as ourselves: started as root, mosquitto would switch to the "mosquitto" user,
         # which cannot write the test's private directory.
         lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", f"allow_anonymous {str(anonymous).lower()}",
-                 "persistence true", f"persistence_location {workdir}/",
+                 f"persistence {str(persistence).lower()}", f"persistence_location {workdir}/",
                  "max_queued_messages 0", "max_inflight_messages 65535", f"log_dest file {workdir}/mosquitto.log"]
         if acl:
             (workdir / "acl").write_text(acl)

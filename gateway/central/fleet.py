@@ -37,9 +37,12 @@ def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
 def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str, list], dict[str, list]]:
     """Per stream: the ``seq`` ranges missing and not reported lost (the collector asks
     the gateway for them again), and those the gateway reported lost (``gap`` events, and
-    what its replies said it does not have). Missing is anything between the first and the
-    highest seq ever stored that is not in the table now (rows deleted by hand count too)."""
+    what its replies said it does not have). Missing is anything between the first seq
+    ever stored and the highest stored or numbered at the gateway (its latest metrics say
+    each source's: so the last events lost show too) that is not in the table now (rows
+    deleted by hand count too)."""
     table = "events" if kind == "pbx" else "headset_events"
+    numbered = _numbered(db, gw, src)
     lost: dict[str, list] = {}
     for stream, first, last in db.fetch("SELECT stream, first, last FROM gaps WHERE gw = ? AND src = ?", (gw, src)):
         lost.setdefault(stream, []).append((first, last))
@@ -47,6 +50,7 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
     for stream, first, high in db.fetch("SELECT stream, first_seq, high_seq FROM sources WHERE gw = ? AND src = ?",
                                         (gw, src)):
         key = (gw, src, stream)
+        high = max(high, numbered.get(stream, high))
         count, low, top = db.fetch(f"SELECT count(*), min(seq), max(seq) FROM {table} WHERE gw = ? AND src = ? "
                                    "AND stream = ?", key)[0]
         if count == high - first + 1:
@@ -62,6 +66,15 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
         if left:
             missing[stream] = left
     return missing, {stream: ranges.merged(r) for stream, r in lost.items()}
+
+
+def _numbered(db: Database, gw: str, src: str) -> dict[str, int]:
+    """The highest seq a gateway's latest metrics say a source has numbered, by stream."""
+    rows = db.fetch("SELECT metrics FROM gateways WHERE gw = ?", (gw,))
+    metrics = _json(rows[0][0]) if rows and rows[0][0] else {}
+    return {s["stream"]: s["seq"] for s in (metrics or {}).get("sources") or []
+            if isinstance(s, dict) and s.get("name") == src and isinstance(s.get("stream"), str)
+            and type(s.get("seq")) is int}
 
 
 def open_holes(db: Database) -> dict[tuple[str, str, str, str], list[ranges.Range]]:

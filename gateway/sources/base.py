@@ -56,6 +56,11 @@ class Ingest:
         return StreamParser(s.profile, s.timezone, self.gw, s.name, next_seq, self.store.stream)
 
     @property
+    def last_seq(self) -> int:
+        """The seq of the last event committed to the queue (0 before the first)."""
+        return self._committed_seq - 1
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a whole record (not yet committed)."""
         return self._stream.framer.buffered
@@ -176,7 +181,7 @@ class Source:
                 "records": self.ingest.records, "unparsed": self.ingest.unparsed,
                 "implausible": self.ingest.doubts.as_map(),
                 "clock_skew_s": None if (skew := self.ingest.skew.median_s) is None else round(skew),
-                "last_record_ms": self.ingest.last_rx}
+                "last_record_ms": self.ingest.last_rx, "stream": self.ingest.store.stream, "seq": self.ingest.last_seq}
 
     def reading(self, what: str) -> None:
         """Enter ``reading``; ``what`` says what is read (a device and its speed, a peer,

@@ -11,47 +11,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.central.database import Database
+from central_parts import Stored, capture_of, file_source
 from helpers import pbxgw
 from plugins.processes import TIMEOUT, Postgres, wait_until
 
 pytestmark = pytest.mark.central
-
-
-def ipo_record(i: int) -> bytes:
-    """A distinct Avaya IP Office record; its call id is ``i``."""
-    return (f"2026/01/15 10:{i // 60 % 60:02}:{i % 60:02},00:00:10,3,0312{i:06},I,200,200,,0,{i},0,"
-            f"E200,Agent,T9001,Line 1.1,0,0\r\n").encode()
-
-
-def capture_of(path, first: int, last: int):
-    with open(path, "ab") as fh:
-        fh.write(b"".join(ipo_record(i) for i in range(first, last + 1)))
-    return path
-
-
-def file_source(path, follow: bool = False) -> dict:
-    return {"name": "ipo", "type": "file", "path": str(path), "follow": follow, "poll_interval": "50ms",
-            "profile": "avaya-ipo", "timezone": "Europe/Paris"}
-
-
-class Stored:
-    """The collector's database as a test reads it beside the collector."""
-
-    def __init__(self, url: str):
-        self.db = Database.open(url, create=True)
-
-    def count(self, table: str = "events") -> int:
-        try:
-            return self.db.fetch(f"SELECT count(*) FROM {table}")[0][0]
-        except Exception:  # (the collector may not have made its tables yet)
-            return 0
-
-    def callids(self) -> list[int]:
-        return sorted(int(c) for (c,) in self.db.fetch("SELECT callid FROM events"))
-
-    def close(self) -> None:
-        self.db.close()
 
 
 def children(pid: int) -> dict[int, str]:
@@ -77,13 +41,6 @@ def gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")  # (a zombie: ended)
     except FileNotFoundError:
         return True
-
-
-@pytest.fixture
-def stored(database_url):
-    s = Stored(database_url)
-    yield s
-    s.close()
 
 
 def test_a_gateways_calls_are_stored_once_with_its_status_and_the_fleet_shows_them(

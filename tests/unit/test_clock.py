@@ -88,6 +88,7 @@ def test_status_says_so_while_it_is_not():
                          "restart_needed": [], "clock_synchronized": False},
              "sources": [], "alarms": [], "headsets": [],
              "queue": {"depth": 0, "bytes": 0, "oldest_age_s": None, "dropped": 0, "dead": 0},
+             "archive": {"events": 0, "bytes": 0, "max_bytes": None, "first_rx_ms": None, "last_rx_ms": None},
              "broker": {"url": "mqtt://b:1883", "connected_since": None, "last_ack_ms": None, "in_flight": 0,
                         "delivered": 0}}
     lines = status.text(state, now=1_800_000_000)
@@ -104,6 +105,7 @@ def test_status_says_how_many_calls_look_wrong_per_source():
                          "restart_needed": [], "clock_synchronized": True},
              "sources": [source], "alarms": [], "headsets": [],
              "queue": {"depth": 0, "bytes": 0, "oldest_age_s": None, "dropped": 0, "dead": 0},
+             "archive": {"events": 0, "bytes": 0, "max_bytes": None, "first_rx_ms": None, "last_rx_ms": None},
              "broker": {"url": "mqtt://b:1883", "connected_since": None, "last_ack_ms": None, "in_flight": 0,
                         "delivered": 0}}
     (line,) = [line for line in status.text(state, now=1_800_000_000) if line.startswith("source kx")]

@@ -70,3 +70,10 @@ def test_the_rate_allows_a_second_of_events_and_refills_with_time():
     assert replays.allowance(0.0) == 0 and replays.wait() == pytest.approx(0.01)
     assert replays.allowance(0.5) == 50
     assert replays.allowance(10.0) == 100  # never more than a second's worth
+
+
+def test_a_request_answered_lately_gets_its_reply_again_not_a_second_replay():
+    replays = Replays("s1", rate=100)
+    replays.request(ask(id="a"), 0.0)
+    first = replays.finish(replays.jobs[0])
+    assert replays.request(ask(id="a"), 1.0) == first and not replays.jobs

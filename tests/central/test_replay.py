@@ -1,0 +1,144 @@
+"""Nothing lost end to end: what the broker or the database lost, the collector finds
+missing and its gateway publishes again from its archive; what the gateway no longer has
+is said and stored as lost at the edge. Real gateway, real Mosquitto, both engines."""
+
+import signal
+import threading
+
+import msgpack
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from gateway import replay
+from gateway.central import fleet
+from gateway.central.ingest import NOT_KEPT
+from plugins.processes import TIMEOUT, Broker, wait_until
+from central_parts import capture_of, file_source
+
+pytestmark = pytest.mark.central
+
+
+class Client:
+    """A plain MQTT client beside the parts: counts the calls the broker passes on, and
+    keeps the gateway's replies."""
+
+    def __init__(self, url: str):
+        host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+        self.calls, self.replies = 0, []
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self._client.on_message = self._on_message
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *a: subscribed.set()
+        self._client.connect(host, int(port))
+        self._client.subscribe([("pbxgw/v1/+/+/calls", 1), ("pbxgw/v1/+/+/replies", 1)])
+        self._client.loop_start()
+        assert subscribed.wait(TIMEOUT)
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic.endswith("/replies"):
+            self.replies.append(msgpack.unpackb(message.payload))
+        else:
+            self.calls += len(msgpack.unpackb(message.payload))
+
+    def ask(self, payload: bytes) -> None:
+        self._client.publish("pbxgw/v1/lab/gw-test/cmd/replay", payload, qos=1).wait_for_publish(TIMEOUT)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+def test_a_broker_killed_with_persistence_off_loses_nothing_the_collector_gets_it_replayed(
+        tmp_path, start_gateway, start_collector, database_url, stored):
+    broker = Broker(tmp_path / "broker", persistence=False)
+    broker.start()
+    try:
+        capture = capture_of(tmp_path / "smdr.log", 1, 200)
+        collector = start_collector(broker.url, database_url, hole_grace="1s")
+        # (metrics each second: they tell the collector each source's latest seq)
+        gateway = start_gateway(broker.url, [file_source(capture, follow=True)], gateway={"metrics_interval": "1s"})
+        wait_until(lambda: stored.count() >= 200, what="the first 200")
+        assert collector.kill(signal.SIGTERM) == 0  # away: the broker queues for its session, in memory only
+        watcher = Client(broker.url)
+        capture_of(capture, 201, 500)
+        wait_until(lambda: watcher.calls >= 300, what="the next 300 at the broker")
+        watcher.close()
+        broker.stop(signal.SIGKILL)  # with them, and with the collector's session
+        broker.start()
+        collector.start()  # (whatever the gateway sends before the collector has subscribed again is lost too)
+        wait_until(lambda: stored.count() >= 500, timeout=2 * TIMEOUT, what="all 500, those lost through replay")
+        capture_of(capture, 501, 600)
+        wait_until(lambda: stored.count() >= 600, what="the next 100")
+        assert stored.callids() == list(range(1, 601))
+        assert "asking for events missing: gw-test ipo stream" in collector.log_text()
+        assert "replayed 300 events of ipo 201..500" in gateway.log_text()
+    finally:
+        broker.stop(signal.SIGKILL)
+
+
+def test_rows_deleted_from_the_database_are_found_missing_and_refilled_from_the_gateway(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored):
+    collector = start_collector(broker.url, database_url, hole_grace="1s")
+    start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, 500))])
+    wait_until(lambda: stored.count() >= 500, what="500 stored")
+    stored.db.fetch("DELETE FROM events WHERE seq BETWEEN 101 AND 250 OR seq IN (1, 500) RETURNING seq")
+    wait_until(lambda: stored.count() >= 500, what="the deleted rows back")
+    assert stored.callids() == list(range(1, 501))
+    assert collector.log_text().count("asking for events missing") >= 1
+    assert fleet.holes(stored.db, "gw-test", "ipo") == ({}, {})
+
+
+def test_what_is_beyond_the_gateways_retention_is_stored_as_lost_at_the_edge_and_not_asked_again(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored):
+    collector = start_collector(broker.url, database_url, hole_grace="1s")
+    capture = capture_of(tmp_path / "smdr.log", 1, 10)
+    # An archive of 20 KiB keeps the newest few reads (each a segment: a 32nd of it is less)
+    start_gateway(broker.url, [file_source(capture, follow=True)], archive={"max_bytes": "20KiB"})
+    for last in range(10, 401, 10):
+        if last > 10:
+            capture_of(capture, last - 9, last)
+        wait_until(lambda: stored.count() >= last, what=f"{last} stored")
+    stored.db.fetch("DELETE FROM events WHERE seq BETWEEN 2 AND 399 RETURNING seq")
+    wait_until(lambda: "stored as lost at the edge" in collector.log_text(), what="the gateway's reply")
+    wait_until(lambda: fleet.holes(stored.db, "gw-test", "ipo")[0] == {}, what="no hole left open")
+    present = set(stored.callids())
+    (lost,) = fleet.holes(stored.db, "gw-test", "ipo")[1].values()
+    lost_seqs = {n for a, b in lost for n in range(a, b + 1)}
+    assert present | lost_seqs == set(range(1, 401)) and not present & lost_seqs
+    assert 2 in lost_seqs and 399 in present  # the oldest beyond retention, the newest replayed
+    assert {r for (r,) in stored.db.fetch("SELECT DISTINCT reason FROM gaps")} == {NOT_KEPT}
+    # (lost at the edge is no hole: fleet.holes is what the collector asks from, and shows)
+    shown = fleet.fleet(stored.db, 0)[0]["sources"][0]
+    assert shown["missing"] == 0 and shown["lost_at_edge"] == len(lost_seqs)
+
+
+def test_bad_enormous_repeated_and_unknown_requests_are_answered_and_live_traffic_flows(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored):
+    start_collector(broker.url, database_url, hole_grace="0s")  # (never asks: the test does)
+    capture = capture_of(tmp_path / "smdr.log", 1, 100)
+    gateway = start_gateway(broker.url, [file_source(capture, follow=True)])
+    wait_until(lambda: stored.count() >= 100, what="the first 100")
+    client = Client(broker.url)
+    try:
+        ask = lambda **f: msgpack.packb({"v": 1, "src": "ipo", "first": 1, "last": 10, **f})  # noqa: E731
+        for payload in (b"\xc1 garbage", msgpack.packb([1]), ask(id="big", last=replay.MAX_RANGE + 5),
+                        ask(id="future", v=7), ask(id="nobody", src="nobody"), ask(id="twice"), ask(id="twice")):
+            client.ask(payload)
+        capture_of(capture, 101, 200)
+        wait_until(lambda: len(client.replies) >= 6, what="the replies")
+        by_id = {}
+        for reply in client.replies:
+            by_id.setdefault(reply["id"], []).append(reply)
+        assert [r["retry"] for r in by_id[None]] == [False, False]
+        assert "at most" in by_id["big"][0]["error"] and "'v'" in by_id["future"][0]["error"]
+        assert by_id["nobody"] == [{"v": 1, "id": "nobody", "src": "nobody", "stream": by_id["nobody"][0]["stream"],
+                                    "first": 1, "last": 10, "found": 0, "missing": [[1, 10]]}]
+        # asked twice: answered once or twice alike, replayed once
+        assert all(r == by_id["twice"][0] for r in by_id["twice"]) and by_id["twice"][0]["found"] == 10
+        assert gateway.log_text().count("replayed 10 events of ipo 1..10") == 1
+        wait_until(lambda: stored.count() >= 200, what="live records stored meanwhile")
+        assert stored.callids() == list(range(1, 201))  # the replayed ten: duplicates, absorbed
+        assert gateway.proc.poll() is None
+    finally:
+        client.close()
