@@ -45,6 +45,7 @@ class CallEvent:
     raw: str = ""
     x: dict[str, Any] = field(default_factory=dict)
     unsynced: bool = False
+    latin1: bool = False  # raw was read as Latin-1 (its bytes were not UTF-8): how to get them back
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +63,7 @@ class UnparsedEvent:
     raw: str
     reason: str
     unsynced: bool = False
+    latin1: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,7 +183,7 @@ TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap":
 #: Keys left out of the wire map while their value is empty or false: vendor fields, and
 #: the mark of an event received while the gateway's clock was not synchronized (its
 #: ``rx`` or ``ts``, and a year the PBX did not print, may be wrong).
-OPTIONAL_KEYS = ("x", "unsynced")
+OPTIONAL_KEYS = ("x", "unsynced", "latin1")
 #: The key the publisher adds to events sent from the backlog (queued before the link
 #: came back), so that consumers can tell late events from live ones.
 HIST_KEY = "hist"

@@ -167,7 +167,7 @@ class Store:
                  archive_bytes: int = 0):
         self.when_full = when_full
         self.keep_ms = int(keep * 1000) if archive_bytes else 0
-        self.archive_max = archive_bytes if self.keep_ms else 0
+        self._archive_wanted = archive_bytes if self.keep_ms else 0
         self.archived_bytes = 0
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = state_dir / DB_NAME
@@ -231,21 +231,25 @@ class Store:
         return db
 
     def set_budget(self, max_bytes: int) -> None:
-        """The queue's byte budget: ``max_bytes``, or less when the disk cannot hold that.
+        """The queue's byte budget: ``max_bytes``, or less when the disk cannot hold that;
+        and the archive's, what the disk holds beyond the queue's, up to its own.
 
         The files hold more than the payloads (pages, row headers, the WAL between
         checkpoints): at most ``DISK_FACTOR`` times the payload bytes, plus the WAL's limit.
         So the budget is the lower of ``max_bytes`` and what the free space (with the
-        queue's own files) can take that way; the log says when the disk decides.
+        queue's own files) can take that way; the log says when the disk decides. The queue
+        comes first: on a small disk the archive keeps less, or nothing.
         """
         self.wal_limit = max(WAL_MIN_BYTES, min(CHECKPOINT_BYTES, max_bytes // 4))
         st = os.statvfs(self.path.parent)
         own = sum(os.path.getsize(f) for f in (self.path, f"{self.path}-wal") if os.path.exists(f))
-        fits = int((st.f_bavail * st.f_frsize + own - self.wal_limit) / DISK_FACTOR) - self.archive_max
+        fits = int((st.f_bavail * st.f_frsize + own - self.wal_limit) / DISK_FACTOR)
         self.max_bytes = max(0, min(max_bytes, fits))
-        if fits < max_bytes:
-            log.warning("queue budget %d bytes, not max_bytes %d: the disk under %s has %d bytes free",
-                        self.max_bytes, max_bytes, self.path.parent, st.f_bavail * st.f_frsize)
+        self.archive_max = max(0, min(self._archive_wanted, fits - self.max_bytes))
+        if fits < max_bytes + self._archive_wanted:
+            log.warning("queue budget %d bytes, not max_bytes %d, archive %d bytes, not %d: the disk under %s has "
+                        "%d bytes free", self.max_bytes, max_bytes, self.archive_max, self._archive_wanted,
+                        self.path.parent, st.f_bavail * st.f_frsize)
 
     def _open_stream(self) -> str:
         """This run's stream identity: the last run's if it stopped cleanly on this very
@@ -434,7 +438,7 @@ class Store:
             if seg is not None:
                 seg.closed = True
             seg = _Segment(seg.n + 1 if seg else 1, self._last_id + 1, self._last_id, 0, False, set(),
-                           first_rx=min(r[3] for r in rows))
+                           first_rx=min(_times(rows), default=0))
             self._db.execute(_SEGMENT.format(n=seg.n))
             self._db.execute("INSERT INTO segments VALUES (?)", (seg.n,))
             self._segments.append(seg)
@@ -445,7 +449,7 @@ class Store:
         self._last_id += len(rows)
         seg.last = self._last_id
         seg.bytes += sum(len(r[4]) for r in rows)
-        seg.last_rx = max(seg.last_rx, max(r[3] for r in rows))
+        seg.last_rx = max(seg.last_rx, *_times(rows))
 
     def _drop_oldest(self, excess: int) -> int:
         """Delete the oldest queued events (never gap reports) until ``excess`` bytes are
@@ -877,6 +881,12 @@ def event_map(payload: bytes) -> dict | None:
 
 def _payload_stream(payload) -> str:
     return str((event_map(payload) or {}).get("stream") or "")
+
+
+def _times(rows: list[tuple]) -> list[int]:
+    """The receive times of rows (``rx``, their fourth column) that are times (what a
+    damaged queue gave back may not be)."""
+    return [r[3] for r in rows if type(r[3]) is int]
 
 
 def _fitting(rows: list[tuple], budget: int) -> int:

@@ -24,11 +24,17 @@ _INT = re.compile(r"[+-]?\d+")
 def decode(data: bytes) -> str:
     """UTF-8 when the bytes are valid UTF-8, else latin-1 (which decodes every byte); a
     leading byte-order mark is dropped."""
+    return read_text(data)[0]
+
+
+def read_text(data: bytes) -> tuple[str, bool]:
+    """:func:`decode`'s text, and whether it was read as latin-1 (so that its bytes can be
+    had back: ``text.encode("latin-1" if latin1 else "utf-8")``)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
-    return text.removeprefix("\ufeff")  # a byte-order mark (files saved by Windows tools)
+        return data.decode("latin-1"), True
+    return text.removeprefix("\ufeff"), False  # a byte-order mark (files saved by Windows tools)
 
 
 class RecordParser:
@@ -51,9 +57,9 @@ class RecordParser:
 
     def parse(self, record: Record, rx: int, seq: int) -> Event:
         """The event for ``record``, received at ``rx`` (ms since the epoch) as number ``seq``."""
-        raw = decode(record.data)
+        raw, latin1 = read_text(record.data)
         stamp = dict(gw=self.gw, src=self.src, stream=self.stream, seq=seq, rx=rx, profile=self.profile.name,
-                     unsynced=not self.synchronized)
+                     unsynced=not self.synchronized, latin1=latin1)
         if record.truncated:
             reason = f"no record end within {self.profile.framing.max_record_len} bytes; cut there"
             return UnparsedEvent(**stamp, raw=raw, reason=reason)

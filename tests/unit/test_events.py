@@ -41,9 +41,9 @@ def documented_keys(kind: str) -> list[str]:
 @pytest.mark.parametrize("event", [CALL, UNPARSED, HEADSET, GAP, ALARM, STATUS],
                          ids=["call", "unparsed", "headset", "gap", "alarm", "status"])
 def test_wire_keys_are_the_documented_ones_in_order(event):
-    """With every key there: the optional ``unsynced`` set where the kind has it."""
-    if "unsynced" in {f.name for f in dataclasses.fields(event)}:
-        event = dataclasses.replace(event, unsynced=True)
+    """With every key there: the optional ``unsynced`` and ``latin1`` set where the kind has them."""
+    names = {f.name for f in dataclasses.fields(event)}
+    event = dataclasses.replace(event, **{key: True for key in ("unsynced", "latin1") if key in names})
     assert list(to_wire(event)) == documented_keys(event.KIND)
 
 
