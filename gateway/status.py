@@ -88,6 +88,32 @@ def dead_letters(state_dir: Path) -> list[tuple]:
         return db.execute("SELECT id, kind, reason, at, payload FROM dead ORDER BY id").fetchall()
 
 
+def held_events(state_dir: Path, src: str, seqs: tuple[int, int] | None = None,
+                received: tuple[int | None, int | None] = (None, None)) -> Iterator[bytes]:
+    """What the queue and the archive hold of source ``src``, read only, as one snapshot
+    (the gateway may run): each event's payload, oldest first; only ``seq`` within
+    ``seqs`` and receive time (ms) within ``received``, where given (for ``pbxgw export``).
+
+    :raises OSError: the queue cannot be read.
+    :raises LookupError: the queue never had a source of that name (its names said).
+    """
+    with _read_only(state_dir) as db:
+        db.execute("BEGIN")  # one snapshot: segments the gateway drops meanwhile stay readable
+        names = [n for (n,) in db.execute("SELECT name FROM sources WHERE name NOT LIKE '*%' ORDER BY name")]
+        names += sorted({s for (t,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'")
+                         for (s,) in db.execute(f"SELECT DISTINCT src FROM {t} WHERE seq IS NOT NULL")} - set(names))
+        if src not in names:
+            raise LookupError(f"no source named {src!r} in this queue; it has {', '.join(names) or 'none'}")
+        low, high = seqs or (None, None)
+        since, until = received
+        for (n,) in db.execute("SELECT n FROM segments ORDER BY n").fetchall():
+            for (payload,) in db.execute(
+                    f"SELECT payload FROM seg_{n} WHERE src = ? AND seq IS NOT NULL AND seq >= coalesce(?, seq) "
+                    "AND seq <= coalesce(?, seq) AND rx >= coalesce(?, rx) AND rx <= coalesce(?, rx) ORDER BY id",
+                    (src, low, high, since, until)):
+                yield payload
+
+
 async def serve(snapshot: Callable[[], dict[str, Any]], path: Path) -> asyncio.AbstractServer:
     """Answer every connection on ``path`` with ``snapshot()``, the daemon's state."""
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

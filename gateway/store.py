@@ -144,7 +144,8 @@ class QueueStats:
 
 @dataclass(frozen=True, slots=True)
 class ArchiveStats:
-    """What the archive holds: confirmed events kept for replay and export."""
+    """What the archive holds: events the broker confirmed, kept for replay and export
+    (with those of the segment still filling)."""
 
     events: int
     bytes: int
@@ -701,10 +702,15 @@ class Store:
     def stats(self) -> QueueStats:
         oldest = next((self._db.execute(f"SELECT MIN(rx) FROM {seg.table}").fetchone()[0]
                        for seg in self._segments if seg.pending), None)
-        archived = [seg for seg in self._segments if seg.archived]
-        archive = ArchiveStats(sum(seg.last - seg.first + 1 for seg in archived), self.archived_bytes,
-                               self.archive_max, archived[0].first_rx if archived else None,
-                               archived[-1].last_rx if archived else None)
+        # Delivered events held: whole archived segments, and those confirmed in the rest.
+        held = [(seg.last - seg.first + 1, seg.bytes, seg.first_rx, seg.last_rx) for seg in self._segments
+                if seg.archived]
+        held += [self._db.execute(f"SELECT count(*), COALESCE(SUM(length(payload)), 0), MIN(rx), MAX(rx) FROM "
+                                  f"{seg.table} WHERE id <= ?", (self._confirmed,)).fetchone()
+                 for seg in self._segments if not seg.archived and seg.first <= self._confirmed]
+        held = [h for h in held if h[0]]
+        archive = ArchiveStats(sum(h[0] for h in held), sum(h[1] for h in held), self.archive_max,
+                               min((h[2] for h in held), default=None), max((h[3] for h in held), default=None))
         return QueueStats(self.depth, self.bytes, oldest, self.counter("dropped"),
                           self.counter("dead"), self.counter("corrupt_recoveries"), archive)
 

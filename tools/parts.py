@@ -219,7 +219,8 @@ class CollectorProcess(DaemonProcess):
 
     command = "collect"
 
-    def __init__(self, workdir: Path, broker_url: str, database: str, **collector):
+    def __init__(self, workdir: Path, broker_url: str, database: str, mqtt: dict | None = None, **collector):
+        """:param mqtt: ``[mqtt]`` settings beside the URL, client id and backoff."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "collector.toml"
@@ -227,7 +228,7 @@ class CollectorProcess(DaemonProcess):
         settings = {"database": database, "linger": "50ms", **collector}
         lines = ["[collector]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
         lines += ["[mqtt]", f"url = {json.dumps(broker_url)}", f'client_id = "collector-{free_port()}"',
-                  'backoff_max = "2s"']
+                  'backoff_max = "2s"'] + [f"{k} = {json.dumps(v)}" for k, v in (mqtt or {}).items()]
         self.config.write_text("\n".join(lines) + "\n")
         self.proc = None
 

@@ -2,6 +2,7 @@
 missing and its gateway publishes again from its archive; what the gateway no longer has
 is said and stored as lost at the edge. Real gateway, real Mosquitto, both engines."""
 
+import re
 import signal
 import threading
 
@@ -14,7 +15,8 @@ from gateway import replay
 from gateway.central import fleet
 from gateway.central.ingest import NOT_KEPT
 from plugins.processes import TIMEOUT, Broker, wait_until
-from central_parts import capture_of, file_source
+from central_parts import Stored, capture_of, file_source
+from helpers import ROOT
 
 pytestmark = pytest.mark.central
 
@@ -142,3 +144,45 @@ def test_bad_enormous_repeated_and_unknown_requests_are_answered_and_live_traffi
         assert gateway.proc.poll() is None
     finally:
         client.close()
+
+
+def test_the_documented_acl_lets_the_collector_ask_and_keeps_gateways_from_asking(tmp_path, start_gateway,
+                                                                                   start_collector):
+    acl = re.search(r"```\n(# each gateway.*?)```", (ROOT / "docs" / "events.md").read_text(), re.S)[1]
+    secrets = {"gw-test": "gw-secret", "gw-other": "other-secret", "collector": "collector-secret"}
+    broker = Broker(tmp_path / "broker", acl=acl, anonymous=False, users=secrets)
+    broker.start()
+    files = {}
+    for user, secret in secrets.items():
+        files[user] = tmp_path / f"{user}.password"
+        files[user].write_text(secret)
+        files[user].chmod(0o600)
+    url = f"sqlite:///{tmp_path / 'central.db'}"
+    stored = Stored(url)
+    try:
+        collector = start_collector(broker.url, url, hole_grace="1s",
+                                    mqtt={"username": "collector", "password_file": str(files["collector"])})
+        gateway = start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, 300))],
+                                mqtt={"username": "gw-test", "password_file": str(files["gw-test"])})
+        wait_until(lambda: stored.count() >= 300, what="300 stored through the ACL")
+        stored.db.fetch("DELETE FROM events WHERE seq BETWEEN 100 AND 199 RETURNING seq")
+        wait_until(lambda: stored.count() >= 300, what="the 100 deleted replayed through the ACL")
+        assert stored.callids() == list(range(1, 301)) and "asking for events missing" in collector.log_text()
+        # Another gateway's credentials may not command this one; the collector's may
+        for user, rid, first in (("gw-other", "sneaky", 1), ("collector", "legit", 11)):
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+            client.username_pw_set(user, secrets[user])
+            host, port = broker.url.removeprefix("mqtt://").rsplit(":", 1)
+            client.connect(host, int(port))
+            client.loop_start()
+            try:
+                client.publish("pbxgw/v1/lab/gw-test/cmd/replay", msgpack.packb(
+                    {"v": 1, "id": rid, "src": "ipo", "first": first, "last": first + 9}), qos=1).wait_for_publish(TIMEOUT)
+            finally:
+                client.loop_stop()
+                client.disconnect()
+        wait_until(lambda: "replayed 10 events of ipo 11..20" in gateway.log_text(), what="the collector's request served")
+        assert "of ipo 1..10" not in gateway.log_text()  # (the one before it never reached the gateway)
+    finally:
+        stored.close()
+        broker.stop(signal.SIGKILL)

@@ -223,7 +223,7 @@ def test_confirmed_events_stay_in_the_archive_for_a_replay_and_count_apart_from_
     deliver_all(store)
     assert store.depth == 0 and store.bytes < 2000 + 1300  # only the open segment (a 32nd and one read)
     stats = store.stats().archive
-    assert stats.events > 0 and stats.bytes == store.archived_bytes > 0 and stats.first_rx <= stats.last_rx
+    assert stats.events == 60 and stats.bytes > store.archived_bytes > 0 and stats.first_rx <= stats.last_rx
     assert store.peek(0, None, 100) == []  # delivered: never sent again by the lanes
     assert seqs(store.kept("pbx1", "s1", 5, 44, 0, 1000)) == list(range(5, 45))
     first = store.kept("pbx1", "s1", 5, 44, 0, 7)
