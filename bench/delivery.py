@@ -1,6 +1,6 @@
-"""Delivery benchmarks: backlog drain rate, idle memory, disk writes per event.
+"""Delivery benchmarks: backlog drain rate, idle memory, disk writes per event, replays.
 
-    python -m bench.delivery [--events 1000000] [--rounds 3]
+    python -m bench.delivery [--events 1000000] [--rounds 3] [--parts drain,idle,disk,replay]
 
 Prints figures, never asserts them (shared machines are noisy):
 
@@ -11,7 +11,12 @@ Prints figures, never asserts them (shared machines are noisy):
 * bytes the gateway process wrote to disk (/proc/PID/io write_bytes) per event, with a PBX
   printing 10 events/s on a serial line (a pty) and pushing 1000 events/s over TCP (a
   serial line cannot carry that: 9600 baud is about 10 records/s), next to the events'
-  msgpack size.
+  msgpack size; with the archive off (``[archive] keep = "0s"``: events go at the broker's
+  PUBACK) and on (its defaults), side by side, and the ratio;
+* replay: 100 000 events delivered and archived, asked for again as the collector asks
+  (requests of 10 000, four at a time): events/s published again, at ``replay_rate`` 2 000
+  (the default) and 100 000; and the latency of live records (10/s) meanwhile, median
+  and max, against the same with no replay.
 """
 
 from __future__ import annotations
@@ -130,16 +135,18 @@ def idle_rss(work: Path, broker: Broker) -> float:
         gateway.kill(signal.SIGTERM)
 
 
-def disk_per_event(work: Path, broker: Broker, rate: int, seconds: float, link: str) -> tuple[float, int]:
+def disk_per_event(work: Path, broker: Broker, rate: int, seconds: float, link: str,
+                   archive: dict) -> tuple[float, int]:
     """(bytes written per event, events) with a PBX printing ``rate`` events/s on a serial
-    line (a pty) or pushing them over TCP (as Avaya IP Office does)."""
+    line (a pty) or pushing them over TCP (as Avaya IP Office does); ``archive``: the
+    gateway's ``[archive]`` settings."""
     if link == "serial":
         line = PtyLine()
         source = {"name": "pbx", "type": "serial", "device": line.path, "profile": "avaya-ipo"}
     else:
         port = free_port()
         source = {"name": "pbx", "type": "tcp-server", "host": "127.0.0.1", "port": port, "profile": "avaya-ipo"}
-    gateway = GatewayProcess(work, broker.url, [source])
+    gateway = GatewayProcess(work, broker.url, [source], archive=archive)
     counter = Counter(broker.url)
     gateway.start()
     if link == "tcp":
@@ -179,26 +186,123 @@ class TcpLine:
         self._sock.close()
 
 
+class ReplayWatch:
+    """The collector's part in a replay: asks, counts what comes again, and times live
+    records (their call id is the time they were written, in ms)."""
+
+    def __init__(self, url: str):
+        host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+        self.replayed, self.first, self.last = 0, 0.0, 0.0
+        self.latencies: list[float] = []
+        self.replies: list[dict] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(host, int(port))
+        self.client.subscribe([("pbxgw/v1/+/+/calls", 1), ("pbxgw/v1/+/+/replies", 1)])
+        self.client.loop_start()
+        subscribed.wait(30)
+
+    def _on_message(self, client, userdata, message) -> None:
+        now = time.perf_counter()
+        if message.topic.endswith("/replies"):
+            self.replies.append(msgpack.unpackb(message.payload))
+            return
+        events = msgpack.unpackb(message.payload)
+        if events[0].get("hist"):
+            self.first = self.first or now
+            self.last = now
+            self.replayed += len(events)
+        else:
+            self.latencies += [time.time() * 1000 - int(e["callid"]) for e in events if e.get("callid")]
+
+    def ask(self, first: int, last: int, rid: str) -> None:
+        self.client.publish("pbxgw/v1/lab/gw-test/cmd/replay", msgpack.packb(
+            {"v": 1, "id": rid, "src": "pbx", "first": first, "last": last}), qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def live_records(path: Path, stop: threading.Event) -> None:
+    """Append a record to ``path`` ten times a second, its call id the time (ms)."""
+    while not stop.wait(0.1):
+        with open(path, "ab") as fh:
+            fh.write(b"2026/01/15 10:00:00,00:00:10,3,0312000001,I,200,200,,0,%d,0,E200,Agent,T9001,Line 1.1,0,0\r\n"
+                     % int(time.time() * 1000))
+
+
+def replay_round(work: Path, broker: Broker, events: int, rate: int) -> tuple[float, list[float], list[float]]:
+    """(events/s replayed of ``events``, live latencies during the replay, and before it, ms)."""
+    source = idle_source(work)
+    gateway = GatewayProcess(work, broker.url, [source], mqtt={"client_id": f"bench-{work.name}"},
+                             archive={"replay_rate": rate})
+    fill_queue(gateway.state_dir, events)
+    counter = Counter(broker.url)
+    gateway.start()
+    watch = ReplayWatch(broker.url)
+    stop = threading.Event()
+    live = threading.Thread(target=live_records, args=(Path(source["path"]), stop))
+    try:
+        wait_for(lambda: counter.count >= events, timeout=600, what=f"{events} events delivered")
+        live.start()
+        wait_for(lambda: len(watch.latencies) >= 30, what="live records before the replay")
+        quiet = list(watch.latencies)
+        chunks = [(first, min(events, first + 9_999)) for first in range(1, events + 1, 10_000)]
+        asked = 0
+        while len(watch.replies) < len(chunks):
+            while asked < len(chunks) and asked - len(watch.replies) < 4:
+                watch.ask(*chunks[asked], rid=f"bench-{asked}")
+                asked += 1
+            time.sleep(0.05)
+            if time.perf_counter() - (watch.first or time.perf_counter()) > 900:
+                raise TimeoutError("the replay took over 15 minutes")
+        wait_for(lambda: watch.replayed >= events, what="every event replayed")
+        during = watch.latencies[len(quiet):]
+        return events / (watch.last - watch.first), during, quiet
+    finally:
+        stop.set()
+        if live.is_alive():
+            live.join()
+        gateway.kill(signal.SIGTERM)
+        counter.close()
+        watch.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="delivery benchmarks")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parts", default="drain,idle,disk,replay", help="which figures (comma-separated)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     size = len(packb(dataclasses.replace(template(), gw="gw-test", src="pbx")))
     with tempfile.TemporaryDirectory(prefix="pbxgw-bench-", dir="/var/tmp") as tmp:
         work = Path(tmp)
         broker = Broker(work / "broker")
         broker.start()
         try:
-            rates = [drain_round(work / f"drain{i}", broker, args.events) for i in range(args.rounds)]
-            print(f"drain of {args.events} queued events to a local broker, counted at a subscriber: "
-                  f"median {statistics.median(rates):,.0f} events/s (min {min(rates):,.0f}, "
-                  f"max {max(rates):,.0f}, {args.rounds} rounds)")
-            print(f"idle RSS of pbxgw run: {idle_rss(work / 'idle', broker):.1f} MiB")
-            for rate, seconds, link in ((10, 30, "serial"), (1000, 20, "tcp")):
-                per_event, sent = disk_per_event(work / f"disk{rate}", broker, rate, seconds, link)
-                print(f"disk writes at {rate} events/s over {link} ({sent} events): {per_event:,.0f} "
-                      f"bytes/event, {per_event / size:.2f}x the {size}-byte msgpack event")
+            if "drain" in parts:
+                rates = [drain_round(work / f"drain{i}", broker, args.events) for i in range(args.rounds)]
+                print(f"drain of {args.events} queued events to a local broker, counted at a subscriber: "
+                      f"median {statistics.median(rates):,.0f} events/s (min {min(rates):,.0f}, "
+                      f"max {max(rates):,.0f}, {args.rounds} rounds)")
+            if "idle" in parts:
+                print(f"idle RSS of pbxgw run: {idle_rss(work / 'idle', broker):.1f} MiB")
+            for rate, seconds, link in ((10, 30, "serial"), (1000, 20, "tcp")) if "disk" in parts else ():
+                (off, sent), (on, _) = (disk_per_event(work / f"disk{rate}-{name}", broker, rate, seconds, link, archive)
+                                        for name, archive in (("off", {"keep": "0s"}), ("on", {})))
+                print(f"disk writes at {rate} events/s over {link} ({sent} events): archive off {off:,.0f} "
+                      f"bytes/event ({off / size:.2f}x the {size}-byte msgpack event), archive on {on:,.0f} "
+                      f"({on / size:.2f}x); on/off {on / off:.2f}")
+            for rate in (2000, 100_000) if "replay" in parts else ():
+                replayed, during, quiet = replay_round(work / f"replay{rate}", broker, 100_000, rate)
+                print(f"replay of 100,000 archived events at replay_rate {rate:,}: {replayed:,.0f} events/s; "
+                      f"live records meanwhile: latency median {statistics.median(during):,.0f} ms, max "
+                      f"{max(during):,.0f} ms (before the replay: median {statistics.median(quiet):,.0f} ms, "
+                      f"max {max(quiet):,.0f} ms)")
         finally:
             broker.stop()
 

@@ -28,8 +28,8 @@ The disk is the only durable copy of an event between the PBX and the broker's P
   age, a 32nd of the archive's budget or of ``keep`` (and at ``SEGMENT_ROWS``), not at each
   sync: so the tables stay few (about 64) however long the archive, each event is still
   written once, and fewer tables are made and dropped than without it. The queue's budget
-  and the archive's are apart: a segment counts against the queue until it is closed
-  with every event confirmed, then against the archive.
+  and the archive's are apart: the queue counts the bytes of the events not confirmed;
+  a segment closed with every event confirmed counts against the archive.
 * A message the broker rejected moves its events to the ``dead`` table.
 * The queue has a byte budget. When an append would pass it, ``drop_oldest`` deletes the
   oldest events and ``drop_newest`` refuses the new ones; either way the dropped ``seq``
@@ -121,6 +121,7 @@ class _Segment:
     first_rx: int = 0  # the receive times of its events: oldest, newest (ms)
     last_rx: int = 0
     archived: bool = False  # closed, every event done: kept for replay (``done`` emptied)
+    done_bytes: int = 0  # of ``bytes``, those of the events done (they count for the archive, not the queue)
 
     @property
     def pending(self) -> int:
@@ -199,8 +200,10 @@ class Store:
             if not seg.archived:
                 ids = [i for (i,) in self._db.execute(f"SELECT id FROM seg_{n} WHERE id > ?", (self._confirmed,))]
                 seg.done = set(range(seg.first, seg.last + 1)).difference(ids)
+                seg.done_bytes = self._db.execute(f"SELECT COALESCE(SUM(length(payload)), 0) FROM seg_{n} "
+                                                  "WHERE id <= ?", (self._confirmed,)).fetchone()[0]
             self._segments.append(seg)
-        self.bytes = sum(seg.bytes for seg in self._segments if not seg.archived)
+        self.bytes = sum(seg.bytes - seg.done_bytes for seg in self._segments if not seg.archived)
         self.archived_bytes = sum(seg.bytes for seg in self._segments if seg.archived)
         # New ids continue above everything ever confirmed, even when the queue is empty.
         self._last_id = max((seg.last for seg in self._segments), default=self._confirmed)
@@ -454,7 +457,8 @@ class Store:
 
     def _drop_oldest(self, excess: int) -> int:
         """Delete the oldest queued events (never gap reports) until ``excess`` bytes are
-        freed or none are left; the bytes freed. Confirmed events go without a report."""
+        freed or none are left; the bytes freed. (Confirmed events stay: they count for the
+        archive, not the queue.)"""
         freed = 0
         for seg in list(self._segments):
             if freed >= excess:
@@ -467,11 +471,12 @@ class Store:
                     "WHERE kind != 'gap' ORDER BY id").fetchall():
                 if freed >= excess:
                     break
+                if row[0] in seg.done:
+                    continue
                 victims.append(row[0])
                 freed += row[5]
                 seg.bytes -= row[5]
-                if row[0] not in seg.done:
-                    lost.append((*row[1:5], self._stream_of(seg, row[0])))
+                lost.append((*row[1:5], self._stream_of(seg, row[0])))
             for start in range(0, len(victims), 500):
                 chunk = victims[start:start + 500]
                 self._db.execute(f"DELETE FROM {seg.table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
@@ -584,10 +589,19 @@ class Store:
         confirmed); the confirmed prefix is written with the next append or sync."""
         # Called for every PUBACK: find each id's segment by bisection, not by scanning.
         firsts = [seg.first for seg in self._segments]
+        newly: dict[int, list[int]] = {}
         for i in ids:
             k = bisect.bisect_right(firsts, i) - 1
-            if k >= 0 and i <= self._segments[k].last and not self._segments[k].archived:
+            if k >= 0 and i <= self._segments[k].last and not self._segments[k].archived \
+                    and i not in self._segments[k].done:
                 self._segments[k].done.add(i)
+                newly.setdefault(k, []).append(i)
+        for k, done in newly.items():  # their bytes leave the queue's count
+            seg = self._segments[k]
+            size = self._db.execute(f"SELECT COALESCE(SUM(length(payload)), 0) FROM {seg.table} WHERE id IN "
+                                    f"({','.join('?' * len(done))})", done).fetchone()[0]
+            seg.done_bytes += size
+            self.bytes -= size
         for seg in self._segments:  # advance the contiguous confirmed prefix
             if seg.last <= self._confirmed:
                 continue
@@ -650,7 +664,7 @@ class Store:
         for seg in self._segments:
             if seg.closed and not seg.archived and not seg.pending:
                 seg.archived, seg.done = True, set()
-                self.bytes -= seg.bytes
+                self.bytes -= seg.bytes - seg.done_bytes
                 self.archived_bytes += seg.bytes
         finished, over = [], self.archived_bytes - self.archive_max
         oldest_kept = int(time.time() * 1000) - self.keep_ms
@@ -673,7 +687,7 @@ class Store:
         if seg.archived:
             self.archived_bytes -= seg.bytes
         else:
-            self.bytes -= seg.bytes
+            self.bytes -= seg.bytes - seg.done_bytes
 
     # -- housekeeping --------------------------------------------------------------------
 

@@ -148,11 +148,14 @@ def test_full_queue_during_an_outage_drops_oldest_of_a_serial_line_and_reports_a
 
 
 def queued_calls(gw: GatewayProcess) -> list[int]:
-    """The seq numbers of the call events in the gateway's queue (read beside it, as an operator would)."""
+    """The seq numbers of the call events in the gateway's queue, not yet confirmed (read
+    beside it, as an operator would; the confirmed ones below the prefix are its archive)."""
     db = sqlite3.connect(gw.state_dir / "queue.db")
     try:
+        confirmed = (db.execute("SELECT next_seq FROM sources WHERE name = '*confirmed*'").fetchone() or (1,))[0] - 1
         tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_*'")]
-        return sorted(seq for t in tables for (seq,) in db.execute(f"SELECT seq FROM {t} WHERE kind = 'call'"))
+        return sorted(seq for t in tables for (seq,) in db.execute(f"SELECT seq FROM {t} WHERE kind = 'call' "
+                                                                   "AND id > ?", (confirmed,)))
     finally:
         db.close()
 

@@ -77,7 +77,7 @@ def test_status_answers_with_the_broker_down_and_says_so_when_no_gateway_runs(tm
     wait_until(lambda: json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)
                ["sources"][0]["records"] == 10, what="the capture read")
     state = json.loads(pbxgw("status", "--json", "--config", str(gw.config)).stdout)
-    assert set(state) == {"running", "gateway", "sources", "alarms", "queue", "broker", "headsets"}
+    assert set(state) == {"running", "gateway", "sources", "alarms", "queue", "archive", "broker", "headsets"}
     assert state["queue"]["depth"] >= 10 and state["broker"]["connected_since"] is None
     text = pbxgw("status", "--config", str(gw.config)).stdout.decode()
     assert f"source pbx (file {capture}, avaya-ipo, UTC):" in text and "10 records" in text and "not connected" in text

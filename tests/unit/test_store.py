@@ -279,3 +279,17 @@ def test_the_confirmed_prefix_passes_an_archived_segment_once_an_older_one_is_co
     store.close()
     again = archive(tmp_path)
     assert again.depth == 0 and again.peek(0, None, 100) == []
+
+
+def test_confirmed_events_free_the_queues_budget_at_once_though_their_segment_stays_open(tmp_path):
+    store = archive(tmp_path, archive_bytes=32 * 20_000, queue_bytes=6000)
+    store.append("pbx1", [recent(n) for n in range(1, 21)], 21)  # ~4 900 bytes, under the budget
+    assert store.room() < 2000 and store.counter("dropped") == 0
+    store.confirm([r.id for r in store.peek(0, None, 100)])
+    assert store.bytes == 0 and store.room() == 6000  # (no sync: the segment is still open)
+    store.append("pbx1", [recent(n) for n in range(21, 41)], 41)
+    assert store.counter("dropped") == 0 and store.depth == 20
+    assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE name GLOB 'seg_*'").fetchone()[0] == 1
+    store.close()
+    again = archive(tmp_path, archive_bytes=32 * 20_000, queue_bytes=6000)
+    assert again.depth == 20 and again.bytes == sum(len(r.payload) for r in again.peek(0, None, 100))
