@@ -24,13 +24,16 @@ test: $(VENV)/.installed packages
 	sh tools/nocc.sh -m "not central"
 
 # Not part of `make test`: N cycles of faults (kill -9, broker restarts, reload storms,
-# power cuts, a second instance, a full disk) while M records flow (tools/chaos.py).
+# power cuts, a second instance, a full disk) while M records flow (tools/chaos.py); then
+# the central side's (tools/chaos_central.py): gateway, broker and collector killed,
+# PostgreSQL restarted, every record counted in the database.
 chaos: $(VENV)/.installed packages
 	$(PY) -m tools.chaos --cycles 50 --records 50000 --source file
 	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults broker
 	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults gateway
 	$(PY) -m tools.chaos --cycles 36 --records 20000 --source file --faults all
 	$(PY) -m tools.chaos --cycles 36 --records 10000 --source pty --faults all
+	$(PY) -m tools.chaos_central --cycles 50 --records 50000
 
 bench: $(VENV)/.installed packages
 	$(PY) -m bench.parse --profile panasonic-kx-tda

@@ -9,11 +9,12 @@ it does not have (beyond retention, or never there).
 
 A replay only reads: it changes and deletes nothing, so asking twice is harmless (the
 collector's keys absorb the second copy); a request whose id is waiting is not taken
-twice, and one whose id was answered lately gets the same reply again, not a replay. What a gateway takes on is bounded: a range of
-at most :data:`MAX_RANGE` events, at most :data:`MAX_JOBS` requests waiting, at most
-:data:`PER_MINUTE` taken in a minute; past these, and for anything malformed, the reply
-says why (``error``) and whether asking again later may succeed (``retry``). Nothing here
-touches the network, the disk or a clock: the caller passes the time.
+twice, and one whose id was answered lately gets the same reply again, not a replay.
+What a gateway takes on is bounded: a range of at most :data:`MAX_RANGE` events, at most
+:data:`MAX_JOBS` requests waiting, at most :data:`PER_MINUTE` taken in a minute; past
+these, and for anything malformed, the reply says why (``error``) and whether asking again
+later may succeed (``retry``). Nothing here touches the network, the disk or a clock: the
+caller passes the time.
 """
 
 from __future__ import annotations

@@ -195,7 +195,8 @@ def archive_text(a: dict[str, Any]) -> str:
     budget = f" of {a['max_bytes']}" if a["max_bytes"] else ""
     if not a["events"]:
         return f"archive: empty ({a['bytes']} bytes{budget})"
-    first, last = (time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) for ms in (a["first_rx_ms"], a["last_rx_ms"]))
+    first, last = (time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
+                   for ms in (a["first_rx_ms"], a["last_rx_ms"]))
     return f"archive: {a['events']} events delivered, {a['bytes']} bytes{budget}, received {first} to {last} local"
 
 

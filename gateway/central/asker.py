@@ -6,7 +6,8 @@ holes by themselves. A request names at most :data:`gateway.replay.MAX_RANGE` ev
 gateway takes at most :data:`gateway.replay.MAX_JOBS` at once, so no more are asked of
 it until they are answered or time out. A hole still open after its request is asked
 for again after a backoff (``backoff_min`` doubling up to ``backoff_max``), whether the
-reply was lost, the gateway was away or busy. What a reply says the gateway does not have
+reply was lost, the gateway was away or busy; and at once when its gateway comes online
+again (a request made before then may have found it gone). What a reply says the gateway does not have
 is stored as lost at the edge (``gap`` rows, made by :mod:`gateway.central.ingest`), so
 it is no hole any more and is never asked for again. The caller passes the time.
 """
@@ -32,6 +33,7 @@ StreamKey = tuple[str, str, str, str]
 class _Hole:
     seen_at: float
     asked: int = 0  # how many times
+    asked_at: float = 0.0
     retry_at: float = 0.0  # not asked again before
     request: str | None = None  # the id of the request not answered yet
 
@@ -67,7 +69,7 @@ class Asker:
             if hole.request:
                 self._waiting.pop(hole.request, None)
             hole.request = next(self._ids)
-            hole.asked += 1
+            hole.asked, hole.asked_at = hole.asked + 1, now
             hole.retry_at = now + min(self.backoff_max, self.backoff_min * 2 ** (hole.asked - 1))
             self._waiting[hole.request] = where
             busy[gw] += 1
@@ -76,6 +78,14 @@ class Asker:
                 {"v": SCHEMA_VERSION, "id": hole.request, "src": src, "stream": stream, "first": first,
                  "last": last})))
         return out
+
+    def online(self, gw: str, now: float) -> None:
+        """Gateway ``gw`` came online: what was asked of it before, unanswered, is asked
+        again at the next look."""
+        for (key, _, _), hole in self._holes.items():
+            if key[0] == gw and hole.request and hole.asked_at < now:
+                self._waiting.pop(hole.request, None)
+                hole.request, hole.retry_at = None, now
 
     def answered(self, reply: dict[str, Any], now: float) -> None:
         """A gateway's reply (stored: what it lacks is a ``gap`` now). A request refused

@@ -358,6 +358,12 @@ class Collector:
             self.notifier.status(f"{self.stored} events stored, {self.duplicates} duplicates, "
                                  f"{self.rejected} rejected")
             self._ack(batch)
+            if written.duplicates:
+                log.info("%d duplicates absorbed (events stored already: delivered again, or replayed)",
+                         written.duplicates)
+            for status in rows.statuses:
+                if status["state"] == "online":
+                    self._asker.online(status["gw"], time.monotonic())
             for gw, reply in rows.replies:
                 self._asker.answered(reply, time.monotonic())
                 if "error" in reply:

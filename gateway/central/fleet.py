@@ -38,19 +38,23 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
     """Per stream: the ``seq`` ranges missing and not reported lost (the collector asks
     the gateway for them again), and those the gateway reported lost (``gap`` events, and
     what its replies said it does not have). Missing is anything between the first seq
-    ever stored and the highest stored or numbered at the gateway (its latest metrics say
-    each source's: so the last events lost show too) that is not in the table now (rows
-    deleted by hand count too)."""
+    ever stored and the highest stored or numbered at the gateway that is not in the table
+    now (rows deleted by hand count too). So that the last events lost show too: the
+    gateway's latest metrics say each source's latest seq in its current stream, and a
+    stream went on at least to just below where the next one (by first seq) starts, as a
+    gateway's new stream goes on from the seq its queue remembers (one below the old one's
+    highest after a power cut is no hole)."""
     table = "events" if kind == "pbx" else "headset_events"
     numbered = _numbered(db, gw, src)
     lost: dict[str, list] = {}
     for stream, first, last in db.fetch("SELECT stream, first, last FROM gaps WHERE gw = ? AND src = ?", (gw, src)):
         lost.setdefault(stream, []).append((first, last))
     missing: dict[str, list] = {}
-    for stream, first, high in db.fetch("SELECT stream, first_seq, high_seq FROM sources WHERE gw = ? AND src = ?",
-                                        (gw, src)):
+    streams = db.fetch("SELECT stream, first_seq, high_seq FROM sources WHERE gw = ? AND src = ? ORDER BY first_seq",
+                       (gw, src))
+    for i, (stream, first, high) in enumerate(streams):
         key = (gw, src, stream)
-        high = max(high, numbered.get(stream, high))
+        high = max(high, numbered.get(stream, high), streams[i + 1][1] - 1 if i + 1 < len(streams) else high)
         count, low, top = db.fetch(f"SELECT count(*), min(seq), max(seq) FROM {table} WHERE gw = ? AND src = ? "
                                    "AND stream = ?", key)[0]
         if count == high - first + 1:

@@ -176,12 +176,13 @@ def test_the_documented_acl_lets_the_collector_ask_and_keeps_gateways_from_askin
             client.connect(host, int(port))
             client.loop_start()
             try:
-                client.publish("pbxgw/v1/lab/gw-test/cmd/replay", msgpack.packb(
-                    {"v": 1, "id": rid, "src": "ipo", "first": first, "last": first + 9}), qos=1).wait_for_publish(TIMEOUT)
+                request = {"v": 1, "id": rid, "src": "ipo", "first": first, "last": first + 9}
+                client.publish("pbxgw/v1/lab/gw-test/cmd/replay", msgpack.packb(request), qos=1).wait_for_publish(TIMEOUT)
             finally:
                 client.loop_stop()
                 client.disconnect()
-        wait_until(lambda: "replayed 10 events of ipo 11..20" in gateway.log_text(), what="the collector's request served")
+        wait_until(lambda: "replayed 10 events of ipo 11..20" in gateway.log_text(),
+                   what="the collector's request served")
         assert "of ipo 1..10" not in gateway.log_text()  # (the one before it never reached the gateway)
     finally:
         stored.close()

@@ -14,7 +14,7 @@ CORE = ["events.py", "errors.py", "queued.py", "outbox.py", "backoff.py", "alarm
         "smdr/framer.py", "smdr/fields.py", "smdr/split.py", "smdr/parser.py", "smdr/stream.py",
         "smdr/plan.py", "smdr/quick.py", "smdr/profile.py", "smdr/offline.py", "smdr/draft.py",
         "smdr/responder.py", "headsets/descriptor.py", "headsets/layout.py", "headsets/telephony.py",
-        "headsets/usages.py", "headsets/reports.py", "central/ingest.py", "ranges.py", "replay.py"]
+        "headsets/usages.py", "headsets/reports.py", "central/ingest.py", "central/asker.py", "ranges.py", "replay.py"]
 FORBIDDEN_MODULES = {"serial", "pyudev", "paho", "socket", "asyncio", "sqlite3", "select", "os", "time", "cffi"}
 #: What the PBX wing may import of the gateway (besides itself); its loader reads files.
 SMDR_MAY_IMPORT = {"gateway.events", "gateway.errors"}

@@ -1,0 +1,53 @@
+"""The collector's asking: holes asked for after their grace, bounded per gateway, backed
+off, asked again when their gateway is back, forgotten once filled."""
+
+import msgpack
+import pytest
+
+from gateway.central.asker import Asker
+from gateway.replay import MAX_JOBS, MAX_RANGE
+
+pytestmark = pytest.mark.central
+
+KEY = ("gw-1", "lab", "pbx", "s1")
+
+
+def asked(requests):
+    return [(topic, msgpack.unpackb(payload)) for topic, payload in requests]
+
+
+def test_a_hole_is_asked_for_after_its_grace_and_again_after_a_backoff_until_filled():
+    asker = Asker(grace=60, name="c1", backoff_min=30)
+    assert asker.requests({KEY: [(5, 9)]}, now=0) == []  # seen now: it may fill by itself
+    ((topic, request),) = asked(asker.requests({KEY: [(5, 9)]}, now=61))
+    assert topic == "pbxgw/v1/lab/gw-1/cmd/replay"
+    assert {k: request[k] for k in ("v", "src", "stream", "first", "last")} == \
+        {"v": 1, "src": "pbx", "stream": "s1", "first": 5, "last": 9}
+    assert asker.requests({KEY: [(5, 9)]}, now=80) == []  # asked; not again before its backoff
+    ((_, again),) = asked(asker.requests({KEY: [(5, 9)]}, now=92))
+    assert again["id"] != request["id"]
+    assert asker.requests({KEY: [(5, 9)]}, now=140) == []  # (the backoff doubled: 60 s)
+    assert asker.requests({}, now=200) == []  # filled: forgotten
+    assert asker.requests({KEY: [(5, 9)]}, now=201) == []  # a new hole there waits its grace again
+
+
+def test_a_large_hole_is_asked_in_pieces_at_most_max_jobs_at_a_time_per_gateway():
+    asker = Asker(grace=0, name="c1")
+    hole = {KEY: [(1, 10 * MAX_RANGE)], ("gw-2", "lab", "pbx", "s9"): [(1, 1)]}
+    first = asked(asker.requests(hole, now=1))
+    to_gw1 = [r for t, r in first if "/gw-1/" in t]
+    assert len(to_gw1) == MAX_JOBS and all(r["last"] - r["first"] + 1 == MAX_RANGE for r in to_gw1)
+    assert any("/gw-2/" in t for t, _ in first)  # another gateway is not held up
+    for _, r in first:
+        asker.answered({"v": 1, "id": r["id"], "found": 1, "missing": []}, now=2)
+    assert len([r for t, r in asked(asker.requests(hole, now=3)) if "/gw-1/" in t]) == MAX_JOBS
+
+
+def test_what_was_asked_of_a_gateway_that_then_came_online_is_asked_again_at_once():
+    asker = Asker(grace=0, name="c1", backoff_min=30)
+    (_, first), = asked(asker.requests({KEY: [(5, 9)]}, now=1))
+    asker.online("gw-9", now=2)  # another gateway: nothing changes
+    assert asker.requests({KEY: [(5, 9)]}, now=3) == []
+    asker.online("gw-1", now=4)
+    (_, again), = asked(asker.requests({KEY: [(5, 9)]}, now=5))
+    assert again["id"] != first["id"] and (again["first"], again["last"]) == (5, 9)

@@ -1,0 +1,20 @@
+"""The reduced central chaos run (`make chaos` runs the full one): gateway, broker and
+collector killed, PostgreSQL restarted, while a PBX writes unique records; every one of
+them ends up in the database."""
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.central
+
+
+def test_every_record_is_stored_through_kills_of_every_part_and_database_restarts():
+    run = subprocess.run([sys.executable, "-m", "tools.chaos_central", "--cycles", "8", "--records", "3000",
+                          "--seed", "2", "--stall", "150"], capture_output=True, text=True, timeout=900)
+    figures = dict(line.rsplit(" ", 1) for line in run.stdout.splitlines()[1:])
+    assert run.returncode == 0, (figures, run.stderr[-2000:])
+    assert figures["lost"] == "0" and figures["stored unique"] == "3000"
+    assert run.stdout.startswith("8 cycles: 2 gateway kill -9, 2 broker kill -9, 2 collector kill -9, "
+                                 "2 PostgreSQL restarts")
