@@ -32,32 +32,22 @@ import time
 from pathlib import Path
 
 import msgpack
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.smdr import profiles
 from gateway.events import CallEvent, packb
 from gateway.smdr.offline import sample_events
 from gateway.simulate import PtyLine
 from gateway.store import Store
-from tools.parts import Broker, GatewayProcess, free_port, wait_for
+from tools.parts import Broker, GatewayProcess, free_port, subscriber, wait_for
 
 
 class Counter:
     """Counts events in batches on the calls topic (reads only the array headers)."""
 
     def __init__(self, url: str):
-        host, port = url.removeprefix("mqtt://").rsplit(":", 1)
         self.count = 0
         self.first = self.last = 0.0
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.on_connect = lambda c, *a: c.subscribe("pbxgw/v1/+/+/calls", qos=1)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect(host, int(port))
-        self.client.loop_start()
-        subscribed.wait(30)
+        self.client = subscriber(url, ["pbxgw/v1/+/+/calls"], self._on_message)
 
     def _on_message(self, client, userdata, message) -> None:
         unpacker = msgpack.Unpacker()
@@ -191,18 +181,10 @@ class ReplayWatch:
     records (their call id is the time they were written, in ms)."""
 
     def __init__(self, url: str):
-        host, port = url.removeprefix("mqtt://").rsplit(":", 1)
         self.replayed, self.first, self.last = 0, 0.0, 0.0
         self.latencies: list[float] = []
         self.replies: list[dict] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect(host, int(port))
-        self.client.subscribe([("pbxgw/v1/+/+/calls", 1), ("pbxgw/v1/+/+/replies", 1)])
-        self.client.loop_start()
-        subscribed.wait(30)
+        self.client = subscriber(url, ["pbxgw/v1/+/+/calls", "pbxgw/v1/+/+/replies"], self._on_message)
 
     def _on_message(self, client, userdata, message) -> None:
         now = time.perf_counter()

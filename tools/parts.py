@@ -18,8 +18,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 TIMEOUT = 60
 
@@ -45,6 +49,22 @@ def mosquitto_binary() -> str:
         raise FileNotFoundError("mosquitto is not installed (Debian: apt-get install mosquitto)")
     return found
 
+
+
+def subscriber(url: str, topics: list[str], on_message) -> mqtt.Client:
+    """An MQTT 5 client of the broker at ``url`` (``mqtt://HOST:PORT``), subscribed at QoS 1
+    to ``topics`` once this returns, its network thread running ``on_message``."""
+    host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.on_message = on_message
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.connect(host, int(port))
+    client.subscribe([(topic, 1) for topic in topics])
+    client.loop_start()
+    if not subscribed.wait(TIMEOUT):
+        raise TimeoutError(f"no SUBACK from {url} in {TIMEOUT} s")
+    return client
 
 class Broker:
     """Mosquitto on 127.0.0.1:<free port>, restartable on the same port.

@@ -4,7 +4,6 @@ is said and stored as lost at the edge. Real gateway, real Mosquitto, both engin
 
 import re
 import signal
-import threading
 
 import msgpack
 import paho.mqtt.client as mqtt
@@ -15,6 +14,7 @@ from gateway import replay
 from gateway.central import fleet
 from gateway.central.ingest import NOT_KEPT
 from plugins.processes import TIMEOUT, Broker, wait_until
+from tools.parts import subscriber
 from central_parts import Stored, capture_of, file_source
 from helpers import ROOT
 
@@ -26,16 +26,8 @@ class Client:
     keeps the gateway's replies."""
 
     def __init__(self, url: str):
-        host, port = url.removeprefix("mqtt://").rsplit(":", 1)
         self.calls, self.replies = 0, []
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        self._client.on_message = self._on_message
-        subscribed = threading.Event()
-        self._client.on_subscribe = lambda *a: subscribed.set()
-        self._client.connect(host, int(port))
-        self._client.subscribe([("pbxgw/v1/+/+/calls", 1), ("pbxgw/v1/+/+/replies", 1)])
-        self._client.loop_start()
-        assert subscribed.wait(TIMEOUT)
+        self._client = subscriber(url, ["pbxgw/v1/+/+/calls", "pbxgw/v1/+/+/replies"], self._on_message)
 
     def _on_message(self, client, userdata, message) -> None:
         if message.topic.endswith("/replies"):
