@@ -138,9 +138,17 @@ def text(gateways: list[dict[str, Any]], now_ms: int) -> str:
         for s in g["sources"]:
             alarms = ", ".join(s["alarms"]) or "none"
             lines.append(f"  {s['src']} ({s['kind']}): {s['records']} stored, last {_when(s['last_rx'])}, "
-                         f"{s['today']} today, missing {s['missing']}, lost at edge {s['lost_at_edge']}, "
-                         f"alarms raised: {alarms}")
+                         f"{s['today']} today, missing {s['missing']}{_ranges(s['missing_ranges'])}, "
+                         f"lost at edge {s['lost_at_edge']}, alarms raised: {alarms}")
     return "\n".join(lines) + "\n"
+
+
+def _ranges(by_stream: dict[str, list[list[int]]], shown: int = 3) -> str:
+    """The first few ranges missing (seq), as ``" (201-500, 733)"``."""
+    found = [f"{a}-{b}" if a != b else f"{a}" for ranges_ in by_stream.values() for a, b in ranges_]
+    if not found:
+        return ""
+    return f" ({', '.join(found[:shown])}{', ...' if len(found) > shown else ''})"
 
 
 def _when(ms: int | None) -> str:

@@ -82,6 +82,18 @@ def test_streams_of_one_source_are_kept_apart(db):
     assert fleet.holes(db, "gw-1", "pbx") == ({}, {})
 
 
+def test_the_last_events_lost_show_as_missing_by_the_gateways_metrics_and_the_next_stream(db):
+    db.write(batch(call(1, "old"), call(2, "old"), call(6, "new"), call(7, "new")))
+    assert fleet.holes(db, "gw-1", "pbx")[0] == {"old": [(3, 5)]}  # "new" went on from 6: "old" reached 5
+    metrics = Rows()
+    metrics.add("pbxgw/v1/lab/gw-1/metrics", msgpack.packb({
+        "v": 1, "kind": "metrics", "gw": "gw-1", "rx": 9, "up_s": 1.0, "queue": {}, "broker": {}, "headsets": 0,
+        "sources": [{"name": "pbx", "stream": "new", "seq": 10}]}), 10)
+    db.write(metrics)
+    assert fleet.holes(db, "gw-1", "pbx")[0] == {"old": [(3, 5)], "new": [(8, 10)]}
+    assert set(fleet.open_holes(db)) == {("gw-1", "lab", "pbx", "old"), ("gw-1", "lab", "pbx", "new")}
+
+
 def test_rejected_messages_are_kept_whole(db):
     rows = Rows()
     rows.add(TOPIC, b"\xc1\xc1", 7)
@@ -104,7 +116,8 @@ def test_the_fleet_shows_status_boots_sources_and_alarms(db):
     (source,) = gateway["sources"]
     assert (source["records"], source["missing"], source["timezone"], source["alarms"]) == (3, 1, "Europe/Paris",
                                                                                            ["no_data"])
-    assert "gw-1 (site lab): online since" in fleet.text([gateway], 1_700_000_060_000)
+    shown = fleet.text([gateway], 1_700_000_060_000)
+    assert "gw-1 (site lab): online since" in shown and "missing 1 (3), lost at edge 0" in shown
 
 
 def test_an_older_status_does_not_undo_a_newer_one(db):
