@@ -70,7 +70,8 @@ def template() -> CallEvent:
 def fill_queue(state_dir: Path, events: int) -> int:
     """Queue ``events`` call events as an outage would leave them; their mean size."""
     store = Store(state_dir, 2**40, "drop_oldest")
-    base = dataclasses.replace(template(), gw="gw-test", src="pbx")
+    # received now (an archive keeps them: the sample's own time is months ago)
+    base = dataclasses.replace(template(), gw="gw-test", src="pbx", stream=store.stream, rx=int(time.time() * 1000))
     size = 0
     for start in range(1, events + 1, 1000):
         batch = [dataclasses.replace(base, seq=s, callid=str(s)) for s in range(start, min(start + 1000, events + 1))]
@@ -140,7 +141,7 @@ def disk_per_event(work: Path, broker: Broker, rate: int, seconds: float, link: 
     counter = Counter(broker.url)
     gateway.start()
     if link == "tcp":
-        wait_for(lambda: "listening on port" in gateway.log_text(), what="the gateway's TCP port")
+        wait_for(lambda: f"listening on 127.0.0.1:{port}" in gateway.log_text(), what="the gateway's TCP port")
         line = TcpLine(port)
     record = b"2026/01/15 10:00:00,00:00:10,3,0312000001,I,200,200,,0,%d,0,E200,Agent,T9001,Line 1.1,0,0\r\n"
     try:
@@ -224,11 +225,12 @@ def replay_round(work: Path, broker: Broker, events: int, rate: int) -> tuple[fl
     fill_queue(gateway.state_dir, events)
     counter = Counter(broker.url)
     gateway.start()
-    watch = ReplayWatch(broker.url)
+    watch = None
     stop = threading.Event()
     live = threading.Thread(target=live_records, args=(Path(source["path"]), stop))
     try:
         wait_for(lambda: counter.count >= events, timeout=600, what=f"{events} events delivered")
+        watch = ReplayWatch(broker.url)  # (after the backlog, marked hist too, has drained)
         live.start()
         wait_for(lambda: len(watch.latencies) >= 30, what="live records before the replay")
         quiet = list(watch.latencies)
@@ -241,6 +243,8 @@ def replay_round(work: Path, broker: Broker, events: int, rate: int) -> tuple[fl
             time.sleep(0.05)
             if time.perf_counter() - (watch.first or time.perf_counter()) > 900:
                 raise TimeoutError("the replay took over 15 minutes")
+        if missing := sum(b - a + 1 for r in watch.replies for a, b in r.get("missing", [])):
+            raise RuntimeError(f"{missing} events were not in the archive: {watch.replies[:2]}")
         wait_for(lambda: watch.replayed >= events, what="every event replayed")
         during = watch.latencies[len(quiet):]
         return events / (watch.last - watch.first), during, quiet
@@ -250,7 +254,8 @@ def replay_round(work: Path, broker: Broker, events: int, rate: int) -> tuple[fl
             live.join()
         gateway.kill(signal.SIGTERM)
         counter.close()
-        watch.close()
+        if watch is not None:
+            watch.close()
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from gateway.events import StatusEvent, packb
 from gateway.loophooks import NO_REASON, LoopHooks
 from gateway.outbox import Batch, Outbox
 from gateway.preflight import Prepared
-from gateway.replay import Replays
+from gateway.replay import MAX_JOBS, Job, Replays
 from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw.mqtt")
@@ -72,9 +72,10 @@ class Publisher:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
                              protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
                              clean_session=None if v5 else True, reconnect_on_failure=False)
-        # paho holds at most the in-flight window; the disk queue holds the rest.
+        # paho holds at most the in-flight window (and the status and replay replies, sent
+        # beside it); the disk queue holds the rest.
         client.max_inflight_messages_set(s.inflight)
-        client.max_queued_messages_set(s.inflight)
+        client.max_queued_messages_set(s.inflight + MAX_JOBS + 2)
         if self.prepared.tls is not None:
             client.tls_set_context(self.prepared.tls)
         if s.username:
@@ -198,14 +199,19 @@ class Publisher:
         if self.store.unreported and self.outbox.online:  # drops while connected (a full disk, a slow broker)
             self._report_gaps()
         while self.outbox.can_send():
-            batch = self.outbox.next_batch(self.store.peek) or self._replay_batch()
+            batch, replayed = self.outbox.next_batch(self.store.peek), None
             if batch is None:
-                return
+                replayed = self._replay_batch()
+                if replayed is None:
+                    return
+                batch = replayed[0]
             info = self._client.publish(self._topic(batch.topic), batch.payload, qos=1)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 log.error("publish failed locally (%s); retrying after reconnect", info.rc)
                 return
             # MQTT_ERR_NO_CONN: paho keeps the message and sends it after reconnecting.
+            if replayed is not None:
+                self.replays.sent(replayed[1], replayed[2])
             self.outbox.sent(info.mid, batch)
             self._drained.clear()
             log.debug("sent mid %d: %d events on %s (rows %d..%d)%s", info.mid, len(batch.ids),
@@ -222,9 +228,10 @@ class Publisher:
             log.warning("replay request refused: %s", reply["error"])
         self._client.publish(self._topic("replies"), msgpack.packb(reply), qos=1)
 
-    def _replay_batch(self) -> Batch | None:
-        """The next message a replay request asks for, when the rate allows (the pump is
-        woken again when it does); a request with nothing more is answered."""
+    def _replay_batch(self) -> tuple[Batch, Job, list[tuple[int, int]]] | None:
+        """The next message a replay request asks for, its job and its rows' ``(id, seq)``
+        (the job moves on once it is published), when the rate allows (the pump is woken
+        again when it does); a request with nothing more is answered."""
         while self.replays.jobs:
             job = self.replays.jobs[0]
             allowed = self.replays.allowance(time.monotonic())
@@ -237,8 +244,7 @@ class Publisher:
                                     min(allowed, self.settings.batch_events))
             if found:
                 batch = self.outbox.replay_batch([row for row, _ in found])
-                self.replays.sent(job, [(row.id, seq) for row, seq in found[:len(batch.ids)]])
-                return batch
+                return batch, job, [(row.id, seq) for row, seq in found[:len(batch.ids)]]
             reply = self.replays.finish(job)
             log.info("replayed %d events of %s %d..%d (stream %s); %d missing", reply["found"], job.src, job.first,
                      job.last, job.stream, sum(b - a + 1 for a, b in reply["missing"]))

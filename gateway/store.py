@@ -251,9 +251,9 @@ class Store:
         self.max_bytes = max(0, min(max_bytes, fits))
         self.archive_max = max(0, min(self._archive_wanted, fits - self.max_bytes))
         if fits < max_bytes + self._archive_wanted:
-            log.warning("queue budget %d bytes, not max_bytes %d, archive %d bytes, not %d: the disk under %s has "
-                        "%d bytes free", self.max_bytes, max_bytes, self.archive_max, self._archive_wanted,
-                        self.path.parent, st.f_bavail * st.f_frsize)
+            archive = f", archive {self.archive_max} bytes, not {self._archive_wanted}" if self._archive_wanted else ""
+            log.warning("queue budget %d bytes, not max_bytes %d%s: the disk under %s has %d bytes free",
+                        self.max_bytes, max_bytes, archive, self.path.parent, st.f_bavail * st.f_frsize)
 
     def _open_stream(self) -> str:
         """This run's stream identity: the last run's if it stopped cleanly on this very
