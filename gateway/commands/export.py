@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     _, state_dir = config.gateway_dirs(args.config)
     if args.since is not None and args.until is not None and args.since > args.until:
         raise GatewayError("--since is after --until")
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    out = _Output(args.out)
     count = skipped = 0
     try:
         for payload in status.held_events(state_dir, args.src, args.seq, (args.since, args.until)):
@@ -53,18 +53,37 @@ def run(args: argparse.Namespace) -> int:
                 continue
             out.write(data)
             count += 1
-    except OSError as exc:
+        out.close()
+    except OSError as exc:  # (the queue; the output says its own)
         raise GatewayError(str(exc)) from None
     except LookupError as exc:
         raise GatewayError(str(exc.args[0])) from None
-    finally:
-        if args.out:
-            out.close()
-        else:
-            out.flush()
     print(f"{count} events of {args.src} exported" + (f"; {skipped} without a record to write (or damaged) left out"
                                                        if skipped else ""), file=sys.stderr)
     return 0
+
+
+class _Output:
+    """``--out FILE`` (made at the first write, or at the end: a source the queue does not
+    have leaves no empty file behind), or standard output; a failure to write says the file."""
+
+    def __init__(self, path: str | None):
+        self.path, self._file = path, None if path else sys.stdout.buffer
+
+    def write(self, data: bytes) -> None:
+        try:
+            if self._file is None:
+                self._file = open(self.path, "wb")
+            self._file.write(data)
+        except OSError as exc:
+            raise GatewayError(f"cannot write {self.path or 'standard output'}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        self.write(b"")
+        try:
+            self._file.close() if self.path else self._file.flush()
+        except OSError as exc:
+            raise GatewayError(f"cannot write {self.path or 'standard output'}: {exc.strerror or exc}") from None
 
 
 def _formatted(payload: bytes, fmt: str) -> bytes | None:
