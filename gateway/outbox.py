@@ -50,6 +50,7 @@ class Batch:
     topic: str
     payload: bytes
     ids: tuple[int, ...]
+    sizes: tuple[int, ...]  # each row's payload bytes (what its confirmation frees in the queue)
     hist: bool
     replay: bool = False  # events published again on request (delivered before: nothing to confirm)
 
@@ -126,7 +127,7 @@ class Outbox:
             size += len(row.payload)
         parts = [mark_historical(r.payload) if hist else r.payload for r in taken]
         payload = msgpack.Packer().pack_array_header(len(parts)) + b"".join(parts)
-        return Batch(topic, payload, tuple(r.id for r in taken), hist, replay)
+        return Batch(topic, payload, tuple(r.id for r in taken), tuple(len(r.payload) for r in taken), hist, replay)
 
     def sent(self, mid: int, batch: Batch) -> None:
         """``batch`` was handed to the client as message ``mid``; move past its rows."""

@@ -272,7 +272,7 @@ class Publisher:
         else:
             self.delivered += len(batch.ids)
             self.last_ack_ms = now_ms()
-            self.store.confirm(list(batch.ids))
+            self.store.confirm(list(batch.ids), list(batch.sizes))
         # Room in the window: send on at once (linger is for live rows trickling in).
         if not self._pump_scheduled:
             self._pump_scheduled = True

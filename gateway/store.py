@@ -584,24 +584,19 @@ class Store:
                         return found
         return found
 
-    def confirm(self, ids: list[int]) -> None:
-        """The broker has these rows. They are only marked (their segment goes once wholly
-        confirmed); the confirmed prefix is written with the next append or sync."""
+    def confirm(self, ids: list[int], sizes: list[int]) -> None:
+        """The broker has these rows (``sizes``: their payloads' bytes, as :meth:`peek`
+        gave them, which leave the queue's count). They are only marked (their segment goes
+        once wholly confirmed); the confirmed prefix is written with the next append or sync."""
         # Called for every PUBACK: find each id's segment by bisection, not by scanning.
         firsts = [seg.first for seg in self._segments]
-        newly: dict[int, list[int]] = {}
-        for i in ids:
+        for i, size in zip(ids, sizes):
             k = bisect.bisect_right(firsts, i) - 1
-            if k >= 0 and i <= self._segments[k].last and not self._segments[k].archived \
-                    and i not in self._segments[k].done:
-                self._segments[k].done.add(i)
-                newly.setdefault(k, []).append(i)
-        for k, done in newly.items():  # their bytes leave the queue's count
-            seg = self._segments[k]
-            size = self._db.execute(f"SELECT COALESCE(SUM(length(payload)), 0) FROM {seg.table} WHERE id IN "
-                                    f"({','.join('?' * len(done))})", done).fetchone()[0]
-            seg.done_bytes += size
-            self.bytes -= size
+            seg = self._segments[k] if k >= 0 else None
+            if seg is not None and i <= seg.last and not seg.archived and i not in seg.done:
+                seg.done.add(i)
+                seg.done_bytes += size
+                self.bytes -= size
         for seg in self._segments:  # advance the contiguous confirmed prefix
             if seg.last <= self._confirmed:
                 continue
@@ -625,17 +620,20 @@ class Store:
     def dead_letter(self, ids: list[int], reason: str, now_ms: int) -> None:
         """Move rows the broker rejected to the ``dead`` table (kept for an operator).
         If that cannot be written they stay queued (and are sent again after a restart)."""
+        moved: list[tuple[int, int]] = []  # (id, payload bytes)
         try:
             with self._all_or_nothing("dead letters"):
                 for seg in self._segments:
                     mine = [(reason, now_ms, i) for i in ids if seg.first <= i <= seg.last]
                     self._db.executemany(f"INSERT INTO dead (kind, payload, reason, at) SELECT kind, payload, ?, ? "
                                          f"FROM {seg.table} WHERE id = ?", mine)
+                    moved += self._db.execute(f"SELECT id, length(payload) FROM {seg.table} WHERE id IN "
+                                              f"({','.join('?' * len(mine))})", [i for *_, i in mine]).fetchall()
                 self._bump("dead", len(ids))
         except QueueWriteError as exc:
             log.error("%s; the %d events stay queued", exc, len(ids))
             return
-        self.confirm(ids)
+        self.confirm([i for i, _ in moved], [size for _, size in moved])
 
     def requeue_dead(self, ids: list[int] | None) -> int:
         """Queue dead letters again, as they were (their keys kept), for the next start to

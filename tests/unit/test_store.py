@@ -13,6 +13,12 @@ def call(seq: int, src: str = "pbx1", pad: int = 0, stream: str | None = None) -
     return CallEvent(gw="gw", src=src, stream=stream, seq=seq, rx=1000 + seq, profile="p", start=0, raw="r" * pad)
 
 
+def confirm(store: Store, ids: list[int]) -> None:
+    """What the publisher does on a PUBACK: the rows' ids, and their sizes as peek gave them."""
+    sizes = {r.id: len(r.payload) for r in store.peek(0, None, 10**6)}
+    store.confirm(ids, [sizes[i] for i in ids])
+
+
 def test_events_seq_and_offset_commit_together_and_survive_reopen(tmp_path):
     store = Store(tmp_path, 10**6, "drop_oldest")
     store.append("pbx1", [call(1), call(2)], next_seq=3, offset=120, identity="8:77")
@@ -28,7 +34,7 @@ def test_events_seq_and_offset_commit_together_and_survive_reopen(tmp_path):
 def test_row_ids_keep_growing_when_the_queue_empties(tmp_path):
     store = Store(tmp_path, 10**6, "drop_oldest")
     store.append("pbx1", [call(1), call(2)], next_seq=3)
-    store.confirm([r.id for r in store.peek(0, None, 10)])
+    confirm(store, [r.id for r in store.peek(0, None, 10)])
     store.sync()  # the confirmed segment is dropped
     assert store.depth == 0 and store.bytes == 0
     store.append("pbx1", [call(3)], next_seq=4)
@@ -91,10 +97,10 @@ def test_confirmed_segments_are_dropped_whole_and_the_rest_survives_a_restart(tm
     store.append("pbx1", [call(1), call(2)], 3)
     store.sync()  # segment 1 closed: rows 1, 2
     store.append("pbx1", [call(3), call(4)], 5)
-    store.confirm([1, 4])  # out of order: 4 is confirmed, 3 is not
+    confirm(store, [1, 4])  # out of order: 4 is confirmed, 3 is not
     store.sync()
     assert store.depth == 2 and [r.id for r in store.peek(0, None, 10)] == [2, 3, 4]
-    store.confirm([2])
+    confirm(store, [2])
     store.sync()
     tables = store._db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_*'").fetchall()
     assert tables == [("seg_2",)]  # segment 1 went whole
@@ -109,7 +115,7 @@ def test_confirmed_segments_are_dropped_whole_and_the_rest_survives_a_restart(tm
 def test_ids_after_a_restart_with_an_empty_queue_stay_above_the_confirmed_prefix(tmp_path):
     store = Store(tmp_path, 10**6, "drop_oldest")
     store.append("pbx1", [call(1), call(2)], 3)
-    store.confirm([1, 2])
+    confirm(store, [1, 2])
     store.close()
     again = Store(tmp_path, 10**6, "drop_oldest")
     again.append("pbx1", [call(3)], 4)
@@ -208,7 +214,7 @@ def archive(tmp_path, archive_bytes: int = 32 * 2000, keep: float = 86400.0, que
 
 
 def deliver_all(store: Store) -> None:
-    store.confirm([r.id for r in store.peek(0, None, 10**6)])
+    confirm(store, [r.id for r in store.peek(0, None, 10**6)])
     store.sync()
 
 
@@ -272,9 +278,9 @@ def test_the_confirmed_prefix_passes_an_archived_segment_once_an_older_one_is_co
     store.append("pbx1", [recent(n) for n in range(21, 41)], 41)  # segment 2
     store.append("pbx1", [recent(41)], 42)
     ids = [r.id for r in store.peek(0, None, 100)]
-    store.confirm(ids[20:40])  # segment 2 first: archived while segment 1 still waits
+    confirm(store, ids[20:40])  # segment 2 first: archived while segment 1 still waits
     store.sync()
-    store.confirm(ids[:20] + ids[40:])
+    confirm(store, ids[:20] + ids[40:])
     store.sync()
     store.close()
     again = archive(tmp_path)
@@ -285,7 +291,7 @@ def test_confirmed_events_free_the_queues_budget_at_once_though_their_segment_st
     store = archive(tmp_path, archive_bytes=32 * 20_000, queue_bytes=6000)
     store.append("pbx1", [recent(n) for n in range(1, 21)], 21)  # ~4 900 bytes, under the budget
     assert store.room() < 2000 and store.counter("dropped") == 0
-    store.confirm([r.id for r in store.peek(0, None, 100)])
+    confirm(store, [r.id for r in store.peek(0, None, 100)])
     assert store.bytes == 0 and store.room() == 6000  # (no sync: the segment is still open)
     store.append("pbx1", [recent(n) for n in range(21, 41)], 41)
     assert store.counter("dropped") == 0 and store.depth == 20
