@@ -1,7 +1,9 @@
 """The central wing: what a contact centre runs beside its broker.
 
 ``pbxgw collect`` stores every event of every gateway once in a database (SQLite by
-default, PostgreSQL at scale) and knows what is missing; ``pbxgw fleet`` reads it. As in
+default, PostgreSQL at scale), knows what is missing and joins records into calls
+(``calls``, as each profile's ``[assembly]`` says); ``pbxgw fleet`` and ``pbxgw report``
+(service figures: ``kpi``) read it. As in
 the gateway, the parts that decide are sans-I/O (``ingest``: a message in, rows out;
 ``gateway.ranges``: holes from sequence numbers) under thin shells (``database``: the two engines
 behind one interface; ``collector``: the MQTT daemon). See docs/central.md.
@@ -18,11 +20,12 @@ class ExtraMissing(GatewayError):
     exit_status = 69  # EX_UNAVAILABLE
 
 
-def require_extra(command: str) -> None:
+def require_extra(command: str, modules: tuple[str, ...] = ("orjson",)) -> None:
     """Say, rather than fail on an import deep inside, that ``pbxgw <command>`` needs
-    ``pbxgw[central]`` (orjson, which reads messages into rows; psycopg for PostgreSQL).
+    ``pbxgw[central]`` (orjson, which reads messages into rows; matplotlib, which draws
+    the report's charts; psycopg for PostgreSQL).
 
-    :raises ExtraMissing: it is not installed.
+    :raises ExtraMissing: one of ``modules`` is not installed.
     """
-    if importlib.util.find_spec("orjson") is None:
+    if any(importlib.util.find_spec(m) is None for m in modules):
         raise ExtraMissing(f"`pbxgw {command}` needs pbxgw's central extra: pip install 'pbxgw[central]'")

@@ -23,7 +23,9 @@ while the broker keeps the messages.
 
 Every ``hole_grace`` / 2 (at most 30 s) the collector looks for holes in what it stored
 and asks their gateways to publish them again (:mod:`gateway.central.asker`); the events
-come back on their usual topics, the replies on ``.../replies``.
+come back on their usual topics, the replies on ``.../replies``. Every few seconds, when
+no backlog is draining, it assembles the records stored since into calls
+(:mod:`gateway.central.callstore`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.backoff import Backoff
+from gateway.central import callstore
 from gateway.central.asker import Asker
 from gateway.central.database import Database, Refused, Unavailable, Written
 from gateway.central.fleet import open_holes
@@ -57,6 +60,8 @@ from gateway.preflight import Prepared
 log = logging.getLogger("pbxgw.collect")
 #: A connection that lasted this long was no flap: its end starts the backoff afresh.
 STABLE_S = 30.0
+#: Seconds between two assemblies of the calls of the records stored since.
+ASSEMBLE_EVERY = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,8 @@ class Collector:
     def __init__(self, settings: CollectorSettings, prepared: Prepared, notifier: Notifier | None = None):
         self.settings, self.prepared = settings, prepared
         self.notifier = notifier or Notifier({})
-        self.stored = self.duplicates = self.rejected = self.batches = 0
+        self.stored = self.duplicates = self.rejected = self.batches = self.calls = 0
+        self._draining = False  # the latest batch came full: a backlog is being stored
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._stopping = asyncio.Event()
@@ -235,10 +241,12 @@ class Collector:
         self.notifier.ready(f"storing into {self._db.kind}")
         watchdog = self._loop.create_task(self._watchdog())
         asking = self._loop.create_task(self._ask_for_holes()) if self.settings.hole_grace else None
+        assembling = self._loop.create_task(self._assemble_calls())
         try:
             await self._write_batches()
         finally:
             watchdog.cancel()
+            assembling.cancel()
             if asking is not None:
                 asking.cancel()
             self.notifier.stopping()
@@ -247,8 +255,8 @@ class Collector:
             self._db_thread.shutdown()
             self._reader.close()
             self._reader_thread.shutdown()
-        log.info("stopped: %d events stored, %d duplicates absorbed, %d rejected", self.stored, self.duplicates,
-                 self.rejected)
+        log.info("stopped: %d events stored, %d duplicates absorbed, %d rejected; %d calls assembled", self.stored,
+                 self.duplicates, self.rejected, self.calls)
         return 0
 
     async def _disconnect(self) -> None:
@@ -292,6 +300,7 @@ class Collector:
         storing: list[asyncio.Task] = []  # at most two: one read into rows, one written
         while not (self._stopping.is_set() and self._queue.empty()):
             batch = await self._next_batch(s.batch_messages, s.linger)
+            self._draining = len(batch) == s.batch_messages
             if not batch:
                 continue
             if len(storing) == 2:
@@ -434,6 +443,21 @@ class Collector:
             for topic, payload in self._asker.requests(holes, time.monotonic()):
                 log.info("asking for events missing: %s", _request_text(topic, payload))
                 self._client.publish(topic, payload, qos=1)
+
+    async def _assemble_calls(self) -> None:
+        """Every :data:`ASSEMBLE_EVERY`, assemble the calls of the records stored since
+        (:mod:`gateway.central.callstore`), a day of records at a time, on the database's
+        thread; not while batches come full: storing (and so acknowledging) a backlog
+        comes first, its calls after."""
+        while True:
+            await asyncio.sleep(ASSEMBLE_EVERY)
+            try:
+                done = False
+                while not done and not self._draining:
+                    written, done = await self._loop.run_in_executor(self._db_thread, callstore.refresh, self._db, 1)
+                    self.calls += written
+            except (Unavailable, Refused) as exc:
+                log.warning("calls not assembled now (tried again in %d s): %s", ASSEMBLE_EVERY, exc)
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval

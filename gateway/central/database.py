@@ -86,6 +86,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             id {serial}, topic TEXT NOT NULL, payload {blob} NOT NULL, reason TEXT NOT NULL,
             received_at BIGINT NOT NULL)""",
     ]),
+    (2, "calls assembled from records; the sources whose calls are to be assembled again", [
+        """CREATE TABLE calls (
+            gw TEXT NOT NULL, src TEXT NOT NULL, key TEXT NOT NULL, site TEXT NOT NULL, rules TEXT NOT NULL,
+            start BIGINT NOT NULL, last_start BIGINT NOT NULL, end_at BIGINT NOT NULL, dir TEXT, trunk TEXT,
+            caller TEXT, called TEXT, first_ext TEXT, final_ext TEXT, ring BIGINT, wait BIGINT,
+            talk BIGINT NOT NULL, hold BIGINT, transfers BIGINT NOT NULL, outcome TEXT NOT NULL,
+            orphan {bool} NOT NULL, complete {bool} NOT NULL, records {json} NOT NULL,
+            PRIMARY KEY (gw, src, key))""",
+        "CREATE INDEX calls_by_source ON calls (gw, src, start)",
+        "CREATE INDEX calls_by_site ON calls (site, start)",
+        """CREATE TABLE calls_pending (
+            gw TEXT NOT NULL, src TEXT NOT NULL, site TEXT NOT NULL, low BIGINT NOT NULL, high BIGINT NOT NULL,
+            PRIMARY KEY (gw, src))""",
+    ]),
 ]
 
 
@@ -106,6 +120,7 @@ class Database:
     _types: dict[str, str]
     _greatest: str
     _least: str
+    for_update: str  # what locks the rows a SELECT reads until the transaction ends
 
     @staticmethod
     def open(url: str, create: bool = True) -> "Database":
@@ -188,6 +203,7 @@ class Database:
             self._count_sources(cur, events, "pbx")
             self._count_sources(cur, headsets, "headset")
             self._gateways(cur, rows)
+            self._calls_pending(cur, rows.events)
         new = sum(n for *_, n, _ in events.values()) + sum(n for *_, n, _ in headsets.values())
         return Written(new, len(rows.events) + len(rows.headsets) - new, len(rows.rejected))
 
@@ -224,6 +240,28 @@ class Database:
             "received = sources.received + excluded.received, "
             f"last_rx = {g}(sources.last_rx, excluded.last_rx)"),
             [(*key, kind, *summary) for key, summary in inserted.items()])
+
+    def _calls_pending(self, cur: Any, events: list[tuple]) -> None:
+        """Mark the span of starts of each source's call records, new or not (a duplicate
+        re-assembles to the same calls), for :mod:`gateway.central.callstore`: in the
+        batch's transaction, so a record stored is a record assembled, crash or not."""
+        spans: dict[tuple, list] = {}
+        for row in events:
+            start = row[_START]
+            if start is not None:  # (a call; unparsed records have none)
+                span = spans.get(row[:2])
+                if span is None:
+                    spans[row[:2]] = [row[_SITE], start, start]
+                elif start < span[1]:
+                    span[1] = start
+                elif start > span[2]:
+                    span[2] = start
+        if spans:
+            cur.executemany(self._sql(
+                "INSERT INTO calls_pending (gw, src, site, low, high) VALUES (?, ?, ?, ?, ?) "
+                f"ON CONFLICT (gw, src) DO UPDATE SET low = {self._least}(calls_pending.low, excluded.low), "
+                f"high = {self._greatest}(calls_pending.high, excluded.high)"),
+                [(*key, *span) for key, span in spans.items()])
 
     def _gateways(self, cur: Any, rows: Rows) -> None:
         """The latest status and metrics of each gateway, its boots, when it was last heard."""
@@ -266,6 +304,7 @@ class SqliteDatabase(Database):
     _table_named = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
     _types = {"json": "TEXT", "blob": "BLOB", "bool": "INTEGER", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
     _greatest, _least = "max", "min"
+    for_update = ""  # (a transaction holds the whole database: BEGIN IMMEDIATE)
 
     def __init__(self, url: str, create: bool = True):
         self.path = Path(url[len("sqlite:///"):])
@@ -330,6 +369,7 @@ class SqliteDatabase(Database):
 
 
 _SEQ = operator.itemgetter(3)
+_START, _SITE = EVENT_COLUMNS.index("start"), EVENT_COLUMNS.index("site")
 
 
 def _by_stream(rows: list[tuple]) -> dict[tuple, list[tuple]]:
@@ -361,6 +401,7 @@ class PostgresDatabase(Database):
     _table_named = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?"
     _types = {"json": "JSONB", "blob": "BYTEA", "bool": "BOOLEAN", "serial": "BIGSERIAL PRIMARY KEY"}
     _greatest, _least = "GREATEST", "LEAST"
+    for_update = " FOR UPDATE"
 
     def __init__(self, url: str):
         try:

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from gateway import config
+from gateway.central.kpi import FORMULAS, KpiSettings, business_hours
 from gateway.config import MqttSettings, identifier
 from gateway.tomltable import Table, duration, load_toml
 
@@ -35,6 +38,7 @@ class CollectorSettings:
     linger: float = 0.2  # how long a batch waits to fill before it is written
     inflight: int = 100  # messages received and not yet acknowledged (MQTT 5 Receive Maximum)
     hole_grace: float = 60.0  # how long a hole may fill by itself before the gateway is asked (0: never asked)
+    kpi: KpiSettings = KpiSettings()
 
     @property
     def topics(self) -> list[str]:
@@ -86,8 +90,49 @@ def load(path: str | Path) -> CollectorSettings:
                                        f"messages not yet acknowledged; got {settings['batch_messages']}")
     c.done()
     mqtt = _mqtt(top.table("mqtt"))
+    kpi = _kpi(top.table("kpi"))
     top.done()
-    return CollectorSettings(path, mqtt, **settings)
+    return CollectorSettings(path, mqtt, kpi=kpi, **settings)
+
+
+def _kpi(t: Table) -> KpiSettings:
+    """``[kpi]``: the definitions the report's figures follow (docs/central.md)."""
+    default = KpiSettings()
+    within = int(duration(t, "answer_within", default.answer_within))
+    formula = t.take("service_level", str, default.formula, choices=tuple(FORMULAS))
+    short = int(duration(t, "short_abandon", default.short_abandon))
+    target = t.take("target", (int, float), default.target)
+    if not 0 < target <= 1:
+        raise t.fail("target", f"expected a share above 0 and at most 1 (0.8 for 80 %); got {target!r}")
+    hours = _hours(t, "business_hours", default.hours)
+    site_hours, site_zones = [], []
+    sites = t.table("site")
+    for name in sites.keys():
+        site = sites.table(name)
+        if "business_hours" in site.keys():
+            site_hours.append((name, _hours(site, "business_hours", hours)))
+        if "timezone" in site.keys():
+            zone = site.take("timezone", str)
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise site.fail("timezone", f"expected an IANA time zone such as \"Europe/Paris\"; got {zone!r}") \
+                    from None
+            site_zones.append((name, zone))
+        site.done()
+    sites.done()
+    t.done()
+    return KpiSettings(within, formula, short, float(target), hours, tuple(site_hours), tuple(site_zones))
+
+
+def _hours(t: Table, key: str, default):
+    text = t.take(key, str, "")
+    if not text:
+        return default
+    try:
+        return business_hours(text)
+    except ValueError as exc:
+        raise t.fail(key, str(exc)) from None
 
 
 def _site(t: Table, index: int, value: object) -> str:

@@ -140,6 +140,60 @@ class Reply:
     send: bytes
 
 
+#: A condition on an event's fields: any of its alternatives, each a tuple of ``(field,
+#: regex)`` that must all fully match the field's text (a number as its digits, null as
+#: ""); ``field`` is an event field or ``x.<name>``.
+Condition = tuple[tuple[tuple[str, re.Pattern[str]], ...], ...]
+
+
+def event_value(event: dict, field: str) -> Any:
+    """``field`` of ``event``: an event field, or ``x.<name>`` for a vendor field."""
+    if field.startswith("x."):
+        return (event.get("x") or {}).get(field[2:])
+    return event.get(field)
+
+
+def holds(condition: Condition, event: dict) -> bool:
+    """Whether ``event`` meets one of the alternatives of ``condition`` (none: never)."""
+    for alternative in condition:
+        for field, pattern in alternative:
+            value = event_value(event, field)
+            if pattern.fullmatch("" if value is None else str(value)) is None:
+                break
+        else:
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Assembly:
+    """How a PBX's records join into calls: the ``[assembly]`` table, read by the
+    collector (docs/profiles.md). Two ways, as PBXes print them:
+
+    - ``join``: records whose join fields are all equal (and not null) belong to one
+      call while each starts within ``window`` seconds of the end of the call so far
+      (the PBX's ids come round again after a restart or a wrap);
+    - no ``join``: records on one ``line`` (a CO line, a trunk) join when the record
+      before on that line was a transfer and the next one starts within ``window``
+      seconds of its end (contiguous times on one line);
+
+    without either, each record is a call of its own."""
+
+    version: int = 1
+    join: tuple[str, ...] = ()
+    window: int = 0
+    line: str | None = None
+    ends: Condition = ()
+    transfer: Condition = ()
+    voicemail: Condition = ()
+    hold: str | None = None
+
+    @property
+    def promises_id(self) -> bool:
+        """Whether every record should carry the join fields (a record without: orphan)."""
+        return bool(self.join)
+
+
 @dataclass(frozen=True, slots=True)
 class PbxProfile:
     """A loaded PBX profile."""
@@ -159,6 +213,7 @@ class PbxProfile:
     login: tuple[LoginStep, ...]
     replies: tuple[Reply, ...]
     quiet: float = 0.0  # default no-data alarm period of its sources (0: none)
+    assembly: Assembly = Assembly()
 
     @property
     def samples_path(self) -> Path:

@@ -21,8 +21,8 @@ from gateway.firmware_profiles import BUNDLED
 from gateway.errors import ProfileError
 from gateway.smdr.fields import DATE_ORDERS, DURATIONS
 from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, TERMINATORS, FramingRules
-from gateway.smdr.profile import (CLOSED_VALUES, DURATION_FIELDS, FORMATS, TEXT_FIELDS, FieldSpec, Layout, LoginStep,
-                                  PbxProfile, Reply, Rule, StartSpec, Variant)
+from gateway.smdr.profile import (CLOSED_VALUES, DURATION_FIELDS, FORMATS, TEXT_FIELDS, Assembly, Condition, FieldSpec,
+                                  Layout, LoginStep, PbxProfile, Reply, Rule, StartSpec, Variant)
 from gateway.tomltable import Table, duration, load_toml
 
 #: The bundled PBX profiles, one directory each.
@@ -145,6 +145,10 @@ def load(path: Path) -> PbxProfile:
     quiet = duration(transport, "quiet", 0.0)
     transport.done()
 
+    vendor = {s.target for s in specs} | {f for r in rules for f in dict(r.set)} | {
+        g for r in rules for _, p in r.when for g in p.groupindex}
+    assembly = _assembly(top.table("assembly"), {f"x.{f[2:]}" for f in vendor if f.startswith("x_")})
+
     test = top.table("test")
     test_timezone = test.take("timezone", str, "UTC")
     received = test.take("received", datetime, datetime(2026, 1, 15, 12, tzinfo=timezone.utc))
@@ -155,7 +159,49 @@ def load(path: Path) -> PbxProfile:
     return PbxProfile(name=name, title=title, source=source, path=path, framing=framing,
                       layout=layout, start=start, fields=specs, rules=rules,
                       test_timezone=test_timezone, test_received=received,
-                      serial=serial, login=login, replies=replies, quiet=quiet)
+                      serial=serial, login=login, replies=replies, quiet=quiet, assembly=assembly)
+
+
+#: The event fields assembly may look at, besides the profile's own ``x.`` fields.
+ASSEMBLY_FIELDS = (*TEXT_FIELDS, *DURATION_FIELDS)
+
+
+def _assembly(t: Table, vendor: set[str]) -> Assembly:
+    """``[assembly]``: how records join into calls (see :class:`Assembly`)."""
+    known = (*ASSEMBLY_FIELDS, *sorted(vendor))
+
+    def field(key: str, value: Any, where: Table = t) -> str:
+        if value not in known:
+            raise where.fail(key, f"expected an event field or one of this profile's x. fields ({', '.join(known)}); "
+                              f"got {value!r}")
+        return value
+
+    def condition(key: str, default: Condition = ()) -> Condition:
+        """A table of field = regex (all must match), or a list of such tables (any)."""
+        if key not in t.keys():
+            return default
+        value = t.take(key, (dict, list))
+        tables = [Table(t.path, f"{t.dotted(key)}[{i}]", v, t.error) for i, v in enumerate(value, 1)] \
+            if isinstance(value, list) else [Table(t.path, t.dotted(key), value, t.error)]
+        return tuple(tuple((field(name, name, c), _regex(c, name, pattern)) for name, pattern in c.items())
+                     for c in tables)
+
+    version = t.take("version", int, 1)
+    if version < 1:
+        raise t.fail("version", f"expected 1 or more; got {version}")
+    join = tuple(field("join", name) for name in t.take("join", list, []))
+    line = field("line", t.take("line", str)) if "line" in t.keys() else None
+    window = int(duration(t, "window", 0))
+    if join and line:
+        raise t.fail("line", "records join by join fields or along a line, not both")
+    if (join or line) and not window:
+        raise t.fail("window", "expected the seconds within which records of one call follow each other, "
+                               "e.g. \"1h\"")
+    hold = field("hold", t.take("hold", str)) if "hold" in t.keys() else None
+    assembly = Assembly(version, join, window, line, condition("ends"),
+                        condition("transfer", ((("disp", re.compile("transferred")),),)), condition("voicemail"), hold)
+    t.done()
+    return assembly
 
 
 def _with_base(path: Path, data: dict, seen: tuple[str, ...] = ()) -> dict:

@@ -1,0 +1,140 @@
+"""The ``calls`` table kept current: the spans of records stored since, assembled again.
+
+Each batch the collector writes marks, in its own transaction, the span of starts of
+each source's call records in ``calls_pending`` (:meth:`Database._calls_pending`).
+:func:`refresh` takes those spans a day at a time: it reads the records of the span and
+of a margin either side (``window`` + :data:`LONGEST_CALL`, where records of one call
+can be), assembles them (:func:`gateway.central.calls.assemble`), and replaces the calls
+that share a record with a call touching the span. A late or replayed record thus
+re-assembles its call, and a record stored twice changes nothing. The collector runs it
+every few seconds; ``pbxgw report`` runs it before it reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from gateway.central.calls import CALL_COLUMNS, Call, assemble
+from gateway.central.database import Database
+from gateway.errors import ProfileError
+from gateway.smdr import profiles
+from gateway.smdr.profile import Assembly
+
+#: The longest a call's records are apart (Avaya CM prints an interim record every 10 hours
+#: of a call; legs of one call are minutes apart): records further apart are not joined
+#: again when a late one comes.
+LONGEST_CALL = 6 * 3600
+#: Seconds of pending records assembled in one transaction (bounds memory and lock time).
+PIECE = 86400
+
+_RECORD_COLUMNS = ("gw", "src", "site", "stream", "seq", "rx", "profile", "start", "ring", "dur", "dir", "ext",
+                   "trunk", "caller", "called", "disp", "callid", "x")
+
+
+@functools.cache
+def assembly_of(profile: str) -> Assembly:
+    """A bundled profile's assembly rules; a profile the centre does not know (a site's own
+    copy) makes each record a call of its own."""
+    try:
+        return profiles.find(profile).assembly
+    except ProfileError:
+        return Assembly()
+
+
+def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
+    """Assemble the pending spans, a piece at a time (at most ``pieces`` of them);
+    ``(calls written, whether none is left pending)``."""
+    written = done = 0
+    for gw, src in db.fetch("SELECT gw, src FROM calls_pending"):
+        while pieces is None or done < pieces:
+            with db.transaction() as cur:
+                cur.execute(db._sql("SELECT site, low, high FROM calls_pending WHERE gw = ? AND src = ?"
+                                    + db.for_update), (gw, src))
+                pending = cur.fetchone()
+                if pending is None:
+                    break
+                site, low, high = pending
+                top = min(high, low + PIECE)
+                written += _assemble_span(db, cur, gw, src, site, low, top)
+                done += 1
+                if top >= high:
+                    cur.execute(db._sql("DELETE FROM calls_pending WHERE gw = ? AND src = ?"), (gw, src))
+                else:
+                    cur.execute(db._sql("UPDATE calls_pending SET low = ? WHERE gw = ? AND src = ?"),
+                                (top + 1, gw, src))
+    return written, not db.fetch("SELECT 1 FROM calls_pending LIMIT 1")
+
+
+def _assemble_span(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high: int) -> int:
+    """Re-assemble the calls of one source that have a record starting in ``low..high``."""
+    margin = _margin(db, cur, gw, src, site, low, high)
+    # A call starts at most a margin before its last record, and that record's own call
+    # (stored before this one came) may start a margin before it again.
+    records = _records(db, cur, gw, src, site, low - 2 * margin, high + margin)
+    by_profile: dict[str, list[dict]] = {}
+    for r in records:
+        by_profile.setdefault(r["profile"], []).append(r)
+    calls = [c for name, rs in by_profile.items() for c in assemble(rs, assembly_of(name), name)]
+    start_of = {(r["stream"], r["seq"]): r["start"] for r in records}
+    stored = _stored_calls(db, cur, gw, src, low - 2 * margin, high + margin)
+    # The calls to write: those touching the span and then, as long as any are found,
+    # those sharing a record with a stored call that shares one with a call to write.
+    owner = {rec: call for call in calls for rec in call.records}
+    stored_of = {rec: key for key, recs in stored.items() for rec in recs}
+    chosen = {c.key: c for c in calls if any(low <= start_of[rec] <= high for rec in c.records)}
+    replaced: set[str] = set()
+    todo = list(chosen.values())
+    while todo:
+        for rec in todo.pop().records:
+            old = stored_of.get(rec)
+            if old is not None and old not in replaced:
+                replaced.add(old)
+                for new in filter(None, map(owner.get, stored[old])):
+                    if new.key not in chosen:
+                        chosen[new.key] = new
+                        todo.append(new)
+    if replaced:
+        cur.executemany(db._sql("DELETE FROM calls WHERE gw = ? AND src = ? AND key = ?"),
+                        [(gw, src, key) for key in replaced])
+    _insert(db, cur, list(chosen.values()))
+    return len(chosen)
+
+
+def _margin(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high: int) -> int:
+    """How far apart records of one call can start: its profiles' window plus
+    :data:`LONGEST_CALL`."""
+    cur.execute(db._sql("SELECT DISTINCT profile FROM events WHERE site = ? AND start BETWEEN ? AND ? "
+                        "AND gw = ? AND src = ?"), (site, low, high, gw, src))
+    return max((assembly_of(name).window for (name,) in cur.fetchall()), default=0) + LONGEST_CALL
+
+
+def _records(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high: int) -> list[dict]:
+    cur.execute(db._sql(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM events WHERE site = ? AND start BETWEEN ? AND ? "
+                        "AND gw = ? AND src = ?"), (site, low, high, gw, src))
+    out = []
+    for row in cur.fetchall():
+        r = dict(zip(_RECORD_COLUMNS, row))
+        if isinstance(r["x"], str):
+            r["x"] = json.loads(r["x"])
+        out.append(r)
+    return out
+
+
+def _stored_calls(db: Database, cur: Any, gw: str, src: str, low: int, high: int) -> dict[str, list[tuple]]:
+    """The stored calls of a source starting in ``low..high``: key -> its records."""
+    cur.execute(db._sql("SELECT key, records FROM calls WHERE gw = ? AND src = ? AND start BETWEEN ? AND ?"),
+                (gw, src, low, high))
+    return {key: [tuple(r) for r in (json.loads(recs) if isinstance(recs, str) else recs)]
+            for key, recs in cur.fetchall()}
+
+
+def _insert(db: Database, cur: Any, calls: list[Call]) -> None:
+    if not calls:
+        return
+    columns = ", ".join(CALL_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in CALL_COLUMNS[3:])
+    cur.executemany(db._sql(f"INSERT INTO calls ({columns}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) "
+                            f"ON CONFLICT (gw, src, key) DO UPDATE SET {updates}"),
+                    [(*c.row()[:-1], json.dumps(c.records)) for c in calls])
