@@ -115,6 +115,19 @@ def _first(chain: list[dict], field: str) -> Any:
     return next((r[field] for r in chain if r[field] is not None), None)
 
 
+def _wait(chain: list[dict], answered: int | None, starts: str) -> int | None:
+    """How long the caller waited: until the first answer, or (unanswered) until the
+    last leg stopped ringing; None when the PBX prints no ring."""
+    legs = chain[:answered + 1] if answered is not None else chain
+    if all(r["ring"] is None for r in legs):
+        return None
+    if starts == "call":  # segments one after another, each printing the call's start
+        return sum(r["ring"] or 0 for r in legs)
+    if answered is not None:
+        return legs[-1]["start"] + (legs[-1]["ring"] or 0) - chain[0]["start"]
+    return max(r["start"] + (r["ring"] or 0) for r in legs) - chain[0]["start"]
+
+
 def _call(chain: list[dict], assembly: Assembly, rules: str, orphan: bool) -> Call:
     to_voicemail = [holds(assembly.voicemail, r) for r in chain]
     by_person = [i for i, r in enumerate(chain) if _answered(r) and not to_voicemail[i]]
@@ -129,8 +142,7 @@ def _call(chain: list[dict], assembly: Assembly, rules: str, orphan: bool) -> Ca
         outcome = "abandoned"
     else:
         outcome = "other"
-    until = by_person[0] + 1 if by_person else len(chain)
-    waited = [r["ring"] for r in chain[:until] if r["ring"] is not None]
+    wait = _wait(chain, by_person[0] if by_person else None, assembly.starts)
     holds_printed = [v for r in chain if assembly.hold and isinstance(v := event_value(r, assembly.hold), int)]
     first = chain[0]
     return Call(
@@ -140,7 +152,7 @@ def _call(chain: list[dict], assembly: Assembly, rules: str, orphan: bool) -> Ca
         called=_first(chain, "called"),
         first_ext=chain[by_person[0]]["ext"] if by_person else None,
         final_ext=chain[by_person[-1]]["ext"] if by_person else None,
-        ring=sum(rings) if rings else None, wait=sum(waited) if waited else None,
+        ring=sum(rings) if rings else None, wait=wait,
         talk=sum(chain[i]["dur"] or 0 for i in by_person),
         hold=sum(holds_printed) if holds_printed else None,
         transfers=sum(holds(assembly.transfer, r) for r in chain),

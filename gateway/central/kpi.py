@@ -184,14 +184,14 @@ class Report:
     settings: KpiSettings
     total: Figures = field(default_factory=Figures)  # in business hours
     out_of_hours: Figures = field(default_factory=Figures)
-    half_hours: dict[datetime, Figures] = field(default_factory=dict)  # local start (aware) -> figures
+    half_hours: dict[int, Figures] = field(default_factory=dict)  # a local half-hour's start, UTC s -> figures
     days: dict[date, Figures] = field(default_factory=dict)
     day_hours: dict[tuple[date, int], Figures] = field(default_factory=dict)
     hours_of_day: dict[int, Figures] = field(default_factory=dict)
     extensions: dict[str, Figures] = field(default_factory=dict)  # by first point of answer
     final_extensions: dict[str, int] = field(default_factory=dict)  # calls ended at each extension
     trunks: dict[str, Figures] = field(default_factory=dict)
-    peak_trunks: dict[datetime, int] = field(default_factory=dict)  # per half-hour: calls on trunks at once, at most
+    peak_trunks: dict[int, int] = field(default_factory=dict)  # per half-hour: calls on trunks at once, at most
     agents: dict[str, "Agent"] = field(default_factory=dict)
     orphans: int = 0
     incomplete: int = 0
@@ -232,11 +232,17 @@ def local_range(first: date, last: date, zone: ZoneInfo) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
-def half_hour_of(ts: int, zone: ZoneInfo) -> datetime:
-    """The local half-hour a UTC time falls in (aware, so the two 01:30 of a day that
-    falls back are two)."""
+def half_hour_of(ts: int, zone: ZoneInfo) -> int:
+    """The local half-hour a UTC time falls in, as the UTC seconds it starts at: the two
+    01:30 of a day that falls back are two (aware datetimes of one zone that differ only
+    in their fold compare equal, so they make no key)."""
     local = datetime.fromtimestamp(ts, timezone.utc).astimezone(zone)
-    return local.replace(minute=local.minute // 30 * 30, second=0, microsecond=0)
+    return ts - (local.minute % 30) * 60 - local.second
+
+
+def local(ts: int, zone: ZoneInfo) -> datetime:
+    """A UTC time (s) as a local, aware datetime."""
+    return datetime.fromtimestamp(ts, timezone.utc).astimezone(zone)
 
 
 def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: date, settings: KpiSettings,
@@ -248,11 +254,11 @@ def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: 
     hours = settings.hours_of(site)
     trunk_spans: list[tuple[int, int]] = []
     for call in calls:
-        local = datetime.fromtimestamp(call.start, timezone.utc).astimezone(zone)
-        day = local.date()
-        (out.total if local in hours else out.out_of_hours).add(call, settings)
+        started = local(call.start, zone)
+        day = started.date()
+        (out.total if started in hours else out.out_of_hours).add(call, settings)
         for bucket, key in ((out.half_hours, half_hour_of(call.start, zone)), (out.days, day),
-                            (out.day_hours, (day, local.hour)), (out.hours_of_day, local.hour)):
+                            (out.day_hours, (day, started.hour)), (out.hours_of_day, started.hour)):
             figures = bucket.get(key)
             if figures is None:
                 figures = bucket[key] = Figures()
@@ -272,15 +278,15 @@ def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: 
     return out
 
 
-def _peaks(spans: list[tuple[int, int]], zone: ZoneInfo) -> dict[datetime, int]:
+def _peaks(spans: list[tuple[int, int]], zone: ZoneInfo) -> dict[int, int]:
     """Per local half-hour, the most calls on trunks at once within it (a call that ends
     as another starts is not at once with it)."""
     changes = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    peaks: dict[datetime, int] = {}
+    peaks: dict[int, int] = {}
     now = previous = 0
     for at, step in changes:
         if now:  # held since the previous change: so in each half-hour begun meanwhile
-            boundary = int(half_hour_of(previous, zone).timestamp()) + 1800
+            boundary = half_hour_of(previous, zone) + 1800
             while boundary < at:
                 key = half_hour_of(boundary, zone)
                 peaks[key] = max(peaks.get(key, 0), now)

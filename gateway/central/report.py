@@ -161,7 +161,9 @@ def _png(draw: Callable, figures: Report) -> bytes:
 def _per_half_hour(ax, figures: Report) -> None:
     answered = {(h, m): 0 for h in range(24) for m in (0, 30)}
     abandoned = dict(answered)
-    for at, f in figures.half_hours.items():
+    zone = ZoneInfo(figures.zone)
+    for start, f in figures.half_hours.items():
+        at = kpi.local(start, zone)
         answered[(at.hour, at.minute)] += f.answered
         abandoned[(at.hour, at.minute)] += f.abandoned
     x = range(len(answered))
@@ -223,9 +225,14 @@ def _abandon_bands(ax, figures: Report) -> None:
 
 
 def _trunks(ax, figures: Report) -> None:
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+
+    zone = ZoneInfo(figures.zone)
     peaks = sorted(figures.peak_trunks.items())
-    ax.plot([at.replace(tzinfo=None) for at, _ in peaks], [n for _, n in peaks], drawstyle="steps-post",
-            color="#8e44ad")
+    # Aware times, labelled in the site's zone: a day that falls back does not run backwards.
+    ax.plot([kpi.local(at, zone) for at, _ in peaks], [n for _, n in peaks], drawstyle="steps-post", color="#8e44ad")
+    ax.xaxis.set_major_locator(AutoDateLocator(tz=zone))
+    ax.xaxis.set_major_formatter(DateFormatter("%d %b %H:%M", tz=zone))
     ax.set_ylabel("calls on trunks")
     ax.set_title("Most calls on trunks at once, per half-hour")
     ax.figure.autofmt_xdate()
@@ -342,8 +349,9 @@ def _extensions_csv(path: Path, figures: Report) -> Path:
 def _intervals_csv(path: Path, figures: Report) -> Path:
     fh, w = _writer(path, ["half_hour_local", "calls", "erlangs", "peak_trunks", *_FIGURE_HEAD])
     with fh:
+        zone = ZoneInfo(figures.zone)
         for at, f in sorted(figures.half_hours.items()):
-            w.writerow([at.isoformat(), f.calls, f"{f.erlangs(1800):.3f}", figures.peak_trunks.get(at, 0),
+            w.writerow([kpi.local(at, zone).isoformat(), f.calls, f"{f.erlangs(1800):.3f}", figures.peak_trunks.get(at, 0),
                         *_figure_cells(f, figures.settings.formula)])
     return path
 

@@ -56,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
             print("the database has no calls table yet: has `pbxgw collect` (this version) run on it?")
             return 1
         sites = [s for (s,) in db.fetch("SELECT DISTINCT site FROM events WHERE start IS NOT NULL ORDER BY site")]
+        known = ', '.join(sites) or '(none: no call stored yet)'
         site = args.site or (sites[0] if len(sites) == 1 else None)
         if site is None:
-            raise GatewayError(f"--site: expected one of {', '.join(sites) or '(none: no call stored yet)'}")
+            raise GatewayError(f"--site: expected one of {known}")
+        if site not in sites:
+            raise GatewayError(f"no call of site {site!r} is stored; sites: {known}")
         figures, calls, zone_from = report.build(db, site, args.first, last, config.kpi, progress)
     finally:
         db.close()

@@ -177,7 +177,12 @@ class Assembly:
       before on that line was a transfer and the next one starts within ``window``
       seconds of its end (contiguous times on one line);
 
-    without either, each record is a call of its own."""
+    without either, each record is a call of its own.
+
+    ``starts`` says what a record's start is: ``"leg"``, when its own leg began (legs
+    of a ring group ring at once: the answer wait is from the call's start to when its
+    answering leg was answered), or ``"call"``, when each record prints the call's start
+    (IP Office: segments follow each other, so the wait is their rings added up)."""
 
     version: int = 1
     join: tuple[str, ...] = ()
@@ -187,6 +192,7 @@ class Assembly:
     transfer: Condition = ()
     voicemail: Condition = ()
     hold: str | None = None
+    starts: str = "leg"
 
     @property
     def promises_id(self) -> bool:

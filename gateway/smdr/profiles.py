@@ -198,8 +198,10 @@ def _assembly(t: Table, vendor: set[str]) -> Assembly:
         raise t.fail("window", "expected the seconds within which records of one call follow each other, "
                                "e.g. \"1h\"")
     hold = field("hold", t.take("hold", str)) if "hold" in t.keys() else None
+    starts = t.take("starts", str, "leg", choices=("leg", "call"))
     assembly = Assembly(version, join, window, line, condition("ends"),
-                        condition("transfer", ((("disp", re.compile("transferred")),),)), condition("voicemail"), hold)
+                        condition("transfer", ((("disp", re.compile("transferred")),),)), condition("voicemail"), hold,
+                        starts)
     t.done()
     return assembly
 

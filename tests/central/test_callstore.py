@@ -1,0 +1,173 @@
+"""The calls table kept current, on each engine: late and replayed records re-assemble
+their call, and however the records of a day arrive (split, out of order, twice), the
+calls and the figures come out the same."""
+
+import json
+from datetime import date, datetime, timezone
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from gateway.central import callstore, kpi
+from gateway.central.calls import CALL_COLUMNS, Call, assemble
+from gateway.central.database import Database
+from gateway.central.ingest import Rows
+from gateway.smdr import profiles
+from central_parts import segment
+
+pytestmark = pytest.mark.central
+
+TOPIC = "pbxgw/v1/hq/gw-1/calls"
+DAY = date(2026, 3, 10)
+NOON = int(datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp())
+
+
+def a_day() -> list[dict]:
+    """Sixty calls of one day: single segments, transfer chains of two and three,
+    unanswered ones; a few minutes apart, some at once."""
+    records, seq = [], 0
+    for n in range(60):
+        start = NOON - 6 * 3600 + n * 317
+        legs = 1 + n % 3
+        for leg in range(legs):
+            seq += 1
+            last = leg == legs - 1
+            records.append(segment(seq, 1000 + n, start, str(200 + (n + leg) % 7), 0 if last else 1, 3 + n % 25,
+                                   0 if n % 11 == 0 and last else 20 + leg * 10))
+    return records
+
+
+def batch(events: list[dict]) -> Rows:
+    rows = Rows()
+    rows.add(TOPIC, msgpack.packb(events), 1_773_000_000_000)
+    return rows
+
+
+def stored_calls(db: Database) -> list[Call]:
+    rows = db.fetch(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls ORDER BY key")
+    return [Call(*r[:-1], records=tuple(tuple(k) for k in (json.loads(r[-1]) if isinstance(r[-1], str) else r[-1])))
+            for r in rows]
+
+
+def normal(calls: list[Call]) -> list[tuple]:
+    """Calls as comparable values (SQLite gives its booleans back as 0 and 1)."""
+    return sorted((*c.row()[:-3], bool(c.orphan), bool(c.complete), c.records) for c in calls)
+
+
+def one_shot(records: list[dict]) -> list[Call]:
+    as_stored = [{**r, "site": "hq"} for r in records]
+    return assemble(as_stored, profiles.find("avaya-ipo").assembly, "avaya-ipo")
+
+
+@pytest.fixture
+def db(database_url):
+    database = Database.open(database_url)
+    database.migrate()
+    yield database
+    database.close()
+
+
+def test_a_late_segment_re_assembles_its_call_and_a_replayed_one_changes_nothing(db):
+    first, second, last = (segment(1, 7, NOON, "201", 1, 5, 30), segment(2, 7, NOON, "202", 1, 4, 40),
+                           segment(3, 7, NOON, "203", 0, 3, 50))
+    db.write(batch([first, second]))
+    assert callstore.refresh(db) == (1, True)
+    [waiting] = stored_calls(db)
+    assert not waiting.complete and waiting.records == (("s1", 1), ("s1", 2))
+    db.write(batch([last]))
+    callstore.refresh(db)
+    [whole] = stored_calls(db)
+    assert whole.complete and whole.key == waiting.key and (whole.final_ext, whole.talk) == ("203", 120)
+    db.write(batch([second, last]))  # replayed
+    callstore.refresh(db)
+    assert normal(stored_calls(db)) == normal([whole])
+    assert db.fetch("SELECT count(*) FROM calls_pending") == [(0,)]
+
+
+def test_a_late_record_that_starts_a_call_earlier_takes_over_its_key(db):
+    db.write(batch([segment(5, 9, NOON + 30, "202", 0, 2, 40)]))
+    callstore.refresh(db)
+    db.write(batch([segment(4, 9, NOON, "201", 1, 5, 30)]))  # printed first, arrived late
+    callstore.refresh(db)
+    [c] = stored_calls(db)
+    assert c.key == "s1:4" and c.records == (("s1", 4), ("s1", 5)) and c.first_ext == "201"
+
+
+def test_the_span_to_assemble_is_marked_in_the_batchs_transaction_and_survives_a_restart(db, database_url):
+    db.write(batch(a_day()[:10]))
+    db.close()
+    again = Database.open(database_url)
+    try:
+        assert again.fetch("SELECT count(*) FROM calls_pending") == [(1,)]
+        written, done = callstore.refresh(again)
+        assert done and written == len(one_shot(a_day()[:10]))
+    finally:
+        again.close()
+
+
+def test_a_profile_the_centre_does_not_know_makes_each_record_a_call_of_its_own(db):
+    records = [{**segment(n, 7, NOON, "201", 1, 5, 30), "profile": "site-own-ipo"} for n in (1, 2)]
+    db.write(batch(records))
+    callstore.refresh(db)
+    assert len(stored_calls(db)) == 2
+
+
+def test_records_spanning_days_are_assembled_a_day_at_a_time_with_calls_across_the_cut(db):
+    start = NOON - callstore.PIECE // 2
+    records = [segment(1, 1, start, "201", 0, 2, 10), segment(2, 2, start + callstore.PIECE, "202", 1, 2, 10),
+               segment(3, 2, start + callstore.PIECE, "203", 0, 2, 10), segment(4, 3, start + 3 * callstore.PIECE,
+                                                                           "204", 0, 2, 10)]
+    db.write(batch(records))
+    pieces = 0
+    while not callstore.refresh(db, 1)[1]:
+        pieces += 1
+    assert pieces >= 2
+    assert normal(stored_calls(db)) == normal(one_shot(records))
+
+
+@pytest.fixture(scope="module")
+def day_db(tmp_path_factory, request):
+    """One database per engine for the property test's examples (emptied before each)."""
+    engine = request.param
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('calls')}/calls.db"
+    else:
+        url = request.getfixturevalue("postgres_cluster").create_database("calls_property")
+    database = Database.open(url)
+    database.migrate()
+    yield database
+    database.close()
+
+
+@pytest.mark.parametrize("day_db", ["sqlite", "postgresql"], indirect=True)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(st.data())
+def test_however_a_days_records_arrive_the_calls_and_figures_come_out_the_same(day_db, data):
+    db = day_db
+    with db.transaction() as cur:
+        for table in ("events", "calls", "calls_pending", "sources"):
+            cur.execute(f"DELETE FROM {table}")
+    records = a_day()
+    arriving = data.draw(st.permutations(records))
+    arriving += data.draw(st.lists(st.sampled_from(records), max_size=15))  # delivered again, replayed
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(arriving) - 1), max_size=12)))
+    refresh_after = data.draw(st.lists(st.booleans(), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
+    for part, refresh in zip([arriving[a:b] for a, b in zip([0, *cuts], [*cuts, len(arriving)])], refresh_after):
+        db.write(batch(part))
+        if refresh:
+            callstore.refresh(db)
+    callstore.refresh(db)
+    expected = one_shot(records)
+    got = stored_calls(db)
+    assert normal(got) == normal(expected)
+    figures = [kpi.report(calls, "hq", "UTC", DAY, DAY, kpi.KpiSettings()) for calls in (got, expected)]
+    assert [kpi_summary(f) for f in figures[:1]] == [kpi_summary(f) for f in figures[1:]]
+
+
+def kpi_summary(r: kpi.Report) -> tuple:
+    t = r.total
+    return (t.offered, t.answered, t.answered_within, t.abandoned, t.short_abandons, t.service_level(r.settings.formula),
+            t.average_wait, t.p90_wait, t.average_talk, sorted(r.peak_trunks.items()),
+            sorted((k, f.answered) for k, f in r.half_hours.items()))

@@ -1,0 +1,162 @@
+"""``pbxgw report`` as a manager gets it: the page opened in a real headless Chromium
+(every image loaded, the summary's figures in its text, a screenshot that is no blank
+page), nothing referenced outside the file, the CSVs, and clear errors."""
+
+import csv
+import html.parser
+import io
+from datetime import date, datetime
+
+import msgpack
+import pytest
+
+from gateway.central import report
+from gateway.central.database import Database
+from gateway.central.ingest import Rows
+from gateway.central.kpi import KpiSettings
+from gateway.events import HeadsetEvent, StatusEvent, to_wire
+from central_parts import segment
+from helpers import pbxgw
+
+pytestmark = pytest.mark.central
+
+PARIS_MONDAY = date(2026, 3, 9)
+
+
+def at(day: date, hh: int, mm: int) -> int:
+    from zoneinfo import ZoneInfo
+    return int(datetime(day.year, day.month, day.day, hh, mm, tzinfo=ZoneInfo("Europe/Paris")).timestamp())
+
+
+def send(db: Database, kind: str, events) -> None:
+    rows = Rows()
+    rows.add(f"pbxgw/v1/hq/gw-1/{kind}", msgpack.packb(events), 1_773_000_000_000)
+    assert not rows.rejected, rows.rejected
+    db.write(rows)
+
+
+def two_days(db: Database) -> None:
+    """Two working days of calls at a Paris site, one agent's headset, the gateway's status."""
+    send(db, "status", to_wire(StatusEvent(gw="gw-1", site="hq", state="online", boot=1, rx=1, version="t",
+                                           sources=[{"name": "pbx", "profile": "avaya-ipo",
+                                                     "timezone": "Europe/Paris"}])))
+    records, seq = [], 0
+    for day in (PARIS_MONDAY, date(2026, 3, 10)):
+        for n in range(40):
+            seq += 1
+            start = at(day, 8 + n // 5, n % 5 * 11)
+            answered = n % 6 != 0
+            records.append(segment(seq, seq, start, str(201 + n % 4), 0, 4 + n % 30, 60 + n if answered else 0))
+    send(db, "calls", records)
+    headset = [to_wire(HeadsetEvent(gw="gw-1", src="hs-1", stream="h1", seq=i + 1, ts=ts * 1000, vid=0x47f,
+                                    pid=0xc056, agent="ana", ext="201", ev=ev))
+               for i, (ts, ev) in enumerate([(at(PARIS_MONDAY, 8, 0), "off_hook"), (at(PARIS_MONDAY, 12, 0), "on_hook")])]
+    send(db, "headsets", headset)
+
+
+@pytest.fixture
+def site(tmp_path, database_url):
+    db = Database.open(database_url)
+    db.migrate()
+    two_days(db)
+    db.close()
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[collector]\ndatabase = "{database_url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n'
+                      '[kpi]\nanswer_within = "20s"\nbusiness_hours = "Mon-Fri 08:00-18:00"\n')
+    return config, database_url
+
+
+def expected_summary(url: str) -> list[tuple[str, str]]:
+    db = Database.open(url)
+    try:
+        figures, _, _ = report.build(db, "hq", PARIS_MONDAY, date(2026, 3, 10), KpiSettings())
+    finally:
+        db.close()
+    return report.summary(figures)
+
+
+class References(html.parser.HTMLParser):
+    """Every tag and every attribute that could fetch something."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.urls, self.styles = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [v for k, v in attrs if k in ("src", "href", "srcset", "data", "poster", "action")]
+        self.styles += [v for k, v in attrs if k == "style"]
+
+    def handle_data(self, data):
+        if self.tags and self.tags[-1] == "style":
+            self.styles.append(data)
+
+
+def test_the_report_opens_in_a_real_browser_with_every_image_and_the_summarys_figures(site, tmp_path):
+    from matplotlib import image
+
+    from tools.browser import Chromium
+
+    config, url = site
+    out = tmp_path / "out"
+    made = pbxgw("report", "--config", str(config), "--site", "hq", "--from", "2026-03-09", "--to", "2026-03-10",
+                 "--out", str(out), timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert f"80 calls of site hq (2026-03-09 to 2026-03-10, Europe/Paris): {out / 'report.html'}" in made.stdout.decode()
+    with Chromium(width=1200, height=1000) as browser:
+        browser.open((out / "report.html").as_uri())
+        images = browser.evaluate("[...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
+        text = browser.evaluate("document.body.innerText")
+        png = browser.screenshot()
+    assert len(images) == 6 and all(done and width > 0 for _, done, width in images), images
+    for name, value in expected_summary(url):
+        assert f"{name}\t{value}" in text, (name, value)
+    assert "Europe/Paris" in text and "answered within T" in text and "ana" in text
+    pixels = image.imread(io.BytesIO(png))
+    ink = (pixels[..., :3].min(axis=2) < 0.9).mean()  # share of pixels that are not white
+    assert pixels.shape[0] > 1000 and ink > 0.02, ink
+
+
+def test_the_page_references_nothing_outside_itself(site, tmp_path):
+    config, _ = site
+    out = tmp_path / "out"
+    assert pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
+                 timeout=120).returncode == 0
+    page = References()
+    page.feed((out / "report.html").read_text())
+    assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
+    assert page.urls and all(u.startswith("data:image/png;base64,") for u in page.urls), page.urls
+    assert not any("url(" in s or "@import" in s for s in page.styles)
+
+
+def test_the_csvs_hold_a_row_per_call_extension_and_half_hour(site, tmp_path):
+    config, _ = site
+    out = tmp_path / "out"
+    assert pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
+                 timeout=120).returncode == 0
+    calls = list(csv.DictReader((out / "calls.csv").open()))
+    assert len(calls) == 80 and calls[0]["start_local"].startswith("2026-03-09T08:00:00+01:00")
+    assert {r["extension"] for r in csv.DictReader((out / "extensions.csv").open())} == {"201", "202", "203", "204"}
+    intervals = list(csv.DictReader((out / "intervals.csv").open()))
+    assert sum(int(r["calls"]) for r in intervals) == 80 and intervals[0]["half_hour_local"] == "2026-03-09T08:00:00+01:00"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--from", "2026-03-10", "--to", "2026-03-09"], "--to 2026-03-09 is before --from 2026-03-10"),
+    (["--from", "2026-03-09", "--site", "nowhere"], "no call of site 'nowhere' is stored; sites: hq"),
+    (["--from", "09/03/2026"], "expected a date as YYYY-MM-DD"),
+    (["--from", "2025-01-01", "--to", "2026-03-09"], "at most 366 days"),
+])
+def test_what_a_user_gets_wrong_is_one_line_and_no_traceback(site, tmp_path, args, says):
+    config, _ = site
+    run = pbxgw("report", "--config", str(config), "--out", str(tmp_path / "o"), *args)
+    assert run.returncode != 0 and says in run.stderr.decode() + run.stdout.decode()
+    assert b"Traceback" not in run.stderr
+
+
+def test_an_out_directory_that_cannot_be_written_is_said(site, tmp_path):
+    config, _ = site
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    run = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--out", str(blocker / "out"))
+    assert run.returncode == 1 and b"cannot write into" in run.stderr and b"Traceback" not in run.stderr
