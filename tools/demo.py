@@ -1,7 +1,8 @@
 """The README's demo, the whole path: a simulated Panasonic PBX printing on a pty, the
 gateway reading it through pyserial into its disk queue and publishing to a local
 Mosquitto, `pbxgw subscribe` printing the decoded events as they arrive, and `pbxgw collect`
-storing them in a SQLite database, of which `pbxgw fleet` prints the summary at the end.
+storing them in a SQLite database, of which `pbxgw fleet` prints the summary at the end;
+then `pbxgw report` builds the report of the calls it stored (``demo-report/report.html``).
 
 Run it with `make demo`; it stops by itself after two passes over the profile's sample
 printout (a few dozen events, about 15 seconds), or on Ctrl-C.
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 from gateway import simulate
@@ -19,6 +21,7 @@ from gateway.smdr import offline, profiles
 from tools.parts import Broker, CollectorProcess, GatewayProcess, wait_for
 
 PROFILE = "panasonic-kx-tda"
+REPORT = Path("demo-report")  # kept after the demo, beside where it ran
 PASSES = 2  # over the profile's sample printout
 RATE = 3    # lines per second
 
@@ -55,6 +58,12 @@ def main() -> int:
                       file=sys.stderr, flush=True)
                 subprocess.run([*pbxgw, "fleet", "--config", str(collector.config)], check=False)
                 print(f"demo: {stored} calls stored in {database}", file=sys.stderr)
+                first, last = _dates(database)
+                print(f"\ndemo: the report of those calls, as pbxgw report builds it:", file=sys.stderr, flush=True)
+                status = subprocess.run([*pbxgw, "report", "--config", str(collector.config), "--from", first,
+                                         "--to", last, "--out", str(REPORT)], check=False).returncode
+                if status == 0:
+                    print(f"demo: open {(REPORT / 'report.html').resolve()} in a browser", file=sys.stderr)
             return status
         except KeyboardInterrupt:
             return 130
@@ -76,6 +85,16 @@ def _stored(database: str, events: int) -> int:
         return db.fetch("SELECT count(*) FROM events WHERE kind = 'call'")[0][0]
     finally:
         db.close()
+
+
+def _dates(database: str) -> tuple[str, str]:
+    """The first and last (UTC: the demo's PBX prints UTC) dates of the calls stored."""
+    db = Database.open(database)
+    try:
+        first, last = db.fetch("SELECT min(start), max(start) FROM events WHERE kind = 'call'")[0]
+    finally:
+        db.close()
+    return tuple(datetime.fromtimestamp(t, timezone.utc).date().isoformat() for t in (first, last))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ replayed record comes (:mod:`gateway.central.callstore`).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -55,17 +56,25 @@ class Call:
 
     def row(self) -> tuple:
         """The call as a ``calls`` row (``records`` left for the caller to encode)."""
-        return tuple(getattr(self, name) for name in CALL_COLUMNS)
+        return _ROW(self)
+
+
+_ROW = operator.attrgetter(*CALL_COLUMNS)
 
 
 def assemble(records: Iterable[dict[str, Any]], assembly: Assembly, profile: str) -> list[Call]:
     """The calls of ``records``: call events of one source and one profile, as dicts
     (``gw, src, site, stream, seq, rx, start, ring, dur, dir, ext, trunk, caller, called,
-    disp, callid, x``). A record given twice counts once."""
-    unique = {(r["stream"], r["seq"]): r for r in records}
-    ordered = sorted(unique.values(), key=_order)
-    rules = f"{profile}/{assembly.version}"
-    return [_call(chain, assembly, rules, orphan) for chain, orphan in _chains(ordered, assembly)]
+    disp, callid, x``). A record given twice counts once; one that is no call (its
+    profile's ``not_calls``) is in none."""
+    return [call_of(chain, orphan, assembly, profile) for chain, orphan in chains(records, assembly)]
+
+
+def chains(records: Iterable[dict[str, Any]], assembly: Assembly) -> list[tuple[list[dict], bool]]:
+    """The records of each call, in order, and whether it is an orphan (the first half
+    of :func:`assemble`: a caller that needs only some calls builds only those)."""
+    unique = {(r["stream"], r["seq"]): r for r in records if not holds(assembly.not_calls, r)}
+    return list(_chains(sorted(unique.values(), key=_order), assembly))
 
 
 def _order(r: dict[str, Any]) -> tuple:
@@ -128,7 +137,8 @@ def _wait(chain: list[dict], answered: int | None, starts: str) -> int | None:
     return max(r["start"] + (r["ring"] or 0) for r in legs) - chain[0]["start"]
 
 
-def _call(chain: list[dict], assembly: Assembly, rules: str, orphan: bool) -> Call:
+def call_of(chain: list[dict], orphan: bool, assembly: Assembly, profile: str) -> Call:
+    """The call of one chain of :func:`chains`."""
     to_voicemail = [holds(assembly.voicemail, r) for r in chain]
     by_person = [i for i, r in enumerate(chain) if _answered(r) and not to_voicemail[i]]
     rings = [r["ring"] for r in chain if r["ring"] is not None]
@@ -146,7 +156,8 @@ def _call(chain: list[dict], assembly: Assembly, rules: str, orphan: bool) -> Ca
     holds_printed = [v for r in chain if assembly.hold and isinstance(v := event_value(r, assembly.hold), int)]
     first = chain[0]
     return Call(
-        gw=first["gw"], src=first["src"], key=f"{first['stream']}:{first['seq']}", site=first["site"], rules=rules,
+        gw=first["gw"], src=first["src"], key=f"{first['stream']}:{first['seq']}", site=first["site"],
+        rules=f"{profile}/{assembly.version}",
         start=first["start"], last_start=max(r["start"] for r in chain), end_at=max(map(_end, chain)),
         dir=_first(chain, "dir"), trunk=_first(chain, "trunk"), caller=_first(chain, "caller"),
         called=_first(chain, "called"),

@@ -13,21 +13,23 @@ every few seconds; ``pbxgw report`` runs it before it reads.
 from __future__ import annotations
 
 import functools
-import json
+
+import orjson
 from typing import Any
 
-from gateway.central.calls import CALL_COLUMNS, Call, assemble
+from gateway.central.calls import CALL_COLUMNS, Call, call_of, chains
 from gateway.central.database import Database
 from gateway.errors import ProfileError
 from gateway.smdr import profiles
 from gateway.smdr.profile import Assembly
 
-#: The longest a call's records are apart (Avaya CM prints an interim record every 10 hours
-#: of a call; legs of one call are minutes apart): records further apart are not joined
-#: again when a late one comes.
-LONGEST_CALL = 6 * 3600
-#: Seconds of pending records assembled in one transaction (bounds memory and lock time).
-PIECE = 86400
+#: The longest a call's records are apart beyond its family's window (legs and segments of
+#: one call are minutes apart): records further apart are not joined again when a late
+#: one comes.
+LONGEST_CALL = 4 * 3600
+#: Seconds of pending records assembled in one transaction (bounds memory and lock time;
+#: the margins either side are read again by the next piece).
+PIECE = 2 * 86400
 
 _RECORD_COLUMNS = ("gw", "src", "site", "stream", "seq", "rx", "profile", "start", "ring", "dur", "dir", "ext",
                    "trunk", "caller", "called", "disp", "callid", "x")
@@ -76,30 +78,30 @@ def _assemble_span(db: Database, cur: Any, gw: str, src: str, site: str, low: in
     by_profile: dict[str, list[dict]] = {}
     for r in records:
         by_profile.setdefault(r["profile"], []).append(r)
-    calls = [c for name, rs in by_profile.items() for c in assemble(rs, assembly_of(name), name)]
-    start_of = {(r["stream"], r["seq"]): r["start"] for r in records}
+    found = [(chain, orphan, name) for name, rs in by_profile.items() for chain, orphan in
+             chains(rs, assembly_of(name))]
     stored = _stored_calls(db, cur, gw, src, low - 2 * margin, high + margin)
     # The calls to write: those touching the span and then, as long as any are found,
     # those sharing a record with a stored call that shares one with a call to write.
-    owner = {rec: call for call in calls for rec in call.records}
+    owner = {(r["stream"], r["seq"]): i for i, (chain, _, _) in enumerate(found) for r in chain}
     stored_of = {rec: key for key, recs in stored.items() for rec in recs}
-    chosen = {c.key: c for c in calls if any(low <= start_of[rec] <= high for rec in c.records)}
+    chosen = {i for i, (chain, _, _) in enumerate(found) if any(low <= r["start"] <= high for r in chain)}
     replaced: set[str] = set()
-    todo = list(chosen.values())
+    todo = list(chosen)
     while todo:
-        for rec in todo.pop().records:
-            old = stored_of.get(rec)
+        for r in found[todo.pop()][0]:
+            old = stored_of.get((r["stream"], r["seq"]))
             if old is not None and old not in replaced:
                 replaced.add(old)
-                for new in filter(None, map(owner.get, stored[old])):
-                    if new.key not in chosen:
-                        chosen[new.key] = new
-                        todo.append(new)
+                for i in {owner[rec] for rec in stored[old] if rec in owner} - chosen:
+                    chosen.add(i)
+                    todo.append(i)
     if replaced:
         cur.executemany(db._sql("DELETE FROM calls WHERE gw = ? AND src = ? AND key = ?"),
                         [(gw, src, key) for key in replaced])
-    _insert(db, cur, list(chosen.values()))
-    return len(chosen)
+    calls = [call_of(chain, orphan, assembly_of(name), name) for chain, orphan, name in map(found.__getitem__, chosen)]
+    _insert(db, cur, calls)
+    return len(calls)
 
 
 def _margin(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high: int) -> int:
@@ -116,17 +118,28 @@ def _records(db: Database, cur: Any, gw: str, src: str, site: str, low: int, hig
     out = []
     for row in cur.fetchall():
         r = dict(zip(_RECORD_COLUMNS, row))
-        if isinstance(r["x"], str):
-            r["x"] = json.loads(r["x"])
+        x = r["x"]
+        if x is not None:  # only the vendor fields assembly reads: a month is many records
+            x = orjson.loads(x) if isinstance(x, str) else x
+            r["x"] = {k: x[k] for k in _x_fields(r["profile"]) if k in x}
         out.append(r)
     return out
+
+
+@functools.cache
+def _x_fields(profile: str) -> tuple[str, ...]:
+    """The ``x`` fields a profile's assembly looks at."""
+    a = assembly_of(profile)
+    named = [*a.join, *([a.line] if a.line else []), *([a.hold] if a.hold else []),
+             *(f for c in (a.ends, a.transfer, a.voicemail, a.not_calls) for alt in c for f, _ in alt)]
+    return tuple(dict.fromkeys(f[2:] for f in named if f.startswith("x.")))
 
 
 def _stored_calls(db: Database, cur: Any, gw: str, src: str, low: int, high: int) -> dict[str, list[tuple]]:
     """The stored calls of a source starting in ``low..high``: key -> its records."""
     cur.execute(db._sql("SELECT key, records FROM calls WHERE gw = ? AND src = ? AND start BETWEEN ? AND ?"),
                 (gw, src, low, high))
-    return {key: [tuple(r) for r in (json.loads(recs) if isinstance(recs, str) else recs)]
+    return {key: [tuple(r) for r in (orjson.loads(recs) if isinstance(recs, str) else recs)]
             for key, recs in cur.fetchall()}
 
 
@@ -137,4 +150,4 @@ def _insert(db: Database, cur: Any, calls: list[Call]) -> None:
     updates = ", ".join(f"{c} = excluded.{c}" for c in CALL_COLUMNS[3:])
     cur.executemany(db._sql(f"INSERT INTO calls ({columns}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) "
                             f"ON CONFLICT (gw, src, key) DO UPDATE SET {updates}"),
-                    [(*c.row()[:-1], json.dumps(c.records)) for c in calls])
+                    [(*c.row()[:-1], orjson.dumps(c.records).decode()) for c in calls])

@@ -159,6 +159,13 @@ class Database:
             cur.execute(self._sql(sql), params)
             return cur.fetchall()
 
+    def stream(self, sql: str, params: tuple | list = (), size: int = 5000) -> Iterator[tuple]:
+        """Rows of a query, read ``size`` at a time (a month of calls is not held at once)."""
+        with self.transaction() as cur:
+            cur.execute(self._sql(sql), params)
+            while rows := cur.fetchmany(size):
+                yield from rows
+
     def migrate(self) -> list[int]:
         """Apply the migrations not applied yet, each in its own transaction; the versions
         applied now."""
@@ -339,6 +346,22 @@ class SqliteDatabase(Database):
         finally:
             cur.close()
 
+    def stream(self, sql: str, params: tuple | list = (), size: int = 5000) -> Iterator[tuple]:
+        # A read transaction (BEGIN, not IMMEDIATE): in WAL mode it keeps one snapshot and
+        # holds no lock, so the collector writes on meanwhile.
+        cur = self._conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            cur.execute(sql, params)
+            while rows := cur.fetchmany(size):
+                yield from rows
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"{self.path}: {exc}") from None
+        finally:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            cur.close()
+
     def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
                     time_column: str) -> dict[tuple, tuple]:
         # One writer (BEGIN IMMEDIATE holds the lock): where a stream's seqs may be stored
@@ -438,6 +461,13 @@ class PostgresDatabase(Database):
             raise Refused(_first_line(exc)) from None
         except psycopg.Error as exc:  # down, restarting, disk full; a missing table (said, retried)
             raise Unavailable(f"PostgreSQL: {_first_line(exc)}") from None
+
+    def stream(self, sql: str, params: tuple | list = (), size: int = 5000) -> Iterator[tuple]:
+        # A named (server-side) cursor: psycopg's own would fetch every row at execute.
+        with self.transaction(), self._conn.cursor(name="pbxgw_stream") as cur:
+            cur.execute(self._sql(sql), params)
+            while rows := cur.fetchmany(size):
+                yield from rows
 
     def _lock_schema(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(7240001)")  # any fixed number: pbxgw's migrations

@@ -39,7 +39,12 @@ class BusinessHours:
     closes: time = time(18)
 
     def __contains__(self, local: datetime) -> bool:
-        return local.weekday() in self.days and self.opens <= local.time() < self.closes
+        return self.covers(local.weekday(), local.hour * 3600 + local.minute * 60 + local.second)
+
+    def covers(self, weekday: int, second_of_day: int) -> bool:
+        """Whether a local weekday (0 = Monday) and second of the day are within them."""
+        return (weekday in self.days and
+                _seconds(self.opens) <= second_of_day < _seconds(self.closes))
 
     def __str__(self) -> str:
         days = sorted(self.days)
@@ -48,6 +53,10 @@ class BusinessHours:
         else:
             named = ",".join(WEEKDAYS[d] for d in days)
         return f"{named} {self.opens:%H:%M}-{self.closes:%H:%M}"
+
+
+def _seconds(t: time) -> int:
+    return t.hour * 3600 + t.minute * 60 + t.second
 
 
 def business_hours(text: str) -> BusinessHours:
@@ -232,12 +241,31 @@ def local_range(first: date, last: date, zone: ZoneInfo) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
-def half_hour_of(ts: int, zone: ZoneInfo) -> int:
-    """The local half-hour a UTC time falls in, as the UTC seconds it starts at: the two
-    01:30 of a day that falls back are two (aware datetimes of one zone that differ only
-    in their fold compare equal, so they make no key)."""
-    local = datetime.fromtimestamp(ts, timezone.utc).astimezone(zone)
-    return ts - (local.minute % 30) * 60 - local.second
+class LocalClock:
+    """A zone's local time of UTC seconds, by arithmetic on its offset, which is looked up
+    once per quarter-hour (offsets change on one): the report buckets every call."""
+
+    def __init__(self, zone: ZoneInfo):
+        self.zone = zone
+        self._offsets: dict[int, int] = {}
+
+    def offset(self, ts: int) -> int:
+        quarter = ts // 900
+        offset = self._offsets.get(quarter)
+        if offset is None:
+            at = datetime.fromtimestamp(quarter * 900, timezone.utc).astimezone(self.zone)
+            offset = self._offsets[quarter] = int(at.utcoffset().total_seconds())
+        return offset
+
+    def wall(self, ts: int) -> int:
+        """Local wall-clock seconds since 1970-01-01 00:00 local."""
+        return ts + self.offset(ts)
+
+    def half_hour(self, ts: int) -> int:
+        """The local half-hour ``ts`` falls in, as the UTC seconds it starts at: the two
+        01:30 of a day that falls back are two (aware datetimes of one zone that differ
+        only in their fold compare equal, so they make no key)."""
+        return ts - self.wall(ts) % 1800
 
 
 def local(ts: int, zone: ZoneInfo) -> datetime:
@@ -245,20 +273,27 @@ def local(ts: int, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc).astimezone(zone)
 
 
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
 def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: date, settings: KpiSettings,
            headsets: Iterable[tuple[str, str | None, int, str]] = ()) -> Report:
     """The figures of ``calls`` (of one site, starting within the local dates) and of the
     headset events ``(agent, ext, ts ms, ev)`` of its agents, in time order."""
     zone = ZoneInfo(zone_name)
+    clock = LocalClock(zone)
     out = Report(site, zone_name, first, last, settings)
     hours = settings.hours_of(site)
     trunk_spans: list[tuple[int, int]] = []
+    days: dict[int, date] = {}
     for call in calls:
-        started = local(call.start, zone)
-        day = started.date()
-        (out.total if started in hours else out.out_of_hours).add(call, settings)
-        for bucket, key in ((out.half_hours, half_hour_of(call.start, zone)), (out.days, day),
-                            (out.day_hours, (day, started.hour)), (out.hours_of_day, started.hour)):
+        wall = clock.wall(call.start)
+        day_number, second = divmod(wall, 86400)
+        day = days.get(day_number) or days.setdefault(day_number, date.fromordinal(_EPOCH + day_number))
+        hour = second // 3600
+        (out.total if hours.covers((day_number + 3) % 7, second) else out.out_of_hours).add(call, settings)
+        for bucket, key in ((out.half_hours, call.start - wall % 1800), (out.days, day),
+                            (out.day_hours, (day, hour)), (out.hours_of_day, hour)):
             figures = bucket.get(key)
             if figures is None:
                 figures = bucket[key] = Figures()
@@ -273,12 +308,12 @@ def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: 
         out.orphans += call.orphan
         out.incomplete += not call.complete
         out.transferred += call.transfers > 0
-    out.peak_trunks = _peaks(trunk_spans, zone)
+    out.peak_trunks = _peaks(trunk_spans, clock)
     out.agents = _agents(headsets, out.extensions, *local_range(first, last, zone))
     return out
 
 
-def _peaks(spans: list[tuple[int, int]], zone: ZoneInfo) -> dict[int, int]:
+def _peaks(spans: list[tuple[int, int]], clock: LocalClock) -> dict[int, int]:
     """Per local half-hour, the most calls on trunks at once within it (a call that ends
     as another starts is not at once with it)."""
     changes = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
@@ -286,14 +321,14 @@ def _peaks(spans: list[tuple[int, int]], zone: ZoneInfo) -> dict[int, int]:
     now = previous = 0
     for at, step in changes:
         if now:  # held since the previous change: so in each half-hour begun meanwhile
-            boundary = half_hour_of(previous, zone) + 1800
+            boundary = clock.half_hour(previous) + 1800
             while boundary < at:
-                key = half_hour_of(boundary, zone)
+                key = clock.half_hour(boundary)
                 peaks[key] = max(peaks.get(key, 0), now)
                 boundary += 1800
         now += step
         if step > 0:
-            key = half_hour_of(at, zone)
+            key = clock.half_hour(at)
             peaks[key] = max(peaks.get(key, 0), now)
         previous = at
     return peaks

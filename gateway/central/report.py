@@ -14,11 +14,12 @@ import csv
 import html
 import io
 import json
+import operator
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 from gateway.central import callstore, kpi
@@ -58,31 +59,38 @@ def site_zone(db: Database, site: str, settings: KpiSettings) -> tuple[str, str]
 
 
 def build(db: Database, site: str, first: date, last: date, settings: KpiSettings,
-          progress: Callable[[str], None] = lambda text: None) -> tuple[Report, list[Call], str]:
+          progress: Callable[[str], None] = lambda text: None) -> tuple[Report, str]:
     """Assemble what is pending, then the figures of ``site`` for the local dates
-    ``first``..``last``; also its calls, and where its zone came from."""
+    ``first``..``last``, and where its zone came from."""
     done = False
     pieces = 0
     while not done:
         _, done = callstore.refresh(db, 1)
         pieces += 1
-        progress(f"assembling calls: {pieces} day(s) of records")
+        progress(f"assembling calls: {pieces} piece(s) of records")
     zone_name, zone_from = site_zone(db, site, settings)
     start, end = kpi.local_range(first, last, ZoneInfo(zone_name))
     progress("reading calls")
-    calls = [Call(*row, records=()) for row in db.fetch(
-        f"SELECT {', '.join(_READ)} FROM calls WHERE site = ? AND start >= ? AND start < ? ORDER BY start",
-        (site, start, end))]
     headsets = db.fetch("SELECT agent, ext, ts, ev FROM headset_events WHERE site = ? AND ts >= ? AND ts < ? "
                         "AND agent IS NOT NULL ORDER BY agent, ts, seq", (site, start * 1000, end * 1000))
-    progress(f"figures of {len(calls)} calls")
-    return kpi.report(calls, site, zone_name, first, last, settings, headsets), calls, zone_from
+    figures = kpi.report(calls(db, site, start, end), site, zone_name, first, last, settings, headsets)
+    return figures, zone_from
 
 
-def write(out: Path, figures: Report, calls: list[Call], zone_from: str,
+def calls(db: Database, site: str, start: int, end: int) -> Iterator[Call]:
+    """The calls of a site starting in ``[start, end)`` (UTC s), in order, read a few
+    thousand at a time."""
+    for row in db.stream(f"SELECT {', '.join(_READ)} FROM calls WHERE site = ? AND start >= ? AND start < ? "
+                         "ORDER BY start, gw, src, key", (site, start, end)):
+        yield Call(*row, records=())
+
+
+def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
           progress: Callable[[str], None] = lambda text: None) -> Written:
-    """``report.html`` and the CSVs into directory ``out`` (made if missing)."""
+    """``report.html`` and the CSVs into directory ``out`` (made if missing); ``calls``
+    are the report's, for calls.csv."""
     out.mkdir(parents=True, exist_ok=True)
+    progress("writing calls.csv")
     csvs = (_calls_csv(out / "calls.csv", calls, figures.zone), _extensions_csv(out / "extensions.csv", figures),
             _intervals_csv(out / "intervals.csv", figures))
     charts = []
@@ -91,7 +99,7 @@ def write(out: Path, figures: Report, calls: list[Call], zone_from: str,
         charts.append((title, _png(draw, figures)))
     page = out / "report.html"
     page.write_text(_html(figures, charts, zone_from, [p.name for p in csvs]), encoding="utf-8")
-    return Written(page, csvs, len(calls))
+    return Written(page, csvs, figures.total.calls + figures.out_of_hours.calls)
 
 
 # -- the figures as text ------------------------------------------------------------------
@@ -306,22 +314,17 @@ def _writer(path: Path, head: list[str]):
     return fh, w
 
 
-def _calls_csv(path: Path, calls: list[Call], zone_name: str) -> Path:
-    zone = ZoneInfo(zone_name)
+def _calls_csv(path: Path, calls: Iterable[Call], zone_name: str) -> Path:
+    zone, utc = ZoneInfo(zone_name), ZoneInfo("UTC")
     columns = [c for c in _READ if c not in ("gw", "src", "key", "start")]
+    values = operator.attrgetter(*columns)
     fh, w = _writer(path, ["start_local", "start_utc", "gw", "src", "key", *columns])
     with fh:
-        for c in calls:
-            at = datetime.fromtimestamp(c.start, ZoneInfo("UTC"))
-            w.writerow([at.astimezone(zone).isoformat(), at.isoformat(), c.gw, c.src, c.key,
-                        *(_cell(getattr(c, k)) for k in columns)])
+        for c in calls:  # (csv writes None as ""; the two flags as 0 or 1 on either engine)
+            at = datetime.fromtimestamp(c.start, utc)
+            w.writerow([at.astimezone(zone).isoformat(), at.isoformat(), c.gw, c.src, c.key, *values(c)[:-2],
+                        int(c.orphan), int(c.complete)])
     return path
-
-
-def _cell(value) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return "" if value is None else str(value)
 
 
 def _figure_cells(f: Figures, formula: str) -> list[str]:

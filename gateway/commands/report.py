@@ -40,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from gateway.central import require_extra
 
     require_extra("report", ("orjson", "matplotlib"))
+    from zoneinfo import ZoneInfo
+
     from gateway.central import report, settings
     from gateway.central.database import Database
+    from gateway.central.kpi import local_range
 
     last = args.last or args.first
     if last < args.first:
@@ -62,15 +65,15 @@ def run(args: argparse.Namespace) -> int:
             raise GatewayError(f"--site: expected one of {known}")
         if site not in sites:
             raise GatewayError(f"no call of site {site!r} is stored; sites: {known}")
-        figures, calls, zone_from = report.build(db, site, args.first, last, config.kpi, progress)
-    finally:
-        db.close()
-    try:
-        written = report.write(args.out, figures, calls, zone_from, progress)
-    except OSError as exc:
-        raise GatewayError(f"cannot write into {args.out}: {exc.strerror or exc}") from None
+        figures, zone_from = report.build(db, site, args.first, last, config.kpi, progress)
+        start, end = local_range(args.first, last, ZoneInfo(figures.zone))
+        try:
+            written = report.write(args.out, figures, report.calls(db, site, start, end), zone_from, progress)
+        except OSError as exc:
+            raise GatewayError(f"cannot write into {args.out}: {exc.strerror or exc}") from None
     finally:
         progress("")
+        db.close()
     print(f"{written.calls} calls of site {site} ({args.first} to {last}, {figures.zone}): {written.html}")
     for name, value in report.summary(figures)[:6]:
         print(f"  {name}: {value}")

@@ -193,6 +193,7 @@ class Assembly:
     voicemail: Condition = ()
     hold: str | None = None
     starts: str = "leg"
+    not_calls: Condition = ()  # records that are no call (an agent logging in, a ringing notice)
 
     @property
     def promises_id(self) -> bool:

@@ -201,7 +201,7 @@ def _assembly(t: Table, vendor: set[str]) -> Assembly:
     starts = t.take("starts", str, "leg", choices=("leg", "call"))
     assembly = Assembly(version, join, window, line, condition("ends"),
                         condition("transfer", ((("disp", re.compile("transferred")),),)), condition("voicemail"), hold,
-                        starts)
+                        starts, condition("not_calls"))
     t.done()
     return assembly
 

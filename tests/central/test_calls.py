@@ -10,6 +10,7 @@ import pytest
 from gateway.central.calls import assemble
 from gateway.errors import ProfileError
 from gateway.smdr import profiles
+from gateway.smdr.profile import holds
 
 pytestmark = pytest.mark.central
 
@@ -42,8 +43,8 @@ def test_every_sample_record_is_in_exactly_one_call_and_joins_only_its_own_id(na
     records = sample_records(name)
     calls = calls_of(name, records)
     keys = [k for c in calls for k in c.records]
-    assert sorted(keys) == sorted((r["stream"], r["seq"]) for r in records)
     assembly = profiles.find(name).assembly
+    assert sorted(keys) == sorted((r["stream"], r["seq"]) for r in records if not holds(assembly.not_calls, r))
     by_key = {(r["stream"], r["seq"]): r for r in records}
     for c in calls:
         if assembly.join:
@@ -122,6 +123,13 @@ def test_panasonic_transfer_marks_join_contiguous_records_on_one_co_line_and_not
     assert calls["s:1"].records == (("s", 1), ("s", 2))
     assert (calls["s:1"].first_ext, calls["s:1"].final_ext, calls["s:1"].talk) == ("101", "102", 185)
     assert set(calls) == {"s:1", "s:3", "s:4"}
+
+
+def test_what_a_panasonic_prints_that_is_no_call_is_in_no_call():
+    records = sample_records("panasonic-kx-tda")
+    in_calls = {k for c in calls_of("panasonic-kx-tda", records) for k in c.records}
+    left_out = [r["x"] for r in records if (r["stream"], r["seq"]) not in in_calls]
+    assert sorted(map(str, left_out)) == sorted(map(str, [{"event": "LOG IN"}, {"event": "LOG OUT"}, {"cd": "RC"}]))
 
 
 @pytest.mark.parametrize("name", ["nec-sl", "siemens-hipath", "avaya-cm", "mitel-mivb", "mitel-5000"])

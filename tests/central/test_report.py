@@ -69,7 +69,7 @@ def site(tmp_path, database_url):
 def expected_summary(url: str) -> list[tuple[str, str]]:
     db = Database.open(url)
     try:
-        figures, _, _ = report.build(db, "hq", PARIS_MONDAY, date(2026, 3, 10), KpiSettings())
+        figures, _ = report.build(db, "hq", PARIS_MONDAY, date(2026, 3, 10), KpiSettings())
     finally:
         db.close()
     return report.summary(figures)

@@ -1,0 +1,143 @@
+"""Report benchmark: one month of a 200-agent centre's records (about 300 000, made from
+the Avaya IP Office profile's sample records: answered calls, transfer chains, calls
+to voicemail, abandoned ones), stored as the collector stores them; then timed, each in
+a process of its own as in production, with its peak RSS: assembling them into calls
+(what the collector does) and ``pbxgw report`` for the month. SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import msgpack
+
+from gateway.central.database import Database
+from gateway.central.ingest import Rows
+from gateway.smdr import profiles
+from tools.parts import Postgres
+
+AGENTS = 200
+FIRST = date(2026, 3, 1)
+ZONE = ZoneInfo("Europe/Paris")
+#: The sample records used as templates: a call answered at once, a transfer then
+#: voicemail (two segments), one that rang out, one straight to voicemail.
+TEMPLATES = {"answered": 5, "transferred": (3, 4), "abandoned": 1, "voicemail": 2}
+MIX = (("answered", 0.62), ("transferred", 0.2), ("abandoned", 0.1), ("voicemail", 0.08))
+
+
+def samples() -> list[dict]:
+    path = profiles.find("avaya-ipo").expected_path
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def month(records: int, seed: int = 1) -> list[list[dict]]:
+    """About ``records`` call events over 30 days, weekdays busier, in batches of 100."""
+    rnd = random.Random(seed)
+    sample = samples()
+    per_call = sum(share * (2 if kind == "transferred" else 1) for kind, share in MIX)
+    calls = int(records / per_call)
+    days = [FIRST + timedelta(days=d) for d in range(30)]
+    weights = [1.0 if d.weekday() < 5 else 0.25 for d in days]
+    events, seq = [], 0
+    for n in range(calls):
+        day = rnd.choices(days, weights)[0]
+        local = datetime(day.year, day.month, day.day, 8, tzinfo=ZONE) + timedelta(seconds=rnd.betavariate(2, 3) * 11 * 3600)
+        start = int(local.timestamp())
+        kind = rnd.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
+        picks = TEMPLATES[kind] if isinstance(TEMPLATES[kind], tuple) else (TEMPLATES[kind],)
+        ext = str(2000 + rnd.randrange(AGENTS))
+        for i, index in enumerate(picks):
+            seq += 1
+            t = dict(sample[index - 1])
+            ring, talk = rnd.randint(1, 40), rnd.randint(20, 600)
+            t.update(gw="gw-1", src="pbx", stream="bench", seq=seq, rx=start * 1000 + seq, start=start,
+                     callid=str(10_000_000 + n), ring=ring, dur=0 if t["disp"] == "unanswered" else talk,
+                     trunk=str(9001 + rnd.randrange(30)), ext=t["ext"] and ext if i == 0 else t["ext"])
+            events.append(t)
+    return [events[i:i + 100] for i in range(0, len(events), 100)]
+
+
+def load(url: str, batches: list[list[dict]]) -> int:
+    db = Database.open(url)
+    try:
+        db.migrate()
+        status = {"v": 1, "kind": "status", "gw": "gw-1", "site": "hq", "state": "online", "boot": 1, "rx": 1,
+                  "version": "bench", "sources": [{"name": "pbx", "profile": "avaya-ipo", "timezone": "Europe/Paris"}]}
+        for i in range(0, len(batches), 50):
+            rows = Rows()
+            for b in batches[i:i + 50]:
+                rows.add("pbxgw/v1/hq/gw-1/calls", msgpack.packb(b), 1)
+            db.write(rows)
+        rows = Rows()
+        rows.add("pbxgw/v1/hq/gw-1/status", msgpack.packb(status), 1)
+        db.write(rows)
+        return db.fetch("SELECT count(*) FROM events")[0][0]
+    finally:
+        db.close()
+
+
+def timed(argv: list[str]) -> tuple[float, float]:
+    """Run a process; its wall time in seconds and its peak RSS in MiB."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{argv} failed with {proc.returncode}")
+    return time.perf_counter() - began, usage.ru_maxrss / 1024
+
+
+ASSEMBLE = ("import sys; from gateway.central import callstore; from gateway.central.database import Database; "
+            "db = Database.open(sys.argv[1]); done = False\n"
+            "while not done: done = callstore.refresh(db, 1)[1]")
+
+
+def run(work: Path, url: str, batches: list[list[dict]]) -> str:
+    stored = load(url, batches)
+    assemble_s, assemble_rss = timed([sys.executable, "-c", ASSEMBLE, url])
+    config = work / "collector.toml"
+    config.write_text(f'[collector]\ndatabase = "{url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n')
+    last = FIRST + timedelta(days=29)
+    report_s, report_rss = timed([sys.executable, "-m", "gateway", "report", "--config", str(config), "--site", "hq",
+                                  "--from", FIRST.isoformat(), "--to", last.isoformat(), "--out", str(work / "out")])
+    db = Database.open(url, create=False)
+    calls = db.fetch("SELECT count(*) FROM calls")[0][0]
+    db.close()
+    return (f"{stored:,} records -> {calls:,} calls: assemble {assemble_s:.1f} s (peak RSS {assemble_rss:.0f} MiB), "
+            f"report {report_s:.1f} s (peak RSS {report_rss:.0f} MiB), together {assemble_s + report_s:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=300_000)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    args = parser.parse_args()
+    batches = month(args.records)
+    with tempfile.TemporaryDirectory(prefix="pbxgw-bench-report-") as tmp:
+        work = Path(tmp)
+        for engine in args.engines.split(","):
+            (work / engine).mkdir()
+            if engine == "sqlite":
+                url = f"sqlite:///{work / engine / 'central.db'}"
+                print(f"sqlite: {run(work / engine, url, batches)}", flush=True)
+            else:
+                cluster = Postgres()
+                cluster.start()
+                try:
+                    print(f"postgresql: {run(work / engine, cluster.create_database('report'), batches)}", flush=True)
+                finally:
+                    cluster.close()
+
+
+if __name__ == "__main__":
+    main()
