@@ -59,7 +59,7 @@ def main() -> int:
                 subprocess.run([*pbxgw, "fleet", "--config", str(collector.config)], check=False)
                 print(f"demo: {stored} calls stored in {database}", file=sys.stderr)
                 first, last = _dates(database)
-                print(f"\ndemo: the report of those calls, as pbxgw report builds it:", file=sys.stderr, flush=True)
+                print("\ndemo: the report of those calls, as pbxgw report builds it:", file=sys.stderr, flush=True)
                 status = subprocess.run([*pbxgw, "report", "--config", str(collector.config), "--from", first,
                                          "--to", last, "--out", str(REPORT)], check=False).returncode
                 if status == 0:

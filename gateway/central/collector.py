@@ -458,6 +458,8 @@ class Collector:
                     self.calls += written
             except (Unavailable, Refused) as exc:
                 log.warning("calls not assembled now (tried again in %d s): %s", ASSEMBLE_EVERY, exc)
+            except Exception:  # a fault is retried, never a dead task (and a bug is told whole)
+                log.exception("calls not assembled now (tried again in %d s)", ASSEMBLE_EVERY)
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
