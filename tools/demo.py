@@ -57,7 +57,7 @@ def main() -> int:
                 print(f"\ndemo: the collector's database, as pbxgw fleet --config {collector.config} shows it:",
                       file=sys.stderr, flush=True)
                 subprocess.run([*pbxgw, "fleet", "--config", str(collector.config)], check=False)
-                print(f"demo: {stored} calls stored in {database}", file=sys.stderr)
+                print(f"demo: {stored} call records stored in {database}", file=sys.stderr)
                 first, last = _dates(database)
                 print("\ndemo: the report of those calls, as pbxgw report builds it:", file=sys.stderr, flush=True)
                 status = subprocess.run([*pbxgw, "report", "--config", str(collector.config), "--from", first,

@@ -197,8 +197,8 @@ class Report:
     days: dict[date, Figures] = field(default_factory=dict)
     day_hours: dict[tuple[date, int], Figures] = field(default_factory=dict)
     hours_of_day: dict[int, Figures] = field(default_factory=dict)
-    extensions: dict[str, Figures] = field(default_factory=dict)  # by first point of answer
-    final_extensions: dict[str, int] = field(default_factory=dict)  # calls ended at each extension
+    extensions: dict[str, Figures] = field(default_factory=dict)  # offered calls, by first point of answer
+    final_extensions: dict[str, int] = field(default_factory=dict)  # offered calls ended at each extension
     trunks: dict[str, Figures] = field(default_factory=dict)
     peak_trunks: dict[int, int] = field(default_factory=dict)  # per half-hour: calls on trunks at once, at most
     agents: dict[str, "Agent"] = field(default_factory=dict)
@@ -298,10 +298,11 @@ def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: 
             if figures is None:
                 figures = bucket[key] = Figures()
             figures.add(call, settings)
-        if call.first_ext is not None:
-            out.extensions.setdefault(call.first_ext, Figures()).add(call, settings)
-        if call.final_ext is not None:
-            out.final_extensions[call.final_ext] = out.final_extensions.get(call.final_ext, 0) + 1
+        if offered(call):  # (an extension's figures are those of the centre's calls it took)
+            if call.first_ext is not None:
+                out.extensions.setdefault(call.first_ext, Figures()).add(call, settings)
+            if call.final_ext is not None:
+                out.final_extensions[call.final_ext] = out.final_extensions.get(call.final_ext, 0) + 1
         if call.trunk is not None:
             out.trunks.setdefault(call.trunk, Figures()).add(call, settings)
             trunk_spans.append((call.start, max(call.start + 1, call.end_at)))

@@ -142,8 +142,11 @@ def definitions(figures: Report, zone_from: str) -> list[tuple[str, str]]:
         ("Short abandon", f"a call abandoned within {s.short_abandon} s of ringing"),
         ("Offered", "inbound calls, and calls whose PBX prints no direction; one call however many records "
                     "(legs, transfers) its PBX printed"),
-        ("Answer wait", "ring time until an extension answered (summed over the legs that rang first); answered "
-                        "calls whose PBX prints no ring time are left out of service level and waits"),
+        ("Answer wait", "from the call's start until an extension answered: legs of a ring group ring at once, "
+                        "segments one after another add up; answered calls whose PBX prints no ring time are left "
+                        "out of service level and waits"),
+        ("Extensions", "the offered calls each extension answered first (first point of answer), and those that "
+                       "ended there after transfers"),
         ("Business hours", f"{s.hours_of(figures.site)} (the summary counts calls that started within them; "
                            "the charts show every call)"),
         ("Time zone", f"{figures.zone}, from {zone_from}; times are local, DST included"),
