@@ -110,6 +110,7 @@ class Figures:
     voicemail: int = 0
     other: int = 0
     unknown_wait: int = 0  # answered calls whose PBX printed no ring time: not in service level
+    unknown_abandon: int = 0  # abandoned calls of no printed ring time: not in it either (short or not?)
     waits: list[int] = field(default_factory=list)  # answer waits of answered calls
     abandon_waits: list[int] = field(default_factory=list)
     talk: int = 0  # seconds, answered calls
@@ -132,9 +133,11 @@ class Figures:
                 self.answered_within += call.wait <= settings.answer_within
         elif outcome == "abandoned":
             self.abandoned += 1
-            waited = call.wait or 0
-            self.abandon_waits.append(waited)
-            self.short_abandons += waited < settings.short_abandon
+            if call.wait is None:
+                self.unknown_abandon += 1
+            else:
+                self.abandon_waits.append(call.wait)
+                self.short_abandons += call.wait < settings.short_abandon
         else:
             setattr(self, outcome, getattr(self, outcome) + 1)
 
@@ -142,9 +145,9 @@ class Figures:
         """The share named by ``formula`` (:data:`FORMULAS`); None when nothing to measure."""
         within = self.answered_within
         measured = self.answered - self.unknown_wait
-        offered_known = self.offered - self.unknown_wait
+        offered_known = self.offered - self.unknown_wait - self.unknown_abandon
         denominator = {
-            "answered_and_abandoned": measured + self.abandoned - self.short_abandons,
+            "answered_and_abandoned": measured + self.abandoned - self.unknown_abandon - self.short_abandons,
             "offered": offered_known,
             "answered": measured,
             "offered_less_short": offered_known - self.short_abandons,

@@ -120,7 +120,8 @@ def summary(figures: Report) -> list[tuple[str, str]]:
         ("Calls offered", str(t.offered)),
         ("Answered", str(t.answered)),
         (f"Answered within {s.answer_within} s", str(t.answered_within)),
-        ("Abandoned", f"{t.abandoned} ({t.short_abandons} short, under {s.short_abandon} s)"),
+        ("Abandoned", f"{t.abandoned} ({t.short_abandons} short, under {s.short_abandon} s"
+                      + (f"; {t.unknown_abandon} of no printed ring)" if t.unknown_abandon else ")")),
         ("Busy / voicemail / other", f"{t.busy} / {t.voicemail} / {t.other}"),
         ("Service level", f"{_pct(t.service_level(s.formula))} (target {_pct(s.target)})"),
         ("Average answer wait (ring)", _secs(t.average_wait)),
@@ -142,9 +143,9 @@ def definitions(figures: Report, zone_from: str) -> list[tuple[str, str]]:
         ("Short abandon", f"a call abandoned within {s.short_abandon} s of ringing"),
         ("Offered", "inbound calls, and calls whose PBX prints no direction; one call however many records "
                     "(legs, transfers) its PBX printed"),
-        ("Answer wait", "from the call's start until an extension answered: legs of a ring group ring at once, "
-                        "segments one after another add up; answered calls whose PBX prints no ring time are left "
-                        "out of service level and waits"),
+        ("Answer wait", "from the call's start until an extension answered (or, abandoned, until it stopped "
+                        "ringing): legs of a ring group ring at once, segments one after another add up; calls whose "
+                        "PBX prints no ring time are left out of service level and waits"),
         ("Extensions", "the offered calls each extension answered first (first point of answer), and those that "
                        "ended there after transfers"),
         ("Business hours", f"{s.hours_of(figures.site)} (the summary counts calls that started within them; "
@@ -203,8 +204,11 @@ def _service_level(ax, figures: Report) -> None:
     s = figures.settings
     days = [figures.first + timedelta(days=i) for i in range(figures.day_count)]
     levels = [figures.days[d].service_level(s.formula) if d in figures.days else None for d in days]
-    measured = [(i, 100 * v) for i, v in enumerate(levels) if v is not None]  # (a day without calls: no bar)
+    measured = [(i, 100 * v) for i, v in enumerate(levels) if v is not None]
     ax.bar([i for i, _ in measured], [v for _, v in measured], color="#5cb85c")
+    for i, v in enumerate(levels):
+        if v is None:  # no call whose wait is known: nothing to measure, which is not 0 %
+            ax.text(i, 2, "n/a", ha="center", color="#777")
     ax.set_xlim(-0.5, len(days) - 0.5)
     ax.axhline(100 * s.target, color="#333", linestyle="--", label=f"target {100 * s.target:.0f} %")
     step = max(1, len(days) // 10)
@@ -239,7 +243,12 @@ def _trunks(ax, figures: Report) -> None:
     from matplotlib.dates import AutoDateLocator, DateFormatter
 
     zone = ZoneInfo(figures.zone)
-    peaks = sorted(figures.peak_trunks.items())
+    clock = kpi.LocalClock(zone)
+    start, end = kpi.local_range(figures.first, figures.last, zone)
+    # Every half-hour of the range, 0 where no call was on a trunk (a line drawn only
+    # through the half-hours that had some would hold their figure through the night).
+    peaks = sorted({clock.half_hour(t): figures.peak_trunks.get(clock.half_hour(t), 0) for t in range(start, end, 1800)}
+                   .items())
     # Aware times, labelled in the site's zone: a day that falls back does not run backwards.
     ax.plot([kpi.local(at, zone) for at, _ in peaks], [n for _, n in peaks], drawstyle="steps-post", color="#8e44ad")
     ax.xaxis.set_major_locator(AutoDateLocator(tz=zone))

@@ -66,6 +66,13 @@ def test_the_figures_of_a_day_are_those_worked_out_by_hand():
     assert r.busy_hour()[0] == 9
 
 
+def test_an_abandoned_call_of_no_printed_ring_is_neither_short_nor_long_and_left_out_of_service_level():
+    calls = [call(at(TUESDAY, 9, 0), wait=10, talk=60), call(at(TUESDAY, 9, 5), "abandoned", wait=None)]
+    t = kpi.report(calls, "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS).total
+    assert (t.abandoned, t.short_abandons, t.unknown_abandon) == (1, 0, 1)
+    assert t.service_level("answered_and_abandoned") == t.service_level("offered") == 1.0
+
+
 def test_no_call_to_measure_is_no_service_level_rather_than_zero():
     r = kpi.report([], "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS)
     assert r.total.service_level(SETTINGS.formula) is None and r.total.p90_wait is None and r.busy_hour() is None
