@@ -21,6 +21,17 @@ session_expiry = "720h"
 [mqtt]
 url = "mqtts://broker.example"
 client_id = "central-1"
+
+[kpi]
+answer_within = "30s"
+service_level = "offered"
+short_abandon = "10s"
+target = 0.9
+business_hours = "Mon-Sat 07:00-19:00"
+
+[kpi.site.north]
+timezone = "Europe/Oslo"
+business_hours = "Mon-Fri 09:00-17:00"
 """
 
 
@@ -36,6 +47,11 @@ def test_a_good_config_reads_into_its_settings(tmp_path):
         "postgresql://collector@db.example/pbxgw", ("north", "south"), 500, 1000, 0.1)
     assert s.topics == ["pbxgw/v1/north/+/#", "pbxgw/v1/south/+/#"] and s.session_expiry == 720 * 3600
     assert (s.mqtt.host, s.mqtt.port, s.mqtt.tls, s.mqtt.client_id) == ("broker.example", 8883, True, "central-1")
+    k = s.kpi
+    assert (k.answer_within, k.formula, k.short_abandon, k.target, str(k.hours)) == (
+        30, "offered", 10, 0.9, "Mon-Sat 07:00-19:00")
+    assert k.site_zones == (("north", "Europe/Oslo"),) and str(k.hours_of("north")) == "Mon-Fri 09:00-17:00"
+    assert k.hours_of("south") == k.hours
 
 
 def test_an_empty_config_collects_every_site_into_the_default_sqlite_file(tmp_path):
@@ -54,6 +70,12 @@ def test_an_empty_config_collects_every_site_into_the_default_sqlite_file(tmp_pa
     ('client_id = "central-1"', 'client_id = "central 1"', "mqtt.client_id", "expected 1-64 of"),
     ("[mqtt]", "[mqtt]\nbatch_events = 3", "mqtt.batch_events", "unknown key"),
     ("[collector]", "[collector]\ndatabse = 1", "collector.databse", "unknown key"),
+    ('service_level = "offered"', 'service_level = "cms"', "kpi.service_level", "answered_and_abandoned"),
+    ("target = 0.9", "target = 90", "kpi.target", "0.8 for 80 %"),
+    ('business_hours = "Mon-Sat 07:00-19:00"', 'business_hours = "weekdays"', "kpi.business_hours",
+     "Mon-Fri 08:00-18:00"),
+    ('timezone = "Europe/Oslo"', 'timezone = "CEST"', "kpi.site.north.timezone", "IANA time zone"),
+    ('answer_within = "30s"', 'answer_within = "soon"', "kpi.answer_within", "expected a duration"),
 ])
 def test_a_mistake_is_one_error_naming_file_and_key(tmp_path, old, new, key, message):
     assert old in GOOD
@@ -72,15 +94,20 @@ def test_the_config_docs_central_md_shows_is_read_as_it_says(tmp_path):
         defaults.database, defaults.sites, defaults.session_expiry, defaults.batch_messages, defaults.linger,
         defaults.inflight)  # the page shows the defaults
     assert (s.mqtt.host, s.mqtt.port, s.mqtt.client_id) == ("127.0.0.1", 1883, "pbxgw-collect-central1")
+    k, d = s.kpi, defaults.kpi
+    assert (k.answer_within, k.formula, k.short_abandon, k.target, k.hours) == (
+        d.answer_within, d.formula, d.short_abandon, d.target, d.hours)
+    assert k.site_zones == (("hq", "Europe/Paris"),) and str(k.hours_of("hq")) == "Mon-Sat 07:30-19:00"
 
 
-@pytest.mark.parametrize("command", ["collect", "fleet"])
-def test_a_central_command_without_the_central_extra_says_how_to_install_it(tmp_path, command):
-    # (orjson hidden from the interpreter, as on a gateway installed without pbxgw[central])
-    hide = "import sys; sys.modules['orjson'] = None; from gateway.cli import main; sys.exit(main())"
+@pytest.mark.parametrize("command, hidden", [(["collect"], "orjson"), (["fleet"], "orjson"),
+                                             (["report", "--from", "2026-03-09", "--out", "o"], "matplotlib")])
+def test_a_central_command_without_the_central_extra_says_how_to_install_it(tmp_path, command, hidden):
+    # (a module hidden from the interpreter, as on a gateway installed without pbxgw[central])
+    hide = f"import sys; sys.modules[{hidden!r}] = None; from gateway.cli import main; sys.exit(main())"
     config = tmp_path / "collector.toml"
     config.write_text(f'[collector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n')
-    result = subprocess.run([sys.executable, "-c", hide, command, "--config", str(config)],
+    result = subprocess.run([sys.executable, "-c", hide, *command, "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 69 and "pip install 'pbxgw[central]'" in result.stderr
     assert "Traceback" not in result.stderr
