@@ -10,7 +10,9 @@ gateway's archive bring them back), of the collector, and a PostgreSQL restart. 
 `sent`, `stored unique` (records, by call id), `stored again under a new key` (a followed
 file is read again from the offset that survived a kill), `duplicates absorbed` (events
 the collector found stored already, from its log), `replay requests`, `lost at the edge`
-and `lost` (never stored). Exit status 1 on any loss.
+`lost` (never stored), `calls` (the collector's assembled calls: one per call id) and
+`records in calls` (every stored record, once). Exit status 1 on any loss, or a record in
+no call or a call too many.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.central.database import Database, Unavailable
+from gateway.central.database import Database, Unavailable, json_value
 from tools.chaos import record
 from tools.parts import Broker, CollectorProcess, GatewayProcess, Postgres, wait_for
 
@@ -117,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             db = Database.open(url)
             try:
                 at_edge = db.fetch("SELECT coalesce(sum(count), 0) FROM gaps")[0][0]
+                # The collector assembles what it stored (each record a call of its own id;
+                # a copy under a new key joins its call): nothing pending, each record once.
+                wait_for(lambda: not db.fetch("SELECT 1 FROM calls_pending LIMIT 1"), timeout=args.stall,
+                         what="the collector to assemble every call")
+                calls = db.fetch("SELECT records FROM calls")
+                in_calls = sum(len(json_value(records)) for (records,) in calls)
             finally:
                 db.close()
         finally:  # whatever happened, nothing of this run is left running
@@ -133,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                                                 for f, n in done.items()))
     figures = {"sent": args.records, "stored unique": len(unique), "stored again under a new key": rows - len(unique),
                "duplicates absorbed": absorbed, "replay requests": log.count("asking for events missing"),
-               "lost at the edge": at_edge, "lost": len(lost)}
+               "lost at the edge": at_edge, "lost": len(lost), "calls": len(calls), "records in calls": in_calls}
     for name, value in figures.items():
         print(f"{name} {value}")
-    return 1 if lost else 0
+    return 1 if lost or len(calls) != len(unique) or in_calls != rows else 0
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@ and health, per source what arrived, what is missing and what was lost at the ed
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import ranges
-from gateway.central.database import Database
+from gateway.central.database import Database, json_value
 
 DAY_MS = 86_400_000
 
@@ -20,8 +19,8 @@ def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
     for gw, site, state, since, boot, version, sources_json, metrics_json, last_seen in db.fetch(
             "SELECT gw, site, state, since, boot, version, sources, metrics, last_seen FROM gateways "
             "ORDER BY site, gw"):
-        zones = {s.get("name"): s.get("timezone") for s in _json(sources_json) or [] if isinstance(s, dict)}
-        metrics = _json(metrics_json) or {}
+        zones = {s.get("name"): s.get("timezone") for s in json_value(sources_json) or [] if isinstance(s, dict)}
+        metrics = json_value(metrics_json) or {}
         restarts = db.fetch("SELECT count(*) FROM boots WHERE gw = ? AND rx >= ?", (gw, now_ms - DAY_MS))[0][0]
         out.append({
             "gw": gw, "site": site, "state": state, "since": since, "version": version, "boot": boot,
@@ -37,9 +36,11 @@ def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
 def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str, list], dict[str, list]]:
     """Per stream: the ``seq`` ranges missing and not reported lost (the collector asks
     the gateway for them again), and those the gateway reported lost (``gap`` events, and
-    what its replies said it does not have). Missing is anything between the first seq
-    ever stored and the highest stored or numbered at the gateway that is not in the table
-    now (rows deleted by hand count too). So that the last events lost show too: the
+    what its replies said it does not have). Missing is anything from seq 1 (a gateway
+    numbers each source from 1: the first events lost show too) to the highest stored or
+    numbered at the gateway that is not in the table now (rows deleted by hand count too);
+    a collector that joins a fleet late asks once for what came before it, and what the
+    gateway no longer keeps becomes lost at the edge. So that the last events lost show too: the
     gateway's latest metrics say each source's latest seq in its current stream, and a
     stream went on at least to just below where the next one (by first seq) starts, as a
     gateway's new stream goes on from the seq its queue remembers (one below the old one's
@@ -53,6 +54,7 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
     streams = db.fetch("SELECT stream, first_seq, high_seq FROM sources WHERE gw = ? AND src = ? ORDER BY first_seq",
                        (gw, src))
     for i, (stream, first, high) in enumerate(streams):
+        first = 1 if i == 0 else first  # (the earliest stream began at 1)
         key = (gw, src, stream)
         high = max(high, numbered.get(stream, high), streams[i + 1][1] - 1 if i + 1 < len(streams) else high)
         count, low, top = db.fetch(f"SELECT count(*), min(seq), max(seq) FROM {table} WHERE gw = ? AND src = ? "
@@ -75,7 +77,7 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
 def _numbered(db: Database, gw: str, src: str) -> dict[str, int]:
     """The highest seq a gateway's latest metrics say a source has numbered, by stream."""
     rows = db.fetch("SELECT metrics FROM gateways WHERE gw = ?", (gw,))
-    metrics = _json(rows[0][0]) if rows and rows[0][0] else {}
+    metrics = json_value(rows[0][0]) if rows and rows[0][0] else {}
     return {s["stream"]: s["seq"] for s in (metrics or {}).get("sources") or []
             if isinstance(s, dict) and s.get("name") == src and isinstance(s.get("stream"), str)
             and type(s.get("seq")) is int}
@@ -117,11 +119,6 @@ def _midnight_ms(now_ms: int, zone: str | None) -> int:
         tz = timezone.utc
     now = datetime.fromtimestamp(now_ms / 1000, tz)
     return int(now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
-
-
-def _json(value: Any) -> Any:
-    """A JSON column as read back: text from SQLite, already decoded from PostgreSQL."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def text(gateways: list[dict[str, Any]], now_ms: int) -> str:

@@ -16,5 +16,8 @@ def test_every_record_is_stored_through_kills_of_every_part_and_database_restart
     figures = dict(line.rsplit(" ", 1) for line in run.stdout.splitlines()[1:])
     assert run.returncode == 0, (figures, run.stderr[-2000:])
     assert figures["lost"] == "0" and figures["stored unique"] == "3000"
+    # every record in one call, each its own (distinct call ids), assembled through the faults
+    assert figures["calls"] == "3000"
+    assert int(figures["records in calls"]) == 3000 + int(figures["stored again under a new key"])
     assert run.stdout.startswith("8 cycles: 2 gateway kill -9, 2 broker kill -9, 2 collector kill -9, "
                                  "2 PostgreSQL restarts")

@@ -76,6 +76,13 @@ def test_holes_are_found_whatever_the_order_and_gaps_count_as_lost(db):
     assert fleet.holes(db, "gw-1", "pbx")[0] == {"s1": [(13, 14), (19, 19)]}
 
 
+def test_the_first_events_of_a_source_lost_before_any_was_stored_show_as_missing(db):
+    # (a broker killed before the collector stored the first of them: a gateway numbers from 1)
+    db.write(batch(*(call(n, "first") for n in (4, 5))))
+    db.write(batch(call(6, "second"), call(7, "second")))
+    assert fleet.holes(db, "gw-1", "pbx")[0] == {"first": [(1, 3)]}
+
+
 def test_streams_of_one_source_are_kept_apart(db):
     db.write(batch(call(1, "old"), call(2, "old"), call(1, "new")))
     assert db.fetch("SELECT count(*) FROM events")[0][0] == 3
