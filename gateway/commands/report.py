@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 
@@ -58,19 +59,20 @@ def run(args: argparse.Namespace) -> int:
         if db.schema_version() < 2:
             print("the database has no calls table yet: has `pbxgw collect` (this version) run on it?")
             return 1
-        sites = [s for (s,) in db.fetch("SELECT DISTINCT site FROM events WHERE start IS NOT NULL ORDER BY site")]
-        known = ', '.join(sites) or '(none: no call stored yet)'
+        sites = [s for (s,) in db.fetch("SELECT DISTINCT site FROM sources WHERE kind = 'pbx' ORDER BY site")]
+        known = ', '.join(sites) or '(none: no record stored yet)'
         site = args.site or (sites[0] if len(sites) == 1 else None)
         if site is None:
             raise GatewayError(f"--site: expected one of {known}")
         if site not in sites:
-            raise GatewayError(f"no call of site {site!r} is stored; sites: {known}")
+            raise GatewayError(f"no record of site {site!r} is stored; sites: {known}")
         figures, zone_from = report.build(db, site, args.first, last, config.kpi, progress)
         start, end = local_range(args.first, last, ZoneInfo(figures.zone))
-        try:
-            written = report.write(args.out, figures, report.calls(db, site, start, end), zone_from, progress)
-        except OSError as exc:
-            raise GatewayError(f"cannot write into {args.out}: {exc.strerror or exc}") from None
+        with closing(report.calls(db, site, start, end)) as calls:  # (its read ends before the database closes)
+            try:
+                written = report.write(args.out, figures, calls, zone_from, progress)
+            except OSError as exc:
+                raise GatewayError(f"cannot write into {args.out}: {exc.strerror or exc}") from None
     finally:
         progress("")
         db.close()

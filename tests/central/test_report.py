@@ -5,6 +5,10 @@ page), nothing referenced outside the file, the CSVs, and clear errors."""
 import csv
 import html.parser
 import io
+import resource
+import signal
+import subprocess
+import sys
 from datetime import date, datetime
 
 import msgpack
@@ -143,7 +147,7 @@ def test_the_csvs_hold_a_row_per_call_extension_and_half_hour(site, tmp_path):
 
 @pytest.mark.parametrize("args, says", [
     (["--from", "2026-03-10", "--to", "2026-03-09"], "--to 2026-03-09 is before --from 2026-03-10"),
-    (["--from", "2026-03-09", "--site", "nowhere"], "no call of site 'nowhere' is stored; sites: hq"),
+    (["--from", "2026-03-09", "--site", "nowhere"], "no record of site 'nowhere' is stored; sites: hq"),
     (["--from", "09/03/2026"], "expected a date as YYYY-MM-DD"),
     (["--from", "2025-01-01", "--to", "2026-03-09"], "at most 366 days"),
 ])
@@ -152,6 +156,27 @@ def test_what_a_user_gets_wrong_is_one_line_and_no_traceback(site, tmp_path, arg
     run = pbxgw("report", "--config", str(config), "--out", str(tmp_path / "o"), *args)
     assert run.returncode != 0 and says in run.stderr.decode() + run.stdout.decode()
     assert b"Traceback" not in run.stderr
+
+
+def test_a_file_that_cannot_grow_mid_report_is_said_in_one_line(site, tmp_path):
+    # (a file size limit stands in for a full disk: writes past it fail with EFBIG, once
+    # SIGXFSZ is ignored, while calls.csv is written from the calls being read)
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    config, url = site
+    db = Database.open(url)
+    send(db, "calls", [segment(1000 + n, 1000 + n, at(date(2026, 3, 10), 8, 0) + 60 * n, "201", 0, 3, 30)
+                       for n in range(500)])  # (calls.csv then outgrows the limit, the database's -shm does not)
+    db.close()
+    report_of = [sys.executable, "-m", "gateway", "report", "--config", str(config), "--from", "2026-03-09", "--to",
+                 "2026-03-10"]
+    assert subprocess.run([*report_of, "--out", str(tmp_path / "first")], timeout=120).returncode == 0  # assembles
+    run = subprocess.run([*report_of, "--out", str(tmp_path / "out")], capture_output=True, timeout=120,
+                         preexec_fn=small_files)
+    assert run.returncode == 1 and b"cannot write into" in run.stderr and b"File too large" in run.stderr
+    assert b"Traceback" not in run.stderr and b"Exception ignored" not in run.stderr, run.stderr
 
 
 def test_an_out_directory_that_cannot_be_written_is_said(site, tmp_path):
