@@ -18,7 +18,7 @@ import orjson
 from typing import Any
 
 from gateway.central.calls import CALL_COLUMNS, Call, call_of, chains
-from gateway.central.database import Database
+from gateway.central.database import Database, json_value
 from gateway.errors import ProfileError
 from gateway.smdr import profiles
 from gateway.smdr.profile import Assembly
@@ -120,7 +120,7 @@ def _records(db: Database, cur: Any, gw: str, src: str, site: str, low: int, hig
         r = dict(zip(_RECORD_COLUMNS, row))
         x = r["x"]
         if x is not None:  # only the vendor fields assembly reads: a month is many records
-            x = orjson.loads(x) if isinstance(x, str) else x
+            x = json_value(x)
             r["x"] = {k: x[k] for k in _x_fields(r["profile"]) if k in x}
         out.append(r)
     return out
@@ -139,7 +139,7 @@ def _stored_calls(db: Database, cur: Any, gw: str, src: str, low: int, high: int
     """The stored calls of a source starting in ``low..high``: key -> its records."""
     cur.execute(db._sql("SELECT key, records FROM calls WHERE gw = ? AND src = ? AND start BETWEEN ? AND ?"),
                 (gw, src, low, high))
-    return {key: [tuple(r) for r in (orjson.loads(recs) if isinstance(recs, str) else recs)]
+    return {key: [tuple(r) for r in json_value(recs)]
             for key, recs in cur.fetchall()}
 
 

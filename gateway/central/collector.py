@@ -446,7 +446,7 @@ class Collector:
 
     async def _assemble_calls(self) -> None:
         """Every :data:`ASSEMBLE_EVERY`, assemble the calls of the records stored since
-        (:mod:`gateway.central.callstore`), a day of records at a time, on the database's
+        (:mod:`gateway.central.callstore`), a piece of records at a time, on the database's
         thread; not while batches come full: storing (and so acknowledging) a backlog
         comes first, its calls after."""
         while True:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from gateway.central.ingest import (ALARM_COLUMNS, EVENT_COLUMNS, GAP_COLUMNS, HEADSET_COLUMNS, REJECTED_COLUMNS, Rows,
                                     json_text)
 from gateway.central.settings import database_kind
@@ -148,6 +150,11 @@ class Database:
         seq, how many, latest time)``."""
         raise NotImplementedError
 
+    def stream(self, sql: str, params: tuple | list = (), size: int = 5000) -> Iterator[tuple]:
+        """Rows of a query, read ``size`` at a time (a month of calls is not held at once),
+        without holding up the collector's writes."""
+        raise NotImplementedError
+
     def _sql(self, sql: str) -> str:
         return sql
 
@@ -158,13 +165,6 @@ class Database:
         with self.transaction() as cur:
             cur.execute(self._sql(sql), params)
             return cur.fetchall()
-
-    def stream(self, sql: str, params: tuple | list = (), size: int = 5000) -> Iterator[tuple]:
-        """Rows of a query, read ``size`` at a time (a month of calls is not held at once)."""
-        with self.transaction() as cur:
-            cur.execute(self._sql(sql), params)
-            while rows := cur.fetchmany(size):
-                yield from rows
 
     def migrate(self) -> list[int]:
         """Apply the migrations not applied yet, each in its own transaction; the versions
@@ -500,6 +500,12 @@ class PostgresDatabase(Database):
         with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column as read back: text from SQLite, already decoded by psycopg from
+    PostgreSQL's ``jsonb``."""
+    return orjson.loads(value) if isinstance(value, str) else value
 
 
 def _first_line(exc: Exception) -> str:

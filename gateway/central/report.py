@@ -13,7 +13,6 @@ import base64
 import csv
 import html
 import io
-import json
 import operator
 import sys
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.central import callstore, kpi
 from gateway.central.calls import CALL_COLUMNS, Call
-from gateway.central.database import Database
+from gateway.central.database import Database, json_value
 from gateway.central.kpi import Figures, KpiSettings, Report
 
 #: Answer-time and abandon-time bands, seconds: ``(low, high)``, high None for open.
@@ -33,7 +32,7 @@ _READ = CALL_COLUMNS[:-1]
 
 
 @dataclass(frozen=True, slots=True)
-class Written:
+class Files:
     """What :func:`write` made."""
 
     html: Path
@@ -49,7 +48,7 @@ def site_zone(db: Database, site: str, settings: KpiSettings) -> tuple[str, str]
         return configured, "the collector's config"
     zones = []
     for (sources,) in db.fetch("SELECT sources FROM gateways WHERE site = ? AND sources IS NOT NULL", (site,)):
-        for source in json.loads(sources) if isinstance(sources, str) else sources:
+        for source in json_value(sources):
             if isinstance(source, dict) and source.get("timezone"):
                 zones.append(source["timezone"])
     if zones:
@@ -86,7 +85,7 @@ def calls(db: Database, site: str, start: int, end: int) -> Iterator[Call]:
 
 
 def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
-          progress: Callable[[str], None] = lambda text: None) -> Written:
+          progress: Callable[[str], None] = lambda text: None) -> Files:
     """``report.html`` and the CSVs into directory ``out`` (made if missing); ``calls``
     are the report's, for calls.csv."""
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +98,7 @@ def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
         charts.append((title, _png(draw, figures)))
     page = out / "report.html"
     page.write_text(_html(figures, charts, zone_from, [p.name for p in csvs]), encoding="utf-8")
-    return Written(page, csvs, figures.total.calls + figures.out_of_hours.calls)
+    return Files(page, csvs, figures.total.calls + figures.out_of_hours.calls)
 
 
 # -- the figures as text ------------------------------------------------------------------

@@ -2,7 +2,6 @@
 their call, and however the records of a day arrive (split, out of order, twice), the
 calls and the figures come out the same."""
 
-import json
 from datetime import date, datetime, timezone
 
 import msgpack
@@ -11,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway.central import callstore, kpi
 from gateway.central.calls import CALL_COLUMNS, Call, assemble
-from gateway.central.database import Database
+from gateway.central.database import Database, json_value
 from gateway.central.ingest import Rows
 from gateway.smdr import profiles
 from central_parts import segment
@@ -46,7 +45,7 @@ def batch(events: list[dict]) -> Rows:
 
 def stored_calls(db: Database) -> list[Call]:
     rows = db.fetch(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls ORDER BY key")
-    return [Call(*r[:-1], records=tuple(tuple(k) for k in (json.loads(r[-1]) if isinstance(r[-1], str) else r[-1])))
+    return [Call(*r[:-1], records=tuple(tuple(k) for k in json_value(r[-1])))
             for r in rows]
 
 
