@@ -93,7 +93,7 @@ def bulk_rate(url: str, events: int) -> float:
         for first in range(1, events + 1, CHUNK):
             rows = Rows()
             for start in range(first, min(first + CHUNK, events + 1), 100):  # messages as a gateway's
-                batch = [base | {"seq": n, "callid": str(n)} for n in range(start, min(start + 100, events + 1))]
+                batch = [base | {"seq": n, "callid": str(n), "start": base["start"] + n} for n in range(start, min(start + 100, events + 1))]
                 rows.add("pbxgw/v1/lab/gw-test/calls", msgpack.packb(batch), 0)
             started = time.perf_counter()
             with db.transaction() as cur:

@@ -73,8 +73,9 @@ def fill_queue(state_dir: Path, events: int) -> int:
     # received now (an archive keeps them: the sample's own time is months ago)
     base = dataclasses.replace(template(), gw="gw-test", src="pbx", stream=store.stream, rx=int(time.time() * 1000))
     size = 0
-    for start in range(1, events + 1, 1000):
-        batch = [dataclasses.replace(base, seq=s, callid=str(s)) for s in range(start, min(start + 1000, events + 1))]
+    for first in range(1, events + 1, 1000):  # a call a second, as a busy site's records come
+        batch = [dataclasses.replace(base, seq=s, callid=str(s), start=base.start + s)
+                 for s in range(first, min(first + 1000, events + 1))]
         size += sum(len(packb(e)) for e in batch)
         store.append("pbx", batch, next_seq=batch[-1].seq + 1)
     store.close()

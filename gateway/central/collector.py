@@ -89,7 +89,7 @@ class Collector:
         self.settings, self.prepared = settings, prepared
         self.notifier = notifier or Notifier({})
         self.stored = self.duplicates = self.rejected = self.batches = self.calls = 0
-        self._draining = False  # the latest batch came full: a backlog is being stored
+        self._full_at = -float("inf")  # when the latest full batch came (time.monotonic())
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._stopping = asyncio.Event()
@@ -300,7 +300,8 @@ class Collector:
         storing: list[asyncio.Task] = []  # at most two: one read into rows, one written
         while not (self._stopping.is_set() and self._queue.empty()):
             batch = await self._next_batch(s.batch_messages, s.linger)
-            self._draining = len(batch) == s.batch_messages
+            if len(batch) == s.batch_messages:
+                self._full_at = time.monotonic()
             if not batch:
                 continue
             if len(storing) == 2:
@@ -453,13 +454,19 @@ class Collector:
             await asyncio.sleep(ASSEMBLE_EVERY)
             try:
                 done = False
-                while not done and not self._draining:
+                while not done and not self._draining():
                     written, done = await self._loop.run_in_executor(self._db_thread, callstore.refresh, self._db, 1)
                     self.calls += written
             except (Unavailable, Refused) as exc:
                 log.warning("calls not assembled now (tried again in %d s): %s", ASSEMBLE_EVERY, exc)
             except Exception:  # a fault is retried, never a dead task (and a bug is told whole)
                 log.exception("calls not assembled now (tried again in %d s)", ASSEMBLE_EVERY)
+
+    def _draining(self) -> bool:
+        """Whether a backlog is being stored: a batch came full within the last
+        :data:`ASSEMBLE_EVERY` (the batches of a drain are not all full: one fills only as
+        the one before is acknowledged, and a linger may end it first)."""
+        return time.monotonic() - self._full_at < ASSEMBLE_EVERY
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
