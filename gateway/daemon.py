@@ -64,37 +64,73 @@ class Gateway:
         self._tasks: dict[str, asyncio.Task] = {}  # each source's, by name
         self._watches: dict[str, tuple[QuietWatch, float]] = {}  # no-data alarm, its start (monotonic), by source
         self.restart_needed: list[str] = []  # config keys changed on disk that only a restart applies
+        self._reload_wanted = asyncio.Event()  # set by SIGHUP
         self.clock = clock.Clock()
 
     def _start_source(self, settings: SourceSettings, predecessor: Source | None = None) -> None:
+        """Start reading a source; in place of ``predecessor`` (stopped, still listed) in
+        one step, so that every part that looks at the sources sees the old one or the new
+        one, never neither."""
         carried = predecessor.ingest.carried if predecessor else b""
         ingest = Ingest(settings, self.store, self.settings.gateway_id, self.publisher.wake, self.clock, carried)
         source = source_class(settings.type)(settings, ingest, predecessor)
-        self.sources.append(source)
         def fault(error: str) -> None:
             source.state, source.error = "waiting", error
 
-        self._tasks[settings.name] = asyncio.get_running_loop().create_task(
+        task = asyncio.get_running_loop().create_task(
             keep_running(f"source {settings.name}", source.run, source.backoff, fault), name=settings.name)
+        if predecessor is not None:
+            self.sources[self.sources.index(predecessor)] = source
+        else:
+            self.sources.append(source)
+        self._tasks[settings.name] = task
         self._watches[settings.name] = (QuietWatch(settings.quiet, settings.quiet_hours), time.monotonic())
 
-    async def _stop_source(self, name: str) -> Source:
-        """Stop a source, once it has committed what it read (a serial line keeps its port
-        and the start of a cut record for a successor: see ``Source.CONTINUOUS``)."""
+    async def _stop_source(self, name: str, successor: SourceSettings | None) -> Source:
+        """Stop a source, once it has committed what it read. It stays listed (its state,
+        figures and alarms still shown) until :meth:`_start_source` replaces it, or
+        :meth:`_forget_source` takes it off. When the ``successor``'s settings let it read on
+        from the same link (``Source.hands_over_to``), the source keeps that link for it (a
+        serial port, a PBX's TCP connection) and the start of the record it was reading."""
         source = next(src for src in self.sources if src.settings.name == name)
-        source.ingest.hand_over = source.CONTINUOUS
-        task = self._tasks.pop(name)
-        self._watches.pop(name)
+        source.ingest.hand_over = successor is not None and source.hands_over_to(successor)
+        task = self._tasks[name]
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        self.sources.remove(source)
         return source
 
+    def _forget_source(self, source: Source) -> None:
+        self.sources.remove(source)
+        del self._tasks[source.settings.name], self._watches[source.settings.name]
+
+    async def _reload_on_signal(self) -> None:
+        """Reloads one at a time: the SIGHUPs that arrive during one make exactly one more,
+        which reads the config as it is then (a technician saving twice, a tool that reloads
+        on every save). A reload that fails (not a bad config: that is refused) is said and
+        tried again after a backoff delay, so that no source it stopped stays stopped."""
+        said, backoff = "", Backoff(1, 60)
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            try:
+                await self.reload()
+                said = ""
+                backoff.reset()
+            except Exception as exc:  # noqa: BLE001 - a reload that fails must not end reloading
+                error = f"{type(exc).__name__}: {exc}"
+                if error != said:
+                    log.error("reload failed (%s); trying again", error)
+                    said = error
+                self.notifier.ready(self.status_line())
+                await asyncio.sleep(backoff.next())
+                self._reload_wanted.set()
+
     async def reload(self) -> None:
-        """SIGHUP: read the config (and the profiles) again; restart only the sources whose
+        """Read the config (and the profiles) again; restart only the sources whose
         settings changed, start new ones, stop removed ones. The queue is never touched,
         except its own limits. A config that does not load is refused: the running one
-        stays. What only a restart can change (gateway ids, broker, headsets, archive) is said."""
+        stays. What only a restart can change (gateway ids, broker, headsets, archive) is
+        said. Not to be run twice at once: :meth:`_reload_on_signal` runs it."""
         self.notifier.reloading()
         try:
             new = config.load(self.settings.path)
@@ -109,21 +145,27 @@ class Gateway:
                         ", ".join(self.restart_needed))
         before = {src.name: src for src in old.sources}
         after = {src.name: src for src in new.sources}
-        changed = [name for name in before if before[name] != after.get(name)]
-        stopped = {name: await self._stop_source(name) for name in changed}
-        started = [src for src in new.sources if src.name not in self._tasks]
+        # (A source stopped by a reload that failed before it started its successor is
+        # started now.)
+        changed = [name for name in before if before[name] != after.get(name) or self._tasks[name].cancelled()]
+        stopped = {name: await self._stop_source(name, after.get(name)) for name in changed}
+        # From here to the end no await: the other parts see the old sources or the new ones.
+        self.settings = dataclasses.replace(new, gateway_id=old.gateway_id, site=old.site, state_dir=old.state_dir,
+                                            runtime_dir=old.runtime_dir, mqtt=old.mqtt, headsets=old.headsets,
+                                            archive=old.archive)
+        started = [src for src in new.sources if src.name in stopped or src.name not in before]
         for source_settings in started:
             self._start_source(source_settings, stopped.get(source_settings.name))
-        for source in stopped.values():
+        for name, source in stopped.items():
+            if name not in after:
+                self._forget_source(source)
             source.release()
+        self.publisher.set_sources(_announced(self.settings))
         applied = [f"queue.{f.name}" for f in dataclasses.fields(new.queue)
                    if getattr(old.queue, f.name) != getattr(new.queue, f.name)]
         applied += ["gateway.metrics_interval"] if old.metrics_interval != new.metrics_interval else []
         self.store.set_budget(new.queue.max_bytes)
         self.store.when_full = new.queue.when_full
-        self.settings = dataclasses.replace(new, gateway_id=old.gateway_id, site=old.site, state_dir=old.state_dir,
-                                            runtime_dir=old.runtime_dir, mqtt=old.mqtt, headsets=old.headsets,
-                                            archive=old.archive)
         done = [f"{what} {', '.join(names)}" for what, names in (
             ("restarted sources", [n for n in changed if n in after]),
             ("started", [s.name for s in started if s.name not in before]),
@@ -137,16 +179,15 @@ class Gateway:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
-        sources = [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key} for src in s.sources]
+        loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
         self.publisher = Publisher(s.mqtt, self.prepared, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot,
-                                   sources, s.archive.replay_rate)
+                                   _announced(s), s.archive.replay_rate)
         for source_settings in s.sources:
             self._start_source(source_settings)
         self.publisher.start()
         parts = [loop.create_task(keep_running(name, part, Backoff(1, 60)), name=name)
                  for name, part in (("queue sync", self._sync_every), ("alarms", self._watch_alarms),
-                                    ("metrics", self._send_metrics))]
+                                    ("metrics", self._send_metrics), ("reloads", self._reload_on_signal))]
         log.info("pbxgw started (boot %d): %d sources, queue %d events, broker %s:%d, parser engine %s",
                  self.boot, len(self.sources), self.store.depth, s.mqtt.host, s.mqtt.port, ENGINE)
         if not self.clock.synchronized:
@@ -201,7 +242,8 @@ class Gateway:
             "alarms": self.active_alarms(),
             "queue": {"depth": queue.depth, "bytes": queue.bytes,
                       "oldest_age_s": None if queue.oldest_rx is None else round(time.time() - queue.oldest_rx / 1000, 1),
-                      "dropped": queue.dropped, "dead": queue.dead},
+                      "dropped": queue.dropped, "dead": queue.dead,
+                      "max_bytes": self.store.max_bytes, "max_bytes_configured": s.queue.max_bytes},
             "archive": status.archive_map(queue.archive),
             "broker": self.publisher.stats(),
             "headsets": [] if self.headsets is None else self.headsets.stats(),
@@ -285,6 +327,11 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.queue.sync_interval)  # a reload may change it
             self.store.sync()
+
+
+def _announced(settings: Settings) -> list[dict]:
+    """The sources as the retained status names them (what the centre reads their records with)."""
+    return [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key} for src in settings.sources]
 
 
 def _restart_keys(running: Settings, new: Settings) -> list[str]:

@@ -25,10 +25,14 @@ from gateway.events import StatusEvent, packb
 from gateway.loophooks import NO_REASON, LoopHooks
 from gateway.outbox import Batch, Outbox
 from gateway.preflight import Prepared
-from gateway.replay import MAX_JOBS, Job, Replays
+from gateway.repeats import Repeats
+from gateway.replay import PER_MINUTE, Job, Replays
 from gateway.store import QueueWriteError, Store
 
 log = logging.getLogger("pbxgw.mqtt")
+
+#: Refused replay requests answered in any one second, at most (the rest are counted only).
+REFUSALS_ANSWERED = 10
 
 
 class Publisher:
@@ -50,6 +54,8 @@ class Publisher:
         self.outbox = Outbox(settings.batch_events, settings.batch_bytes, settings.inflight,
                              settings.backoff_min, settings.backoff_max)
         self.replays = Replays(store.stream, replay_rate)
+        self._repeats = Repeats(log.warning)  # refusals and local publish failures, by kind
+        self._answered = (0, 0)  # (second, refused requests answered in it)
         self.connected_since: float | None = None
         self.delivered = 0
         self.rejected = 0
@@ -72,10 +78,11 @@ class Publisher:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
                              protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
                              clean_session=None if v5 else True, reconnect_on_failure=False)
-        # paho holds at most the in-flight window (and the status and replay replies, sent
-        # beside it); the disk queue holds the rest.
+        # paho holds at most the in-flight window (and the status and the replies to replay
+        # requests, sent beside it: at most one per request taken, PER_MINUTE a minute;
+        # refusals go at QoS 0, outside its queue); the disk queue holds the rest.
         client.max_inflight_messages_set(s.inflight)
-        client.max_queued_messages_set(s.inflight + MAX_JOBS + 2)
+        client.max_queued_messages_set(s.inflight + PER_MINUTE + 2)
         if self.prepared.tls is not None:
             client.tls_set_context(self.prepared.tls)
         if s.username:
@@ -108,6 +115,13 @@ class Publisher:
             return False
         self._client.publish(self._topic("metrics"), payload, qos=0)
         return True
+
+    def set_sources(self, sources: list[dict]) -> None:
+        """The sources after a reload, announced again in the retained status if connected."""
+        if sources != self.sources:
+            self.sources = sources
+            if self.connected_since is not None:
+                self._client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
 
     def _status(self, state: str) -> bytes:
         return packb(StatusEvent(gw=self.gw, site=self.site, state=state, boot=self.boot,
@@ -207,7 +221,7 @@ class Publisher:
                 batch = replayed[0]
             info = self._client.publish(self._topic(batch.topic), batch.payload, qos=1)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                log.error("publish failed locally (%s); retrying after reconnect", info.rc)
+                self._repeats(f"rc {info.rc}", f"publish failed locally ({info.rc}); retrying", time.monotonic())
                 return
             # MQTT_ERR_NO_CONN: paho keeps the message and sends it after reconnecting.
             if replayed is not None:
@@ -224,9 +238,20 @@ class Publisher:
         if reply is None:
             self.wake()
             return
-        if "error" in reply:
-            log.warning("replay request refused: %s", reply["error"])
-        self._client.publish(self._topic("replies"), msgpack.packb(reply), qos=1)
+        if "error" not in reply:
+            self._client.publish(self._topic("replies"), msgpack.packb(reply), qos=1)
+            return
+        # A flood of bad or untimely requests must neither fill the log nor take the room
+        # that paho's queue keeps for events: refusals are said once a minute by kind with
+        # their count, and answered at most REFUSALS_ANSWERED a second, at QoS 0 (a refusal
+        # lost is asked again, as one not answered is).
+        now = time.monotonic()
+        self._repeats("busy" if reply["retry"] else "malformed", f"replay request refused: {reply['error']}", now)
+        second = int(now)
+        answered = self._answered[1] + 1 if self._answered[0] == second else 1
+        self._answered = (second, answered)
+        if answered <= REFUSALS_ANSWERED:
+            self._client.publish(self._topic("replies"), msgpack.packb(reply), qos=0)
 
     def _replay_batch(self) -> tuple[Batch, Job, list[tuple[int, int]]] | None:
         """The next message a replay request asks for, its job and its rows' ``(id, seq)``

@@ -21,8 +21,9 @@ Prints `sent`, `received unique`, `duplicates` (the same key again), `re-ingeste
 record again under a new key: after a power cut a followed file is read again from the
 offset that survived), `key collisions` (one key naming two records: must be 0), `gaps
 reported` and the records they cover, `lost` (neither received nor in a gap), and for a
-pty source how many of those were on the serial line at a kill or within a power cut's
-window. Exit status 1 on any collision, on any loss a gap did not report beyond those, on
+pty source how many of those were on the serial line at a kill (written before it, and
+after the last record the gateway had committed: its queue's next ``seq``, read after the
+kill) or within a power cut's window. Exit status 1 on any collision, on any loss a gap did not report beyond those, on
 a second instance that was not refused, and for a followed file on any loss at all.
 """
 
@@ -32,6 +33,7 @@ import argparse
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -49,7 +51,7 @@ from gateway.simulate import PtyLine
 from tools.parts import Broker, GatewayProcess, StateDisk
 
 FAULTS = ("gateway", "broker", "sighup", "powercut", "second", "diskfull")
-#: A record written this long before a gateway kill may have been on the line at the kill.
+#: A record written this long before a power cut may have been on the line at the cut.
 ON_THE_LINE_S = 1.0
 #: The gateway's sync_interval in this run, and how far back a power cut reaches (a margin
 #: for the fsync's own lateness).
@@ -138,6 +140,16 @@ class WalWatch:
         self._stop.set()
 
 
+def committed_next_seq(state_dir: Path, src: str) -> int:
+    """The next ``seq`` a stopped gateway's queue had committed for ``src`` (1: none)."""
+    db = sqlite3.connect(f"file:{state_dir / 'queue.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT next_seq FROM sources WHERE name = ?", (src,)).fetchone()
+    finally:
+        db.close()
+    return row[0] if row else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=50)
@@ -192,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             start_gateway()
             wal = WalWatch(gateway.state_dir / "queue.db-wal")
 
-            written_at: list[float] = [0.0] * (args.records + 1)
+            written_at: list[float] = [0.0] * (args.records + 1)  # when its write began
             duration = args.cycles * 0.8
 
             def write_all() -> None:
@@ -202,13 +214,13 @@ def main(argv: list[str] | None = None) -> int:
                 for first in range(1, args.records + 1, per_write):
                     ids = range(first, min(first + per_write, args.records + 1))
                     data = b"".join(record(i) for i in ids)
+                    now = time.monotonic()
+                    for i in ids:
+                        written_at[i] = now
                     if out:
                         out.write(data)
                     else:
                         line.write(data)
-                    now = time.monotonic()
-                    for i in ids:
-                        written_at[i] = now
                     time.sleep(pause)
                 if out:
                     out.close()
@@ -216,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             writer = threading.Thread(target=write_all)
             writer.start()
             done: dict[str, int] = dict.fromkeys(faults, 0)
-            kills: list[float] = []  # gateway kills, power cuts included
+            kills: list[tuple[float, int]] = []  # gateway kills: when, and the next seq committed then
             cuts: list[float] = []
             refused_second = 0
             delay = "100ms"
@@ -228,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
                 if fault in ("gateway", "powercut"):
                     keep = wal.durable_size()
                     gateway.kill(signal.SIGKILL)
-                    kills.append(time.monotonic())
-                    if fault == "powercut":
+                    if fault == "gateway":
+                        kills.append((time.monotonic(), committed_next_seq(gateway.state_dir, "pbx")))
+                    else:
                         cuts.append(time.monotonic())
                         path = gateway.state_dir / "queue.db-wal"
                         if path.exists() and path.stat().st_size > keep:
@@ -277,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
                 disk.close()
 
     lost_ids = set(range(1, args.records + 1)) - central.callids
-    on_line = {i for i in lost_ids if any(0 <= k - written_at[i] <= ON_THE_LINE_S for k in kills)
+    # At a kill, the records on the line are those written before it and after the last one
+    # committed (records are read in order: the last committed is the highest call id
+    # received under a seq below the queue's next).
+    committed = [(at, max((callid for key, callid in central.by_key.items() if key[3] < next_seq), default=0))
+                 for at, next_seq in kills]
+    on_line = {i for i in lost_ids if any(written_at[i] <= at and i > last for at, last in committed)
                or any(0 <= c - written_at[i] <= POWER_CUT_REACH_S + ON_THE_LINE_S for c in cuts)}
     # A lost record's key is not known; with a serial line a gap's seq numbers are those the
     # records would have had, so lost records are matched to gaps by count.

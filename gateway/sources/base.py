@@ -139,13 +139,9 @@ class Source:
     :ivar state: ``starting``, ``connecting``, ``reading``, ``waiting`` or ``finished``.
     """
 
-    #: Whether a successor (after a reload) reads on from the same bytes: a serial line
-    #: does; a new TCP connection starts afresh; a file resumes at its committed offset.
-    CONTINUOUS = False
-
     def __init__(self, settings: SourceSettings, ingest: Ingest, predecessor: "Source | None" = None):
         """:param predecessor: the stopped source this one replaces after a reload (it may
-            take over what that one kept for it, see :attr:`CONTINUOUS`)."""
+            take over what that one kept for it, see :meth:`hands_over_to`)."""
         self.settings, self.ingest = settings, ingest
         self.state = "starting"
         self.error = ""
@@ -157,6 +153,14 @@ class Source:
 
     async def run(self) -> None:
         raise NotImplementedError
+
+    def hands_over_to(self, successor: SourceSettings) -> bool:
+        """Whether a successor with these settings (a reload) reads on from this source's
+        link: a serial line's open port, a PBX's TCP connection, when what they were opened
+        with is unchanged. Closing and opening again would lose what arrives in between (a
+        port's input is flushed when it is opened; a PBX may not reconnect for minutes). A
+        file needs nothing handed over: it resumes at its committed offset."""
+        return False
 
     def release(self) -> None:
         """Let go of what a stopped source kept for a successor that did not take it."""

@@ -46,16 +46,17 @@ class SerialSource(Source):
     closing and reopening would lose what arrives in between, since opening a port
     flushes its input."""
 
-    CONTINUOUS = True
-
     def __init__(self, settings, ingest, predecessor: Source | None = None):
         super().__init__(settings, ingest, predecessor)
         self.kept_port: tuple[tuple, serial.SerialBase] | None = None  # for a successor
         self._adopted = None
         if isinstance(predecessor, SerialSource) and predecessor.kept_port is not None:
             key, port = predecessor.kept_port
-            if key == self._line():
+            if key == _line(settings):
                 self._adopted, predecessor.kept_port = port, None
+
+    def hands_over_to(self, successor) -> bool:
+        return successor.type == "serial" and _line(successor) == _line(self.settings)
 
     def release(self) -> None:
         if self.kept_port is not None:
@@ -76,18 +77,13 @@ class SerialSource(Source):
             except asyncio.CancelledError:
                 # (A URL port is read by an executor thread, which may still be in a read.)
                 if self.ingest.hand_over and _has_fd(port):
-                    self.kept_port, port = (self._line(), port), None
+                    self.kept_port, port = (_line(self.settings), port), None
                 raise
             finally:
                 if port is not None:
                     port.close()
                 self.ingest.end()
             await asyncio.sleep(self.waiting(f"{self.settings.device} went away"))
-
-    def _line(self) -> tuple:
-        """What the open port was set up with: a successor adopts it only if these match."""
-        s = self.settings
-        return s.device, s.baudrate, tuple(sorted(s.profile.serial.items()))
 
     def _open(self) -> serial.SerialBase:
         options = dict(self.settings.profile.serial)
@@ -139,6 +135,11 @@ class SerialSource(Source):
             if data:
                 self.ingest.data(data)
                 await asyncio.sleep(self.settings.read_delay)
+
+
+def _line(s) -> tuple:
+    """What a port is opened with: a successor adopts its predecessor's only if these match."""
+    return s.device, s.baudrate, tuple(sorted(s.profile.serial.items()))
 
 
 def _has_fd(port: serial.SerialBase) -> bool:

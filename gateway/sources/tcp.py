@@ -10,8 +10,10 @@ import asyncio
 import ipaddress
 import os
 import time
+from dataclasses import dataclass
 
 from gateway.config import credential
+from gateway.repeats import Repeats
 from gateway.smdr.profile import LoginStep
 from gateway.smdr.responder import Responder
 from gateway.sources.base import CHUNK, Source
@@ -23,6 +25,8 @@ DRAIN_S = 1.0
 DRAIN_IDLE_S = 0.05
 #: A tcp-server connection that received bytes this recently is not replaced by another address's.
 LIVE_S = 60.0
+#: What the log says of a connection a reload handed from a source to its successor.
+HANDED_OVER = ", the connection kept over a reload"
 #: Refusals of one address are said at most this often.
 REFUSAL_LOG_S = 60.0
 
@@ -59,7 +63,8 @@ async def pump(source: Source, reader: asyncio.StreamReader, writer: asyncio.Str
                first: bytes = b"") -> None:
     """Move bytes from ``reader`` into the source's ingest until the peer closes, answering
     the profile's reply requests on the way. Cancelled (a reload, a stop, a replaced
-    connection), it first commits what the PBX has already sent (:func:`_drain`)."""
+    connection), it first commits what the PBX has already sent (:func:`_drain`), unless
+    the connection is handed over to a successor, which reads on from the same reader."""
     responder = Responder(source.settings.profile.replies)
     data = first
     try:
@@ -74,7 +79,8 @@ async def pump(source: Source, reader: asyncio.StreamReader, writer: asyncio.Str
             if not (data := await reader.read(CHUNK)):
                 return
     except asyncio.CancelledError:
-        await _drain(source, reader)
+        if not source.ingest.hand_over:
+            await _drain(source, reader)
         raise
 
 
@@ -111,29 +117,85 @@ def _login_password(settings) -> bytes | None:
         raise LoginFailed(f"cannot read login_password_file {path}: {exc.strerror}") from None
 
 
+@dataclass
+class Link:
+    """An open PBX connection, kept by a stopped source for its successor (a reload)."""
+
+    key: tuple  # the settings it was made with; a successor takes it only with the same
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    peer: tuple  # (address, port)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Listener:
+    """A tcp-server source's listening socket; its connections go to the source that owns
+    it now (a successor after a reload takes it over)."""
+
+    key: tuple  # where it listens
+    owner: "TcpServerSource"
+    server: asyncio.Server | None = None
+
+
 class TcpClientSource(Source):
+    """Connects to the PBX (and logs in, as its profile says). A reload that changes neither
+    the address nor the login hands the connection, logged in, to the successor."""
+
+    def __init__(self, settings, ingest, predecessor: Source | None = None):
+        super().__init__(settings, ingest, predecessor)
+        self.kept: Link | None = None  # for a successor
+        self._adopted: Link | None = None
+        if isinstance(predecessor, TcpClientSource) and predecessor.kept and predecessor.kept.key == _dial(settings):
+            self._adopted, predecessor.kept = predecessor.kept, None
+
+    def hands_over_to(self, successor) -> bool:
+        return successor.type == "tcp-client" and _dial(successor) == _dial(self.settings)
+
+    def release(self) -> None:
+        if self.kept is not None:
+            self.kept.close()
+            self.kept = None
+
     async def run(self) -> None:
         where = f"{self.settings.host}:{self.settings.port}"
         while True:
-            self.state = "connecting"
+            link, self._adopted = self._adopted, None
+            if link is None:
+                self.state = "connecting"
+                try:
+                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                        reader, writer = await asyncio.open_connection(self.settings.host, self.settings.port)
+                except (OSError, TimeoutError) as exc:
+                    await asyncio.sleep(self.waiting(f"cannot connect to {where}: {exc or 'timed out'}"))
+                    continue
+                link = Link(_dial(self.settings), reader, writer, writer.get_extra_info("peername"))
+                fresh = True
+            else:
+                fresh = False
             try:
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    reader, writer = await asyncio.open_connection(self.settings.host, self.settings.port)
-            except (OSError, TimeoutError) as exc:
-                await asyncio.sleep(self.waiting(f"cannot connect to {where}: {exc or 'timed out'}"))
-                continue
-            try:
-                first = await login(reader, writer, self.settings.profile.login, _login_password(self.settings))
-                self.reading(f"{where}{', logged in' if self.settings.profile.login else ''}")
+                first = b""
+                if fresh:
+                    first = await login(link.reader, link.writer, self.settings.profile.login,
+                                        _login_password(self.settings))
+                self.reading(f"{where}{', logged in' if self.settings.profile.login and fresh else ''}"
+                             f"{'' if fresh else HANDED_OVER}")
                 records = self.ingest.records
-                await pump(self, reader, writer, first)
+                await pump(self, link.reader, link.writer, first)
                 error = f"{where} closed the connection"
                 if self.ingest.records == records and any(step.password for step in self.settings.profile.login):
                     error += " after the login, before any record: a wrong login password (login_password_file)?"
             except (OSError, LoginFailed) as exc:
                 error = f"{where}: {exc}"
+            except asyncio.CancelledError:
+                if self.ingest.hand_over:
+                    self.kept, link = link, None
+                raise
             finally:
-                writer.close()
+                if link is not None:
+                    link.close()
                 self.ingest.end()
             await asyncio.sleep(self.waiting(error))
 
@@ -146,35 +208,71 @@ class TcpServerSource(Source):
     a time. A new one from the same address replaces it (a PBX that reconnects has given up
     on its old socket), as does one from elsewhere once the current one has been silent
     for ``LIVE_S``; otherwise the newcomer is refused and the PBX read on. A replaced or
-    stopped connection commits what it had before the next one is read.
+    stopped connection commits what it had before the next one is read. A reload that keeps
+    the address and port hands the listening socket and the PBX's connection (if ``allow``
+    still admits it) to the successor: the PBX sees nothing.
     """
 
-    async def run(self) -> None:
+    def __init__(self, settings, ingest, predecessor: Source | None = None):
+        super().__init__(settings, ingest, predecessor)
         self._current: tuple[asyncio.Task, str] | None = None  # the connection to read, and its address
         self._handlers: set[asyncio.Task] = set()
         self._reading = asyncio.Lock()  # held by the connection being read
-        self._refusals: dict[str, tuple[float, int]] = {}  # address -> (last said, refused since)
+        self._refusals = Repeats(self.log.warning, REFUSAL_LOG_S)  # by address
+        self._listener: Listener | None = None
+        self._kept_link: Link | None = None  # the connection being read when a stop came that hands it over
+        self.kept: tuple[Listener, Link | None] | None = None  # for a successor
+        self._adopted: Link | None = None
+        if isinstance(predecessor, TcpServerSource) and predecessor.kept and predecessor.kept[0].key == _listen(settings):
+            (self._listener, self._adopted), predecessor.kept = predecessor.kept, None
+            self._listener.owner = self  # its connections come here now
+            if self._adopted and self._refusal(self._adopted.peer[0]) is not None:
+                self._adopted.close()  # ``allow`` no longer admits it
+                self._adopted = None
+
+    def hands_over_to(self, successor) -> bool:
+        return successor.type == "tcp-server" and _listen(successor) == _listen(self.settings)
+
+    def release(self) -> None:
+        if self.kept is not None:
+            listener, link = self.kept
+            listener.server.close()
+            if link is not None:
+                link.close()
+            self.kept = None
+
+    async def run(self) -> None:
         s = self.settings
-        while True:
+        while self._listener is None:
+            listener = Listener(_listen(s), self)
             try:
-                server = await asyncio.start_server(self._serve, s.host, s.port)
-                break
+                listener.server = await asyncio.start_server(lambda r, w: listener.owner._serve(r, w), s.host, s.port)
             except OSError as exc:
                 # (asyncio's own message repeats the address, as a Python tuple)
                 why = os.strerror(exc.errno) if exc.errno else str(exc)
                 await asyncio.sleep(self.waiting(f"cannot listen on {s.host}:{s.port}: {why}"))
-        self.state, self.error = "waiting", ""
-        self.log.info("listening on %s:%d%s", s.host, s.port,
-                      f", for {', '.join(map(str, s.allow))}" if s.allow else
-                      " for any address (set allow = [...] to the PBX's address)")
+                continue
+            self._listener = listener
+            self.state, self.error = "waiting", ""
+            self.log.info("listening on %s:%d%s", s.host, s.port,
+                          f", for {', '.join(map(str, s.allow))}" if s.allow else
+                          " for any address (set allow = [...] to the PBX's address)")
+        if self._adopted is not None:
+            link, self._adopted = self._adopted, None
+            self._handlers.add(asyncio.get_running_loop().create_task(self._read(link, HANDED_OVER)))
         try:
-            async with server:
-                await server.serve_forever()
+            await asyncio.get_running_loop().create_future()  # connections are served until a stop
         finally:
-            # Connections are not the server's to close: each commits what it had first.
+            # Connections are not the server's to close: each commits what it had first
+            # (or keeps its link for the successor).
             for task in self._handlers:
                 task.cancel()
             await asyncio.gather(*self._handlers, return_exceptions=True)
+            if self.ingest.hand_over:
+                self.kept = (self._listener, self._kept_link)
+            else:
+                self._listener.server.close()
+                self._listener = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Never ends with an exception: asyncio would log a traceback for each.
@@ -184,29 +282,40 @@ class TcpServerSource(Source):
             self._refused(host, why)
             writer.close()
             return
+        await self._read(Link(_listen(self.settings), reader, writer, (host, peer[1])))
+
+    async def _read(self, link: Link, how: str = "") -> None:
+        """Read one PBX connection until it closes, another replaces it, or a stop."""
         me = asyncio.current_task()
         self._handlers.add(me)
+        host = link.peer[0]
         previous, self._current = self._current, (me, host)
         if previous is not None:
             self.log.info("PBX connection from %s replaced by one from %s", previous[1], host)
             previous[0].cancel()
+        kept = False
         try:
             async with self._reading:  # the previous one has committed and let go
                 self.last_data = time.monotonic()
-                self.reading(f"the PBX at {host}:{peer[1]}")
+                self.reading(f"the PBX at {host}:{link.peer[1]}{how}")
                 try:
-                    await pump(self, reader, writer)
+                    await pump(self, link.reader, link.writer)
+                except asyncio.CancelledError:
+                    if self.ingest.hand_over and self._current is not None and self._current[0] is me:
+                        self._kept_link, kept = link, True
+                    raise
                 finally:
                     self.ingest.end()
         except (OSError, asyncio.CancelledError):
             pass
         finally:
-            writer.close()
+            if not kept:
+                link.close()
             self._handlers.discard(me)
             if self._current is not None and self._current[0] is me:
                 self._current = None
-                self.state, self.error = "waiting", f"{host} disconnected"
-
+                if not kept:
+                    self.state, self.error = "waiting", f"{host} disconnected"
     def _refusal(self, host: str) -> str | None:
         """Why a connection from ``host`` is not read, or None."""
         allow = self.settings.allow
@@ -218,14 +327,17 @@ class TcpServerSource(Source):
         return None
 
     def _refused(self, host: str, why: str) -> None:
-        now = time.monotonic()
-        said, count = self._refusals.get(host, (-REFUSAL_LOG_S, 0))
-        if now - said >= REFUSAL_LOG_S:
-            more = f" ({count} more refused since)" if count else ""
-            self.log.warning("refused a connection from %s: %s%s", host, why, more)
-            self._refusals[host] = (now, 0)
-        else:
-            self._refusals[host] = (said, count + 1)
+        self._refusals(host, f"refused a connection from {host}: {why}", time.monotonic())
+
+
+def _dial(s) -> tuple:
+    """What a tcp-client connection is made with: a successor adopts it only if these match."""
+    return s.host, s.port, s.profile.login, s.login_password_file
+
+
+def _listen(s) -> tuple:
+    """Where a tcp-server listens: a successor adopts the socket only if these match."""
+    return s.host, s.port
 
 
 def _address(host: str) -> str:
