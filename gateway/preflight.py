@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,3 +135,8 @@ def _writable(where: str, key: str, directory: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         detail = "" if existing == directory else f" ({existing} does not let this user write in it)"
         raise ConfigError(where, key, f"cannot write {directory} as this user{detail}")
+    # Permissions are not all: /proc, /sys or a read-only mount refuse what they allow.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".pbxgw-check-", dir=existing))
+    except OSError as exc:
+        raise ConfigError(where, key, f"cannot create {directory}: {existing} refuses it ({exc.strerror})") from None

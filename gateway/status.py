@@ -234,7 +234,10 @@ def text(state: dict[str, Any], now: float | None = None) -> list[str]:
         else:
             out.append(f"ALARM {a['alarm']} on source {a['source']}: silent since {_ago(a['since_ms'], now)}")
     oldest = "" if q["oldest_age_s"] is None else f", oldest {span(q['oldest_age_s'])} old"
-    out.append(f"queue: {q['depth']} events, {q['bytes']} bytes{oldest}; {q['dropped']} dropped, {q['dead']} dead letters")
+    budget = "" if q["max_bytes"] >= q["max_bytes_configured"] else \
+        f"; budget {q['max_bytes']} bytes, all the disk allows (max_bytes {q['max_bytes_configured']})"
+    out.append(f"queue: {q['depth']} events, {q['bytes']} bytes{oldest}; {q['dropped']} dropped, "
+               f"{q['dead']} dead letters{budget}")
     out.append(archive_text(state["archive"]))
     since = "not connected" if b["connected_since"] is None else f"connected {span(now - b['connected_since'])}"
     out.append(f"broker {b['url']}: {since}; last confirmation {_ago(b['last_ack_ms'], now)}; "

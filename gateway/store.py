@@ -41,7 +41,9 @@ The disk is the only durable copy of an event between the PBX and the broker's P
   already used, so the run takes a new random stream (see :meth:`_open_stream`).
 * Startup never fails on a damaged file: a database that SQLite cannot read, or whose WAL
   is damaged, is moved aside (``queue.db.damaged-<time>-<pid>``), counted, and a new one is
-  started with what can still be read of it, keys kept; what cannot is reported as a gap.
+  started with what can still be read of it, keys kept. What it cannot read, and what a WAL
+  cut short took with it, is reported as a gap, as the high-water marks kept beside the
+  queue (:mod:`gateway.marks`) bound it.
 """
 
 from __future__ import annotations
@@ -55,11 +57,12 @@ import sqlite3
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
 
+from gateway import marks
 from gateway.errors import GatewayError
 from gateway.events import Event, GapEvent, packb
 from gateway.queued import Row
@@ -78,6 +81,12 @@ CHECKPOINT_BYTES = 64 * 1024 * 1024
 WAL_MIN_BYTES = 1024 * 1024
 #: What the queue's files take on disk per payload byte, at most (see Store.set_budget).
 DISK_FACTOR = 2
+#: The WAL's limit is at most this share of the disk's room (a small card needs checkpoints sooner).
+WAL_SHARE = 8
+#: The least budget on a disk of any size: room for the events in flight while the broker
+#: takes what is sent. A budget of nothing would drop every live record, broker up or not;
+#: past what the disk really holds, a write fails and its events are reported as a gap.
+MIN_BUDGET = 256 * 1024
 #: First bytes of a msgpack map (fixmap, map16, map32): what every queued payload starts with.
 _MAP_HEADS = {bytes((b,)) for b in (*range(0x80, 0x90), 0xDE, 0xDF)}
 #: SQLite page size for a new queue (see _connect).
@@ -122,6 +131,8 @@ class _Segment:
     last_rx: int = 0
     archived: bool = False  # closed, every event done: kept for replay (``done`` emptied)
     done_bytes: int = 0  # of ``bytes``, those of the events done (they count for the archive, not the queue)
+    top: dict[str, int] = field(default_factory=dict)  # per source, the highest seq of this run's stream in it
+    earlier: bool = False  # holds events of earlier streams (queued before a start, or salvaged)
 
     @property
     def pending(self) -> int:
@@ -179,9 +190,12 @@ class Store:
         self._pending_reason = ""
         self.unreported = False  # drops recorded since the last gap report (the publisher reports them)
         self._dropping = 0  # events dropped in this episode of a full queue
+        self._mark_path = state_dir / marks.MARK_NAME
+        previous = marks.read(self._mark_path)  # before anything of this run is written
+        self._previous_stream: str | None = None  # the stream of the run before, if known
         salvage_from: Path | None = None
         try:
-            if (damage := self._wal_damage()) is not None:
+            if (damage := self._wal_damage(previous.wal)) is not None:
                 raise sqlite3.DatabaseError(damage)
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
@@ -196,7 +210,8 @@ class Store:
                 f"SELECT MIN(id), MAX(id), COALESCE(SUM(length(payload)), 0), MIN(rx), MAX(rx) FROM seg_{n}").fetchone()
             if first is None:
                 continue
-            seg = _Segment(n, first, last, size, True, set(), first_rx, last_rx, archived=last <= self._confirmed)
+            seg = _Segment(n, first, last, size, True, set(), first_rx, last_rx, archived=last <= self._confirmed,
+                           earlier=True)
             if not seg.archived:
                 ids = [i for (i,) in self._db.execute(f"SELECT id FROM seg_{n} WHERE id > ?", (self._confirmed,))]
                 seg.done = set(range(seg.first, seg.last + 1)).difference(ids)
@@ -208,7 +223,10 @@ class Store:
         # New ids continue above everything ever confirmed, even when the queue is empty.
         self._last_id = max((seg.last for seg in self._segments), default=self._confirmed)
         if salvage_from is not None:
-            self._salvage(salvage_from)
+            self._salvage(salvage_from, previous)
+        elif self._previous_stream in previous.streams:
+            self._account_vanished(previous)
+        self._start_marks(previous)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -235,25 +253,14 @@ class Store:
         return db
 
     def set_budget(self, max_bytes: int) -> None:
-        """The queue's byte budget: ``max_bytes``, or less when the disk cannot hold that;
-        and the archive's, what the disk holds beyond the queue's, up to its own.
-
-        The files hold more than the payloads (pages, row headers, the WAL between
-        checkpoints): at most ``DISK_FACTOR`` times the payload bytes, plus the WAL's limit.
-        So the budget is the lower of ``max_bytes`` and what the free space (with the
-        queue's own files) can take that way; the log says when the disk decides. The queue
-        comes first: on a small disk the archive keeps less, or nothing.
-        """
-        self.wal_limit = max(WAL_MIN_BYTES, min(CHECKPOINT_BYTES, max_bytes // 4))
-        st = os.statvfs(self.path.parent)
-        own = sum(os.path.getsize(f) for f in (self.path, f"{self.path}-wal") if os.path.exists(f))
-        fits = int((st.f_bavail * st.f_frsize + own - self.wal_limit) / DISK_FACTOR)
-        self.max_bytes = max(0, min(max_bytes, fits))
-        self.archive_max = max(0, min(self._archive_wanted, fits - self.max_bytes))
-        if fits < max_bytes + self._archive_wanted:
+        """The queue's byte budget, the archive's and the WAL's limit, as :func:`disk_budget`
+        makes them from ``max_bytes`` and the disk's room; the log says when the disk decides."""
+        room = disk_room(self.path.parent, (self.path, Path(f"{self.path}-wal")))
+        self.max_bytes, self.archive_max, self.wal_limit = disk_budget(room, max_bytes, self._archive_wanted)
+        if self.max_bytes + self.archive_max < max_bytes + self._archive_wanted:
             archive = f", archive {self.archive_max} bytes, not {self._archive_wanted}" if self._archive_wanted else ""
-            log.warning("queue budget %d bytes, not max_bytes %d%s: the disk under %s has %d bytes free",
-                        self.max_bytes, max_bytes, archive, self.path.parent, st.f_bavail * st.f_frsize)
+            log.warning("queue budget %d bytes, not max_bytes %d%s: the disk under %s has room for %d bytes",
+                        self.max_bytes, max_bytes, archive, self.path.parent, room)
 
     def _open_stream(self) -> str:
         """This run's stream identity: the last run's if it stopped cleanly on this very
@@ -262,6 +269,7 @@ class Store:
         run that ends any other way (a crash, a power cut that rolls back its last
         commits, a damaged WAL, a copied or restored file) never hands its stream on."""
         clean, stream = self.counter("clean"), self.counter("stream")
+        self._previous_stream = f"{stream:016x}" if stream else None
         if not (stream and clean == self._fingerprint() and not self.corrupt_recoveries):
             stream = secrets.randbits(63) or 1
             log.info("queue %s: a new stream %016x (the last run did not stop cleanly on this file)",
@@ -282,16 +290,24 @@ class Store:
         """Which file this is (a copy or a restored backup is another): its inode."""
         return os.stat(self.path).st_ino
 
-    def _wal_damage(self) -> str | None:
+    def _wal_damage(self, synced: tuple[bytes, int] | None) -> str | None:
         """Why the WAL is damaged, or None. SQLite reads a WAL up to its first frame with a
         bad checksum and quietly drops the rest; a bad frame *followed by* whole ones of the
-        same WAL is damage, not a torn last write."""
+        same WAL is damage, not a torn last write, and so is one within what the last sync
+        made durable (``synced``: the WAL's salt and size then, from the marks)."""
+        wal = Path(f"{self.path}-wal")
         try:
-            data = Path(f"{self.path}-wal").read_bytes()
+            data = wal.read_bytes()
         except FileNotFoundError:
             return None
-        bad = wal_damage(data)
-        return None if bad is None else f"its WAL is damaged at byte {bad}"
+        bad = wal_damage(data, synced)
+        if bad is not None:
+            return f"its WAL is damaged at byte {bad}"
+        if 32 <= (end := wal_frames(data)[1]) < len(data):
+            # A torn last write, which SQLite ignores and writes over. Cut off, so that
+            # frames left past what it writes next never read as damage later.
+            os.truncate(wal, end)
+        return None
 
     def _set_aside(self, exc: Exception) -> Path:
         """Move a damaged queue's files aside (kept, under a name no other recovery
@@ -305,13 +321,14 @@ class Store:
         self.corrupt_recoveries = 1
         return aside
 
-    def _salvage(self, aside: Path) -> None:
+    def _salvage(self, aside: Path, previous: marks.Marks) -> None:
         """Copy into the new queue what SQLite can still read of the damaged one: the
         sources' sequence numbers and offsets, the counters, the unreported drops, and
         every unconfirmed event with its key (so a resent one is a duplicate, not a new
         record). The WAL's checksums are recomputed in a working copy, so that frames after
-        a damaged one are read too. Events that could not be read are reported as a
-        ``gap`` ("queue damaged") with what is known of their range."""
+        a damaged one are read too. Every ``seq`` the marks say was committed and not
+        delivered, that could not be read, is reported as a ``gap`` ("queue damaged"), as
+        are the holes between the events read (for streams no mark names)."""
         work = self.path.with_name("salvage.db")
         try:
             if aside.exists():
@@ -323,6 +340,16 @@ class Store:
                 salvaged = _Salvage(old)
             finally:
                 old.close()
+            self._previous_stream = salvaged.stream or None
+            # What the damaged queue still says of its own stream raises the marks.
+            bounds = {stream: dict(sources) for stream, sources in previous.streams.items()}
+            _raise_marks(bounds.get(salvaged.stream, {}), {name: next_seq - 1 for name, next_seq, _, _ in salvaged.sources})
+            kept: dict[tuple[str, str], list[int]] = {}
+            for src, seq, _, _, payload in salvaged.rows:
+                if seq is not None:
+                    kept.setdefault((src, _payload_stream(payload)), []).append(seq)
+            holes = marks.unaccounted(bounds, kept, {}, reach=2)
+            holes += [h for h in salvaged.holes if h[0] not in bounds.get(h[1], {})]
             self._keep(salvaged)
         except (OSError, sqlite3.Error, QueueWriteError) as exc:  # a full disk too
             log.error("queue salvage failed (%s); the damaged queue is kept as %s", exc, aside.name)
@@ -330,8 +357,9 @@ class Store:
         finally:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{work}{suffix}").unlink(missing_ok=True)
-        log.error("queue salvage: %d events kept with their keys, %d sources; %d ranges not readable%s",
-                  len(salvaged.rows), len(salvaged.sources), len(salvaged.holes),
+        unread = self._report_unreadable(holes, "queue damaged: not readable (some may have been delivered, or never used)")
+        log.error("queue salvage: %d events kept with their keys, %d sources; %d events not readable, "
+                  "reported as gaps%s", len(salvaged.rows), len(salvaged.sources), unread,
                   f" ({salvaged.failures} tables or parts failed)" if salvaged.failures else "")
 
     def _keep(self, salvaged: "_Salvage") -> None:
@@ -342,13 +370,97 @@ class Store:
             self._db.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?)", salvaged.sources)
             self._db.executemany("INSERT OR IGNORE INTO lost VALUES (?, ?, ?, ?, ?, ?, ?, ?)", salvaged.lost)
             for start in range(0, len(salvaged.rows), SEGMENT_ROWS):
-                self._insert(salvaged.rows[start:start + SEGMENT_ROWS])
+                self._insert(salvaged.rows[start:start + SEGMENT_ROWS], earlier=True)
             self.bytes += sum(len(r[4]) for r in salvaged.rows)
-            for src, stream, first, last in salvaged.holes:
-                self._db.execute("INSERT OR REPLACE INTO lost VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
-                                 (src, stream, "queue damaged: not readable (some may have been delivered)",
-                                  first, last, last - first + 1))
-            self.unreported = bool(salvaged.holes or salvaged.lost)
+            self.unreported = bool(salvaged.lost)
+        if self._segments:  # this run's events go into segments of their own
+            self._segments[-1].closed = True
+
+    def _account_vanished(self, previous: marks.Marks) -> None:
+        """A queue that opened without complaint can still have lost what its last run
+        committed and made durable (a WAL cut short reads as a torn last write): what the
+        marks say was committed past what its sources say now is reported as a gap."""
+        stream = self._previous_stream
+        committed = {(src, stream): self.source_state(src)[0] - 1 for src in previous.streams[stream]}
+        gone = marks.unaccounted({stream: previous.streams[stream]}, {}, committed, reach=1)
+        if gone:
+            count = self._report_unreadable(gone, "queue damaged: committed events gone (its WAL cut short?)")
+            log.error("queue %s: %d events its last run committed are gone (its WAL cut short?); reported as gaps",
+                      self.path, count)
+
+    def _report_unreadable(self, holes: list[tuple[str, str, int, int]], reason: str) -> int:
+        """Record ``(src, stream, first, last)`` ranges lost to damage, for ``gap`` events;
+        how many numbers they hold. (Not written, they are said in the log only.)"""
+        if not holes:
+            return 0
+        try:
+            with self._all_or_nothing("gaps of a damaged queue"):
+                for src, stream, first, last in holes:
+                    self._db.execute("INSERT INTO lost VALUES (?, ?, ?, ?, ?, ?, NULL, NULL) ON CONFLICT "
+                                     "(src, stream, reason) DO UPDATE SET first = min(first, excluded.first), "
+                                     "last = max(last, excluded.last), count = count + excluded.count",
+                                     (src, stream, reason, first, last, last - first + 1))
+        except QueueWriteError as exc:
+            log.error("%s; the damaged queue's gaps are not reported", exc)
+        self.unreported = True
+        return sum(last - first + 1 for _, _, first, last in holes)
+
+    def _start_marks(self, previous: marks.Marks) -> None:
+        """This run's marks: its stream from the sources' committed seqs on (or, when the
+        last run's stream goes on after a clean stop, from its marks), and those of earlier
+        streams whose events still wait, carried (raised to what the sources say was
+        committed since the last mark)."""
+        committed = {name: next_seq - 1 for name, next_seq, _, _ in self._db.execute(
+            "SELECT name, next_seq, offset, identity FROM sources WHERE name != ?", (CONFIRMED,))}
+        self._carried = {stream: dict(sources) for stream, sources in previous.streams.items()
+                         if stream != self.stream}
+        _raise_marks(self._carried.get(self._previous_stream, {}), committed)
+        going_on = previous.streams.get(self.stream, {})
+        self._low_base = {src: numbers[0] for src, numbers in going_on.items()}
+        for src, high in committed.items():
+            self._low_base.setdefault(src, high)
+        self._appended = dict(committed)  # per source, the last seq committed
+        self._durable = dict(committed)  # ... and made durable (at the last sync)
+        self._ahead = {src: max(going_on.get(src, (0, 0, 0))[2], high + marks.AHEAD_MIN)
+                       for src, high in committed.items()}  # no seq above it committed
+        self._marks_written: marks.Marks | None = None
+        self._fsync_wal()
+        self._wal_synced = _wal_state(Path(f"{self.path}-wal"))  # the WAL as durable at the last sync
+        self._write_marks()
+
+    def _reserve(self, src: str, top: int) -> None:
+        """Reserve seqs up to ``top`` and beyond (twice what came since the last sync, at
+        least ``AHEAD_MIN``) in the marks, before they are committed."""
+        self._ahead[src] = top + max(marks.AHEAD_MIN, 2 * (top - self._durable.get(src, top)))
+        self._write_marks()
+
+    def _marks(self) -> marks.Marks:
+        """What the marks say now. ``low`` follows the segments finished in order: a later
+        one finished first says nothing of the seqs below it."""
+        low = dict(self._low_base)
+        for seg in self._segments:
+            if seg.pending or not seg.closed:
+                break
+            _raise(low, seg.top)
+        if self._carried and not self.unreported and not any(seg.earlier and seg.pending for seg in self._segments):
+            self._carried = {}  # every event of an earlier stream delivered, or its loss reported and delivered
+        current = {}
+        for src, ahead in self._ahead.items():
+            high = self._durable.get(src, self._low_base.get(src, 0))
+            current[src] = (min(low.get(src, high), high), high, max(ahead, high))
+        return marks.Marks({**self._carried, self.stream: current}, self._wal_synced)
+
+    def _write_marks(self) -> None:
+        now = self._marks()
+        if now == self._marks_written:
+            return
+        try:
+            marks.write(self._mark_path, now)
+            self._marks_written = now
+        except OSError as exc:  # a full disk: the older mark stays, claiming less
+            if self._marks_written is not None:
+                log.warning("cannot write %s (%s); tried again at the next sync", self._mark_path, exc.strerror)
+            self._marks_written = None
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -370,6 +482,10 @@ class Store:
         if excess <= 0 and self._dropping:  # one line per episode, not one per read
             log.warning("queue has room again: %d events were dropped (reported as gaps)", self._dropping)
             self._dropping = 0
+        if (seqs := [r[1] for r in rows if r[1] is not None]) and src not in self._low_base:
+            self._low_base[src] = min(seqs) - 1
+        if next_seq - 1 > self._ahead.get(src, -1):
+            self._reserve(src, next_seq - 1)
         with self._all_or_nothing("queue", drops=excess > 0):
             self._write_pending_lost()
             if excess > 0:
@@ -382,7 +498,7 @@ class Store:
                     skip = _covering(rows, excess - self._drop_oldest(excess))
                     dropped, rows = [(*r[:4], self.stream) for r in rows[:skip]], rows[skip:]
                 self._record_drops(dropped, f"queue full: {self.when_full}")
-            self._insert(rows)
+            self._insert(rows, current=True)
             self._save_confirmed()
             self._db.execute(
                 "INSERT INTO sources (name, next_seq, offset, identity) VALUES (?, ?, ?, ?) "
@@ -390,6 +506,7 @@ class Store:
                 "offset = excluded.offset, identity = excluded.identity",
                 (src, next_seq, offset, identity))
             self.bytes += sum(len(r[4]) for r in rows)
+        self._appended[src] = next_seq - 1
 
     def lost(self, events: list[Event], reason: str) -> None:
         """Events a source could not queue (the write failed) and cannot read again: kept
@@ -433,7 +550,10 @@ class Store:
         """Payload bytes that still fit in the budget (a source that can wait reads no more)."""
         return max(0, self.max_bytes - self.bytes)
 
-    def _insert(self, rows: list[tuple]) -> None:
+    def _insert(self, rows: list[tuple], current: bool = False, earlier: bool = False) -> None:
+        """Add rows to the newest segment (a new one when it is closed or full); rows of
+        this run's stream are ``current`` (their seqs tell the marks' lows), those of
+        ``earlier`` streams make the segment keep the marks of earlier streams."""
         if not rows:
             return
         seg = self._segments[-1] if self._segments else None
@@ -453,6 +573,11 @@ class Store:
         self._last_id += len(rows)
         seg.last = self._last_id
         seg.bytes += sum(len(r[4]) for r in rows)
+        if current:
+            for src, seq, *_ in rows:
+                if seq is not None and seq > seg.top.get(src, 0):
+                    seg.top[src] = seq
+        seg.earlier = seg.earlier or earlier
         seg.last_rx = max(seg.last_rx, *_times(rows))
 
     def _drop_oldest(self, excess: int) -> int:
@@ -519,7 +644,7 @@ class Store:
                              count=count, first_rx=first_rx, last_rx=last_rx, reason=reason)
                     for src, stream, reason, first, last, count, first_rx, last_rx in drops]
             self.unreported = False
-            self._enqueue(gaps)
+            self._enqueue(gaps, earlier=True)  # (a damaged queue would lose them: the marks stay until they go)
         return len(gaps)
 
     def enqueue(self, events: list[Event]) -> None:
@@ -530,9 +655,9 @@ class Store:
         with self._all_or_nothing("queue"):
             self._enqueue(events)
 
-    def _enqueue(self, events: list[Event]) -> None:
+    def _enqueue(self, events: list[Event], earlier: bool = False) -> None:
         rows = [(e.src, None, e.KIND, e.rx, packb(e)) for e in events]
-        self._insert(rows)
+        self._insert(rows, earlier=earlier)
         self.bytes += sum(len(r[4]) for r in rows)
 
     # -- delivery ------------------------------------------------------------------------
@@ -651,7 +776,7 @@ class Store:
                     continue
                 rows.append((event.get("src"), event.get("seq"), kind, event.get("rx") or event.get("ts") or 0, payload))
                 taken.append(row_id)
-            self._insert(rows)
+            self._insert(rows, earlier=True)
             self.bytes += sum(len(r[4]) for r in rows)
             self._db.executemany("DELETE FROM dead WHERE id = ?", [(i,) for i in taken])
         return len(rows)
@@ -679,6 +804,8 @@ class Store:
                 log.warning("%s; confirmed events are dropped later", exc)
 
     def _drop_segment(self, seg: _Segment) -> None:
+        if all(not s.pending and s.closed for s in self._segments[:self._segments.index(seg)]):
+            _raise(self._low_base, seg.top)  # (the marks' lows no longer see it)
         self._db.execute(f"DROP TABLE {seg.table}")
         self._db.execute("DELETE FROM segments WHERE n = ?", (seg.n,))
         self._segments.remove(seg)
@@ -738,8 +865,15 @@ class Store:
                     self._save_confirmed()
             except QueueWriteError as exc:  # written with the next append or sync
                 log.warning("%s", exc)
-        if self._fsync_wal() >= self.wal_limit:
+        wal = self._fsync_wal()
+        for src, top in self._appended.items():  # durable now; reserve ahead for the next interval
+            came = top - self._durable.get(src, top)
+            self._ahead[src] = max(self._ahead.get(src, 0), top + max(marks.AHEAD_MIN, 2 * came))
+        self._durable = dict(self._appended)
+        if wal >= self.wal_limit:
             self.checkpoint()
+        self._wal_synced = _wal_state(Path(f"{self.path}-wal"))
+        self._write_marks()  # (after the fsync: a mark never claims more is durable than is)
 
     def _closes_at_sync(self, seg: _Segment) -> bool:
         """Whether the newest segment is closed now: at every sync without an archive
@@ -777,24 +911,37 @@ class Store:
         except sqlite3.Error as exc:
             log.error("queue %s: cannot mark the stop clean (%s); the next run starts a new stream", self.path, exc)
         self.checkpoint()
+        self._wal_synced = _wal_state(Path(f"{self.path}-wal"))
+        self._write_marks()
         self._db.close()
 
     def _transaction(self):
         return _Transaction(self._db)
 
 
-def wal_damage(data: bytes) -> int | None:
-    """Where a SQLite WAL is damaged (the offset of a frame whose checksum fails while a
-    later frame of the same WAL is whole), or None. The format and its checksum are
-    SQLite's (https://www.sqlite.org/fileformat2.html#walformat)."""
+def wal_damage(data: bytes, synced: tuple[bytes, int] | None = None) -> int | None:
+    """Where a SQLite WAL is damaged, or None: a frame whose checksum fails while a later
+    frame of the same WAL is whole, or the end of its whole frames when that is before
+    where they ended at its last fsync (``synced``: its salt and that offset)."""
+    bad, end = wal_frames(data)
+    if bad is None and synced is not None and data[16:24] == synced[0] and end < synced[1]:
+        return end  # frames it had made durable are gone: cut or overwritten, not torn
+    return bad
+
+
+def wal_frames(data: bytes) -> tuple[int | None, int]:
+    """A SQLite WAL's damage and extent: the offset of a frame whose checksum fails while a
+    later frame of the same WAL is whole (or None), and where its whole frames end (0: no
+    valid header). The format and its checksum are SQLite's
+    (https://www.sqlite.org/fileformat2.html#walformat)."""
     if len(data) < 32 or int.from_bytes(data[:4], "big") not in (0x377F0682, 0x377F0683):
-        return None
+        return None, 0
     order = "big" if data[3] == 0x83 else "little"
     page = int.from_bytes(data[8:12], "big")
     salts = data[16:24]
     s0, s1 = _wal_checksum(data[:24], 0, 0, order)
     if (s0, s1) != (int.from_bytes(data[24:28], "big"), int.from_bytes(data[28:32], "big")):
-        return None  # a header that never got written whole: nothing in it counts
+        return None, 0  # a header that never got written whole: nothing in it counts
     frame, first_bad = 32 + 24 + page, None
     at = 32
     while at + frame - 32 <= len(data):
@@ -804,12 +951,31 @@ def wal_damage(data: bytes) -> int | None:
         stored = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
         whole = _wal_checksum(head[:8] + data[at + 24:at + 24 + page], s0, s1, order) == stored
         if whole and first_bad is not None:
-            return first_bad
+            return first_bad, first_bad
         if not whole and first_bad is None:
             first_bad = at
         s0, s1 = stored  # each frame stores the running checksum: the next one goes on from it
         at += 24 + page
-    return None
+    return None, at if first_bad is None else first_bad
+
+
+def _wal_state(path: Path) -> tuple[bytes, int] | None:
+    """A WAL's salt (which generation it is) and size, or None when it is empty or missing."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None
+    return (head[16:24], size) if len(head) == 32 else None
+
+
+def _raise_marks(sources: dict[str, tuple[int, int, int]], committed: dict[str, int]) -> None:
+    """Raise the marks of a stream's sources to what was ``committed`` in it (by source)."""
+    for src, high in committed.items():
+        if src in sources:
+            low, was, ahead = sources[src]
+            sources[src] = (low, max(was, high), max(ahead, high))
 
 
 def _wal_checksum(data: bytes, s0: int, s1: int, order: str) -> tuple[int, int]:
@@ -901,10 +1067,40 @@ def _payload_stream(payload) -> str:
     return str((event_map(payload) or {}).get("stream") or "")
 
 
+def _raise(low: dict[str, int], top: dict[str, int]) -> None:
+    for src, seq in top.items():
+        if seq > low.get(src, 0):
+            low[src] = seq
+
+
 def _times(rows: list[tuple]) -> list[int]:
     """The receive times of rows (``rx``, their fourth column) that are times (what a
     damaged queue gave back may not be)."""
     return [r[3] for r in rows if type(r[3]) is int]
+
+
+def disk_room(directory: Path, own: tuple[Path, ...] = ()) -> int:
+    """The bytes the queue's files may take under ``directory`` (or the nearest directory
+    above it that exists): the free space, with what its own files (``own``) take already."""
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize + sum(f.stat().st_size for f in own if f.exists())
+
+
+def disk_budget(room: int, max_bytes: int, archive_wanted: int = 0) -> tuple[int, int, int]:
+    """``(queue budget, archive budget, WAL limit)`` for a disk with ``room`` bytes.
+
+    The files hold more than the payloads (pages, row headers, the WAL between checkpoints):
+    at most ``DISK_FACTOR`` times the payload bytes, plus the WAL's limit. The WAL's limit is
+    a quarter of ``max_bytes`` up to ``CHECKPOINT_BYTES``, and at most an eighth of the room
+    (so a small card checkpoints sooner rather than holding no queue at all). The queue comes
+    first, never under ``MIN_BUDGET``; on a small disk the archive keeps less, or nothing.
+    """
+    wal_limit = max(WAL_MIN_BYTES, min(CHECKPOINT_BYTES, max_bytes // 4, room // WAL_SHARE))
+    fits = max(0, (room - wal_limit) // DISK_FACTOR)
+    queue = min(max_bytes, max(fits, MIN_BUDGET))
+    return queue, max(0, min(archive_wanted, fits - queue)), wal_limit
 
 
 def _fitting(rows: list[tuple], budget: int) -> int:

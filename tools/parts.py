@@ -306,10 +306,13 @@ class StateDisk:
             raise OSError(done.stderr.strip() or "mount failed")
         self.where = where
 
-    def fill(self) -> None:
+    def fill(self, leave: int = 0) -> None:
+        """Fill the disk, as other logs would, until ``leave`` bytes are free (or it is full)."""
+        st = os.statvfs(self.where)
+        ballast = max(0, st.f_bavail * st.f_frsize - leave) if leave else None
         try:
             with open(self.where / "ballast", "ab") as fh:
-                while True:
+                while ballast is None or fh.tell() < ballast:
                     fh.write(b"\0" * 65536)
                     fh.flush()
         except OSError:

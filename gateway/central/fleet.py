@@ -44,12 +44,16 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
     gateway's latest metrics say each source's latest seq in its current stream, and a
     stream went on at least to just below where the next one (by first seq) starts, as a
     gateway's new stream goes on from the seq its queue remembers (one below the old one's
-    highest after a power cut is no hole)."""
+    highest after a power cut is no hole). A damaged queue's gaps are bounds (from what was
+    delivered to what may have been committed): of those, only the numbers missing here
+    count as lost."""
     table = "events" if kind == "pbx" else "headset_events"
     numbered = _numbered(db, gw, src)
-    lost: dict[str, list] = {}
-    for stream, first, last in db.fetch("SELECT stream, first, last FROM gaps WHERE gw = ? AND src = ?", (gw, src)):
-        lost.setdefault(stream, []).append((first, last))
+    lost: dict[str, list] = {}  # the gateway's own count: every number in it lost
+    bounds: dict[str, list] = {}  # a damaged queue's: lost, where missing here
+    for stream, first, last, reason in db.fetch("SELECT stream, first, last, reason FROM gaps WHERE gw = ? AND src = ?",
+                                                (gw, src)):
+        (bounds if reason.startswith(DAMAGED) else lost).setdefault(stream, []).append((first, last))
     missing: dict[str, list] = {}
     streams = db.fetch("SELECT stream, first_seq, high_seq FROM sources WHERE gw = ? AND src = ? ORDER BY first_seq",
                        (gw, src))
@@ -69,9 +73,17 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
                 "WHERE gw = ? AND src = ? AND stream = ?) AS t WHERE next > seq + 1", key)]
             found += [r for r in ((first, low - 1), (top + 1, high)) if r[0] <= r[1]]
         left = ranges.subtract(found, lost.get(stream, []))
+        if bounds.get(stream):
+            gone = ranges.subtract(left, bounds[stream])
+            lost.setdefault(stream, []).extend(ranges.subtract(left, gone))
+            left = gone
         if left:
             missing[stream] = left
-    return missing, {stream: ranges.merged(r) for stream, r in lost.items()}
+    return missing, {stream: ranges.merged(r) for stream, r in lost.items() if r}
+
+
+#: How a gateway's gap reasons begin for what a damaged queue may have held (docs/events.md).
+DAMAGED = "queue damaged"
 
 
 def _numbered(db: Database, gw: str, src: str) -> dict[str, int]:

@@ -26,4 +26,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"pbxgw: warning: {warning}", file=sys.stderr)
     names = ", ".join(f"{s.name} ({s.type}, {s.profile.name})" for s in settings.sources)
     print(f"{args.path}: ok: gateway {settings.gateway_id} at site {settings.site}; sources: {names}")
+    print(disk_text(settings))
     return 0
+
+
+def disk_text(settings: config.Settings) -> str:
+    """What the state directory's disk allows the queue and the archive, as ``run`` will
+    set their budgets (the lower of the config's and the disk's)."""
+    from gateway.store import DB_NAME, disk_budget, disk_room
+
+    db = settings.state_dir / DB_NAME
+    room = disk_room(settings.state_dir, (db, db.with_name(f"{DB_NAME}-wal")))
+    wanted = settings.archive.max_bytes if settings.archive.keep else 0
+    queue, archive, _ = disk_budget(room, settings.queue.max_bytes, wanted)
+    text = f"queue: up to {queue} bytes on the disk under {settings.state_dir} (max_bytes {settings.queue.max_bytes})"
+    if wanted:
+        text += f", archive up to {archive} bytes (max_bytes {wanted})"
+    return text

@@ -76,6 +76,19 @@ def test_holes_are_found_whatever_the_order_and_gaps_count_as_lost(db):
     assert fleet.holes(db, "gw-1", "pbx")[0] == {"s1": [(13, 14), (19, 19)]}
 
 
+def test_a_damaged_queues_gap_counts_as_lost_only_what_is_missing_here(db):
+    """Its range runs from what was delivered to what may have been committed: numbers
+    stored here, or never used, are not lost."""
+    db.write(batch(*(call(n) for n in (1, 2, 3, 6, 9))))
+    gaps = Rows()
+    gaps.add("pbxgw/v1/lab/gw-1/gaps", msgpack.packb([to_wire(GapEvent(
+        gw="gw-1", src="pbx", stream="s1", rx=1, first=2, last=108, count=107, first_rx=None, last_rx=None,
+        reason="queue damaged: not readable (some may have been delivered, or never used)"))]), 2)
+    db.write(gaps)
+    missing, lost = fleet.holes(db, "gw-1", "pbx")
+    assert missing == {} and lost == {"s1": [(4, 5), (7, 8)]}
+
+
 def test_the_first_events_of_a_source_lost_before_any_was_stored_show_as_missing(db):
     # (a broker killed before the collector stored the first of them: a gateway numbers from 1)
     db.write(batch(*(call(n, "first") for n in (4, 5))))

@@ -345,4 +345,4 @@ def test_metrics_arrive_periodically_with_the_status_counters(tmp_path, broker, 
     metrics = [e for e in central.events if e.get("kind") == "metrics"][-1]
     assert metrics["sources"][0]["name"] == "pbx" and metrics["broker"]["connected_since"] is not None
     assert metrics["sources"][0]["implausible"] == {}  # the profile's own samples: nothing looks wrong
-    assert {"depth", "bytes", "oldest_age_s", "dropped", "dead"} == set(metrics["queue"])
+    assert {"depth", "bytes", "oldest_age_s", "dropped", "dead", "max_bytes", "max_bytes_configured"} == set(metrics["queue"])

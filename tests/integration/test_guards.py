@@ -2,6 +2,7 @@
 on the same state directory, `pbxgw parse` on the port the gateway reads, strangers on the
 PBX port."""
 
+import os
 import re
 import signal
 import socket
@@ -11,12 +12,15 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import msgpack
 import pytest
 
-from gateway import status
+from gateway import marks, status
+from gateway.sources.tcp import HANDED_OVER
 from helpers import pbxgw
 from plugins.processes import TIMEOUT, GatewayProcess, Subscriber, free_port, wait_until
-from tools.parts import StateDisk
+from tools.chaos import committed_next_seq
+from tools.parts import StateDisk, subscriber
 
 
 def ipo_line(i: int) -> bytes:
@@ -65,10 +69,12 @@ def connect_from(address: str, port: int) -> socket.socket:
     return sock
 
 
-def ipo_server(broker, start_gateway, **extra):
+def ipo_server(broker, start_gateway, sections: dict | None = None, **extra):
+    """A gateway with a tcp-server source ``ipo`` (``extra`` its settings; ``sections``, the
+    config's others), listening; and its port."""
     port = free_port()
     source = {"name": "ipo", "type": "tcp-server", "host": "127.0.0.1", "port": port, "profile": "avaya-ipo", **extra}
-    gw = start_gateway(broker.url, [source])
+    gw = start_gateway(broker.url, [source], **(sections or {}))
     wait_until(lambda: "listening on 127.0.0.1" in gw.log_text(), what="the listener")
     return gw, port
 
@@ -128,18 +134,36 @@ def reload_with(gw: GatewayProcess, old: str, new: str, reloads: int) -> None:
     wait_until(lambda: gw.log_text().count("pbxgw: INFO: reloaded ") >= reloads, what="the reload")
 
 
-def test_a_reload_closes_the_pbx_connection_after_committing_it_and_the_next_one_is_read(tmp_path, broker,
-                                                                                         central, start_gateway):
+def still_open(sock: socket.socket) -> bool:
+    """Whether the gateway has not closed ``sock`` (nothing to read, no end of stream)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def test_a_reload_hands_the_pbx_connection_over_and_a_moved_listener_takes_the_reconnect(tmp_path, broker,
+                                                                                          central, start_gateway):
     gw, port = ipo_server(broker, start_gateway)
     with connect_from("127.0.0.1", port) as pbx:
         pbx.sendall(b"".join(ipo_line(i) for i in range(1, 51)))
         central.collect(lambda ev: len(central.calls()) >= 50, what="records before the reload")
         reload_with(gw, '"avaya-ipo"', '"avaya-ipo"\nquiet = "1h"', 1)  # the source's settings change
-        assert pbx.recv(1) == b""  # the restarted source let go of the old connection
-    with connect_from("127.0.0.1", port) as pbx:  # the PBX reconnects, to the new source
-        pbx.sendall(b"".join(ipo_line(i) for i in range(51, 101)))
+        pbx.sendall(b"".join(ipo_line(i) for i in range(51, 101)))  # on the same connection
         central.collect(lambda ev: len(central.calls()) >= 100, what="records after the reload")
-    assert_each_once(central.events, 100)
+        assert still_open(pbx)
+        moved = free_port()
+        reload_with(gw, f"port = {port}", f"port = {moved}", 2)  # listening elsewhere: the PBX is let go
+        wait_until(lambda: not still_open(pbx), what="the old connection closed")
+    with connect_from("127.0.0.1", moved) as pbx:  # the PBX reconnects, to the new address
+        pbx.sendall(b"".join(ipo_line(i) for i in range(101, 151)))
+        central.collect(lambda ev: len(central.calls()) >= 150, what="records after the move")
+    assert_each_once(central.events, 150)
+    log = gw.log_text()
+    assert log.count("reading the PBX at 127.0.0.1") == 3 and log.count(HANDED_OVER) == 1 and "Traceback" not in log
 
 
 def test_reloads_of_a_serial_source_hand_its_port_over_and_lose_nothing(tmp_path, broker, central, pbx_line,
@@ -185,25 +209,28 @@ def test_a_reload_applies_what_it_can_and_names_what_takes_a_restart(tmp_path, b
     assert "config changed on disk, waiting for a restart: mqtt.keepalive" in status.text(state)
 
 
-def test_a_reload_of_a_tcp_client_commits_what_the_pbx_had_sent(tmp_path, broker, central, start_gateway):
+def test_reloads_of_a_tcp_client_hand_its_connection_over_with_what_the_pbx_had_sent(tmp_path, broker, central,
+                                                                                     start_gateway):
     """The PBX's records sit in the socket while the source pauses between reads (a long
-    read_delay): a reload then must read them before it lets the connection go."""
+    read_delay): the successor reads them on the same connection; the PBX sees no reconnect."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(TIMEOUT)
         source = {"name": "ipo", "type": "tcp-client", "host": "127.0.0.1", "port": server.getsockname()[1],
                   "profile": "avaya-ipo", "read_delay": "3s"}
         gw = start_gateway(broker.url, [source])
-        sent = 0
-        for reload in range(1, 4):
-            conn, _ = server.accept()
-            with conn:
+        conn, _ = server.accept()
+        with conn:
+            sent = 0
+            for reload in range(1, 4):
                 conn.sendall(b"".join(ipo_line(i) for i in range(sent + 1, sent + 11)))
                 central.collect(lambda ev: len(central.calls()) >= sent + 10, what="the first read")
                 conn.sendall(b"".join(ipo_line(i) for i in range(sent + 11, sent + 21)))  # waits in the socket
                 sent += 20
                 reload_with(gw, f'read_delay = "{reload + 2}s"', f'read_delay = "{reload + 3}s"', reload)
-        central.collect(lambda ev: len(central.calls()) >= sent, what="every record sent")
+            central.collect(lambda ev: len(central.calls()) >= sent, what="every record sent")
+            assert still_open(conn)
     assert_each_once(central.events, sent)
+    assert gw.log_text().count("INFO: reading 127.0.0.1") == 4 and gw.log_text().count(HANDED_OVER) == 3
 
 
 @pytest.fixture
@@ -263,6 +290,135 @@ def test_a_full_disk_loses_only_what_cannot_wait_and_says_so_with_a_gap(small_di
     broker.start()
     central.collect(lambda ev: {e["seq"] for e in central.calls()} >= set(range(301, 311)),
                     what="what was queued before the restart")
+
+
+def test_a_flood_of_replay_requests_is_counted_not_logged_each_and_records_flow(tmp_path, broker, central,
+                                                                               start_gateway):
+    """3 000 requests, half not msgpack, half asking more than a gateway takes on: refused,
+    said once per kind (then a count a minute), answered at most a few a second, and the
+    PBX's records still arrive, each once."""
+    gw, port = ipo_server(broker, start_gateway)
+    replies: list[bytes] = []
+    flood = subscriber(broker.url, ["pbxgw/v1/lab/gw-test/replies"], lambda c, u, m: replies.append(m.payload))
+    try:
+        with connect_from("127.0.0.1", port) as pbx:
+            for i in range(1, 3001):
+                ask = b"\xc1" if i % 2 else msgpack.packb({"v": 1, "id": f"r{i}", "src": "ipo", "first": 1, "last": 5})
+                flood.publish("pbxgw/v1/lab/gw-test/cmd/replay", ask, qos=0)
+                if i % 6 == 0:
+                    pbx.sendall(ipo_line(i // 6))
+            central.collect(lambda ev: len(central.calls()) >= 500, what="the records sent during the flood")
+    finally:
+        flood.loop_stop()
+        flood.disconnect()
+    assert_each_once(central.events, 500)
+    log = gw.log_text()
+    assert log.count("replay request refused: not msgpack") == 1, log
+    assert log.count("replay request refused: busy") == 1, log
+    assert "publish failed locally" not in log and "Traceback" not in log
+    refusals = [r for r in map(msgpack.unpackb, replies) if "error" in r]
+    assert 1 <= len(refusals) <= 10 * (1 + 60)  # at most 10 a second (the flood takes seconds, not a minute)
+
+
+@pytest.fixture
+def card(tmp_path):
+    """A 48 MiB tmpfs as the gateway's state disk (root only; skipped, saying why, elsewhere)."""
+    try:
+        disk = StateDisk(tmp_path / "gw" / "state", "48m")
+    except OSError as exc:
+        pytest.skip(f"cannot mount a small tmpfs here: {exc}")
+    yield disk
+    disk.close()
+
+
+def test_a_small_card_delivers_every_live_record_and_an_outage_overflowing_it_is_one_gap(card, tmp_path, broker,
+                                                                                        central, start_gateway):
+    """On a 48 MiB card (less than the default max_bytes can use) the queue's budget is what
+    the card holds, never nothing: with the broker up every record arrives. Filled by other
+    logs to 8 MiB free, with the broker down, what the card cannot hold is dropped oldest
+    first and reported as one gap."""
+    gw, port = ipo_server(broker, start_gateway)
+    checked = pbxgw("check-config", str(gw.config)).stdout.decode()
+    budget = int(re.search(r"queue: up to (\d+) bytes on the disk under", checked)[1])
+    assert 16 * 2**20 <= budget < 48 * 2**20, checked
+    sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
+    with connect_from("127.0.0.1", port) as pbx:
+        pbx.sendall(b"".join(ipo_line(i) for i in range(1, 2001)))
+        central.collect(lambda ev: len(central.calls()) >= 2000, what="every record, the broker up")
+    assert_each_once(central.events, 2000)
+    queue = status.query(sock)["queue"]
+    assert abs(queue["max_bytes"] - budget) < 2**20 and queue["max_bytes_configured"] == 256 * 2**20 and queue["dropped"] == 0
+    assert "all the disk allows" in pbxgw("status", "--config", str(gw.config)).stdout.decode()
+
+    assert gw.kill(signal.SIGTERM) == 0
+    card.fill(leave=8 * 2**20)
+    broker.stop()
+    gw.start()
+    wait_until(lambda: gw.log_text().count("listening on 127.0.0.1") == 2, what="the restart")
+    small = status.query(sock)["queue"]["max_bytes"]
+    assert 256 * 1024 <= small < 8 * 2**20
+    sent = 2000
+    with connect_from("127.0.0.1", port) as pbx:
+        while status.query(sock)["queue"]["dropped"] == 0:  # until the card is full, and 1 000 more
+            pbx.sendall(b"".join(ipo_line(i) for i in range(sent + 1, sent + 1001)))
+            sent += 1000
+            wait_until(lambda: status.query(sock)["sources"][0]["records"] == sent - 2000, what="the records read")
+    broker.start()
+    central.collect(lambda ev: any(e["kind"] == "gap" for e in ev) and max(e["seq"] for e in central.calls()) == sent,
+                    what="the newest records and the gap")
+    gaps = [e for e in central.events if e["kind"] == "gap"]
+    assert len(gaps) == 1 and gaps[0]["reason"] == "queue full: drop_oldest", gaps
+    delivered = {e["seq"] for e in central.calls()}
+    in_gap = set(range(gaps[0]["first"], gaps[0]["last"] + 1))
+    assert gaps[0]["first"] == 2001 and not delivered & in_gap and delivered | in_gap == set(range(1, sent + 1))
+    assert gaps[0]["count"] == len(in_gap) and "Traceback" not in gw.log_text()
+
+
+@pytest.mark.parametrize("damage", ["db_cut", "wal_cut", "wal_overwrite"])
+def test_a_queue_damaged_after_a_kill_during_a_tcp_push_delivers_or_reports_every_record(tmp_path, broker, central,
+                                                                                        start_gateway, damage):
+    """The broker is away, so everything stays queued; the gateway is killed while the PBX
+    pushes, then its queue.db is cut to half (a small budget: the WAL has been copied into
+    it), or its WAL cut, or 4 KiB of its WAL overwritten, halfway into what the last sync
+    made durable. Every record it had committed arrives, or is inside a gap."""
+    broker.stop()
+    gw, port = ipo_server(broker, start_gateway, {"queue": {"max_bytes": "4MiB"}} if damage == "db_cut" else {})
+    sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
+    mark = gw.state_dir / marks.MARK_NAME
+    with connect_from("127.0.0.1", port) as pbx:
+        pbx.sendall(b"".join(ipo_line(i) for i in range(1, 3001)))
+        stream = status.query(sock)["sources"][0]["stream"]
+        wait_until(lambda: marks.read(mark).streams.get(stream, {}).get("ipo", (0, 0, 0))[1] >= 3000,
+                   what="3 000 records synced")
+        for i in range(3001, 3101):  # the push goes on
+            pbx.sendall(ipo_line(i))
+        wait_until(lambda: status.query(sock)["sources"][0]["records"] >= 3050, what="more of the push read")
+        gw.kill(signal.SIGKILL)
+    committed = committed_next_seq(gw.state_dir, "ipo") - 1
+    assert committed >= 3050
+    wal, db = gw.state_dir / "queue.db-wal", gw.state_dir / "queue.db"
+    durable = (marks.read(mark).wal or (b"", 0))[1]
+    if damage == "db_cut":
+        os.truncate(db, db.stat().st_size // 2)
+    elif damage == "wal_cut":
+        os.truncate(wal, durable // 2)
+    else:
+        with open(wal, "r+b") as fh:
+            fh.seek(durable // 2)
+            fh.write(os.urandom(4096))
+    gw.start()
+    wait_until(lambda: gw.log_text().count("pbxgw started") == 2, what="the start on the damaged queue")
+    broker.start()
+
+    def unaccounted(events) -> set[int]:  # (call id i had seq i in the old stream)
+        delivered = {int(e["callid"]) for e in central.calls()}
+        gapped = {seq for e in events if e["kind"] == "gap" and e["stream"] == stream
+                  for seq in range(e["first"], e["last"] + 1)}
+        return set(range(1, committed + 1)) - delivered - gapped
+
+    central.collect(lambda ev: not unaccounted(ev), what="every record committed, delivered or in a gap")
+    log = gw.log_text()
+    assert "Traceback" not in log and re.search(r"queue salvage: \d+ events kept .*; \d+ events not readable", log)
 
 
 def ipo_ended(i: int, ago_s: float) -> bytes:

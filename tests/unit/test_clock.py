@@ -87,7 +87,8 @@ def test_status_says_so_while_it_is_not():
     state = {"gateway": {"id": "gw", "site": "s", "version": "0", "engine": "python", "boot": 1, "up_s": 5,
                          "restart_needed": [], "clock_synchronized": False},
              "sources": [], "alarms": [], "headsets": [],
-             "queue": {"depth": 0, "bytes": 0, "oldest_age_s": None, "dropped": 0, "dead": 0},
+             "queue": {"depth": 0, "bytes": 0, "oldest_age_s": None, "dropped": 0, "dead": 0,
+                       "max_bytes": 2**20, "max_bytes_configured": 2**20},
              "archive": {"events": 0, "bytes": 0, "max_bytes": None, "first_rx_ms": None, "last_rx_ms": None},
              "broker": {"url": "mqtt://b:1883", "connected_since": None, "last_ack_ms": None, "in_flight": 0,
                         "delivered": 0}}
@@ -104,7 +105,8 @@ def test_status_says_how_many_calls_look_wrong_per_source():
     state = {"gateway": {"id": "gw", "site": "s", "version": "0", "engine": "python", "boot": 1, "up_s": 5,
                          "restart_needed": [], "clock_synchronized": True},
              "sources": [source], "alarms": [], "headsets": [],
-             "queue": {"depth": 0, "bytes": 0, "oldest_age_s": None, "dropped": 0, "dead": 0},
+             "queue": {"depth": 0, "bytes": 0, "oldest_age_s": None, "dropped": 0, "dead": 0,
+                       "max_bytes": 2**20, "max_bytes_configured": 2**20},
              "archive": {"events": 0, "bytes": 0, "max_bytes": None, "first_rx_ms": None, "last_rx_ms": None},
              "broker": {"url": "mqtt://b:1883", "connected_since": None, "last_ack_ms": None, "in_flight": 0,
                         "delivered": 0}}
