@@ -12,8 +12,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check-config", help="validate a config file and what `run` needs from it",
                        description="Exit 0 if the config file is valid and `pbxgw run` could start "
                        "with it as this user: its profiles, password file, TLS CA, certificate and "
-                       "key read, its state directory writable. Otherwise print one line naming the "
-                       "file, the key and what is wrong, and exit 78.")
+                       "key read, its state directory writable; say how much of that disk the queue "
+                       "(and the archive) may use. Otherwise print one line naming the file, the key "
+                       "and what is wrong, and exit 78.")
     p.add_argument("path", help="config file")
     p.set_defaults(run=run)
 

@@ -54,8 +54,16 @@ def load(path: Path) -> HeadsetProfile:
 
 
 def load_all() -> list[HeadsetProfile]:
-    """The bundled headset profiles, by name."""
-    return [load(p) for p in sorted(DIRECTORY.glob("*.toml"))]
+    """The bundled headset profiles, by name.
+
+    :raises ProfileError: their directory cannot be read (an install this user may not read).
+    """
+    try:
+        paths = sorted(p for p in DIRECTORY.iterdir() if p.suffix == ".toml")
+    except OSError as exc:
+        raise ProfileError(DIRECTORY, "", f"cannot read the headset profiles: {exc.strerror} "
+                                          "(pbxgw's files must be readable to the user it runs as)") from None
+    return [load(p) for p in paths]
 
 
 def match(vid: int, pid: int, known: list[HeadsetProfile] | None = None) -> HeadsetProfile | None:

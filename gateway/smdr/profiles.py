@@ -66,9 +66,15 @@ def expected(profile: PbxProfile) -> list[dict]:
 
 
 def bundled_names() -> list[str]:
-    """Names of the profiles shipped with pbxgw, sorted."""
-    pbx = LIBRARY
-    return sorted(p.name for p in pbx.iterdir() if (p / "profile.toml").is_file())
+    """Names of the profiles shipped with pbxgw, sorted.
+
+    :raises ProfileError: the library cannot be read (an install this user may not read).
+    """
+    try:
+        return sorted(p.name for p in LIBRARY.iterdir() if (p / "profile.toml").is_file())
+    except OSError as exc:
+        raise ProfileError(LIBRARY, "", f"cannot read the profile library: {exc.strerror} "
+                                        "(pbxgw's files must be readable to the user it runs as)") from None
 
 
 def find(name_or_path: str, here: bool = False) -> PbxProfile:

@@ -13,6 +13,7 @@ import pytest
 
 from gateway import commands
 from gateway.cli import main
+from gateway.smdr import profiles
 from helpers import pbxgw
 from gateway import config
 from plugins.processes import Broker, GatewayProcess, wait_until
@@ -53,15 +54,35 @@ def refusal(*args: str) -> str:
     return err.strip()
 
 
-def as_nobody(*args: str, groups: tuple[int, ...] = ()) -> tuple[int, str]:
+#: The profile library where every user may read it (see :func:`readable_library`).
+LIBRARY: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def readable_library():
+    """A copy of the profile library that every user may read: the clone the tests run from
+    may sit in a directory only root may enter (as `mktemp -d` makes it), where the
+    service's user could not read it, as it can an installed pbxgw's."""
+    path = Path(tempfile.mkdtemp(prefix="pbxgw-profiles-"))
+    shutil.copytree(profiles.LIBRARY, path / "pbx")
+    for entry in [path, *path.rglob("*")]:
+        entry.chmod(0o755 if entry.is_dir() else 0o644)
+    LIBRARY[:] = [path / "pbx"]
+    yield
+    shutil.rmtree(path)
+
+
+def as_nobody(*args: str, groups: tuple[int, ...] = (), library: Path | None = None) -> tuple[int, str]:
     """`pbxgw ARGS` run by a process that has become an unprivileged user (uid 65534), in
-    ``groups`` besides its own."""
+    ``groups`` besides its own, reading the profile ``library`` (by default, the tests'
+    readable copy)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to become another user")
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: no way back to root, then the command
         try:
+            profiles.LIBRARY = library or LIBRARY[0]
             os.close(read)
             os.dup2(write, 2)
             os.setgroups(list(groups))
@@ -200,3 +221,15 @@ def test_a_state_dir_behind_a_closed_directory_is_one_line(shared_dir):
     assert code == 78 and "Traceback" not in err
     assert err == f"pbxgw: {path}: gateway.state_dir: cannot write {closed / 'pbxgw' / 'state'} as this user " \
                   f"({closed} does not let this user write in it)"
+
+
+def test_a_profile_library_the_user_may_not_read_is_one_line(shared_dir):
+    """An install this user may not read (a clone under root's home, run as the service's
+    user): one line naming the library, not a traceback."""
+    closed = shared_dir / "closed"
+    shutil.copytree(profiles.LIBRARY, closed / "pbx")
+    closed.chmod(0o700)
+    path = write_config(shared_dir, shared_dir / "state")
+    code, err = as_nobody("check-config", str(path), library=closed / "pbx")
+    assert code == 78 and err == (f"pbxgw: {closed / 'pbx'}: cannot read the profile library: Permission denied "
+                                  "(pbxgw's files must be readable to the user it runs as)")
