@@ -172,8 +172,14 @@ def storm(kind: str, work: Path, records: int = 2000, reloads: int = 20, every: 
         central.close()
         broker.stop()
     log = gateway.log_text()
-    faults = [line for line in log.splitlines() if "Traceback" in line or "Task exception" in line
-              or "failed (" in line] + [f"the PBX's writes failed: {exc}" for exc in writer_error]
+    faults = [f"the PBX's writes failed: {exc}" for exc in writer_error]
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if "Traceback" in line:  # with the lines that say where and what
+            end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith((" ", "\t"))), len(lines))
+            faults.append("\n".join(lines[i:end + 1]))
+        elif "Task exception" in line or "failed (" in line:
+            faults.append(line)
     with central.lock:
         return Outcome(records, len(central.callids), central.duplicates, central.collisions,
                        log.count("INFO: reloaded "), applied, faults)

@@ -77,12 +77,13 @@ class Ingest:
         events = self._feed(chunk)
         return self._commit(events, None if read_to is None else read_to - self.buffered, identity)
 
-    def end(self, read_to: int | None = None, identity: str | None = None) -> bool:
+    def end(self, read_to: int | None = None, identity: str | None = None, carry: bool | None = None) -> bool:
         """The stream ended (connection closed, device gone, file done): commit the last
         partial record as what it is, and start a fresh stream for what comes next. When
-        :attr:`hand_over` is set, the partial record is kept in :attr:`carried` instead."""
-        if self.hand_over:
-            self.carried = self._stream.framer.take_buffered()
+        ``carry`` (by default: when :attr:`hand_over` is set), the partial record is kept in
+        :attr:`carried` instead, for the successor that reads on from the same link."""
+        if self.hand_over if carry is None else carry:
+            self.carried += self._stream.framer.take_buffered()
         events = self._feed(b"")
         committed = self._commit(events, read_to, identity)
         self._stream = self._new_stream(self._stream.next_seq)

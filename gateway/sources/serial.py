@@ -48,26 +48,26 @@ class SerialSource(Source):
 
     def __init__(self, settings, ingest, predecessor: Source | None = None):
         super().__init__(settings, ingest, predecessor)
-        self.kept_port: tuple[tuple, serial.SerialBase] | None = None  # for a successor
-        self._adopted = None
-        if isinstance(predecessor, SerialSource) and predecessor.kept_port is not None:
-            key, port = predecessor.kept_port
-            if key == _line(settings):
-                self._adopted, predecessor.kept_port = port, None
+        # The open port held for reading next: a predecessor's, or, stopped, this one's for
+        # a successor (also when it was stopped before it ever ran).
+        self._port: serial.SerialBase | None = None
+        if isinstance(predecessor, SerialSource) and predecessor._port is not None \
+                and _line(predecessor.settings) == _line(settings):
+            self._port, predecessor._port = predecessor._port, None
 
     def hands_over_to(self, successor) -> bool:
         return successor.type == "serial" and _line(successor) == _line(self.settings)
 
     def release(self) -> None:
-        if self.kept_port is not None:
-            self.kept_port[1].close()
-            self.kept_port = None
+        if self._port is not None:
+            self._port.close()
+            self._port = None
 
     async def run(self) -> None:
         while True:
             self.state = "connecting"
             try:
-                port, self._adopted = self._adopted or self._open(), None
+                port, self._port = self._port or self._open(), None
             except OSError as exc:
                 await asyncio.sleep(self.waiting(f"cannot open {self.settings.device}: {exc.strerror}"))
                 continue
@@ -77,7 +77,7 @@ class SerialSource(Source):
             except asyncio.CancelledError:
                 # (A URL port is read by an executor thread, which may still be in a read.)
                 if self.ingest.hand_over and _has_fd(port):
-                    self.kept_port, port = (_line(self.settings), port), None
+                    self._port, port = port, None
                 raise
             finally:
                 if port is not None:
@@ -110,7 +110,8 @@ class SerialSource(Source):
         loop = asyncio.get_running_loop()
         while True:
             readable = loop.create_future()
-            loop.add_reader(port.fileno(), readable.set_result, None)
+            # (A reload may cancel the wait after the loop has already called for it.)
+            loop.add_reader(port.fileno(), lambda: readable.done() or readable.set_result(None))
             try:
                 await readable
             finally:

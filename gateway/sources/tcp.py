@@ -10,6 +10,8 @@ import asyncio
 import ipaddress
 import os
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config import credential
@@ -60,11 +62,11 @@ async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 
 async def pump(source: Source, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-               first: bytes = b"") -> None:
+               first: bytes = b"", kept: Callable[[], bool] = lambda: False) -> None:
     """Move bytes from ``reader`` into the source's ingest until the peer closes, answering
     the profile's reply requests on the way. Cancelled (a reload, a stop, a replaced
     connection), it first commits what the PBX has already sent (:func:`_drain`), unless
-    the connection is handed over to a successor, which reads on from the same reader."""
+    the connection is ``kept`` for a successor, which reads on from the same reader."""
     responder = Responder(source.settings.profile.replies)
     data = first
     try:
@@ -79,7 +81,7 @@ async def pump(source: Source, reader: asyncio.StreamReader, writer: asyncio.Str
             if not (data := await reader.read(CHUNK)):
                 return
     except asyncio.CancelledError:
-        if not source.ingest.hand_over:
+        if not kept():
             await _drain(source, reader)
         raise
 
@@ -139,6 +141,11 @@ class Listener:
     owner: "TcpServerSource"
     server: asyncio.Server | None = None
 
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # (The owner is the one when this runs, not when the PBX connected: a reload may
+        # have handed the listener on in between.)
+        await self.owner._serve(reader, writer)
+
 
 class TcpClientSource(Source):
     """Connects to the PBX (and logs in, as its profile says). A reload that changes neither
@@ -146,23 +153,24 @@ class TcpClientSource(Source):
 
     def __init__(self, settings, ingest, predecessor: Source | None = None):
         super().__init__(settings, ingest, predecessor)
-        self.kept: Link | None = None  # for a successor
-        self._adopted: Link | None = None
-        if isinstance(predecessor, TcpClientSource) and predecessor.kept and predecessor.kept.key == _dial(settings):
-            self._adopted, predecessor.kept = predecessor.kept, None
+        # The connection held for reading next: a predecessor's, or, stopped, this one's
+        # for a successor (also when it was stopped before it ever ran).
+        self._link: Link | None = None
+        if isinstance(predecessor, TcpClientSource) and predecessor._link and predecessor._link.key == _dial(settings):
+            self._link, predecessor._link = predecessor._link, None
 
     def hands_over_to(self, successor) -> bool:
         return successor.type == "tcp-client" and _dial(successor) == _dial(self.settings)
 
     def release(self) -> None:
-        if self.kept is not None:
-            self.kept.close()
-            self.kept = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
 
     async def run(self) -> None:
         where = f"{self.settings.host}:{self.settings.port}"
         while True:
-            link, self._adopted = self._adopted, None
+            link, self._link = self._link, None
             if link is None:
                 self.state = "connecting"
                 try:
@@ -183,7 +191,7 @@ class TcpClientSource(Source):
                 self.reading(f"{where}{', logged in' if self.settings.profile.login and fresh else ''}"
                              f"{'' if fresh else HANDED_OVER}")
                 records = self.ingest.records
-                await pump(self, link.reader, link.writer, first)
+                await pump(self, link.reader, link.writer, first, kept=lambda: self.ingest.hand_over)
                 error = f"{where} closed the connection"
                 if self.ingest.records == records and any(step.password for step in self.settings.profile.login):
                     error += " after the login, before any record: a wrong login password (login_password_file)?"
@@ -191,7 +199,7 @@ class TcpClientSource(Source):
                 error = f"{where}: {exc}"
             except asyncio.CancelledError:
                 if self.ingest.hand_over:
-                    self.kept, link = link, None
+                    self._link, link = link, None
                 raise
             finally:
                 if link is not None:
@@ -204,49 +212,55 @@ class TcpServerSource(Source):
     """Listens on ``host`` (every interface by default); the PBX connects.
 
     Only addresses in ``allow`` are served (any, when it is empty); others are closed at
-    once, said in one log line per address per ``REFUSAL_LOG_S``. One connection is read at
-    a time. A new one from the same address replaces it (a PBX that reconnects has given up
-    on its old socket), as does one from elsewhere once the current one has been silent
-    for ``LIVE_S``; otherwise the newcomer is refused and the PBX read on. A replaced or
-    stopped connection commits what it had before the next one is read. A reload that keeps
-    the address and port hands the listening socket and the PBX's connection (if ``allow``
-    still admits it) to the successor: the PBX sees nothing.
+    once, said in one log line per address per ``REFUSAL_LOG_S``. Connections are read one
+    at a time, in the order they came. A new one from the same address replaces the one
+    read (a PBX that reconnects has given up on its old socket), as does one from elsewhere
+    once the current one has been silent for ``LIVE_S``; otherwise the newcomer is refused
+    and the PBX read on. A replaced connection, and one replaced before its turn, commits
+    what its PBX had sent (:func:`_drain`) before the next is read. A reload that keeps the
+    address and port hands the listening socket and the connections (the one read and those
+    waiting, if ``allow`` still admits them) to the successor, which reads on in the same
+    order: the PBX sees nothing. A stop that does not hand them over commits what they had,
+    for at most ``DRAIN_S`` in all, and closes them.
     """
 
     def __init__(self, settings, ingest, predecessor: Source | None = None):
         super().__init__(settings, ingest, predecessor)
-        self._current: tuple[asyncio.Task, str] | None = None  # the connection to read, and its address
-        self._handlers: set[asyncio.Task] = set()
-        self._reading = asyncio.Lock()  # held by the connection being read
         self._refusals = Repeats(self.log.warning, REFUSAL_LOG_S)  # by address
+        self._host: str | None = None  # the address of the newest connection taken
+        self._arrived = asyncio.Event()  # a connection joined ``_links``
+        self._pumping: asyncio.Task | None = None  # the one being read
+        # The listening socket, and the connections to read, oldest first: a predecessor's,
+        # or, stopped, this one's for a successor (also when it was stopped before it ran).
         self._listener: Listener | None = None
-        self._kept_link: Link | None = None  # the connection being read when a stop came that hands it over
-        self.kept: tuple[Listener, Link | None] | None = None  # for a successor
-        self._adopted: Link | None = None
-        if isinstance(predecessor, TcpServerSource) and predecessor.kept and predecessor.kept[0].key == _listen(settings):
-            (self._listener, self._adopted), predecessor.kept = predecessor.kept, None
+        self._links: deque[Link] = deque()
+        if isinstance(predecessor, TcpServerSource) and predecessor._listener \
+                and predecessor._listener.key == _listen(settings):
+            self._listener, links = predecessor._listener, predecessor._links
+            predecessor._listener, predecessor._links = None, deque()
             self._listener.owner = self  # its connections come here now
-            if self._adopted and self._refusal(self._adopted.peer[0]) is not None:
-                self._adopted.close()  # ``allow`` no longer admits it
-                self._adopted = None
+            for link in links:
+                if self._refusal(link.peer[0]) is None:
+                    self._take(link)
+                else:
+                    link.close()  # ``allow`` no longer admits it
 
     def hands_over_to(self, successor) -> bool:
         return successor.type == "tcp-server" and _listen(successor) == _listen(self.settings)
 
     def release(self) -> None:
-        if self.kept is not None:
-            listener, link = self.kept
-            listener.server.close()
-            if link is not None:
-                link.close()
-            self.kept = None
+        if self._listener is not None:
+            self._listener.server.close()
+            self._listener = None
+        while self._links:
+            self._links.popleft().close()
 
     async def run(self) -> None:
         s = self.settings
         while self._listener is None:
             listener = Listener(_listen(s), self)
             try:
-                listener.server = await asyncio.start_server(lambda r, w: listener.owner._serve(r, w), s.host, s.port)
+                listener.server = await asyncio.start_server(listener.accept, s.host, s.port)
             except OSError as exc:
                 # (asyncio's own message repeats the address, as a Python tuple)
                 why = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -257,22 +271,67 @@ class TcpServerSource(Source):
             self.log.info("listening on %s:%d%s", s.host, s.port,
                           f", for {', '.join(map(str, s.allow))}" if s.allow else
                           " for any address (set allow = [...] to the PBX's address)")
-        if self._adopted is not None:
-            link, self._adopted = self._adopted, None
-            self._handlers.add(asyncio.get_running_loop().create_task(self._read(link, HANDED_OVER)))
+        if self.state == "starting":  # (a listener taken over: as if just listening)
+            self.state = "waiting"
+        how = HANDED_OVER if self._links else ""
         try:
-            await asyncio.get_running_loop().create_future()  # connections are served until a stop
+            while True:
+                await self._arrived.wait()
+                self._arrived.clear()
+                while self._links:
+                    link = self._links[0]
+                    if len(self._links) > 1:  # replaced before its turn
+                        await _drain(self, link.reader)
+                        self.ingest.end()
+                        self._links.popleft().close()
+                        continue
+                    await self._read(link, how)
+                    how = ""
         finally:
-            # Connections are not the server's to close: each commits what it had first
-            # (or keeps its link for the successor).
-            for task in self._handlers:
-                task.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-            if self.ingest.hand_over:
-                self.kept = (self._listener, self._kept_link)
+            if self.ingest.hand_over:  # the successor reads them all, in order, and on from here
+                self.ingest.end()
             else:
-                self._listener.server.close()
-                self._listener = None
+                await self._let_go()
+
+    async def _read(self, link: Link, how: str) -> None:
+        """Read the newest connection (first in ``_links``) until it closes (then it is
+        taken off), or a newer one comes (it commits what it had and is taken off), or a
+        stop (which leaves it in ``_links``)."""
+        self.last_data = time.monotonic()
+        self.reading(f"the PBX at {link.peer[0]}:{link.peer[1]}{how}")
+        # (The pump leaves what is still to come to this reader: it may be cancelled before
+        # it ever runs.)
+        self._pumping = asyncio.get_running_loop().create_task(pump(self, link.reader, link.writer, kept=lambda: True))
+        ended = False
+        try:
+            await self._pumping  # it ends when the PBX closes, or when a newer one cancels it
+            ended = True
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # a stop: the link stays first in line
+                raise
+            await _drain(self, link.reader)  # it gave way to a newer one: what it had first
+            ended = True
+        except OSError:
+            ended = True
+        finally:
+            self._pumping = None
+            self.ingest.end()
+            if ended:
+                self._links.popleft().close()
+                if not self._links:
+                    self.state, self.error = "waiting", f"{link.peer[0]} disconnected"
+
+    async def _let_go(self) -> None:
+        """A stop that hands nothing over: the connections commit what they have (all of
+        them in ``DRAIN_S`` at most) and close."""
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                for link in list(self._links):
+                    await _drain(self, link.reader)
+                    self.ingest.end()
+        except TimeoutError:
+            pass
+        self.release()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Never ends with an exception: asyncio would log a traceback for each.
@@ -282,48 +341,28 @@ class TcpServerSource(Source):
             self._refused(host, why)
             writer.close()
             return
-        await self._read(Link(_listen(self.settings), reader, writer, (host, peer[1])))
+        if self._listener is None:  # stopped, handing nothing over
+            writer.close()
+            return
+        self._take(Link(_listen(self.settings), reader, writer, (host, peer[1])))
 
-    async def _read(self, link: Link, how: str = "") -> None:
-        """Read one PBX connection until it closes, another replaces it, or a stop."""
-        me = asyncio.current_task()
-        self._handlers.add(me)
-        host = link.peer[0]
-        previous, self._current = self._current, (me, host)
-        if previous is not None:
-            self.log.info("PBX connection from %s replaced by one from %s", previous[1], host)
-            previous[0].cancel()
-        kept = False
-        try:
-            async with self._reading:  # the previous one has committed and let go
-                self.last_data = time.monotonic()
-                self.reading(f"the PBX at {host}:{link.peer[1]}{how}")
-                try:
-                    await pump(self, link.reader, link.writer)
-                except asyncio.CancelledError:
-                    if self.ingest.hand_over and self._current is not None and self._current[0] is me:
-                        self._kept_link, kept = link, True
-                    raise
-                finally:
-                    self.ingest.end()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            if not kept:
-                link.close()
-            self._handlers.discard(me)
-            if self._current is not None and self._current[0] is me:
-                self._current = None
-                if not kept:
-                    self.state, self.error = "waiting", f"{host} disconnected"
+    def _take(self, link: Link) -> None:
+        """Queue a connection to read; the one being read gives way to it."""
+        if self._host is not None and self._links:
+            self.log.info("PBX connection from %s replaced by one from %s", self._host, link.peer[0])
+        self._links.append(link)
+        self._host = link.peer[0]
+        self._arrived.set()
+        if self._pumping is not None:
+            self._pumping.cancel()  # it commits what it has and gives way
+
     def _refusal(self, host: str) -> str | None:
         """Why a connection from ``host`` is not read, or None."""
         allow = self.settings.allow
         if allow and not any(ipaddress.ip_address(host) in net for net in allow):
             return "not in allow"
-        if self._current is not None and self._current[1] != host \
-                and time.monotonic() - self.last_data < LIVE_S:
-            return f"the PBX at {self._current[1]} is sending"
+        if self._links and self._host != host and time.monotonic() - self.last_data < LIVE_S:
+            return f"the PBX at {self._host} is sending"
         return None
 
     def _refused(self, host: str, why: str) -> None:
