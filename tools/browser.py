@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import select
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -28,6 +29,13 @@ def chromium_path() -> str | None:
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
 class Chromium:
     """One headless Chromium with one page; use as a context manager."""
 
@@ -36,7 +44,7 @@ class Chromium:
         if path is None:
             raise BrowserError("no chromium on PATH (Debian: apt-get install chromium)")
         self.timeout = timeout
-        self._profile = tempfile.TemporaryDirectory(prefix="pbxgw-chromium-")
+        self._profile = tempfile.mkdtemp(prefix="pbxgw-chromium-")
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
         # Chromium reads descriptor 3 and writes 4: the child's ends go there (from copies
@@ -44,9 +52,9 @@ class Chromium:
         child_r, child_w = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_browser_r, from_browser_w))
         self._proc = subprocess.Popen(
             [path, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-             "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}",
+             "--remote-debugging-pipe", f"--user-data-dir={self._profile}", f"--window-size={width},{height}",
              "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0,
             pass_fds=(3, 4), preexec_fn=lambda: (os.dup2(child_r, 3), os.dup2(child_w, 4)))
         for fd in (to_browser_r, from_browser_w, child_r, child_w):
             os.close(fd)
@@ -69,13 +77,27 @@ class Chromium:
                 os.close(fd)
             except OSError:
                 pass
-        self._proc.terminate()
+        # Its helper processes (renderer, utility) are in its process group: all are told,
+        # and the profile is removed once none writes in it any more.
+        _signal_group(self._proc.pid, signal.SIGTERM)
         try:
             self._proc.wait(10)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
+            _signal_group(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
-        self._profile.cleanup()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                shutil.rmtree(self._profile)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # a helper still writing: it is going
+                if time.monotonic() > deadline:
+                    _signal_group(self._proc.pid, signal.SIGKILL)
+                    shutil.rmtree(self._profile, ignore_errors=True)
+                    break
+                time.sleep(0.05)
 
     def call(self, method: str, **params: Any) -> dict:
         """Send one command (to the page once attached) and wait for its answer."""

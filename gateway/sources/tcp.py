@@ -352,6 +352,7 @@ class TcpServerSource(Source):
             self.log.info("PBX connection from %s replaced by one from %s", self._host, link.peer[0])
         self._links.append(link)
         self._host = link.peer[0]
+        self.last_data = time.monotonic()  # (a PBX that just connected is live: no stranger displaces it)
         self._arrived.set()
         if self._pumping is not None:
             self._pumping.cancel()  # it commits what it has and gives way
