@@ -425,8 +425,12 @@ class Store:
                        for src, high in committed.items()}  # no seq above it committed
         self._marks_written: marks.Marks | None = None
         self._fsync_wal()
-        self._wal_synced = _wal_state(Path(f"{self.path}-wal"))  # the WAL as durable at the last sync
+        self._note_synced()
         self._write_marks()
+
+    def _note_synced(self) -> None:
+        """Remember the WAL as it is now durable (just fsynced or checkpointed), for the marks."""
+        self._wal_synced = _wal_state(Path(f"{self.path}-wal"))
 
     def _reserve(self, src: str, top: int) -> None:
         """Reserve seqs up to ``top`` and beyond (twice what came since the last sync, at
@@ -872,7 +876,7 @@ class Store:
         self._durable = dict(self._appended)
         if wal >= self.wal_limit:
             self.checkpoint()
-        self._wal_synced = _wal_state(Path(f"{self.path}-wal"))
+        self._note_synced()
         self._write_marks()  # (after the fsync: a mark never claims more is durable than is)
 
     def _closes_at_sync(self, seg: _Segment) -> bool:
@@ -911,7 +915,7 @@ class Store:
         except sqlite3.Error as exc:
             log.error("queue %s: cannot mark the stop clean (%s); the next run starts a new stream", self.path, exc)
         self.checkpoint()
-        self._wal_synced = _wal_state(Path(f"{self.path}-wal"))
+        self._note_synced()
         self._write_marks()
         self._db.close()
 
