@@ -3,58 +3,19 @@ records ending far from when they arrive (``clock_skew``).
 
 A PBX prints a record when a call ends, so silence is normal at night and alarming in the
 middle of a working day. A source's ``quiet`` period says how long a silence may last;
-``quiet_hours`` (``"Mon-Fri 08:00-18:00"``, in the source's time zone) limits the watch to
-working hours, and silence is then counted from the later of the last record and the day's
-opening time, so the first minutes of a morning are not taken for an outage.
+``quiet_hours`` (a :mod:`gateway.schedule`, in the source's time zone) limits the watch to
+working hours, and silence is then counted from the later of the last record and when
+the hours opened, so the first minutes of a morning are not taken for an outage.
 """
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HOURS = re.compile(r"(?i)(mon|tue|wed|thu|fri|sat|sun)(?:-(mon|tue|wed|thu|fri|sat|sun))?\s+"
-                    r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
-
-
-@dataclass(frozen=True, slots=True)
-class Hours:
-    """Working hours: a run of weekdays and a daily window."""
-
-    days: frozenset[int]  # 0 = Monday
-    opens: time
-    closes: time
-
-    @classmethod
-    def parse(cls, text: str) -> Hours:
-        """``"Mon-Fri 08:00-18:00"`` or ``"Sat 09:00-13:00"``.
-
-        :raises ValueError: with what was expected.
-        """
-        match = _HOURS.fullmatch(text.strip())
-        if not match:
-            raise ValueError(f'expected days and hours such as "Mon-Fri 08:00-18:00"; got {text!r}')
-        first = DAYS.index(match[1].lower())
-        last = DAYS.index((match[2] or match[1]).lower())
-        days = frozenset(range(first, last + 1)) if first <= last else frozenset([*range(first, 7), *range(last + 1)])
-        try:
-            opens, closes = time(int(match[3]), int(match[4])), time(int(match[5]), int(match[6]))
-        except ValueError:
-            raise ValueError(f"{text!r} has a time that does not exist") from None
-        if closes <= opens:
-            raise ValueError(f"{text!r} closes before it opens")
-        return cls(days, opens, closes)
-
-    def opening(self, now: datetime) -> datetime | None:
-        """Today's opening time when ``now`` (local, aware) is within the hours, else None."""
-        if now.weekday() not in self.days or not self.opens <= now.time() < self.closes:
-            return None
-        return now.replace(hour=self.opens.hour, minute=self.opens.minute, second=0, microsecond=0)
-
+from gateway.schedule import Schedule
 
 @dataclass(slots=True)
 class QuietWatch:
@@ -66,7 +27,7 @@ class QuietWatch:
     """
 
     quiet_s: float
-    hours: Hours | None = None
+    hours: Schedule | None = None
     silent_since: float | None = None  # set while raised: when (monotonic s) the silence began
 
     def check(self, now: datetime, mono: float, last_record: float | None, since: float) -> str | None:
@@ -85,10 +46,10 @@ class QuietWatch:
             return None
         silent_since = since if last_record is None else max(last_record, since)
         if self.hours is not None:
-            opening = self.hours.opening(now)
-            if opening is None:
+            open_for = self.hours.open_for(now)
+            if open_for is None:
                 return None
-            silent_since = max(silent_since, mono - (now - opening).total_seconds())
+            silent_since = max(silent_since, mono - open_for)
         if mono - silent_since < self.quiet_s:
             return None
         self.silent_since = silent_since

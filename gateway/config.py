@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.smdr import profiles
 from gateway.smdr.profile import PbxProfile, with_date_order
-from gateway.alarms import Hours
+from gateway import schedule
 from gateway.errors import ProfileError
 from gateway.tomltable import Table, duration, load_toml
 
@@ -105,7 +105,7 @@ class SourceSettings:
     backoff_min: float = 1.0
     backoff_max: float = 60.0
     quiet: float = 0.0  # a no-data alarm after this long without a record (0: none)
-    quiet_hours: Hours | None = None  # watch only within these (the source's zone)
+    quiet_hours: schedule.Schedule | None = None  # watch only within these (the source's zone)
     clock_skew: float = 900.0  # a clock_skew alarm when calls end this far from their receipt (0: none)
     zone_given: bool = True  # whether the config named the source's timezone (else UTC, warned about)
     login_password_file: str = ""  # tcp-client: the PBX's login password, in place of the profile's factory one
@@ -429,7 +429,7 @@ def _source(t: Table) -> SourceSettings:
     hours = None
     if "quiet_hours" in t.keys():
         try:
-            hours = Hours.parse(t.take("quiet_hours", str))
+            hours = schedule.parse(t.take("quiet_hours", (str, list)))
         except ValueError as exc:
             raise t.fail("quiet_hours", str(exc)) from None
     settings = SourceSettings(name=name, type=kind, profile=profile, timezone=tz,

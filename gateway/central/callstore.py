@@ -32,7 +32,7 @@ LONGEST_CALL = 4 * 3600
 PIECE = 2 * 86400
 
 _RECORD_COLUMNS = ("gw", "src", "site", "stream", "seq", "rx", "profile", "start", "ring", "dur", "dir", "ext",
-                   "trunk", "caller", "called", "disp", "callid", "x")
+                   "trunk", "caller", "called", "disp", "callid", "x", "raw")
 
 
 @functools.cache
@@ -78,18 +78,18 @@ def _assemble_span(db: Database, cur: Any, gw: str, src: str, site: str, low: in
     by_profile: dict[str, list[dict]] = {}
     for r in records:
         by_profile.setdefault(r["profile"], []).append(r)
-    found = [(chain, orphan, name) for name, rs in by_profile.items() for chain, orphan in
-             chains(rs, assembly_of(name))]
+    found = [(chain, name) for name, rs in by_profile.items() for chain in chains(rs, assembly_of(name))]
     stored = _stored_calls(db, cur, gw, src, low - 2 * margin, high + margin)
     # The calls to write: those touching the span and then, as long as any are found,
     # those sharing a record with a stored call that shares one with a call to write.
-    owner = {(r["stream"], r["seq"]): i for i, (chain, _, _) in enumerate(found) for r in chain}
+    owner = {(r["stream"], r["seq"]): i for i, (chain, _) in enumerate(found) for r in (*chain.records, *chain.folded)}
     stored_of = {rec: key for key, recs in stored.items() for rec in recs}
-    chosen = {i for i, (chain, _, _) in enumerate(found) if any(low <= r["start"] <= high for r in chain)}
+    chosen = {i for i, (chain, _) in enumerate(found) if any(low <= r["start"] <= high for r in chain.records)}
     replaced: set[str] = set()
     todo = list(chosen)
     while todo:
-        for r in found[todo.pop()][0]:
+        chain = found[todo.pop()][0]
+        for r in (*chain.records, *chain.folded):
             old = stored_of.get((r["stream"], r["seq"]))
             if old is not None and old not in replaced:
                 replaced.add(old)
@@ -99,7 +99,7 @@ def _assemble_span(db: Database, cur: Any, gw: str, src: str, site: str, low: in
     if replaced:
         cur.executemany(db._sql("DELETE FROM calls WHERE gw = ? AND src = ? AND key = ?"),
                         [(gw, src, key) for key in replaced])
-    calls = [call_of(chain, orphan, assembly_of(name), name) for chain, orphan, name in map(found.__getitem__, chosen)]
+    calls = [call_of(chain, assembly_of(name), name) for chain, name in map(found.__getitem__, chosen)]
     _insert(db, cur, calls)
     return len(calls)
 
@@ -150,4 +150,4 @@ def _insert(db: Database, cur: Any, calls: list[Call]) -> None:
     updates = ", ".join(f"{c} = excluded.{c}" for c in CALL_COLUMNS[3:])
     cur.executemany(db._sql(f"INSERT INTO calls ({columns}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) "
                             f"ON CONFLICT (gw, src, key) DO UPDATE SET {updates}"),
-                    [(*c.row()[:-1], orjson.dumps(c.records).decode()) for c in calls])
+                    [(*c.row()[:-2], orjson.dumps(c.legs).decode(), orjson.dumps(c.records).decode()) for c in calls])

@@ -102,6 +102,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             gw TEXT NOT NULL, src TEXT NOT NULL, site TEXT NOT NULL, low BIGINT NOT NULL, high BIGINT NOT NULL,
             PRIMARY KEY (gw, src))""",
     ]),
+    (3, "calls: duplicate records folded, each leg's extension and part; every call assembled again", [
+        "ALTER TABLE calls ADD COLUMN folded BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE calls ADD COLUMN legs {json} NOT NULL DEFAULT '[]'",
+        "DELETE FROM calls",
+        "DELETE FROM calls_pending",
+        """INSERT INTO calls_pending (gw, src, site, low, high)
+            SELECT gw, src, MIN(site), MIN(start), MAX(start) FROM events
+            WHERE kind = 'call' AND start IS NOT NULL GROUP BY gw, src""",
+    ]),
 ]
 
 

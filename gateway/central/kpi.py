@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from gateway import schedule
 from gateway.central.calls import Call
+from gateway.schedule import Schedule
 
 #: Named service-level formulas: what the report prints, and the denominator's parts.
 FORMULAS = {
@@ -27,57 +29,7 @@ FORMULAS = {
 }
 NOT_FROM_SMDR = ("queue wait before ringing an extension and after-call work need the ACD's own data, which SMDR "
                  "does not carry: they are not shown")
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-@dataclass(frozen=True, slots=True)
-class BusinessHours:
-    """Days of the week (0 = Monday) and local clock times ``[opens, closes)``."""
-
-    days: frozenset[int] = frozenset(range(5))
-    opens: time = time(8)
-    closes: time = time(18)
-
-    def __contains__(self, local: datetime) -> bool:
-        return self.covers(local.weekday(), local.hour * 3600 + local.minute * 60 + local.second)
-
-    def covers(self, weekday: int, second_of_day: int) -> bool:
-        """Whether a local weekday (0 = Monday) and second of the day are within them."""
-        return (weekday in self.days and
-                _seconds(self.opens) <= second_of_day < _seconds(self.closes))
-
-    def __str__(self) -> str:
-        days = sorted(self.days)
-        if days == list(range(days[0], days[-1] + 1)) and len(days) > 1:
-            named = f"{WEEKDAYS[days[0]]}-{WEEKDAYS[days[-1]]}"
-        else:
-            named = ",".join(WEEKDAYS[d] for d in days)
-        return f"{named} {self.opens:%H:%M}-{self.closes:%H:%M}"
-
-
-def _seconds(t: time) -> int:
-    return t.hour * 3600 + t.minute * 60 + t.second
-
-
-def business_hours(text: str) -> BusinessHours:
-    """``"Mon-Fri 08:00-18:00"`` or ``"Mon,Wed,Sat 07:30-12:00"``.
-
-    :raises ValueError: saying what is expected.
-    """
-    expected = f'expected days and hours such as "Mon-Fri 08:00-18:00"; got {text!r}'
-    try:
-        days_text, hours_text = text.split()
-        days: set[int] = set()
-        for part in days_text.split(","):
-            first, _, last = part.partition("-")
-            a, b = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
-            days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
-        opens, closes = (time.fromisoformat(t) for t in hours_text.split("-"))
-    except ValueError:
-        raise ValueError(expected) from None
-    if opens >= closes:
-        raise ValueError(f"{expected} (opening before closing)")
-    return BusinessHours(frozenset(days), opens, closes)
+DEFAULT_HOURS = "Mon-Fri 08:00-18:00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +40,20 @@ class KpiSettings:
     formula: str = "answered_and_abandoned"
     short_abandon: int = 5  # abandoned before this many seconds: a short abandon
     target: float = 0.8  # the service-level target drawn on the chart
-    hours: BusinessHours = BusinessHours()
-    site_hours: tuple[tuple[str, BusinessHours], ...] = ()  # per site, over ``hours``
+    hours: Schedule = schedule.parse(DEFAULT_HOURS)
+    site_hours: tuple[tuple[str, Schedule], ...] = ()  # per site, over ``hours``
     site_zones: tuple[tuple[str, str], ...] = ()  # per site, over its gateway's status
 
-    def hours_of(self, site: str) -> BusinessHours:
+    def hours_of(self, site: str) -> Schedule:
         return dict(self.site_hours).get(site, self.hours)
 
 
 @dataclass
 class Figures:
-    """The figures of a set of calls (a bucket, an extension, a trunk, the whole range)."""
+    """The figures of a set of calls (a bucket, a trunk, the whole range)."""
 
     calls: int = 0
-    offered: int = 0  # inbound calls (and calls whose direction the PBX does not print)
+    offered: int = 0  # see :func:`offered`
     answered: int = 0
     answered_within: int = 0
     abandoned: int = 0
@@ -113,19 +65,21 @@ class Figures:
     unknown_abandon: int = 0  # abandoned calls of no printed ring time: not in it either (short or not?)
     waits: list[int] = field(default_factory=list)  # answer waits of answered calls
     abandon_waits: list[int] = field(default_factory=list)
-    talk: int = 0  # seconds, answered calls
-    busy_seconds: int = 0  # start to end, every call: the traffic carried
+    talk: int = 0  # seconds, answered calls, every leg
+    hold: int = 0  # seconds, answered calls, every leg (where the PBX prints it)
+    transfers: int = 0  # hand-offs between answered legs, offered calls
 
     def add(self, call: Call, settings: KpiSettings) -> None:
         self.calls += 1
-        self.busy_seconds += max(0, call.end_at - call.start)
         if not offered(call):
             return
         self.offered += 1
+        self.transfers += call.transfers
         outcome = call.outcome
         if outcome == "answered":
             self.answered += 1
             self.talk += call.talk
+            self.hold += call.hold or 0
             if call.wait is None:
                 self.unknown_wait += 1
             else:
@@ -141,21 +95,38 @@ class Figures:
         else:
             setattr(self, outcome, getattr(self, outcome) + 1)
 
-    def service_level(self, formula: str) -> float | None:
-        """The share named by ``formula`` (:data:`FORMULAS`); None when nothing to measure."""
-        within = self.answered_within
+    def _denominator(self, formula: str) -> int:
         measured = self.answered - self.unknown_wait
         offered_known = self.offered - self.unknown_wait - self.unknown_abandon
-        denominator = {
+        return {
             "answered_and_abandoned": measured + self.abandoned - self.unknown_abandon - self.short_abandons,
             "offered": offered_known,
             "answered": measured,
             "offered_less_short": offered_known - self.short_abandons,
         }[formula]
-        return within / denominator if denominator > 0 else None
+
+    def service_level(self, formula: str) -> float | None:
+        """The share named by ``formula`` (:data:`FORMULAS`); None when nothing to measure."""
+        denominator = self._denominator(formula)
+        return self.answered_within / denominator if denominator > 0 else None
+
+    def left_out(self, formula: str) -> list[tuple[str, int]]:
+        """The offered calls outside ``formula``'s denominator, by why (none listed at 0):
+        what a service level leaves out is said beside it."""
+        parts = {
+            "answered_and_abandoned": [("voicemail", self.voicemail), ("busy", self.busy), ("other", self.other),
+                                       ("short abandons", self.short_abandons)],
+            "offered": [],
+            "answered": [("abandoned", self.abandoned - self.unknown_abandon), ("voicemail", self.voicemail),
+                         ("busy", self.busy), ("other", self.other)],
+            "offered_less_short": [("short abandons", self.short_abandons)],
+        }[formula]
+        parts += [("answered, no ring printed", self.unknown_wait), ("abandoned, no ring printed", self.unknown_abandon)]
+        return [(name, n) for name, n in parts if n]
 
     @property
     def average_wait(self) -> float | None:
+        """ASA: the mean answer wait of answered calls whose wait is known."""
         return sum(self.waits) / len(self.waits) if self.waits else None
 
     @property
@@ -166,14 +137,31 @@ class Figures:
     def average_talk(self) -> float | None:
         return self.talk / self.answered if self.answered else None
 
-    def erlangs(self, seconds: float) -> float:
-        """The traffic over a period of ``seconds``: calls' busy time over its length."""
-        return self.busy_seconds / seconds if seconds else 0.0
+    @property
+    def average_handling(self) -> float | None:
+        """AHT: talk and hold of every leg, over answered calls (no after-call work: SMDR
+        does not carry it)."""
+        return (self.talk + self.hold) / self.answered if self.answered else None
+
+    @property
+    def abandon_rate(self) -> float | None:
+        return self.abandoned / self.offered if self.offered else None
+
+    @property
+    def abandon_rate_after_short(self) -> float | None:
+        """Abandoned after the short-abandon cut over offered less short abandons."""
+        rest = self.offered - self.short_abandons
+        return (self.abandoned - self.short_abandons) / rest if rest > 0 else None
+
+    @property
+    def answer_rate(self) -> float | None:
+        return self.answered / self.offered if self.offered else None
 
 
 def offered(call: Call) -> bool:
-    """Whether a call counts as offered to the centre: inbound, or of no printed direction."""
-    return call.dir in ("in", None)
+    """Whether a call counts as offered to the centre: inbound, or of no printed direction
+    with a number (a record with neither, an agent logging in say, is no call offered)."""
+    return call.dir == "in" or (call.dir is None and bool(call.caller or call.called))
 
 
 def percentile(values: list[int], share: float) -> float | None:
@@ -183,6 +171,43 @@ def percentile(values: list[int], share: float) -> float | None:
         return None
     ordered = sorted(values)
     return float(ordered[max(0, math.ceil(share * len(ordered)) - 1)])
+
+
+@dataclass
+class Extension:
+    """One extension's part in the range's calls: offered calls it was presented (rang
+    there, once a call), answered there, missed (presented, not answered there); the talk
+    and hold of its answered legs; outbound calls made from it."""
+
+    presented: int = 0
+    answered: int = 0
+    talk: int = 0
+    hold: int = 0
+    outbound: int = 0
+    outbound_talk: int = 0
+
+    @property
+    def missed(self) -> int:
+        return self.presented - self.answered
+
+    def add_offered(self, legs: list[tuple]) -> None:
+        """The legs of one offered call at this extension."""
+        self.presented += 1
+        answered = [leg for leg in legs if leg[1] == "answered"]
+        self.answered += bool(answered)
+        self.talk += sum(leg[2] for leg in answered)
+        self.hold += sum(leg[3] for leg in answered)
+
+
+@dataclass(frozen=True, slots=True)
+class BusyHour:
+    """The local clock hour that carried the most traffic on the mean open day."""
+
+    hour: int
+    erlangs_open_days: float  # its traffic, averaged over the open days
+    open_days: int
+    peak_day: date  # the open day it carried the most on
+    erlangs_peak_day: float
 
 
 @dataclass
@@ -197,29 +222,43 @@ class Report:
     total: Figures = field(default_factory=Figures)  # in business hours
     out_of_hours: Figures = field(default_factory=Figures)
     half_hours: dict[int, Figures] = field(default_factory=dict)  # a local half-hour's start, UTC s -> figures
+    traffic: dict[int, int] = field(default_factory=dict)  # a local half-hour's start -> seconds on the line in it
     days: dict[date, Figures] = field(default_factory=dict)
     day_hours: dict[tuple[date, int], Figures] = field(default_factory=dict)
-    hours_of_day: dict[int, Figures] = field(default_factory=dict)
-    extensions: dict[str, Figures] = field(default_factory=dict)  # offered calls, by first point of answer
-    final_extensions: dict[str, int] = field(default_factory=dict)  # offered calls ended at each extension
+    open_days: set[date] = field(default_factory=set)  # days with offered calls in business hours
+    extensions: dict[str, Extension] = field(default_factory=dict)
+    outbound: Figures = field(default_factory=Figures)  # outbound calls: answered = connected
     trunks: dict[str, Figures] = field(default_factory=dict)
     peak_trunks: dict[int, int] = field(default_factory=dict)  # per half-hour: calls on trunks at once, at most
     agents: dict[str, "Agent"] = field(default_factory=dict)
     orphans: int = 0
     incomplete: int = 0
-    transferred: int = 0
+    folded: int = 0  # records printed twice, folded into their call (every call of the range)
+    not_understood: tuple[tuple[str, str, int], ...] = ()  # (source, profile, records) the PBX printed unread
 
     @property
     def day_count(self) -> int:
         return (self.last - self.first).days + 1
 
-    def busy_hour(self) -> tuple[int, float] | None:
-        """The local hour of the day with the most traffic, and its Erlangs (averaged over
-        the range's days)."""
-        if not self.hours_of_day:
+    def busy_hour(self) -> BusyHour | None:
+        """The busy hour of the open days (None: no open day). Traffic is every call's
+        time on the line, each clock hour taking the part of a call inside it."""
+        if not self.open_days:
             return None
-        hour = max(self.hours_of_day, key=lambda h: (self.hours_of_day[h].busy_seconds, -h))
-        return hour, self.hours_of_day[hour].erlangs(3600 * self.day_count)
+        clock = LocalClock(ZoneInfo(self.zone))
+        by_day_hour: dict[tuple[date, int], int] = {}
+        for start, seconds in self.traffic.items():
+            day_number, second = divmod(clock.wall(start), 86400)
+            key = (date.fromordinal(_EPOCH + day_number), second // 3600)
+            by_day_hour[key] = by_day_hour.get(key, 0) + seconds
+        totals = [sum(by_day_hour.get((d, h), 0) for d in self.open_days) for h in range(24)]
+        hour = max(range(24), key=lambda h: (totals[h], -h))
+        peak = max(sorted(self.open_days), key=lambda d: by_day_hour.get((d, hour), 0))
+        return BusyHour(hour, totals[hour] / len(self.open_days) / 3600, len(self.open_days), peak,
+                        by_day_hour.get((peak, hour), 0) / 3600)
+
+    def not_understood_count(self) -> int:
+        return sum(n for _, _, n in self.not_understood)
 
 
 @dataclass
@@ -229,7 +268,7 @@ class Agent:
 
     ext: str | None
     off_hook: int = 0  # seconds
-    talk: int = 0  # seconds talked on calls first answered at their extension
+    talk: int = 0  # seconds talked on offered calls answered at their extension
     calls: int = 0
 
     @property
@@ -280,12 +319,14 @@ _EPOCH = date(1970, 1, 1).toordinal()
 
 
 def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: date, settings: KpiSettings,
-           headsets: Iterable[tuple[str, str | None, int, str]] = ()) -> Report:
-    """The figures of ``calls`` (of one site, starting within the local dates) and of the
-    headset events ``(agent, ext, ts ms, ev)`` of its agents, in time order."""
+           headsets: Iterable[tuple[str, str | None, int, str]] = (),
+           not_understood: Iterable[tuple[str, str, int]] = ()) -> Report:
+    """The figures of ``calls`` (of one site, starting within the local dates), of the
+    headset events ``(agent, ext, ts ms, ev)`` of its agents, in time order, and the
+    records of the range no profile could read, ``(source, profile, count)``."""
     zone = ZoneInfo(zone_name)
     clock = LocalClock(zone)
-    out = Report(site, zone_name, first, last, settings)
+    out = Report(site, zone_name, first, last, settings, not_understood=tuple(not_understood))
     hours = settings.hours_of(site)
     trunk_spans: list[tuple[int, int]] = []
     days: dict[int, date] = {}
@@ -293,28 +334,58 @@ def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: 
         wall = clock.wall(call.start)
         day_number, second = divmod(wall, 86400)
         day = days.get(day_number) or days.setdefault(day_number, date.fromordinal(_EPOCH + day_number))
-        hour = second // 3600
-        (out.total if hours.covers((day_number + 3) % 7, second) else out.out_of_hours).add(call, settings)
+        in_hours = hours.covers(day, second)
+        (out.total if in_hours else out.out_of_hours).add(call, settings)
+        if in_hours and offered(call):
+            out.open_days.add(day)
         for bucket, key in ((out.half_hours, call.start - wall % 1800), (out.days, day),
-                            (out.day_hours, (day, hour)), (out.hours_of_day, hour)):
+                            (out.day_hours, (day, second // 3600))):
             figures = bucket.get(key)
             if figures is None:
                 figures = bucket[key] = Figures()
             figures.add(call, settings)
-        if offered(call):  # (an extension's figures are those of the centre's calls it took)
-            if call.first_ext is not None:
-                out.extensions.setdefault(call.first_ext, Figures()).add(call, settings)
-            if call.final_ext is not None:
-                out.final_extensions[call.final_ext] = out.final_extensions.get(call.final_ext, 0) + 1
+        _add_traffic(out.traffic, call, clock)
+        _add_extensions(out, call)
         if call.trunk is not None:
             out.trunks.setdefault(call.trunk, Figures()).add(call, settings)
             trunk_spans.append((call.start, max(call.start + 1, call.end_at)))
         out.orphans += call.orphan
         out.incomplete += not call.complete
-        out.transferred += call.transfers > 0
+        out.folded += call.folded
     out.peak_trunks = _peaks(trunk_spans, clock)
     out.agents = _agents(headsets, out.extensions, *local_range(first, last, zone))
     return out
+
+
+def _add_traffic(traffic: dict[int, int], call: Call, clock: LocalClock) -> None:
+    """A call's seconds on the line, each local half-hour taking the part inside it."""
+    at, end = call.start, call.end_at
+    while at < end:
+        key = clock.half_hour(at)
+        upto = min(end, key + 1800)
+        traffic[key] = traffic.get(key, 0) + upto - at
+        at = upto
+
+
+def _add_extensions(out: Report, call: Call) -> None:
+    """An offered call at each extension it rang at (voicemail is no extension); an
+    outbound one at the extension it was made from."""
+    if offered(call):
+        at: dict[str, list[tuple]] = {}
+        for leg in call.legs:
+            if leg[0] is not None and leg[1] != "voicemail":
+                at.setdefault(leg[0], []).append(leg)
+        for ext, legs in at.items():
+            out.extensions.setdefault(ext, Extension()).add_offered(legs)
+    elif call.dir == "out":
+        out.outbound.calls += 1
+        out.outbound.answered += call.outcome == "answered"
+        out.outbound.talk += call.talk
+        ext = next((leg[0] for leg in call.legs if leg[0] is not None), None)
+        if ext is not None:
+            e = out.extensions.setdefault(ext, Extension())
+            e.outbound += 1
+            e.outbound_talk += call.talk
 
 
 def _peaks(spans: list[tuple[int, int]], clock: LocalClock) -> dict[int, int]:
@@ -338,10 +409,10 @@ def _peaks(spans: list[tuple[int, int]], clock: LocalClock) -> dict[int, int]:
     return peaks
 
 
-def _agents(events: Iterable[tuple[str, str | None, int, str]], extensions: dict[str, Figures],
+def _agents(events: Iterable[tuple[str, str | None, int, str]], extensions: dict[str, Extension],
             start: int, end: int) -> dict[str, Agent]:
     """Each agent's off-hook seconds (off_hook to on_hook or disconnected, cut at the
-    range's ends) and the talk of calls first answered at their extension."""
+    range's ends) and the talk of the offered calls answered at their extension."""
     agents: dict[str, Agent] = {}
     since: dict[str, float] = {}
     for agent, ext, ts, ev in events:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from gateway.central import callstore, kpi
 from gateway.central.calls import CALL_COLUMNS, Call
 from gateway.central.database import Database, json_value
@@ -28,6 +30,8 @@ from gateway.central.kpi import Figures, KpiSettings, Report
 
 #: Answer-time and abandon-time bands, seconds: ``(low, high)``, high None for open.
 BANDS = ((0, 5), (5, 10), (10, 20), (20, 30), (30, 60), (60, 120), (120, None))
+#: A day's service-level bar: at or above the target, below it.
+MET, MISSED = "#3c9a3c", "#d9534f"
 _READ = CALL_COLUMNS[:-1]
 
 
@@ -36,7 +40,7 @@ class Files:
     """What :func:`write` made."""
 
     html: Path
-    csvs: tuple[Path, ...]
+    csvs: tuple[Path, ...]  # and summary.json
     calls: int
 
 
@@ -72,7 +76,12 @@ def build(db: Database, site: str, first: date, last: date, settings: KpiSetting
     progress("reading calls")
     headsets = db.fetch("SELECT agent, ext, ts, ev FROM headset_events WHERE site = ? AND ts >= ? AND ts < ? "
                         "AND agent IS NOT NULL ORDER BY agent, ts, seq", (site, start * 1000, end * 1000))
-    figures = kpi.report(calls(db, site, start, end), site, zone_name, first, last, settings, headsets)
+    # Unread records have no call start: those received in the range (start IS NULL: the index's).
+    unread = db.fetch("SELECT src, profile, COUNT(*) FROM events WHERE site = ? AND start IS NULL AND kind = 'unparsed' "
+                      "AND rx >= ? AND rx < ? GROUP BY src, profile ORDER BY src, profile",
+                      (site, start * 1000, end * 1000))
+    figures = kpi.report(calls(db, site, start, end), site, zone_name, first, last, settings, headsets,
+                         [(src, profile, int(n)) for src, profile, n in unread])
     return figures, zone_from
 
 
@@ -81,7 +90,8 @@ def calls(db: Database, site: str, start: int, end: int) -> Iterator[Call]:
     thousand at a time."""
     for row in db.stream(f"SELECT {', '.join(_READ)} FROM calls WHERE site = ? AND start >= ? AND start < ? "
                          "ORDER BY start", (site, start, end)):  # (the index's order: no sort)
-        yield Call(*row, records=())
+        *columns, legs = row
+        yield Call(*columns, legs=tuple(map(tuple, json_value(legs))), records=())
 
 
 def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
@@ -91,7 +101,8 @@ def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
     out.mkdir(parents=True, exist_ok=True)
     progress("writing calls.csv")
     csvs = (_calls_csv(out / "calls.csv", calls, figures.zone), _extensions_csv(out / "extensions.csv", figures),
-            _intervals_csv(out / "intervals.csv", figures))
+            _intervals_csv(out / "intervals.csv", figures), _days_csv(out / "days.csv", figures),
+            _summary_json(out / "summary.json", figures))
     charts = []
     for i, (title, draw) in enumerate(_CHARTS, 1):
         progress(f"drawing chart {i} of {len(_CHARTS)}")
@@ -111,46 +122,101 @@ def _secs(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} s"
 
 
-def summary(figures: Report) -> list[tuple[str, str]]:
-    """The summary's lines: (what, figure), as the page shows them."""
+def summary_figures(figures: Report) -> dict:
+    """Every summary figure under its stable key (``summary.json``; docs/central.md): the
+    page's summary is written from these."""
     t, s = figures.total, figures.settings
     busy = figures.busy_hour()
+    return {
+        "site": figures.site, "first": figures.first.isoformat(), "last": figures.last.isoformat(),
+        "zone": figures.zone, "business_hours": str(s.hours_of(figures.site)), "formula": s.formula,
+        "answer_within_s": s.answer_within, "short_abandon_s": s.short_abandon, "target": s.target,
+        "offered": t.offered, "answered": t.answered, "answered_within_t": t.answered_within,
+        "abandoned": t.abandoned, "abandoned_short": t.short_abandons, "abandoned_no_ring": t.unknown_abandon,
+        "answered_no_ring": t.unknown_wait, "voicemail": t.voicemail, "busy": t.busy, "other": t.other,
+        "service_level": t.service_level(s.formula),
+        "service_level_left_out": dict(t.left_out(s.formula)),
+        "abandon_rate": t.abandon_rate, "abandon_rate_after_short": t.abandon_rate_after_short,
+        "answer_rate": t.answer_rate, "asa_s": t.average_wait, "p90_wait_s": t.p90_wait,
+        "average_talk_s": t.average_talk, "aht_s": t.average_handling, "transfers": t.transfers,
+        "outside_hours": figures.out_of_hours.offered,
+        "outbound": figures.outbound.calls, "outbound_connected": figures.outbound.answered,
+        "outbound_talk_s": figures.outbound.talk,
+        "not_understood": figures.not_understood_count(),
+        "not_understood_by_source": [{"src": src, "profile": profile, "records": n}
+                                     for src, profile, n in figures.not_understood],
+        "folded_duplicates": figures.folded, "orphans": figures.orphans, "incomplete": figures.incomplete,
+        "peak_trunks": max(figures.peak_trunks.values(), default=0),
+        "busy_hour": None if busy is None else {
+            "start": f"{busy.hour:02}:00", "erlangs_open_days": busy.erlangs_open_days, "open_days": busy.open_days,
+            "peak_day": busy.peak_day.isoformat(), "erlangs_peak_day": busy.erlangs_peak_day},
+    }
+
+
+def summary(figures: Report) -> list[tuple[str, str]]:
+    """The summary's lines: (what, figure), as the page shows them."""
+    f = summary_figures(figures)
+    left_out = f["service_level_left_out"]
+    outside = (f"; left out of its formula: {sum(left_out.values())} offered calls ("
+               + ", ".join(f"{n} {why}" for why, n in left_out.items()) + ")") if left_out else ""
+    busy = f["busy_hour"]
+    unread = "".join(f"; {u['records']} from {u['src']} ({u['profile']})" for u in f["not_understood_by_source"])
     return [
-        ("Calls offered", str(t.offered)),
-        ("Answered", str(t.answered)),
-        (f"Answered within {s.answer_within} s", str(t.answered_within)),
-        ("Abandoned", f"{t.abandoned} ({t.short_abandons} short, under {s.short_abandon} s"
-                      + (f"; {t.unknown_abandon} of no printed ring)" if t.unknown_abandon else ")")),
-        ("Busy / voicemail / other", f"{t.busy} / {t.voicemail} / {t.other}"),
-        ("Service level", f"{_pct(t.service_level(s.formula))} (target {_pct(s.target)})"),
-        ("Average answer wait (ring)", _secs(t.average_wait)),
-        ("90th percentile answer wait", _secs(t.p90_wait)),
-        ("Average talk", _secs(t.average_talk)),
-        ("Busy hour", "n/a" if busy is None else f"{busy[0]:02}:00-{busy[0] + 1:02}:00, {busy[1]:.2f} Erlangs"),
-        ("Most calls on trunks at once", str(max(figures.peak_trunks.values(), default=0))),
-        ("Calls transferred", str(figures.transferred)),
-        ("Calls outside business hours (not counted above)", str(figures.out_of_hours.calls)),
-        ("Records joining no call though their PBX prints an id", str(figures.orphans)),
-        ("Calls whose last record has not come yet", str(figures.incomplete)),
+        ("Calls offered", str(f["offered"])),
+        ("Answered", f"{f['answered']} (answer rate {_pct(f['answer_rate'])})"),
+        (f"Answered within {f['answer_within_s']} s", str(f["answered_within_t"])),
+        ("Abandoned", f"{f['abandoned']} ({f['abandoned_short']} short, under {f['short_abandon_s']} s"
+                      + (f"; {f['abandoned_no_ring']} of no printed ring)" if f["abandoned_no_ring"] else ")")),
+        ("Abandon rate", f"{_pct(f['abandon_rate'])}; after the short-abandon cut "
+                         f"{_pct(f['abandon_rate_after_short'])}"),
+        ("Voicemail / busy / other", f"{f['voicemail']} / {f['busy']} / {f['other']}"),
+        ("Service level", f"{_pct(f['service_level'])} (target {_pct(f['target'])}){outside}"),
+        ("Average speed of answer (ring)", _secs(f["asa_s"])),
+        ("90th percentile answer wait", _secs(f["p90_wait_s"])),
+        ("Average handling time (talk and hold)", _secs(f["aht_s"])),
+        ("Transfers (hand-offs between people)", str(f["transfers"])),
+        ("Busy hour", "n/a (no open day)" if busy is None else
+         f"{busy['start']}, {busy['erlangs_open_days']:.2f} Erlangs on the mean of {busy['open_days']} open day(s); "
+         f"{busy['erlangs_peak_day']:.2f} on the peak day, {busy['peak_day']}"),
+        ("Most calls on trunks at once", str(f["peak_trunks"])),
+        ("Outbound calls", f"{f['outbound']} ({f['outbound_connected']} connected, "
+                           f"{f['outbound_talk_s'] / 3600:.1f} h talk)"),
+        ("Offered calls outside business hours (not counted above)", str(f["outside_hours"])),
+        ("Records that could not be read (not counted above)", f"{f['not_understood']}{unread}"),
+        ("Records printed twice (folded, counted once)", str(f["folded_duplicates"])),
+        ("Records joining no call though their PBX prints an id", str(f["orphans"])),
+        ("Calls whose last record has not come yet", str(f["incomplete"])),
     ]
 
 
 def definitions(figures: Report, zone_from: str) -> list[tuple[str, str]]:
     s = figures.settings
     return [
-        ("Service level", f"{kpi.FORMULAS[s.formula]}; T = {s.answer_within} s (formula {s.formula!r})"),
+        ("Service level", f"{kpi.FORMULAS[s.formula]}; T = {s.answer_within} s (formula {s.formula!r}); the "
+                          "summary says how many offered calls the formula leaves out, and why"),
         ("Short abandon", f"a call abandoned within {s.short_abandon} s of ringing"),
-        ("Offered", "inbound calls, and calls whose PBX prints no direction; one call however many records "
-                    "(legs, transfers) its PBX printed"),
+        ("Offered", "inbound calls, and calls whose PBX prints no direction but a number; one call however many "
+                    "records (legs, transfers) its PBX printed"),
+        ("Rates", "answer rate: answered / offered; abandon rate: abandoned / offered; after the cut: (abandoned - "
+                  "short abandons) / (offered - short abandons)"),
         ("Answer wait", "from the call's start until an extension answered (or, abandoned, until it stopped "
                         "ringing): legs of a ring group ring at once, segments one after another add up; calls whose "
                         "PBX prints no ring time are left out of service level and waits"),
-        ("Extensions", "the offered calls each extension answered first (first point of answer), and those that "
-                       "ended there after transfers"),
+        ("Handling time", "talk and hold of every leg of an answered call, over answered calls (after-call work "
+                          "is not in SMDR)"),
+        ("Transfers", "hand-offs from one answered leg of an offered call to the next; a roll-over to voicemail "
+                      "is voicemail, not a transfer"),
+        ("Extensions", "over every call of the range, in business hours or not: presented, the offered calls that "
+                       "rang there (once a call); answered there; missed, presented and not answered there (the "
+                       "caller gave up, or the call moved on); talk and hold of the legs answered there; outbound "
+                       "calls made from there"),
         ("Business hours", f"{s.hours_of(figures.site)} (the summary counts calls that started within them; "
-                           "the charts show every call)"),
+                           "the charts and extensions show every call)"),
         ("Time zone", f"{figures.zone}, from {zone_from}; times are local, DST included"),
-        ("Erlangs", "the time calls were up (ring and talk) over the length of the period"),
+        ("Erlangs", "every call's time on the line (ring, talk and hold of all its legs, a voicemail message "
+                    "included; inbound, outbound and internal), each clock hour taking the part of a call inside "
+                    "it, over the hour's length; the busy hour is the hour of the day with the most, averaged over "
+                    "the open days (days with offered calls in business hours)"),
         ("Not shown", kpi.NOT_FROM_SMDR),
     ]
 
@@ -204,7 +270,8 @@ def _service_level(ax, figures: Report) -> None:
     days = [figures.first + timedelta(days=i) for i in range(figures.day_count)]
     levels = [figures.days[d].service_level(s.formula) if d in figures.days else None for d in days]
     measured = [(i, 100 * v) for i, v in enumerate(levels) if v is not None]
-    ax.bar([i for i, _ in measured], [v for _, v in measured], color="#5cb85c")
+    ax.bar([i for i, _ in measured], [v for _, v in measured],
+           color=[MET if v >= 100 * s.target else MISSED for _, v in measured])
     for i, v in enumerate(levels):
         if v is None:  # no call whose wait is known: nothing to measure, which is not 0 %
             ax.text(i, 2, "n/a", ha="center", color="#777")
@@ -264,8 +331,8 @@ _CHARTS = (("Calls per half-hour: answered and abandoned", _per_half_hour), ("Da
 
 # -- the page -----------------------------------------------------------------------------
 
-_STYLE = """body{font-family:sans-serif;margin:2em;color:#222;max-width:70em}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+_STYLE = """body{font-family:sans-serif;margin:2em auto;padding:0 1em;color:#222;max-width:70em;overflow-wrap:anywhere}
+table{border-collapse:collapse;margin:1em 0;max-width:100%}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3}td.n{text-align:right}img{display:block;max-width:100%;margin:.5em 0 1.5em}
 dt{font-weight:bold}dd{margin:0 0 .5em 1.5em}"""
 
@@ -278,13 +345,14 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table>{f'<tr>{cells}</tr>' if head else ''}{body}</table>"
 
 
-def _extension_rows(figures: Report) -> list[list[str]]:
-    rows = []
-    for ext in sorted(figures.extensions, key=lambda e: (-figures.extensions[e].answered, e)):
-        f = figures.extensions[ext]
-        rows.append([ext, str(f.answered), str(figures.final_extensions.get(ext, 0)), _secs(f.average_wait),
-                     _secs(f.average_talk), f"{f.talk / 3600:.1f} h"])
-    return rows
+_EXTENSION_HEAD = ["extension", "presented", "answered", "missed", "talk_s", "hold_s", "outbound", "outbound_talk_s"]
+
+
+def _extension_values(figures: Report) -> list[list]:
+    """Per extension (by its number), then a totals row."""
+    rows = [[ext, e.presented, e.answered, e.missed, e.talk, e.hold, e.outbound, e.outbound_talk]
+            for ext, e in sorted(figures.extensions.items())]
+    return rows + [["total", *(sum(r[i] for r in rows) for i in range(1, len(_EXTENSION_HEAD)))]]
 
 
 def _agent_rows(figures: Report) -> list[list[str]]:
@@ -304,9 +372,11 @@ def _html(figures: Report, charts: list[tuple[str, bytes]], zone_from: str, csv_
     for name, png in charts:
         data = base64.b64encode(png).decode()
         parts.append(f"<h3>{html.escape(name)}</h3><img alt=\"{html.escape(name)}\" src=\"data:image/png;base64,{data}\">")
-    parts.append("<h2>Extensions (first point of answer)</h2>")
-    parts.append(_table(["extension", "answered first", "ended at", "average wait", "average talk", "talk"],
-                        _extension_rows(figures)) if figures.extensions else "<p>No call was answered.</p>")
+    parts.append("<h2>Extensions</h2>")
+    parts.append(_table(["extension", "presented", "answered", "missed", "talk", "hold", "outbound", "outbound talk"],
+                        [[str(v) if i < 4 or i == 6 else f"{v / 3600:.1f} h" for i, v in enumerate(row)]
+                         for row in _extension_values(figures)])
+                 if figures.extensions else "<p>No call rang at an extension.</p>")
     parts.append("<h2>Agents (headsets)</h2>")
     parts.append(_table(["agent", "extension", "calls", "off hook", "talk", "talk / off hook"], _agent_rows(figures))
                  if figures.agents else "<p>No headset mapped to an agent reported in this range.</p>")
@@ -353,20 +423,42 @@ def _num(value: float | None) -> str:
 
 
 def _extensions_csv(path: Path, figures: Report) -> Path:
-    fh, w = _writer(path, ["extension", "ended_at", "talk_s", *_FIGURE_HEAD])
+    fh, w = _writer(path, _EXTENSION_HEAD)
     with fh:
-        for ext, f in sorted(figures.extensions.items()):
-            w.writerow([ext, figures.final_extensions.get(ext, 0), f.talk, *_figure_cells(f, figures.settings.formula)])
+        w.writerows(_extension_values(figures))
     return path
 
 
 def _intervals_csv(path: Path, figures: Report) -> Path:
-    fh, w = _writer(path, ["half_hour_local", "calls", "erlangs", "peak_trunks", *_FIGURE_HEAD])
+    """Every half-hour of the range, those without calls as zeros, and whether it is in
+    business hours."""
+    fh, w = _writer(path, ["half_hour_local", "business_hours", "calls", "erlangs", "peak_trunks", *_FIGURE_HEAD])
+    zone = ZoneInfo(figures.zone)
+    clock = kpi.LocalClock(zone)
+    hours = figures.settings.hours_of(figures.site)
+    start, end = kpi.local_range(figures.first, figures.last, zone)
     with fh:
-        zone = ZoneInfo(figures.zone)
-        for at, f in sorted(figures.half_hours.items()):
-            w.writerow([kpi.local(at, zone).isoformat(), f.calls, f"{f.erlangs(1800):.3f}", figures.peak_trunks.get(at, 0),
-                        *_figure_cells(f, figures.settings.formula)])
+        for at in sorted({clock.half_hour(t) for t in range(start, end, 900)}):
+            f = figures.half_hours.get(at) or Figures()
+            local = kpi.local(at, zone)
+            w.writerow([local.isoformat(), int(local in hours), f.calls, f"{figures.traffic.get(at, 0) / 1800:.3f}",
+                        figures.peak_trunks.get(at, 0), *_figure_cells(f, figures.settings.formula)])
+    return path
+
+
+def _days_csv(path: Path, figures: Report) -> Path:
+    """Every day of the range, business hours or not (the summary counts only those)."""
+    fh, w = _writer(path, ["day", "open_day", *_FIGURE_HEAD])
+    with fh:
+        for i in range(figures.day_count):
+            day = figures.first + timedelta(days=i)
+            f = figures.days.get(day) or Figures()
+            w.writerow([day.isoformat(), int(day in figures.open_days), *_figure_cells(f, figures.settings.formula)])
+    return path
+
+
+def _summary_json(path: Path, figures: Report) -> Path:
+    path.write_bytes(orjson.dumps(summary_figures(figures), option=orjson.OPT_INDENT_2) + b"\n")
     return path
 
 

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import config
-from gateway.central.kpi import FORMULAS, KpiSettings, business_hours
+from gateway import config, schedule
+from gateway.central.kpi import FORMULAS, KpiSettings
 from gateway.config import MqttSettings, identifier
 from gateway.tomltable import Table, duration, load_toml
 
@@ -125,12 +125,11 @@ def _kpi(t: Table) -> KpiSettings:
     return KpiSettings(within, formula, short, float(target), hours, tuple(site_hours), tuple(site_zones))
 
 
-def _hours(t: Table, key: str, default):
-    text = t.take(key, str, "")
-    if not text:
+def _hours(t: Table, key: str, default: schedule.Schedule) -> schedule.Schedule:
+    if key not in t.keys():
         return default
     try:
-        return business_hours(text)
+        return schedule.parse(t.take(key, (str, list)))
     except ValueError as exc:
         raise t.fail(key, str(exc)) from None
 

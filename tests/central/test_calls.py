@@ -57,7 +57,10 @@ def test_ip_office_segments_of_one_call_are_one_call_and_its_voicemail_leg_is_no
     transferred = calls["s:3"]  # E4750 answered, then voicemail (Avaya's own example)
     assert transferred.records == (("s", 3), ("s", 4))
     assert (transferred.outcome, transferred.first_ext, transferred.final_ext) == ("answered", "4750", "4750")
-    assert (transferred.transfers, transferred.talk, transferred.hold, transferred.complete) == (1, 13, 11, True)
+    # a roll-over to voicemail is no transfer; the call was on the line for its two segments
+    assert (transferred.transfers, transferred.talk, transferred.hold, transferred.complete) == (0, 13, 11, True)
+    assert transferred.end_at - transferred.start == (7 + 13 + 11) + (0 + 21 + 0)
+    assert [leg[:2] for leg in transferred.legs] == [("4750", "answered"), (None, "voicemail")]
     assert calls["s:2"].outcome == "voicemail"  # straight to V: no person answered
     assert calls["s:1"].outcome == "abandoned" and calls["s:1"].wait == 9
 
@@ -166,3 +169,16 @@ def test_a_wrong_assembly_table_is_one_error_naming_file_key_and_what_was_expect
     with pytest.raises(ProfileError) as caught:
         profiles.load(write_profile(tmp_path, assembly))
     assert key in str(caught.value) and says in str(caught.value) and "profile.toml" in str(caught.value)
+
+
+def test_records_the_pbx_printed_again_are_folded_into_their_call_and_counted_once():
+    first = ipo_segment(1, 88, 1, "2020", 6, 221, "transferred")
+    second = ipo_segment(2, 88, 0, "2031", 0, 52, "answered")
+    first["raw"], second["raw"] = "2018/03/14 11:02:13,00:03:41,6,...", "2018/03/14 11:02:13,00:00:52,0,..."
+    printed = [{**r, "seq": r["seq"] + 2 * n} for n in range(200) for r in (first, second)]
+    [call] = calls_of("avaya-ipo", printed)
+    assert (call.talk, call.transfers, call.folded, len(call.records)) == (221 + 52, 1, 398, 400)
+    assert [leg[0] for leg in call.legs] == ["2020", "2031"]
+    # Two records of the same bytes but different starts are two records (two calls' worth).
+    later = {**first, "seq": 999, "start": first["start"] + 60}
+    assert calls_of("avaya-ipo", [first, later])[0].folded == 0

@@ -45,13 +45,13 @@ def batch(events: list[dict]) -> Rows:
 
 def stored_calls(db: Database) -> list[Call]:
     rows = db.fetch(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls ORDER BY key")
-    return [Call(*r[:-1], records=tuple(tuple(k) for k in json_value(r[-1])))
+    return [Call(*r[:-2], legs=tuple(map(tuple, json_value(r[-2]))), records=tuple(tuple(k) for k in json_value(r[-1])))
             for r in rows]
 
 
 def normal(calls: list[Call]) -> list[tuple]:
     """Calls as comparable values (SQLite gives its booleans back as 0 and 1)."""
-    return sorted((*c.row()[:-3], bool(c.orphan), bool(c.complete), c.records) for c in calls)
+    return sorted((*c.row()[:-5], bool(c.orphan), bool(c.complete), c.folded, c.legs, c.records) for c in calls)
 
 
 def one_shot(records: list[dict]) -> list[Call]:

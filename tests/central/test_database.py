@@ -34,7 +34,22 @@ def db(database_url):
 
 
 def test_migrations_apply_once_and_say_their_version(db):
-    assert db.migrate() == [] and db.schema_version() == MIGRATIONS[-1][0] == 2
+    assert db.migrate() == [] and db.schema_version() == MIGRATIONS[-1][0] == 3
+
+
+def test_a_database_of_the_old_call_schema_assembles_every_call_again(database_url, monkeypatch):
+    db = Database.open(database_url)
+    try:
+        monkeypatch.setattr("gateway.central.database.MIGRATIONS", MIGRATIONS[:2])
+        db.migrate()
+        db.write(batch(call(1), call(2)))
+        with db.transaction() as cur:
+            cur.execute("DELETE FROM calls_pending")  # as if assembled by the old rules
+        monkeypatch.undo()
+        assert db.migrate() == [3]
+        assert db.fetch("SELECT gw, src, low, high FROM calls_pending") == [("gw-1", "pbx", 1_700_000_000, 1_700_000_000)]
+    finally:
+        db.close()
 
 
 def test_a_batch_delivered_twice_or_mixed_with_new_events_is_stored_once(db):

@@ -1,7 +1,9 @@
 """The service figures against figures worked out by hand, on a small fixed set of calls:
 each outcome, the answer threshold's edge, short abandons, a day that falls back, a call
-across midnight, an agent's headset."""
+across midnight, the busy hour of the open days, each extension's part, an agent's
+headset."""
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -9,7 +11,8 @@ import pytest
 
 from gateway.central import kpi
 from gateway.central.calls import Call
-from gateway.central.kpi import KpiSettings, business_hours
+from gateway.central.kpi import KpiSettings
+from gateway.schedule import parse as business_hours
 
 pytestmark = pytest.mark.central
 
@@ -23,17 +26,30 @@ def at(day: date, hh: int, mm: int, ss: int = 0, fold: int = 0) -> int:
 
 
 def call(start: int, outcome: str = "answered", wait: int | None = None, talk: int = 0, ext: str | None = None,
-         trunk: str | None = "1", dir: str | None = "in", final: str | None = None, transfers: int = 0) -> Call:
+         trunk: str | None = "1", dir: str | None = "in", final: str | None = None, hold: int | None = None,
+         legs: tuple = (), caller: str | None = "0312", folded: int = 0) -> Call:
+    """A call; unless given, its legs: answered at ``ext`` (then ``final``, the talk split
+    in two), or rung there."""
+    if not legs and ext is not None:
+        if outcome != "answered":
+            legs = ((ext, "rang", 0, 0),)
+        elif final and final != ext:
+            legs = ((ext, "answered", talk // 3, 0), (final, "answered", talk - talk // 3, hold or 0))
+        else:
+            legs = ((ext, "answered", talk, hold or 0),)
+    people = sum(leg[1] == "answered" for leg in legs)
     return Call(gw="gw", src="pbx", key=f"s:{start}", site="hq", rules="test/1", start=start, last_start=start,
-                end_at=start + (wait or 0) + talk, dir=dir, trunk=trunk, caller="0312", called="200",
-                first_ext=ext, final_ext=final or ext, ring=wait, wait=wait, talk=talk, hold=None,
-                transfers=transfers, outcome=outcome, orphan=False, complete=True, records=(("s", start),))
+                end_at=start + (wait or 0) + talk + (hold or 0), dir=dir, trunk=trunk, caller=caller, called="200",
+                first_ext=ext if outcome == "answered" else None, final_ext=(final or ext) if outcome == "answered" else None,
+                ring=wait, wait=wait, talk=talk, hold=hold,
+                transfers=max(0, people - 1), outcome=outcome, orphan=False, complete=True, folded=folded, legs=legs,
+                records=(("s", start),))
 
 
 DAY = [
     call(at(TUESDAY, 9, 0), wait=20, talk=100, ext="201"),  # exactly T: within
     call(at(TUESDAY, 9, 1), wait=21, talk=50, ext="202", trunk="2"),  # one second over; at once with the first
-    call(at(TUESDAY, 9, 20), wait=5, talk=30, ext="201", final="202", transfers=1),
+    call(at(TUESDAY, 9, 20), wait=5, talk=30, ext="201", final="202"),
     call(at(TUESDAY, 9, 40), "abandoned", wait=3),  # short
     call(at(TUESDAY, 9, 45), "abandoned", wait=30, trunk="2"),
     call(at(TUESDAY, 10, 5), "busy"),
@@ -61,9 +77,10 @@ def test_the_figures_of_a_day_are_those_worked_out_by_hand():
     nine, half_past = at(TUESDAY, 9, 0), at(TUESDAY, 9, 30)
     assert (r.half_hours[nine].answered, r.half_hours[half_past].abandoned) == (3, 2)
     assert r.peak_trunks[nine] == 2 and r.peak_trunks[half_past] == 1
-    assert r.extensions["201"].answered == 3 and r.final_extensions["202"] == 2
-    assert r.transferred == 1
-    assert r.busy_hour()[0] == 9
+    assert (r.extensions["201"].answered, r.extensions["202"].answered, r.extensions["202"].presented) == (3, 2, 2)
+    assert r.total.transfers == 1
+    assert r.busy_hour().hour == 9
+    assert (r.outbound.calls, r.extensions["203"].outbound, r.extensions["203"].presented) == (1, 1, 0)
 
 
 def test_an_abandoned_call_of_no_printed_ring_is_neither_short_nor_long_and_left_out_of_service_level():
@@ -89,7 +106,7 @@ def test_a_day_that_falls_back_has_two_half_hours_at_two_and_25_hours():
     twos = [kpi.local(k, PARIS) for k in sorted(r.half_hours)]
     assert [(k.hour, k.minute, k.utcoffset()) for k in twos] == [
         (1, 30, timedelta(hours=2)), (2, 0, timedelta(hours=2)), (2, 0, timedelta(hours=1))]
-    assert r.days[autumn].offered == 3 and r.hours_of_day[2].offered == 2 and r.total.offered == 3
+    assert r.days[autumn].offered == 3 and r.total.offered == 3
 
 
 def test_a_call_across_midnight_counts_on_its_first_day_and_holds_a_trunk_into_the_next():
@@ -107,22 +124,54 @@ def test_an_agents_off_hook_time_is_set_against_the_talk_of_the_calls_answered_a
                 ("ana", "201", at(TUESDAY, 9, 21) * ms, "disconnected")]
     r = kpi.report(DAY, "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS, headsets)
     ana = r.agents["ana"]
-    # talk of the calls first answered at 201 (the one after hours too): 100 + 30 + 10
-    assert (ana.off_hook, ana.talk, ana.calls) == (360, 140, 3)
-    assert ana.share_talking == pytest.approx(140 / 360)
+    # talk of the legs answered at 201 (the one after hours too): 100 + 30 // 3 + 10
+    assert (ana.off_hook, ana.talk, ana.calls) == (360, 120, 3)
+    assert ana.share_talking == pytest.approx(120 / 360)
 
 
-@pytest.mark.parametrize("text, days, hours", [
-    ("Mon-Fri 08:00-18:00", {0, 1, 2, 3, 4}, ("08:00", "18:00")),
-    ("Sat,Sun 09:30-12:00", {5, 6}, ("09:30", "12:00")),
-    ("Fri-Mon 07:00-19:00", {4, 5, 6, 0}, ("07:00", "19:00")),
-])
-def test_business_hours_read_as_a_manager_writes_them(text, days, hours):
-    h = business_hours(text)
-    assert h.days == days and (f"{h.opens:%H:%M}", f"{h.closes:%H:%M}") == hours
+def test_rates_handling_time_and_what_service_level_leaves_out():
+    t = kpi.report(DAY, "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS).total
+    assert (t.answer_rate, t.abandon_rate) == (4 / 8, 2 / 8)
+    assert t.abandon_rate_after_short == (2 - 1) / (8 - 1)
+    assert t.left_out("answered_and_abandoned") == [("voicemail", 1), ("busy", 1), ("short abandons", 1),
+                                                    ("answered, no ring printed", 1)]
+    assert sum(n for _, n in t.left_out("offered")) == t.offered - 7
+    held = kpi.report([call(at(TUESDAY, 9, 0), wait=5, talk=100, hold=20, ext="201")], "hq", "Europe/Paris",
+                      TUESDAY, TUESDAY, SETTINGS).total
+    assert held.average_handling == 120 and held.average_talk == 100
 
 
-@pytest.mark.parametrize("text", ["Mon-Fri", "Mon-Fri 18:00-08:00", "Monday 08:00-18:00", "Mon-Fri 8-18"])
-def test_business_hours_that_do_not_read_say_what_is_expected(text):
-    with pytest.raises(ValueError, match="Mon-Fri 08:00-18:00"):
-        business_hours(text)
+def test_a_record_with_no_direction_and_no_number_is_no_call_offered():
+    login = replace(call(at(TUESDAY, 9, 0), "other", dir=None, caller=None, trunk=None), called=None)
+    unknown_dir = call(at(TUESDAY, 9, 5), wait=3, talk=10, dir=None)
+    t = kpi.report([login, unknown_dir], "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS).total
+    assert (t.calls, t.offered, t.other) == (2, 1, 0)
+
+
+def test_each_extension_is_presented_a_call_once_and_misses_what_rang_there_unanswered():
+    rang_on = call(at(TUESDAY, 9, 0), wait=30, talk=60, ext="201", legs=(
+        ("201", "rang", 0, 0), ("202", "rang", 0, 0), ("201", "rang", 0, 0), ("203", "answered", 60, 5)))
+    gave_up = call(at(TUESDAY, 9, 10), "abandoned", wait=12, ext="201")
+    to_voicemail = call(at(TUESDAY, 9, 20), "voicemail", wait=20, legs=(("202", "rang", 0, 0), (None, "voicemail", 0, 0)))
+    r = kpi.report([rang_on, gave_up, to_voicemail], "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS)
+    e = r.extensions
+    assert (e["201"].presented, e["201"].answered, e["201"].missed) == (2, 0, 2)
+    assert (e["202"].presented, e["202"].missed) == (2, 2)
+    assert (e["203"].presented, e["203"].answered, e["203"].talk, e["203"].hold) == (1, 1, 60, 5)
+    assert None not in e
+
+
+def test_the_busy_hour_is_averaged_over_open_days_and_each_hour_takes_its_part_of_a_call():
+    monday, sunday = TUESDAY - timedelta(days=1), TUESDAY - timedelta(days=2)
+    calls = [
+        call(at(monday, 9, 30), wait=0, talk=3600),  # 09:30-10:30: half in 9, half in 10
+        call(at(TUESDAY, 10, 0), wait=0, talk=3600),  # all of 10
+        call(at(TUESDAY, 10, 0), wait=0, talk=1800),  # half of 10
+        call(at(sunday, 10, 0), wait=0, talk=3600 * 3),  # closed day: in no mean
+    ]
+    busy = kpi.report(calls, "hq", "Europe/Paris", sunday, TUESDAY, SETTINGS).busy_hour()
+    assert (busy.hour, busy.open_days) == (10, 2)
+    assert busy.erlangs_open_days == pytest.approx((0.5 + 1.5) / 2)
+    assert (busy.peak_day, busy.erlangs_peak_day) == (TUESDAY, 1.5)
+
+

@@ -3,6 +3,7 @@
 page), nothing referenced outside the file, the CSVs, and clear errors."""
 
 import csv
+import json
 import html.parser
 import io
 import resource
@@ -121,6 +122,44 @@ def test_the_report_opens_in_a_real_browser_with_every_image_and_the_summarys_fi
     assert pixels.shape[0] > 1000 and ink > 0.02, ink
 
 
+def test_on_a_narrow_window_no_text_runs_off_the_page(site, tmp_path):
+    from tools.browser import Chromium
+
+    config, _ = site
+    out = tmp_path / "out"
+    assert pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
+                 timeout=120).returncode == 0
+    with Chromium(width=480, height=800) as browser:
+        browser.open((out / "report.html").as_uri())
+        wider = browser.evaluate("""[...document.body.querySelectorAll('*')]
+            .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+            .map(e => e.tagName + ': ' + e.textContent.slice(0, 40))""")
+        widths = browser.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert wider == [] and widths[0] <= widths[1], (wider, widths)
+
+
+def test_each_days_service_level_bar_is_coloured_against_the_target(site, tmp_path):
+    import base64
+    from matplotlib import colors, image
+
+    config, _ = site
+    out = tmp_path / "out"
+    assert pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
+                 timeout=120).returncode == 0
+    days = list(csv.DictReader((out / "days.csv").open()))
+    target = KpiSettings().target
+    met = {float(d["service_level"]) >= target for d in days if d["service_level"]}
+    page = References()
+    page.feed((out / "report.html").read_text())
+    [chart] = [u for u in page.urls if u][2:3]  # the third chart: service level per day
+    pixels = image.imread(io.BytesIO(base64.b64decode(chart.split(",", 1)[1])))[..., :3]
+
+    def shows(colour: str) -> bool:
+        return bool((abs(pixels - colors.to_rgb(colour)).max(axis=2) < 0.02).sum() > 200)
+
+    assert (shows(report.MET), shows(report.MISSED)) == (True in met, False in met), (met, days)
+
+
 def test_the_page_references_nothing_outside_itself(site, tmp_path):
     config, _ = site
     out = tmp_path / "out"
@@ -140,9 +179,17 @@ def test_the_csvs_hold_a_row_per_call_extension_and_half_hour(site, tmp_path):
                  timeout=120).returncode == 0
     calls = list(csv.DictReader((out / "calls.csv").open()))
     assert len(calls) == 80 and calls[0]["start_local"].startswith("2026-03-09T08:00:00+01:00")
-    assert {r["extension"] for r in csv.DictReader((out / "extensions.csv").open())} == {"201", "202", "203", "204"}
+    extensions = list(csv.DictReader((out / "extensions.csv").open()))
+    assert [r["extension"] for r in extensions] == ["201", "202", "203", "204", "total"]
+    assert int(extensions[-1]["presented"]) == 80 == sum(int(r["presented"]) for r in extensions[:-1])
     intervals = list(csv.DictReader((out / "intervals.csv").open()))
-    assert sum(int(r["calls"]) for r in intervals) == 80 and intervals[0]["half_hour_local"] == "2026-03-09T08:00:00+01:00"
+    assert len(intervals) == 2 * 48 and intervals[0]["half_hour_local"] == "2026-03-09T00:00:00+01:00"
+    assert sum(int(r["calls"]) for r in intervals) == 80
+    assert {r["business_hours"] for r in intervals if "T08:00" <= r["half_hour_local"][10:16] < "T18:00"} == {"1"}
+    days = list(csv.DictReader((out / "days.csv").open()))
+    assert [(d["day"], d["open_day"], d["offered"]) for d in days] == [("2026-03-09", "1", "40"), ("2026-03-10", "1", "40")]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["offered"] == 80 and summary["busy_hour"]["open_days"] == 2
 
 
 @pytest.mark.parametrize("args, says", [

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.alarms import Hours, QuietWatch
+from gateway import schedule
+from gateway.alarms import QuietWatch
 
 TZ = ZoneInfo("Europe/Paris")
 MONDAY_9 = datetime(2026, 1, 12, 9, 0, tzinfo=TZ)
@@ -38,7 +39,7 @@ def test_no_record_yet_counts_from_the_start_and_zero_means_no_alarm():
 
 
 def test_working_hours_watch_only_within_them_and_count_from_the_opening():
-    watch = QuietWatch(quiet_s=900, hours=Hours.parse("Mon-Fri 08:00-18:00"))
+    watch = QuietWatch(quiet_s=900, hours=schedule.parse("Mon-Fri 08:00-18:00"))
     friday_evening = mono(datetime(2026, 1, 9, 17, 55, tzinfo=TZ))
     assert check(watch, datetime(2026, 1, 10, 11, 0, tzinfo=TZ), friday_evening, friday_evening) is None  # Saturday
     monday_8 = datetime(2026, 1, 12, 8, 0, tzinfo=TZ)
@@ -46,16 +47,18 @@ def test_working_hours_watch_only_within_them_and_count_from_the_opening():
     assert check(watch, monday_8 + timedelta(minutes=15), friday_evening, friday_evening) == "raised"
 
 
-@pytest.mark.parametrize("text, days", [("Mon-Fri 08:00-18:00", {0, 1, 2, 3, 4}), ("sat 09:00-13:00", {5}),
-                                        ("Fri-Mon 20:00-23:00", {4, 5, 6, 0})])
-def test_hours_are_read(text, days):
-    assert Hours.parse(text).days == days
+def test_overnight_hours_count_silence_from_the_evenings_opening():
+    watch = QuietWatch(quiet_s=3600, hours=schedule.parse("Mon-Fri 22:00-06:00"))
+    monday_21 = mono(datetime(2026, 1, 12, 21, 0, tzinfo=TZ))
+    tuesday_2259 = datetime(2026, 1, 12, 22, 59, tzinfo=TZ)
+    assert check(watch, tuesday_2259, monday_21, monday_21) is None  # open since 22:00: 59 min
+    assert check(watch, datetime(2026, 1, 13, 0, 0, tzinfo=TZ), monday_21, monday_21) == "raised"  # past midnight
 
 
-@pytest.mark.parametrize("text", ["weekdays", "Mon-Fri 18:00-08:00", "Mon 25:00-26:00"])
-def test_bad_hours_say_what_was_expected(text):
-    with pytest.raises(ValueError):
-        Hours.parse(text)
+def test_a_24_7_watch_never_restarts_its_count_at_midnight():
+    watch = QuietWatch(quiet_s=3600, hours=schedule.parse("always"))
+    late = mono(datetime(2026, 1, 12, 23, 30, tzinfo=TZ))
+    assert check(watch, datetime(2026, 1, 13, 0, 30, tzinfo=TZ), late, late) == "raised"
 
 
 def test_a_stepped_wall_clock_neither_raises_nor_hides_the_alarm():

@@ -64,7 +64,7 @@ def test_a_full_config_is_typed(tmp_path):
     pbx1, ipo = s.sources
     assert (pbx1.type, pbx1.profile.name, str(pbx1.timezone)) == ("serial", "panasonic-kx-tda", "Asia/Taipei")
     assert (ipo.type, ipo.port, ipo.host, ipo.allow) == ("tcp-server", 5010, "0.0.0.0", ())
-    assert (ipo.quiet, sorted(ipo.quiet_hours.days), pbx1.quiet, pbx1.quiet_hours) == (1800.0, [0, 1, 2, 3, 4], 0.0, None)
+    assert (ipo.quiet, sorted(ipo.quiet_hours.windows[0].days), pbx1.quiet, pbx1.quiet_hours) == (1800.0, [0, 1, 2, 3, 4], 0.0, None)
     h = s.headsets
     assert (h.enabled, h.discover, h.drive_leds) == (True, True, True)
     assert [(d.path, d.descriptor, d.serial) for d in h.devices] == [("/dev/hidraw-thin-client", "", "SN42")]
@@ -92,7 +92,8 @@ def test_a_full_config_is_typed(tmp_path):
     ('[headsets]', '[headsetz]', "headsetz", "unknown key"),
     ('drive_leds = true', 'drive_leds = "yes"', "headsets.drive_leds", "expected true or false"),
     ('quiet_hours = "Mon-Fri 08:00-18:00"', 'quiet_hours = "weekdays"', "source[2].quiet_hours",
-     "expected days and hours"),
+     'expected "Mon-Fri 08:00-18:00"'),
+    ('quiet_hours = "Mon-Fri 08:00-18:00"', 'quiet_hours = ""', "source[2].quiet_hours", "empty value"),
     ('agent = "alice"', 'agnet = "alice"', "headset[1].agent", "missing"),
     ('extension = "4101"\n', 'extension = "4101"\n[[headset]]\nserial = "SN42"\nagent = "bob"\n', "headsets",
      "two [[headset]] mappings have serial 'SN42'"),
