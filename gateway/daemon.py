@@ -330,8 +330,10 @@ class Gateway:
 
 
 def _announced(settings: Settings) -> list[dict]:
-    """The sources as the retained status names them (what the centre reads their records with)."""
-    return [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key} for src in settings.sources]
+    """The sources as the retained status names them: what the centre reads their records
+    with, and how it joins them into calls (a site's own copy of a profile included)."""
+    return [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key,
+             "extends": src.profile.extends, "assembly": src.profile.assembly_table} for src in settings.sources]
 
 
 def _restart_keys(running: Settings, new: Settings) -> list[str]:

@@ -167,8 +167,10 @@ class StatusEvent:
     rx: int
     version: str
     #: Per PBX source: its ``name``, ``profile`` and ``timezone``, so that the central side
-    #: buckets its calls in the site's local time without a config of its own.
-    sources: list[dict[str, str]] = field(default_factory=list)
+    #: buckets its calls in the site's local time without a config of its own; the profile's
+    #: ``assembly`` table and the bundled profile it ``extends``, so that it joins a site's
+    #: own copy's records as the site runs it.
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 Event = CallEvent | UnparsedEvent | HeadsetEvent | GapEvent | AlarmEvent | MetricsEvent | StatusEvent

@@ -58,7 +58,8 @@ class Call:
     orphan: bool  # a record without the id its family promises
     complete: bool  # its last record is there (families that print one; else true)
     folded: int  # records that were the same bytes as another of the call: printed twice, counted once
-    legs: tuple[tuple[str | None, str, int, int], ...]  # per record: (ext, kind in LEG_KINDS, talk s, hold s)
+    legs: tuple[tuple[str | None, str, int, int, str | None], ...]  # per record: (ext, kind in LEG_KINDS, talk s,
+    #                                                                   hold s, the name the PBX prints for ext)
     records: tuple[tuple[str, int], ...]  # (stream, seq) of its records, folded ones included, in order
 
     def row(self) -> tuple:
@@ -192,7 +193,9 @@ def _wait(chain: list[dict], answered: int | None, starts: str) -> int | None:
 
 def _leg(r: dict[str, Any], by_person: bool, voicemail: bool, assembly: Assembly) -> tuple:
     kind = "answered" if by_person else "voicemail" if voicemail else "rang"
-    return (r["ext"], kind, (r["dur"] or 0) if by_person else 0, (_hold(r, assembly) or 0) if by_person else 0)
+    name = event_value(r, assembly.name) if assembly.name and r["ext"] is not None else None
+    return (r["ext"], kind, (r["dur"] or 0) if by_person else 0, (_hold(r, assembly) or 0) if by_person else 0,
+            name if isinstance(name, str) and name.strip() else None)
 
 
 def call_of(found: Chain, assembly: Assembly, profile: str) -> Call:

@@ -13,12 +13,13 @@ every few seconds; ``pbxgw report`` runs it before it reads.
 from __future__ import annotations
 
 import functools
+import logging
+from typing import Any, Callable
 
 import orjson
-from typing import Any
 
 from gateway.central.calls import CALL_COLUMNS, Call, call_of, chains
-from gateway.central.database import Database, json_value
+from gateway.central.database import Database, assembly_tables, json_value
 from gateway.errors import ProfileError
 from gateway.smdr import profiles
 from gateway.smdr.profile import Assembly
@@ -27,6 +28,7 @@ from gateway.smdr.profile import Assembly
 #: one call are minutes apart): records further apart are not joined again when a late
 #: one comes.
 LONGEST_CALL = 4 * 3600
+log = logging.getLogger("pbxgw.collect")
 #: Seconds of pending records assembled in one transaction (bounds memory and lock time;
 #: the margins either side are read again by the next piece).
 PIECE = 2 * 86400
@@ -36,19 +38,47 @@ _RECORD_COLUMNS = ("gw", "src", "site", "stream", "seq", "rx", "profile", "start
 
 
 @functools.cache
-def assembly_of(profile: str) -> Assembly:
-    """A bundled profile's assembly rules; a profile the centre does not know (a site's own
-    copy) makes each record a call of its own."""
+def bundled_assembly(profile: str) -> Assembly:
+    """A bundled profile's assembly rules; a profile the centre does not know makes each
+    record a call of its own."""
     try:
         return profiles.find(profile).assembly
     except ProfileError:
         return Assembly()
 
 
+class Assemblies:
+    """The assembly rules of each gateway's profiles: those its retained status announces
+    (a site's own copy, renamed or edited, joins as the site runs it), else the bundled
+    profile's of the name (a gateway from before statuses said them)."""
+
+    def __init__(self, db: Database):
+        self._announced: dict[tuple[str, str], Assembly] = {}
+        for gw, sources in db.fetch("SELECT gw, sources FROM gateways WHERE sources IS NOT NULL"):
+            for profile, table in assembly_tables(json_value(sources)).items():
+                try:
+                    self._announced[(gw, profile)] = _announced(orjson.dumps(table))
+                except ProfileError as exc:
+                    log.warning("gateway %s announces assembly rules for %s that do not read (%s): its records "
+                                "are joined by the bundled profile's, or each is a call of its own",
+                                gw, profile, exc)
+
+    def of(self, gw: str, profile: str) -> Assembly:
+        return self._announced.get((gw, profile)) or bundled_assembly(profile)
+
+
+@functools.lru_cache(maxsize=256)
+def _announced(table: bytes) -> Assembly:
+    """A status's table read once, however many refreshes see it (the regular expressions
+    are checked as a profile's are: it comes over the network)."""
+    return profiles.assembly_from_table(orjson.loads(table), "status")
+
+
 def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
     """Assemble the pending spans, a piece at a time (at most ``pieces`` of them);
     ``(calls written, whether none is left pending)``."""
     written = done = 0
+    assemblies = Assemblies(db)
     for gw, src in db.fetch("SELECT gw, src FROM calls_pending"):
         while pieces is None or done < pieces:
             with db.transaction() as cur:
@@ -59,7 +89,7 @@ def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
                     break
                 site, low, high = pending
                 top = min(high, low + PIECE)
-                written += _assemble_span(db, cur, gw, src, site, low, top)
+                written += _assemble_span(db, cur, assemblies, gw, src, site, low, top)
                 done += 1
                 if top >= high:
                     cur.execute(db._sql("DELETE FROM calls_pending WHERE gw = ? AND src = ?"), (gw, src))
@@ -69,12 +99,14 @@ def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
     return written, not db.fetch("SELECT 1 FROM calls_pending LIMIT 1")
 
 
-def _assemble_span(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high: int) -> int:
+def _assemble_span(db: Database, cur: Any, assemblies: Assemblies, gw: str, src: str, site: str, low: int,
+                   high: int) -> int:
     """Re-assemble the calls of one source that have a record starting in ``low..high``."""
-    margin = _margin(db, cur, gw, src, site, low, high)
+    assembly_of = functools.partial(assemblies.of, gw)
+    margin = _margin(db, cur, assembly_of, gw, src, site, low, high)
     # A call starts at most a margin before its last record, and that record's own call
     # (stored before this one came) may start a margin before it again.
-    records = _records(db, cur, gw, src, site, low - 2 * margin, high + margin)
+    records = _records(db, cur, assembly_of, gw, src, site, low - 2 * margin, high + margin)
     by_profile: dict[str, list[dict]] = {}
     for r in records:
         by_profile.setdefault(r["profile"], []).append(r)
@@ -104,7 +136,8 @@ def _assemble_span(db: Database, cur: Any, gw: str, src: str, site: str, low: in
     return len(calls)
 
 
-def _margin(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high: int) -> int:
+def _margin(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, site: str, low: int,
+            high: int) -> int:
     """How far apart records of one call can start: its profiles' window plus
     :data:`LONGEST_CALL`."""
     cur.execute(db._sql("SELECT DISTINCT profile FROM events WHERE site = ? AND start BETWEEN ? AND ? "
@@ -112,7 +145,8 @@ def _margin(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high
     return max((assembly_of(name).window for (name,) in cur.fetchall()), default=0) + LONGEST_CALL
 
 
-def _records(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high: int) -> list[dict]:
+def _records(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, site: str, low: int,
+             high: int) -> list[dict]:
     cur.execute(db._sql(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM events WHERE site = ? AND start BETWEEN ? AND ? "
                         "AND gw = ? AND src = ?"), (site, low, high, gw, src))
     out = []
@@ -121,16 +155,15 @@ def _records(db: Database, cur: Any, gw: str, src: str, site: str, low: int, hig
         x = r["x"]
         if x is not None:  # only the vendor fields assembly reads: a month is many records
             x = json_value(x)
-            r["x"] = {k: x[k] for k in _x_fields(r["profile"]) if k in x}
+            r["x"] = {k: x[k] for k in _x_fields(assembly_of(r["profile"])) if k in x}
         out.append(r)
     return out
 
 
-@functools.cache
-def _x_fields(profile: str) -> tuple[str, ...]:
-    """The ``x`` fields a profile's assembly looks at."""
-    a = assembly_of(profile)
-    named = [*a.join, *([a.line] if a.line else []), *([a.hold] if a.hold else []),
+@functools.lru_cache(maxsize=256)
+def _x_fields(a: Assembly) -> tuple[str, ...]:
+    """The ``x`` fields an assembly looks at."""
+    named = [*a.join, *(f for f in (a.line, a.hold, a.name) if f),
              *(f for c in (a.ends, a.transfer, a.voicemail, a.not_calls) for alt in c for f, _ in alt)]
     return tuple(dict.fromkeys(f[2:] for f in named if f.startswith("x.")))
 

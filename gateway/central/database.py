@@ -114,6 +114,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 ]
 
 
+def assembly_tables(sources: Any) -> dict[str, Any]:
+    """Profile -> the ``[assembly]`` table a status's sources announce for it."""
+    return {s["profile"]: s["assembly"] for s in sources if isinstance(sources, list) and isinstance(s, dict)
+            and isinstance(s.get("profile"), str) and "assembly" in s}
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     """What a batch changed: new rows, duplicates absorbed by the keys, rejected messages."""
@@ -279,10 +285,31 @@ class Database:
                 f"high = {self._greatest}(calls_pending.high, excluded.high)"),
                 [(*key, *span) for key, span in spans.items()])
 
+    def _assembly_changes(self, cur: Any, status: dict) -> None:
+        """A newer status that joins a profile's records otherwise than the one before (a
+        gateway upgraded to say it, a profile edited at the site): the records of that
+        profile are assembled again, those that came before the status included."""
+        cur.execute(self._sql("SELECT sources, status_rx FROM gateways WHERE gw = ?"), (status["gw"],))
+        row = cur.fetchone()
+        if row is not None and row[1] is not None and row[1] > status["rx"]:
+            return
+        before = assembly_tables(json_value(row[0]) if row is not None and row[0] is not None else [])
+        now = assembly_tables(status.get("sources") or [])
+        changed = [profile for profile, table in now.items() if before.get(profile) != table]
+        if changed:
+            cur.executemany(self._sql(
+                "INSERT INTO calls_pending (gw, src, site, low, high) "
+                "SELECT gw, src, MIN(site), MIN(start), MAX(start) FROM events "
+                "WHERE gw = ? AND profile = ? AND kind = 'call' AND start IS NOT NULL GROUP BY gw, src "
+                f"ON CONFLICT (gw, src) DO UPDATE SET low = {self._least}(calls_pending.low, excluded.low), "
+                f"high = {self._greatest}(calls_pending.high, excluded.high)"),
+                [(status["gw"], profile) for profile in changed])
+
     def _gateways(self, cur: Any, rows: Rows) -> None:
         """The latest status and metrics of each gateway, its boots, when it was last heard."""
         g = self._greatest
         for s in rows.statuses:
+            self._assembly_changes(cur, s)
             sources = json_text(s.get("sources", []))[0]  # (each checked as its message was read)
             cur.execute(self._sql(
                 "INSERT INTO gateways (gw, site, state, since, boot, version, status_rx, sources, last_seen) "

@@ -179,6 +179,7 @@ class Extension:
     there, once a call), answered there, missed (presented, not answered there); the talk
     and hold of its answered legs; outbound calls made from it."""
 
+    name: str | None = None  # as the PBX prints it (the latest)
     presented: int = 0
     answered: int = 0
     talk: int = 0
@@ -386,6 +387,9 @@ def _add_extensions(out: Report, call: Call) -> None:
             e = out.extensions.setdefault(ext, Extension())
             e.outbound += 1
             e.outbound_talk += call.talk
+    for leg in call.legs:
+        if leg[0] in out.extensions and leg[4] is not None:
+            out.extensions[leg[0]].name = leg[4]
 
 
 def _peaks(spans: list[tuple[int, int]], clock: LocalClock) -> dict[int, int]:

@@ -337,22 +337,24 @@ th{background:#f3f3f3}td.n{text-align:right}img{display:block;max-width:100%;mar
 dt{font-weight:bold}dd{margin:0 0 .5em 1.5em}"""
 
 
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    """A table; its first column names, the others hold figures (right-aligned)."""
+def _table(head: list[str], rows: list[list[str]], names: int = 1) -> str:
+    """A table; its first ``names`` columns name, the others hold figures (right-aligned)."""
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td{' class=n' if i else ''}>{html.escape(c)}</td>" for i, c in enumerate(row))
+    body = "".join("<tr>" + "".join(f"<td{' class=n' if i >= names else ''}>{html.escape(c)}</td>"
+                                    for i, c in enumerate(row))
                    + "</tr>" for row in rows)
     return f"<table>{f'<tr>{cells}</tr>' if head else ''}{body}</table>"
 
 
-_EXTENSION_HEAD = ["extension", "presented", "answered", "missed", "talk_s", "hold_s", "outbound", "outbound_talk_s"]
+_EXTENSION_HEAD = ["extension", "name", "presented", "answered", "missed", "talk_s", "hold_s", "outbound",
+                   "outbound_talk_s"]
 
 
 def _extension_values(figures: Report) -> list[list]:
     """Per extension (by its number), then a totals row."""
-    rows = [[ext, e.presented, e.answered, e.missed, e.talk, e.hold, e.outbound, e.outbound_talk]
+    rows = [[ext, e.name or "", e.presented, e.answered, e.missed, e.talk, e.hold, e.outbound, e.outbound_talk]
             for ext, e in sorted(figures.extensions.items())]
-    return rows + [["total", *(sum(r[i] for r in rows) for i in range(1, len(_EXTENSION_HEAD)))]]
+    return rows + [["total", "", *(sum(r[i] for r in rows) for i in range(2, len(_EXTENSION_HEAD)))]]
 
 
 def _agent_rows(figures: Report) -> list[list[str]]:
@@ -373,9 +375,10 @@ def _html(figures: Report, charts: list[tuple[str, bytes]], zone_from: str, csv_
         data = base64.b64encode(png).decode()
         parts.append(f"<h3>{html.escape(name)}</h3><img alt=\"{html.escape(name)}\" src=\"data:image/png;base64,{data}\">")
     parts.append("<h2>Extensions</h2>")
-    parts.append(_table(["extension", "presented", "answered", "missed", "talk", "hold", "outbound", "outbound talk"],
-                        [[str(v) if i < 4 or i == 6 else f"{v / 3600:.1f} h" for i, v in enumerate(row)]
-                         for row in _extension_values(figures)])
+    parts.append(_table(["extension", "name", "presented", "answered", "missed", "talk", "hold", "outbound",
+                         "outbound talk"],
+                        [[str(v) if i < 5 or i == 7 else f"{v / 3600:.1f} h" for i, v in enumerate(row)]
+                         for row in _extension_values(figures)], names=2)
                  if figures.extensions else "<p>No call rang at an extension.</p>")
     parts.append("<h2>Agents (headsets)</h2>")
     parts.append(_table(["agent", "extension", "calls", "off hook", "talk", "talk / off hook"], _agent_rows(figures))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,7 @@ class Assembly:
     hold: str | None = None
     starts: str = "leg"
     not_calls: Condition = ()  # records that are no call (an agent logging in, a ringing notice)
+    name: str | None = None  # the field holding the name the PBX prints for a leg's extension
 
     @property
     def promises_id(self) -> bool:
@@ -221,6 +222,10 @@ class PbxProfile:
     replies: tuple[Reply, ...]
     quiet: float = 0.0  # default no-data alarm period of its sources (0: none)
     assembly: Assembly = Assembly()
+    #: ``[assembly]`` as written (over its base's): what a gateway tells the centre, which
+    #: assembles the records of a site's own copy as the site runs it.
+    assembly_table: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extends: str | None = None  # the bundled profile this one is a variant of
 
     @property
     def samples_path(self) -> Path:

@@ -9,6 +9,7 @@ every mistake is one :class:`~gateway.errors.ProfileError` naming file and key.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import re._constants as re_constants
@@ -117,9 +118,11 @@ def load(path: Path) -> PbxProfile:
 
     :raises ProfileError: with the file, the key and what was expected.
     """
-    top = Table(str(path), "", _with_base(path, load_toml(path, ProfileError)), ProfileError)
+    data = _with_base(path, load_toml(path, ProfileError))
+    assembly_table = copy.deepcopy(data.get("assembly", {}))
+    top = Table(str(path), "", data, ProfileError)
     meta = top.table("profile", required=True)
-    meta.take("extends", str, "")  # (read by _with_base)
+    extends = meta.take("extends", str, "") or None  # (read by _with_base)
     name = meta.take("name", str)
     if not NAME.fullmatch(name):
         raise meta.fail("name", f"expected lower-case letters, digits, '-' or '_'; got {name!r}")
@@ -165,11 +168,40 @@ def load(path: Path) -> PbxProfile:
     return PbxProfile(name=name, title=title, source=source, path=path, framing=framing,
                       layout=layout, start=start, fields=specs, rules=rules,
                       test_timezone=test_timezone, test_received=received,
-                      serial=serial, login=login, replies=replies, quiet=quiet, assembly=assembly)
+                      serial=serial, login=login, replies=replies, quiet=quiet, assembly=assembly,
+                      assembly_table=assembly_table if isinstance(assembly_table, dict) else {}, extends=extends)
 
 
 #: The event fields assembly may look at, besides the profile's own ``x.`` fields.
 ASSEMBLY_FIELDS = (*TEXT_FIELDS, *DURATION_FIELDS)
+
+
+def assembly_from_table(table: Any, where: str) -> Assembly:
+    """The assembly rules a gateway's status gives for a profile (its ``[assembly]`` as
+    written): the ``x.`` fields it names are taken as the profile's own, as the gateway
+    loaded the profile with them.
+
+    :raises ProfileError: it does not read (named by ``where``).
+    """
+    if not isinstance(table, dict):
+        raise ProfileError(where, "assembly", f"expected a table, got {type(table).__name__}")
+    named: set[str] = set()
+
+    def walk(value: Any, depth: int) -> None:
+        if depth > 4:
+            raise ProfileError(where, "assembly", "nested deeper than an [assembly] table is")
+        if isinstance(value, str) and value.startswith("x."):
+            named.add(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(k, depth + 1)
+                walk(v, depth + 1)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, depth + 1)
+
+    walk(table, 0)
+    return _assembly(Table(where, "assembly", copy.deepcopy(table), ProfileError), named)
 
 
 def _assembly(t: Table, vendor: set[str]) -> Assembly:
@@ -205,9 +237,10 @@ def _assembly(t: Table, vendor: set[str]) -> Assembly:
                                "e.g. \"1h\"")
     hold = field("hold", t.take("hold", str)) if "hold" in t.keys() else None
     starts = t.take("starts", str, "leg", choices=("leg", "call"))
+    name = field("name", t.take("name", str)) if "name" in t.keys() else None
     assembly = Assembly(version, join, window, line, condition("ends"),
                         condition("transfer", ((("disp", re.compile("transferred")),),)), condition("voicemail"), hold,
-                        starts, condition("not_calls"))
+                        starts, condition("not_calls"), name)
     t.done()
     return assembly
 

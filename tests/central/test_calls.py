@@ -61,6 +61,7 @@ def test_ip_office_segments_of_one_call_are_one_call_and_its_voicemail_leg_is_no
     assert (transferred.transfers, transferred.talk, transferred.hold, transferred.complete) == (0, 13, 11, True)
     assert transferred.end_at - transferred.start == (7 + 13 + 11) + (0 + 21 + 0)
     assert [leg[:2] for leg in transferred.legs] == [("4750", "answered"), (None, "voicemail")]
+    assert transferred.legs[0][4] == "John Smith"  # the name IP Office prints for the extension
     assert calls["s:2"].outcome == "voicemail"  # straight to V: no person answered
     assert calls["s:1"].outcome == "abandoned" and calls["s:1"].wait == 9
 

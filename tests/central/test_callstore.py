@@ -12,6 +12,7 @@ from gateway.central import callstore, kpi
 from gateway.central.calls import CALL_COLUMNS, Call, assemble
 from gateway.central.database import Database, json_value
 from gateway.central.ingest import Rows
+from gateway.events import StatusEvent, to_wire
 from gateway.smdr import profiles
 from central_parts import segment
 
@@ -170,3 +171,33 @@ def kpi_summary(r: kpi.Report) -> tuple:
     return (t.offered, t.answered, t.answered_within, t.abandoned, t.short_abandons, t.service_level(r.settings.formula),
             t.average_wait, t.p90_wait, t.average_talk, sorted(r.peak_trunks.items()),
             sorted((k, f.answered) for k, f in r.half_hours.items()))
+
+
+def status_of(profile: str, assembly: dict, rx: int) -> Rows:
+    rows = Rows()
+    status = to_wire(StatusEvent(gw="gw-1", site="hq", state="online", boot=1, rx=rx, version="t", sources=[
+        {"name": "pbx", "profile": profile, "timezone": "UTC", "extends": None, "assembly": assembly}]))
+    rows.add("pbxgw/v1/hq/gw-1/status", msgpack.packb(status), rx)
+    return rows
+
+
+def test_a_sites_renamed_copy_is_assembled_by_the_rules_its_gateway_announces_even_after_its_records(db):
+    copy = [{**segment(1, 7, NOON, "201", 1, 5, 30), "profile": "my-ipo"},
+            {**segment(2, 7, NOON, "202", 0, 4, 40), "profile": "my-ipo"}]
+    db.write(batch(copy))
+    callstore.refresh(db)
+    assert len(stored_calls(db)) == 2  # nothing says how my-ipo joins: each record a call of its own
+    db.write(status_of("my-ipo", profiles.find("avaya-ipo").assembly_table, 1_773_000_000_001))
+    callstore.refresh(db)
+    [call] = stored_calls(db)
+    assert (call.records, call.transfers, call.talk, call.complete) == ((("s1", 1), ("s1", 2)), 1, 70, True)
+    db.write(status_of("my-ipo", profiles.find("avaya-ipo").assembly_table, 1_773_000_000_002))  # the same again
+    assert db.fetch("SELECT count(*) FROM calls_pending") == [(0,)]
+
+
+def test_announced_rules_that_do_not_read_fall_back_and_are_checked_as_a_profiles_are(db, caplog):
+    db.write(status_of("avaya-ipo", {"join": ["callid"], "window": "2h", "ends": {"x.continuation": "(a+)+"}}, 1))
+    db.write(batch([segment(1, 7, NOON, "201", 1, 5, 30), segment(2, 7, NOON, "202", 0, 4, 40)]))
+    callstore.refresh(db)
+    [call] = stored_calls(db)  # the bundled avaya-ipo's rules
+    assert call.complete and "do not read" in caplog.text and "repeats a repetition" in caplog.text

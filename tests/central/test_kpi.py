@@ -32,11 +32,11 @@ def call(start: int, outcome: str = "answered", wait: int | None = None, talk: i
     in two), or rung there."""
     if not legs and ext is not None:
         if outcome != "answered":
-            legs = ((ext, "rang", 0, 0),)
+            legs = ((ext, "rang", 0, 0, None),)
         elif final and final != ext:
-            legs = ((ext, "answered", talk // 3, 0), (final, "answered", talk - talk // 3, hold or 0))
+            legs = ((ext, "answered", talk // 3, 0, None), (final, "answered", talk - talk // 3, hold or 0, None))
         else:
-            legs = ((ext, "answered", talk, hold or 0),)
+            legs = ((ext, "answered", talk, hold or 0, None),)
     people = sum(leg[1] == "answered" for leg in legs)
     return Call(gw="gw", src="pbx", key=f"s:{start}", site="hq", rules="test/1", start=start, last_start=start,
                 end_at=start + (wait or 0) + talk + (hold or 0), dir=dir, trunk=trunk, caller=caller, called="200",
@@ -150,14 +150,16 @@ def test_a_record_with_no_direction_and_no_number_is_no_call_offered():
 
 def test_each_extension_is_presented_a_call_once_and_misses_what_rang_there_unanswered():
     rang_on = call(at(TUESDAY, 9, 0), wait=30, talk=60, ext="201", legs=(
-        ("201", "rang", 0, 0), ("202", "rang", 0, 0), ("201", "rang", 0, 0), ("203", "answered", 60, 5)))
+        ("201", "rang", 0, 0, None), ("202", "rang", 0, 0, None), ("201", "rang", 0, 0, None),
+        ("203", "answered", 60, 5, "Ana Lima")))
     gave_up = call(at(TUESDAY, 9, 10), "abandoned", wait=12, ext="201")
-    to_voicemail = call(at(TUESDAY, 9, 20), "voicemail", wait=20, legs=(("202", "rang", 0, 0), (None, "voicemail", 0, 0)))
+    to_voicemail = call(at(TUESDAY, 9, 20), "voicemail", wait=20,
+                        legs=(("202", "rang", 0, 0, None), (None, "voicemail", 0, 0, None)))
     r = kpi.report([rang_on, gave_up, to_voicemail], "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS)
     e = r.extensions
     assert (e["201"].presented, e["201"].answered, e["201"].missed) == (2, 0, 2)
     assert (e["202"].presented, e["202"].missed) == (2, 2)
-    assert (e["203"].presented, e["203"].answered, e["203"].talk, e["203"].hold) == (1, 1, 60, 5)
+    assert (e["203"].presented, e["203"].answered, e["203"].talk, e["203"].hold, e["203"].name) == (1, 1, 60, 5, "Ana Lima")
     assert None not in e
 
 
