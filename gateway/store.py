@@ -303,9 +303,10 @@ class Store:
         bad = wal_damage(data, synced)
         if bad is not None:
             return f"its WAL is damaged at byte {bad}"
-        if 32 <= (end := wal_frames(data)[1]) < len(data):
-            # A torn last write, which SQLite ignores and writes over. Cut off, so that
-            # frames left past what it writes next never read as damage later.
+        if 32 <= (end := wal_frames(data)[2]) < len(data):
+            # A torn last write, or whole frames of a transaction that never committed:
+            # SQLite ignores them and writes over them. Cut off, so that frames left past
+            # what it writes next never read as damage later.
             os.truncate(wal, end)
         return None
 
@@ -927,27 +928,27 @@ def wal_damage(data: bytes, synced: tuple[bytes, int] | None = None) -> int | No
     """Where a SQLite WAL is damaged, or None: a frame whose checksum fails while a later
     frame of the same WAL is whole, or the end of its whole frames when that is before
     where they ended at its last fsync (``synced``: its salt and that offset)."""
-    bad, end = wal_frames(data)
+    bad, end, _ = wal_frames(data)
     if bad is None and synced is not None and data[16:24] == synced[0] and end < synced[1]:
         return end  # frames it had made durable are gone: cut or overwritten, not torn
     return bad
 
 
-def wal_frames(data: bytes) -> tuple[int | None, int]:
+def wal_frames(data: bytes) -> tuple[int | None, int, int]:
     """A SQLite WAL's damage and extent: the offset of a frame whose checksum fails while a
-    later frame of the same WAL is whole (or None), and where its whole frames end (0: no
-    valid header). The format and its checksum are SQLite's
-    (https://www.sqlite.org/fileformat2.html#walformat)."""
+    later frame of the same WAL is whole (or None), where its whole frames end, and where
+    its last whole commit frame ends (0, 0: no valid header). The format and its checksum
+    are SQLite's (https://www.sqlite.org/fileformat2.html#walformat)."""
     if len(data) < 32 or int.from_bytes(data[:4], "big") not in (0x377F0682, 0x377F0683):
-        return None, 0
+        return None, 0, 0
     order = "big" if data[3] == 0x83 else "little"
     page = int.from_bytes(data[8:12], "big")
     salts = data[16:24]
     s0, s1 = _wal_checksum(data[:24], 0, 0, order)
     if (s0, s1) != (int.from_bytes(data[24:28], "big"), int.from_bytes(data[28:32], "big")):
-        return None, 0  # a header that never got written whole: nothing in it counts
+        return None, 0, 0  # a header that never got written whole: nothing in it counts
     frame, first_bad = 32 + 24 + page, None
-    at = 32
+    at = committed = 32
     while at + frame - 32 <= len(data):
         head = data[at:at + 24]
         if head[8:16] != salts:
@@ -955,12 +956,14 @@ def wal_frames(data: bytes) -> tuple[int | None, int]:
         stored = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
         whole = _wal_checksum(head[:8] + data[at + 24:at + 24 + page], s0, s1, order) == stored
         if whole and first_bad is not None:
-            return first_bad, first_bad
+            return first_bad, first_bad, committed
         if not whole and first_bad is None:
             first_bad = at
         s0, s1 = stored  # each frame stores the running checksum: the next one goes on from it
         at += 24 + page
-    return None, at if first_bad is None else first_bad
+        if whole and first_bad is None and int.from_bytes(head[4:8], "big"):
+            committed = at  # (a commit frame says the database's size after it)
+    return None, at if first_bad is None else first_bad, committed
 
 
 def _wal_state(path: Path) -> tuple[bytes, int] | None:
