@@ -1,5 +1,6 @@
-"""Sans-I/O alarms of a PBX link: silent longer than its quiet period (``no_data``), or its
-records ending far from when they arrive (``clock_skew``).
+"""Sans-I/O alarms of a PBX link: silent longer than its quiet period (``no_data``), its
+records ending far from when they arrive (``clock_skew``), or most of them not read by its
+profile (``unparsed``).
 
 A PBX prints a record when a call ends, so silence is normal at night and alarming in the
 middle of a working day. A source's ``quiet`` period says how long a silence may last;
@@ -91,3 +92,38 @@ class SkewWatch:
         self.raised = off
         return "raised" if off else "cleared"
 
+
+
+@dataclass(slots=True)
+class UnparsedWatch:
+    """The share of a source's recent records its profile could not read: a wrong baud
+    rate, a wrong profile, a PBX upgraded to print otherwise. Raised once when at least
+    :data:`RAISE_AT` of the last :data:`WINDOW` records were unread (after :data:`FEWEST`),
+    cleared when at most :data:`CLEAR_AT` of them are: a record now and then that a PBX
+    garbles is no alarm, a link that reads nothing is."""
+
+    WINDOW = 50
+    FEWEST = 10
+    RAISE_AT = 0.5
+    CLEAR_AT = 0.1
+
+    recent: deque = field(default_factory=lambda: deque(maxlen=UnparsedWatch.WINDOW))
+    raised: bool = False
+
+    @property
+    def share(self) -> float | None:
+        return sum(self.recent) / len(self.recent) if self.recent else None
+
+    def add(self, unread: list[bool]) -> str | None:
+        """Records in the order read, True for each unread; ``"raised"``, ``"cleared"`` or None."""
+        self.recent.extend(unread)
+        share = self.share
+        if share is None or len(self.recent) < self.FEWEST:
+            return None
+        if not self.raised and share >= self.RAISE_AT:
+            self.raised = True
+            return "raised"
+        if self.raised and share <= self.CLEAR_AT:
+            self.raised = False
+            return "cleared"
+        return None

@@ -63,6 +63,7 @@ class Gateway:
         self.started = time.monotonic()  # up_s: not moved by a clock step
         self._tasks: dict[str, asyncio.Task] = {}  # each source's, by name
         self._watches: dict[str, tuple[QuietWatch, float]] = {}  # no-data alarm, its start (monotonic), by source
+        self._active: dict[str, dict[str, int]] = {}  # raised alarms by source: alarm -> since (ms), in the status
         self.restart_needed: list[str] = []  # config keys changed on disk that only a restart applies
         self._reload_wanted = asyncio.Event()  # set by SIGHUP
         self.clock = clock.Clock()
@@ -85,6 +86,7 @@ class Gateway:
             self.sources.append(source)
         self._tasks[settings.name] = task
         self._watches[settings.name] = (QuietWatch(settings.quiet, settings.quiet_hours), time.monotonic())
+        self._active.pop(settings.name, None)  # (its watches begin again, and raise again what still holds)
 
     async def _stop_source(self, name: str, successor: SourceSettings | None) -> Source:
         """Stop a source, once it has committed what it read. It stays listed (its state,
@@ -160,7 +162,7 @@ class Gateway:
             if name not in after:
                 self._forget_source(source)
             source.release()
-        self.publisher.set_sources(_announced(self.settings))
+        self.publisher.set_sources(_announced(self.settings, self._active))
         applied = [f"queue.{f.name}" for f in dataclasses.fields(new.queue)
                    if getattr(old.queue, f.name) != getattr(new.queue, f.name)]
         applied += ["gateway.metrics_interval"] if old.metrics_interval != new.metrics_interval else []
@@ -181,7 +183,7 @@ class Gateway:
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
         self.publisher = Publisher(s.mqtt, self.prepared, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot,
-                                   _announced(s), s.archive.replay_rate)
+                                   _announced(s, self._active), s.archive.replay_rate)
         for source_settings in s.sources:
             self._start_source(source_settings)
         self.publisher.start()
@@ -253,8 +255,11 @@ class Gateway:
         """The alarms raised and not yet cleared (for ``pbxgw status``)."""
         silent = [{"source": name, "alarm": "no_data", "since_ms": wall_ms(watch.silent_since)}
                   for name, (watch, _) in self._watches.items() if watch.silent_since is not None]
-        return silent + [{"source": src.settings.name, "alarm": "clock_skew", "skew_s": round(src.ingest.skew.median_s)}
-                         for src in self.sources if src.ingest.skew.raised]
+        skewed = [{"source": src.settings.name, "alarm": "clock_skew", "skew_s": round(src.ingest.skew.median_s)}
+                  for src in self.sources if src.ingest.skew.raised]
+        unread = [{"source": src.settings.name, "alarm": "unparsed", "share": round(src.ingest.unread.share or 0, 3),
+                   "profile": src.settings.profile.name} for src in self.sources if src.ingest.unread.raised]
+        return silent + skewed + unread
 
     def status_line(self) -> str:
         """One line for systemd's STATUS= (``systemctl status pbxgw`` shows it)."""
@@ -281,8 +286,10 @@ class Gateway:
     async def _watch_alarms(self) -> None:
         """Every source's alarms, checked every second and queued like events: ``no_data``
         (raised once when it has been silent past its quiet period, cleared on its next
-        record) and ``clock_skew`` (its calls' ends against their receive times, which its
-        ingest watches)."""
+        record), ``clock_skew`` (its calls' ends against their receive times) and
+        ``unparsed`` (the share of its recent records its profile could not read), which
+        its ingest watches. Those raised are in the retained status too, so a collector that
+        joins later knows them."""
         while True:
             await asyncio.sleep(ALARM_CHECK_S)
             raised = []
@@ -303,7 +310,23 @@ class Gateway:
                     raised.append(AlarmEvent(gw=self.settings.gateway_id, src=s.name, rx=now_ms(), alarm="clock_skew",
                                              state=change, last_rx=ingest.last_rx, skew_s=round(skew, 1)))
                 ingest.skew_changes.clear()
+                for change in ingest.unread_changes:
+                    share = ingest.unread.share or 0.0
+                    (log.warning if change == "raised" else log.info)(
+                        "source %s: unparsed alarm %s: %.0f %% of its last %d records could not be read by profile "
+                        "%s (a wrong baud rate or framing, the wrong profile, a PBX upgraded to print otherwise?)",
+                        s.name, change, 100 * share, len(ingest.unread.recent), s.profile.name)
+                    raised.append(AlarmEvent(gw=self.settings.gateway_id, src=s.name, rx=now_ms(), alarm="unparsed",
+                                             state=change, last_rx=ingest.last_rx, unparsed_share=round(share, 3)))
+                ingest.unread_changes.clear()
+            for alarm in raised:
+                active = self._active.setdefault(alarm.src, {})
+                if alarm.state == "raised":
+                    active[alarm.alarm] = alarm.rx
+                else:
+                    active.pop(alarm.alarm, None)
             if raised:
+                self.publisher.set_sources(_announced(self.settings, self._active))
                 try:
                     self.store.enqueue(raised)
                 except QueueWriteError as exc:
@@ -329,11 +352,13 @@ class Gateway:
             self.store.sync()
 
 
-def _announced(settings: Settings) -> list[dict]:
+def _announced(settings: Settings, active: dict[str, dict[str, int]]) -> list[dict]:
     """The sources as the retained status names them: what the centre reads their records
-    with, and how it joins them into calls (a site's own copy of a profile included)."""
+    with, how it joins them into calls (a site's own copy of a profile included), and their
+    alarms raised now (alarm -> since, ms)."""
     return [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key,
-             "extends": src.profile.extends, "assembly": src.profile.assembly_table} for src in settings.sources]
+             "extends": src.profile.extends, "assembly": src.profile.assembly_table,
+             "alarms": dict(active.get(src.name, {}))} for src in settings.sources]
 
 
 def _restart_keys(running: Settings, new: Settings) -> list[str]:

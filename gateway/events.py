@@ -62,6 +62,9 @@ class UnparsedEvent:
     profile: str
     raw: str
     reason: str
+    #: The start of the last call its source read before it (s, UTC; None: none yet): where
+    #: in the calls' time it belongs, a backlog's as well as a live one's.
+    after_start: int | None = None
     unsynced: bool = False
     latin1: bool = False
 
@@ -122,7 +125,8 @@ class AlarmEvent:
     """A condition a site should look at, raised once and cleared once: ``no_data``, a
     source silent past its quiet period ``quiet_s`` (``last_rx`` its last record, or null);
     ``clock_skew``, a source whose calls end ``skew_s`` (median) before their records
-    arrive, past its limit."""
+    arrive, past its limit; ``unparsed``, a source whose recent records its profile could
+    not read, ``unparsed_share`` of them."""
 
     KIND: ClassVar[str] = "alarm"
 
@@ -134,6 +138,7 @@ class AlarmEvent:
     last_rx: int | None
     quiet_s: float | None = None
     skew_s: float | None = None
+    unparsed_share: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +191,8 @@ TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap":
 #: the mark of an event received while the gateway's clock was not synchronized (its
 #: ``rx`` or ``ts``, and a year the PBX did not print, may be wrong).
 OPTIONAL_KEYS = ("x", "unsynced", "latin1")
+#: Keys of the other kinds left out of the wire map when empty, as the call's are.
+_ALSO_OPTIONAL = ("after_start", "unparsed_share")
 #: The key the publisher adds to events sent from the backlog (queued before the link
 #: came back), so that consumers can tell late events from live ones.
 HIST_KEY = "hist"
@@ -196,7 +203,7 @@ def to_wire(event: Event) -> dict[str, Any]:
     wire: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": event.KIND}
     for f in fields(event):
         value = getattr(event, f.name)
-        if f.name in OPTIONAL_KEYS and not value:
+        if (f.name in OPTIONAL_KEYS or f.name in _ALSO_OPTIONAL) and not value:
             continue
         wire[f.name] = value
     return wire

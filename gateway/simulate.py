@@ -89,7 +89,9 @@ class PtyLine:
         # meanwhile, wait for the next one.
         while _wait_for_reader(self._master):
             time.sleep(READER_SETTLE_S)
-        os.write(self._master, data)
+        view = memoryview(data)
+        while view:  # (a pty takes part of a write when its buffer is nearly full)
+            view = view[os.write(self._master, view):]
 
     def close(self) -> None:
         try:
@@ -98,13 +100,13 @@ class PtyLine:
             os.close(self._master)
 
 
-def run_pty(profile: PbxProfile, rate: float, count: int | None, seed: int | None,
-            announce: Callable[[str], None]) -> None:
-    """Serve the printout on a new pseudo-terminal; ``announce`` gets its path."""
+def run_pty(lines: Iterator[tuple[float, bytes]], rate: float, announce: Callable[[str], None]) -> None:
+    """Serve a printout (:func:`printout`'s: a gap at rate 1, the bytes) on a new
+    pseudo-terminal; ``announce`` gets its path."""
     line = PtyLine()
     try:
         announce(line.path)
-        for gap, data in printout(profile, count, seed):
+        for gap, data in lines:
             time.sleep(gap / rate)
             line.write(data)
     finally:
@@ -125,17 +127,26 @@ def _wait_for_reader(master: int) -> bool:
 def _wait_until_read(path: str) -> None:
     """Wait until the reader has taken every byte: bytes still queued at hang-up are lost.
 
-    The kernel moves bytes written to the master into the reader's queue a little later,
-    so an empty queue counts only once the last write is ``READER_SETTLE_S`` old.
+    The kernel moves bytes written to the master into the reader's queue a little later
+    (a slow reader holds them back), so the queue counts as taken only once it has stayed
+    empty for ``READER_SETTLE_S``; the wait gives up after ``DRAIN_TIMEOUT_S`` without
+    the reader taking anything.
     """
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
     try:
-        settled = time.monotonic() + READER_SETTLE_S
-        deadline = settled + DRAIN_TIMEOUT_S
-        while time.monotonic() < deadline:
+        empty_since = None
+        last, progress = None, time.monotonic()
+        while time.monotonic() - progress < DRAIN_TIMEOUT_S:
             time.sleep(POLL_S)
             pending = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
-            if not pending and time.monotonic() >= settled:
+            now = time.monotonic()
+            if pending != last:
+                last, progress = pending, now
+            if pending:
+                empty_since = None
+            elif empty_since is None:
+                empty_since = now
+            elif now - empty_since >= READER_SETTLE_S:
                 return
     finally:
         os.close(fd)
@@ -197,8 +208,8 @@ def _serve_login(conn: socket.socket, profile: PbxProfile, password: bytes | Non
     return True
 
 
-def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int | None,
-            seed: int | None, announce: Callable[[str], None], password: bytes | None = None) -> None:
+def run_tcp(profile: PbxProfile, host: str, port: int, lines: Iterator[tuple[float, bytes]], rate: float,
+            announce: Callable[[str], None], password: bytes | None = None) -> None:
     """Serve the printout to TCP clients, one at a time, as a PBX's SMDR port does, after
     the profile's login dialogue if it has one.
 
@@ -207,7 +218,6 @@ def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int |
     """
     with socket.create_server((host, port)) as server:
         announce("%s:%d" % server.getsockname()[:2])
-        lines = printout(profile, count, seed)
         pending = next(lines, None)
         while pending is not None:
             conn, _ = server.accept()
@@ -219,15 +229,14 @@ def run_tcp(profile: PbxProfile, host: str, port: int, rate: float, count: int |
                     conn.shutdown(socket.SHUT_WR)
 
 
-def run_connect(profile: PbxProfile, host: str, port: int, rate: float, count: int | None,
-                seed: int | None, announce: Callable[[str], None]) -> None:
+def run_connect(host: str, port: int, lines: Iterator[tuple[float, bytes]], rate: float,
+                announce: Callable[[str], None]) -> None:
     """Push the printout to a listener (a gateway's tcp-server source), as Avaya IP Office
     does: connect, and connect again (after a second) whenever the connection fails; the
     printout goes on where it stopped. ``announce`` gets each ``host:port`` connected to.
 
     :raises OSError: the first connection is refused (nothing listens there).
     """
-    lines = printout(profile, count, seed)
     pending = next(lines, None)
     first = True
     while pending is not None:

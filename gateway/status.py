@@ -231,6 +231,10 @@ def text(state: dict[str, Any], now: float | None = None) -> list[str]:
         if a["alarm"] == "clock_skew":
             out.append(f"ALARM clock_skew on source {a['source']}: {skew_text(a['skew_s'])} (the PBX's clock, "
                        "the source's timezone, its date order?)")
+        elif a["alarm"] == "unparsed":
+            out.append(f"ALARM unparsed on source {a['source']}: {100 * a['share']:.0f} % of its last records could "
+                       f"not be read by profile {a['profile']} (the baud rate or framing, the profile, a PBX "
+                       "upgraded to print otherwise?)")
         else:
             out.append(f"ALARM {a['alarm']} on source {a['source']}: silent since {_ago(a['since_ms'], now)}")
     oldest = "" if q["oldest_age_s"] is None else f", oldest {span(q['oldest_age_s'])} old"

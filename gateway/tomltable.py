@@ -120,14 +120,19 @@ class Table:
             raise self.fail(key, "unknown key")
 
 
+def seconds(text: str) -> float | None:
+    """The seconds of ``"250ms"``/``"5s"``/``"2m"``/``"1h"``/``"30d"``; None if it is none."""
+    match = _DURATION.fullmatch(text.strip())
+    return float(match[1]) * _SECONDS[match[2]] if match else None
+
+
 def duration(t: Table, key: str, default: float) -> float:
     """A duration in seconds from ``"250ms"``/``"5s"``/``"2m"``/``"1h"``/``"30d"`` or a number."""
     value = t.take(key, (str, int, float), default)
     if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if not match:
-            raise t.fail(key, f"expected a duration such as \"500ms\", \"5s\", \"2m\" or \"30d\"; got {value!r}")
-        value = float(match[1]) * _SECONDS[match[2]]
+        text, value = value, seconds(value)
+        if value is None:
+            raise t.fail(key, f"expected a duration such as \"500ms\", \"5s\", \"2m\" or \"30d\"; got {text!r}")
     if isinstance(value, bool) or value < 0:
         raise t.fail(key, f"expected a duration of 0 or more; got {value!r}")
     return float(value)

@@ -141,14 +141,14 @@ def _margin(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: 
     """How far apart records of one call can start: its profiles' window plus
     :data:`LONGEST_CALL`."""
     cur.execute(db._sql("SELECT DISTINCT profile FROM events WHERE site = ? AND start BETWEEN ? AND ? "
-                        "AND gw = ? AND src = ?"), (site, low, high, gw, src))
+                        "AND gw = ? AND src = ? AND kind = 'call'"), (site, low, high, gw, src))
     return max((assembly_of(name).window for (name,) in cur.fetchall()), default=0) + LONGEST_CALL
 
 
 def _records(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, site: str, low: int,
              high: int) -> list[dict]:
     cur.execute(db._sql(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM events WHERE site = ? AND start BETWEEN ? AND ? "
-                        "AND gw = ? AND src = ?"), (site, low, high, gw, src))
+                        "AND gw = ? AND src = ? AND kind = 'call'"), (site, low, high, gw, src))
     out = []
     for row in cur.fetchall():
         r = dict(zip(_RECORD_COLUMNS, row))

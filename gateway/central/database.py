@@ -102,7 +102,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             gw TEXT NOT NULL, src TEXT NOT NULL, site TEXT NOT NULL, low BIGINT NOT NULL, high BIGINT NOT NULL,
             PRIMARY KEY (gw, src))""",
     ]),
-    (3, "calls: duplicate records folded, each leg's extension and part; every call assembled again", [
+    (3, "calls: duplicate records folded, each leg's extension and part; every call assembled again; "
+        "the unparsed alarm's share", [
+        "ALTER TABLE alarms ADD COLUMN unparsed_share DOUBLE PRECISION",
         "ALTER TABLE calls ADD COLUMN folded BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE calls ADD COLUMN legs {json} NOT NULL DEFAULT '[]'",
         "DELETE FROM calls",
@@ -270,7 +272,7 @@ class Database:
         spans: dict[tuple, list] = {}
         for row in events:
             start = row[_START]
-            if start is not None:  # (a call; unparsed records have none)
+            if start is not None and row[_KIND] == "call":
                 span = spans.get(row[:2])
                 if span is None:
                     spans[row[:2]] = [row[_SITE], start, start]
@@ -428,7 +430,7 @@ class SqliteDatabase(Database):
 
 
 _SEQ = operator.itemgetter(3)
-_START, _SITE = EVENT_COLUMNS.index("start"), EVENT_COLUMNS.index("site")
+_START, _SITE, _KIND = EVENT_COLUMNS.index("start"), EVENT_COLUMNS.index("site"), EVENT_COLUMNS.index("kind")
 
 
 def _by_stream(rows: list[tuple]) -> dict[tuple, list[tuple]]:

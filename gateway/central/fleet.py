@@ -19,14 +19,14 @@ def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
     for gw, site, state, since, boot, version, sources_json, metrics_json, last_seen in db.fetch(
             "SELECT gw, site, state, since, boot, version, sources, metrics, last_seen FROM gateways "
             "ORDER BY site, gw"):
-        zones = {s.get("name"): s.get("timezone") for s in json_value(sources_json) or [] if isinstance(s, dict)}
+        announced = {s.get("name"): s for s in json_value(sources_json) or [] if isinstance(s, dict)}
         metrics = json_value(metrics_json) or {}
         restarts = db.fetch("SELECT count(*) FROM boots WHERE gw = ? AND rx >= ?", (gw, now_ms - DAY_MS))[0][0]
         out.append({
             "gw": gw, "site": site, "state": state, "since": since, "version": version, "boot": boot,
             "starts_last_day": restarts, "last_seen": last_seen,
             "queue_depth": (metrics.get("queue") or {}).get("depth") if isinstance(metrics, dict) else None,
-            "sources": [_source(db, gw, src, kind, zones.get(src), now_ms)
+            "sources": [_source(db, gw, src, kind, announced.get(src) or {}, now_ms)
                         for src, kind in db.fetch("SELECT DISTINCT src, kind FROM sources WHERE gw = ? ORDER BY src",
                                                   (gw,))],
         })
@@ -104,23 +104,44 @@ def open_holes(db: Database) -> dict[tuple[str, str, str, str], list[ranges.Rang
     return out
 
 
-def _source(db: Database, gw: str, src: str, kind: str, zone: str | None, now_ms: int) -> dict[str, Any]:
+def _source(db: Database, gw: str, src: str, kind: str, announced: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """A source's figures; ``announced``: what its gateway's retained status says of it."""
+    zone = announced.get("timezone")
     received, last_rx = db.fetch("SELECT sum(received), max(last_rx) FROM sources WHERE gw = ? AND src = ?",
                                  (gw, src))[0]
     table, time_column = ("events", "rx") if kind == "pbx" else ("headset_events", "ts")
     midnight = _midnight_ms(now_ms, zone)
-    today = db.fetch(f"SELECT count(*) FROM {table} WHERE gw = ? AND src = ? AND {time_column} >= ?",
-                     (gw, src, midnight))[0][0]
+    today, unread = db.fetch(f"SELECT count(*), {'sum(CASE WHEN kind = ? THEN 1 ELSE 0 END)' if kind == 'pbx' else '0'} "
+                             f"FROM {table} WHERE gw = ? AND src = ? AND {time_column} >= ?",
+                             (*(("unparsed",) if kind == "pbx" else ()), gw, src, midnight))[0]
     missing, lost = holes(db, gw, src, kind)
+    states = _alarms(db, gw, src, announced.get("alarms"))
+    return {"src": src, "kind": kind, "timezone": zone, "records": int(received or 0), "last_rx": last_rx,
+            "today": today, "unparsed_today": int(unread or 0), "missing": sum(map(ranges.size, missing.values())),
+            "lost_at_edge": sum(map(ranges.size, lost.values())),
+            "missing_ranges": {s: [list(r) for r in rs] for s, rs in missing.items()},
+            "alarms": [a["alarm"] for a in states if "active_since" in a], "alarm_states": states}
+
+
+def _alarms(db: Database, gw: str, src: str, active: Any) -> list[dict[str, Any]]:
+    """Each alarm the source has had: ``active_since`` (ms) while raised, else ``cleared_at``.
+    Raised now is what the gateway's retained status says, where it says it (a collector
+    that joined after an alarm was raised knows it so); else the latest alarm event."""
     latest: dict[str, tuple[int, str]] = {}
     for alarm, state, rx in db.fetch("SELECT alarm, state, rx FROM alarms WHERE gw = ? AND src = ?", (gw, src)):
         if alarm not in latest or rx >= latest[alarm][0]:
             latest[alarm] = (rx, state)
-    return {"src": src, "kind": kind, "timezone": zone, "records": int(received or 0), "last_rx": last_rx,
-            "today": today, "missing": sum(map(ranges.size, missing.values())),
-            "lost_at_edge": sum(map(ranges.size, lost.values())),
-            "missing_ranges": {s: [list(r) for r in rs] for s, rs in missing.items()},
-            "alarms": sorted(a for a, (_, state) in latest.items() if state == "raised")}
+    if not isinstance(active, dict):
+        active = {a: rx for a, (rx, state) in latest.items() if state == "raised"}
+    out = []
+    for alarm in sorted(set(latest) | set(active)):
+        if alarm in active:
+            since = active[alarm] if type(active[alarm]) is int else latest.get(alarm, (None,))[0]
+            out.append({"alarm": alarm, "active_since": since})
+        else:
+            rx, state = latest[alarm]
+            out.append({"alarm": alarm, "cleared_at": rx if state == "cleared" else None})
+    return out
 
 
 def _midnight_ms(now_ms: int, zone: str | None) -> int:
@@ -145,10 +166,13 @@ def text(gateways: list[dict[str, Any]], now_ms: int) -> str:
                      f"({g['starts_last_day']} start(s) in the last day){queue}, last heard "
                      f"{_ago(g['last_seen'], now_ms)}")
         for s in g["sources"]:
-            alarms = ", ".join(s["alarms"]) or "none"
+            alarms = "; ".join(f"{a['alarm']} active since {_when(a['active_since'])}" if "active_since" in a
+                               else f"{a['alarm']} cleared at {_when(a['cleared_at'])}"
+                               for a in s["alarm_states"]) or "none"
+            unread = f" ({s['unparsed_today']} not understood)" if s["unparsed_today"] else ""
             lines.append(f"  {s['src']} ({s['kind']}): {s['records']} stored, last {_when(s['last_rx'])}, "
-                         f"{s['today']} today, missing {s['missing']}{_ranges(s['missing_ranges'])}, "
-                         f"lost at edge {s['lost_at_edge']}, alarms raised: {alarms}")
+                         f"{s['today']} today{unread}, missing {s['missing']}{_ranges(s['missing_ranges'])}, "
+                         f"lost at edge {s['lost_at_edge']}, alarms: {alarms}")
     return "\n".join(lines) + "\n"
 
 

@@ -39,14 +39,15 @@ SCHEMA: dict[str, dict[str, tuple]] = {
                  caller=(str, None), called=(str, None), acct=(str, None), disp=(str, None), callid=(str, None),
                  raw=_STR, x=(dict, _OPT), unsynced=(bool, _OPT), latin1=(bool, _OPT)),
     "unparsed": dict(gw=_STR, src=_STR, stream=(str, None), seq=_INT, rx=_INT, profile=_STR, raw=_STR,
-                     reason=_STR, unsynced=(bool, _OPT), latin1=(bool, _OPT)),
+                     reason=_STR, after_start=(int, None, _OPT), unsynced=(bool, _OPT), latin1=(bool, _OPT)),
     "headset": dict(gw=_STR, src=_STR, stream=_STR, seq=_INT, ts=_INT, vid=_INT, pid=_INT, model=(str, None),
                     serial=(str, None), agent=(str, None), ext=(str, None), ev=_STR, detail=(str, None),
                     unsynced=(bool, _OPT)),
     "gap": dict(gw=_STR, src=_STR, stream=(str, None), rx=_INT, first=_INT, last=_INT, count=_INT,
                 first_rx=(int, None), last_rx=(int, None), reason=_STR),
     "alarm": dict(gw=_STR, src=_STR, rx=_INT, alarm=_STR, state=_STR, last_rx=(int, None),
-                  quiet_s=(int, float, None), skew_s=(int, float, None, _OPT)),
+                  quiet_s=(int, float, None), skew_s=(int, float, None, _OPT),
+                  unparsed_share=(int, float, None, _OPT)),
     "status": dict(gw=_STR, site=_STR, state=_STR, boot=_INT, rx=_INT, version=_STR, sources=(list, _OPT)),
     "metrics": dict(gw=_STR, rx=_INT, up_s=_NUM, sources=(list,), queue=(dict,), broker=(dict,), headsets=_INT),
 }
@@ -64,7 +65,8 @@ HEADSET_COLUMNS = ("gw", "src", "stream", "seq", "site", "ts", "vid", "pid", "mo
                    "ev", "detail", "hist", "unsynced", "received_at")
 GAP_COLUMNS = ("gw", "src", "stream", "first", "last", "count", "rx", "first_rx", "last_rx", "reason", "site",
                "received_at")
-ALARM_COLUMNS = ("gw", "src", "rx", "alarm", "state", "last_rx", "quiet_s", "skew_s", "site", "received_at")
+ALARM_COLUMNS = ("gw", "src", "rx", "alarm", "state", "last_rx", "quiet_s", "skew_s", "unparsed_share", "site",
+                 "received_at")
 REJECTED_COLUMNS = ("topic", "payload", "reason", "received_at")
 
 
@@ -157,8 +159,9 @@ class Rows:
             g = _CALL_FIELDS(e)
             self.events.append((*g[:2], g[2] or "", g[3], kind, site, *g[4:], None, x, hist, unsynced, received_at))
         elif kind == "unparsed":
+            # (its start: the start of the call read before it, where in the calls' time it belongs)
             self.events.append((e["gw"], e["src"], e["stream"] or "", e["seq"], kind, site, e["rx"], e["profile"],
-                                None, None, None, None, None, None, None, None, None, None, None, e["raw"],
+                                e.get("after_start"), None, None, None, None, None, None, None, None, None, None, e["raw"],
                                 e["reason"], None, hist, unsynced, received_at))
         elif kind == "headset":
             self.headsets.append((e["gw"], e["src"], e["stream"], e["seq"], site, e["ts"], e["vid"], e["pid"],
@@ -169,7 +172,7 @@ class Rows:
                               e["first_rx"], e["last_rx"], e["reason"], site, received_at))
         elif kind == "alarm":
             self.alarms.append((e["gw"], e["src"], e["rx"], e["alarm"], e["state"], e["last_rx"], e["quiet_s"],
-                                e.get("skew_s"), site, received_at))
+                                e.get("skew_s"), e.get("unparsed_share"), site, received_at))
         elif kind == "status":
             self.statuses.append({**e, "site": site, "received_at": received_at})
         else:

@@ -76,13 +76,22 @@ def build(db: Database, site: str, first: date, last: date, settings: KpiSetting
     progress("reading calls")
     headsets = db.fetch("SELECT agent, ext, ts, ev FROM headset_events WHERE site = ? AND ts >= ? AND ts < ? "
                         "AND agent IS NOT NULL ORDER BY agent, ts, seq", (site, start * 1000, end * 1000))
-    # Unread records have no call start: those received in the range (start IS NULL: the index's).
-    unread = db.fetch("SELECT src, profile, COUNT(*) FROM events WHERE site = ? AND start IS NULL AND kind = 'unparsed' "
-                      "AND rx >= ? AND rx < ? GROUP BY src, profile ORDER BY src, profile",
-                      (site, start * 1000, end * 1000))
     figures = kpi.report(calls(db, site, start, end), site, zone_name, first, last, settings, headsets,
-                         [(src, profile, int(n)) for src, profile, n in unread])
+                         unread(db, site, start, end))
     return figures, zone_from
+
+
+def unread(db: Database, site: str, start: int, end: int) -> list[tuple[str, str, int]]:
+    """The records of a site no profile could read, by source and profile, that belong in
+    ``[start, end)``: by the start of the call their source read before them, or, read
+    before any call, by when they arrived (both on the index of starts)."""
+    counts: dict[tuple[str, str], int] = {}
+    for sql, params in (("start >= ? AND start < ?", (start, end)),
+                        ("start IS NULL AND rx >= ? AND rx < ?", (start * 1000, end * 1000))):
+        for src, profile, n in db.fetch(f"SELECT src, profile, COUNT(*) FROM events WHERE site = ? AND {sql} "
+                                        "AND kind = 'unparsed' GROUP BY src, profile", (site, *params)):
+            counts[(src, profile)] = counts.get((src, profile), 0) + int(n)
+    return [(src, profile, n) for (src, profile), n in sorted(counts.items())]
 
 
 def calls(db: Database, site: str, start: int, end: int) -> Iterator[Call]:

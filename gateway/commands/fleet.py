@@ -12,9 +12,9 @@ from gateway.central.settings import DEFAULT_CONFIG
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fleet", help="the gateways and sources in the collector's database",
                        description="One line per gateway (online or offline since when, version, boots, "
-                       "queue depth) and one per source (events stored, last one, today's, missing, "
-                       "lost at the edge, alarms raised), read from the database the collector "
-                       "config names.")
+                       "queue depth) and one per source (events stored, last one, today's and of them not "
+                       "understood, missing, lost at the edge, each alarm active since or cleared at when), read "
+                       "from the database the collector config names.")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="collector config (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead")
     p.set_defaults(run=run)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 from collections.abc import Callable
 
 from gateway.backoff import Backoff
-from gateway.alarms import SkewWatch
+from gateway.alarms import SkewWatch, UnparsedWatch
 from gateway.clock import EARLIEST_TRUE_S, Clock, now_ms
 from gateway.config import SourceSettings
 from gateway.smdr.plausible import Doubts
@@ -44,7 +46,10 @@ class Ingest:
         self.doubts = Doubts(live=settings.type != "file" or settings.follow)
         self.skew = SkewWatch(settings.clock_skew if self.doubts.live else 0)
         self.skew_changes: list[str] = []  # clock_skew alarm changes, for the daemon to queue
+        self.unread = UnparsedWatch()
+        self.unread_changes: list[str] = []  # unparsed alarm changes, for the daemon to queue
         self.last_rx: int | None = None  # when the last record arrived, ms
+        self.last_start: int | None = None  # the start of the last call read
         self.last_seen: float | None = None  # the same on the monotonic clock, s (for the no-data alarm)
         self.write_error = ""  # why the last commit failed ("" when it did not)
         self._stream = self._new_stream(next_seq)
@@ -91,7 +96,13 @@ class Ingest:
 
     def _feed(self, chunk: bytes) -> list:
         self._stream.parser.synchronized = self.clock.synchronized
-        return self._stream.feed(chunk, now_ms())
+        events = self._stream.feed(chunk, now_ms())
+        for i, event in enumerate(events):  # an unread record is placed after the last call read
+            if event.KIND == "call":
+                self.last_start = event.start
+            elif event.KIND == "unparsed" and self.last_start is not None:
+                events[i] = dataclasses.replace(event, after_start=self.last_start)
+        return events
 
     def _commit(self, events: list, offset: int | None, identity: str | None) -> bool:
         if not events and (offset, identity) == (self.offset, self.identity):
@@ -124,6 +135,8 @@ class Ingest:
     def _seen(self, events: list) -> None:
         if events:
             self.last_rx, self.last_seen = events[-1].rx, time.monotonic()
+            if change := self.unread.add([e.KIND == "unparsed" for e in events]):
+                self.unread_changes.append(change)
         if not self.doubts.live:
             return
         for event in events:

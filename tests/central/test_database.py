@@ -155,6 +155,24 @@ def test_the_fleet_shows_status_boots_sources_and_alarms(db):
     assert "gw-1 (site lab): online since" in shown and "missing 1 (3), lost at edge 0" in shown
 
 
+def test_an_alarm_raised_before_the_collector_joined_is_known_from_the_status_and_a_cleared_one_says_when(db):
+    rows = batch(call(1))
+    rows.add("pbxgw/v1/lab/gw-1/status", msgpack.packb(to_wire(StatusEvent(
+        gw="gw-1", site="lab", state="online", boot=1, rx=1_700_000_000_000, version="1.2",
+        sources=[{"name": "pbx", "profile": "avaya-ipo", "timezone": "UTC",
+                  "alarms": {"clock_skew": 1_699_999_000_000}}]))), 1_700_000_000_000)
+    rows.add("pbxgw/v1/lab/gw-1/alarms", msgpack.packb([{
+        "v": 1, "kind": "alarm", "gw": "gw-1", "src": "pbx", "rx": rx, "alarm": "no_data", "state": state,
+        "last_rx": None, "quiet_s": 60.0, "skew_s": None} for rx, state in ((5, "raised"), (1_699_999_500_000, "cleared"))]),
+        6)
+    db.write(rows)
+    (source,) = fleet.fleet(db, 1_700_000_060_000)[0]["sources"]
+    assert source["alarm_states"] == [{"alarm": "clock_skew", "active_since": 1_699_999_000_000},
+                                      {"alarm": "no_data", "cleared_at": 1_699_999_500_000}]
+    shown = fleet.text(fleet.fleet(db, 1_700_000_060_000), 1_700_000_060_000)
+    assert "alarms: clock_skew active since 2023-11-14 21:56:40Z; no_data cleared at 2023-11-14 22:05:00Z" in shown
+
+
 def test_an_older_status_does_not_undo_a_newer_one(db):
     def status(state, rx):
         rows = Rows()

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from datetime import date
+
 import pytest
 
 from gateway.central import settings
@@ -74,6 +76,9 @@ def test_an_empty_config_collects_every_site_into_the_default_sqlite_file(tmp_pa
     ("target = 0.9", "target = 90", "kpi.target", "0.8 for 80 %"),
     ('business_hours = "Mon-Sat 07:00-19:00"', 'business_hours = "weekdays"', "kpi.business_hours",
      "Mon-Fri 08:00-18:00"),
+    ('business_hours = "Mon-Sat 07:00-19:00"', 'business_hours = ""', "kpi.business_hours", "empty value"),
+    ('business_hours = "Mon-Sat 07:00-19:00"', 'business_hours = ["Mon 08:00-18:00", "Sat 25:00-26:00"]',
+     "kpi.business_hours", "no time of day"),
     ('timezone = "Europe/Oslo"', 'timezone = "CEST"', "kpi.site.north.timezone", "IANA time zone"),
     ('answer_within = "30s"', 'answer_within = "soon"', "kpi.answer_within", "expected a duration"),
 ])
@@ -97,7 +102,9 @@ def test_the_config_docs_central_md_shows_is_read_as_it_says(tmp_path):
     k, d = s.kpi, defaults.kpi
     assert (k.answer_within, k.formula, k.short_abandon, k.target, k.hours) == (
         d.answer_within, d.formula, d.short_abandon, d.target, d.hours)
-    assert k.site_zones == (("hq", "Europe/Paris"),) and str(k.hours_of("hq")) == "Mon-Sat 07:30-19:00"
+    assert k.site_zones == (("hq", "Europe/Paris"),)
+    assert str(k.hours_of("hq")) == "Mon-Fri 07:30-19:00, Sat 09:00-12:00, 2026-12-25, 2026-12-26"
+    assert date(2026, 12, 25) in k.hours_of("hq").holidays
 
 
 @pytest.mark.parametrize("command, hidden", [(["collect"], "orjson"), (["fleet"], "orjson"),

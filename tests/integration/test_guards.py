@@ -3,6 +3,7 @@ on the same state directory, `pbxgw parse` on the port the gateway reads, strang
 PBX port."""
 
 import os
+import random
 import re
 import signal
 import socket
@@ -489,6 +490,36 @@ def test_a_pbx_clock_an_hour_behind_raises_clock_skew_and_putting_it_right_clear
         pbx_line.write(ipo_ended(i, 2))
     central.collect(lambda ev: any(e.get("alarm") == "clock_skew" and e["state"] == "cleared" for e in ev),
                     what="the alarm cleared")
+    assert "ALARM" not in pbxgw("status", "--config", str(gw.config)).stdout.decode()
+
+
+def test_a_link_that_reads_nothing_raises_the_unparsed_alarm_in_the_status_too_until_records_read_again(
+        tmp_path, broker, central, pbx_line, start_gateway):
+    """A wrong baud rate: every byte arrives, none makes a record the profile reads."""
+    source = {"name": "ipo", "type": "serial", "device": pbx_line.path, "profile": "avaya-ipo", "timezone": "UTC"}
+    gw = start_gateway(broker.url, [source])
+    wait_until(lambda: "pbxgw.source.ipo: INFO: reading" in gw.log_text(), what="the port to be read")
+    noise = random.Random(5)
+    for _ in range(12):
+        pbx_line.write(bytes(noise.randrange(128, 256) for _ in range(60)) + b"\r\n")
+
+    def alarm(state):
+        return lambda ev: any(e.get("alarm") == "unparsed" and e["state"] == state for e in ev)
+
+    def announced(active):  # (the latest status says it)
+        statuses = lambda ev: [e for e in ev if e.get("kind") == "status"]  # noqa: E731
+        return lambda ev: bool(statuses(ev)) and ("unparsed" in statuses(ev)[-1]["sources"][0]["alarms"]) == active
+
+    events = central.collect(alarm("raised"), what="the unparsed alarm")
+    assert next(e for e in events if e.get("alarm") == "unparsed")["unparsed_share"] == 1.0
+    central.collect(announced(True), what="the alarm in the retained status")
+    shown = pbxgw("status", "--config", str(gw.config)).stdout.decode()
+    assert "ALARM unparsed on source ipo: 100 % of its last records could not be read by profile avaya-ipo" in shown
+    assert "unparsed alarm raised" in gw.log_text()
+    for i in range(1, 61):
+        pbx_line.write(ipo_ended(i, 2))
+    central.collect(alarm("cleared"), what="the alarm cleared")
+    central.collect(announced(False), what="the status without it")
     assert "ALARM" not in pbxgw("status", "--config", str(gw.config)).stdout.decode()
 
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway import schedule
-from gateway.alarms import QuietWatch
+from gateway.alarms import QuietWatch, UnparsedWatch
 
 TZ = ZoneInfo("Europe/Paris")
 MONDAY_9 = datetime(2026, 1, 12, 9, 0, tzinfo=TZ)
@@ -92,3 +92,17 @@ def test_one_late_record_is_not_a_skewed_clock_and_a_limit_of_0_says_nothing():
         late = 7200 if i == 10 else 5  # a record held back once (a link hiccup)
         assert watch.add(1000.0 + late, 1000.0) is None
         assert off.add(1000.0 + 7200, 1000.0) is None
+
+
+def test_unread_records_raise_once_half_of_the_recent_ones_are_and_clear_when_few_are():
+    watch = UnparsedWatch()
+    assert watch.add([True] * 9) is None  # too few to say
+    assert watch.add([True]) == "raised"
+    assert watch.add([True] * 30) is None  # once
+    assert watch.add([False] * 44) is None  # 6 of the last 50 unread: still above the clearing share
+    assert watch.add([False]) == "cleared" and watch.share == 5 / 50
+
+
+def test_a_record_now_and_then_that_a_pbx_garbles_is_no_alarm():
+    watch = UnparsedWatch()
+    assert all(watch.add([n % 10 == 0]) is None for n in range(500))

@@ -41,9 +41,10 @@ def documented_keys(kind: str) -> list[str]:
 @pytest.mark.parametrize("event", [CALL, UNPARSED, HEADSET, GAP, ALARM, STATUS],
                          ids=["call", "unparsed", "headset", "gap", "alarm", "status"])
 def test_wire_keys_are_the_documented_ones_in_order(event):
-    """With every key there: the optional ``unsynced`` and ``latin1`` set where the kind has them."""
+    """With every key there: the optional ones set where the kind has them."""
     names = {f.name for f in dataclasses.fields(event)}
-    event = dataclasses.replace(event, **{key: True for key in ("unsynced", "latin1") if key in names})
+    event = dataclasses.replace(event, **{key: value for key, value in (
+        ("unsynced", True), ("latin1", True), ("after_start", 1768478000), ("unparsed_share", 0.5)) if key in names})
     assert list(to_wire(event)) == documented_keys(event.KIND)
 
 
