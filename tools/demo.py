@@ -1,13 +1,18 @@
-"""The README's demo, the whole path: a simulated Panasonic PBX printing on a pty, the
-gateway reading it through pyserial into its disk queue and publishing to a local
-Mosquitto, `pbxgw subscribe` printing the decoded events as they arrive, and `pbxgw collect`
-storing them in a SQLite database, of which `pbxgw fleet` prints the summary at the end;
-then `pbxgw report` builds the report of the calls it stored (``demo-report/report.html``).
+"""The README's demo, the whole path: a simulated Avaya IP Office printing on a pty the
+calls of a busy contact centre's last 20 minutes (`pbxgw simulate --traffic`: a few
+hundred calls of today, answered, abandoned, to voicemail, transferred, outbound, each
+printed once), the gateway reading it through pyserial into its disk queue and publishing
+to a local Mosquitto, `pbxgw subscribe` printing the decoded events as they arrive, and
+`pbxgw collect` storing them in a SQLite database, of which `pbxgw fleet` prints the summary
+at the end; then `pbxgw report` builds the report of the calls it stored
+(``demo-report/report.html``; the demo counts every hour as business hours, as the calls
+are drawn at whatever hour it runs).
 
-Run it with `make demo`; it stops by itself after two passes over the profile's sample
-printout (a few dozen events, about 15 seconds), or on Ctrl-C.
+Run it with `make demo`; it stops by itself once every record is stored (about 20
+seconds), or on Ctrl-C.
 """
 
+import json
 import signal
 import subprocess
 import sys
@@ -15,38 +20,37 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gateway import simulate
 from gateway.central.database import Database
-from gateway.smdr import offline, profiles
 from tools.parts import Broker, CollectorProcess, GatewayProcess, wait_for
 
-PROFILE = "panasonic-kx-tda"
+PROFILE = "avaya-ipo"
 REPORT = Path("demo-report")  # kept after the demo, beside where it ran
-PASSES = 2  # over the profile's sample printout
-RATE = 3    # lines per second
+TRAFFIC = ["--last", "30m", "--agents", "24", "--calls-per-hour", "400"]
+RATE = 40  # lines per second
 
 
 def main() -> int:
     pbxgw = [sys.executable, "-m", "gateway"]
-    profile = profiles.find(PROFILE)
-    lines = PASSES * len(simulate.printed_units(profile))
-    events = PASSES * len(offline.sample_events(profile, profiles.samples(profile)))
     with tempfile.TemporaryDirectory(prefix="pbxgw-demo-") as tmp:
         work = Path(tmp)
         broker = Broker(work / "broker")
         broker.start()
-        simulator = subprocess.Popen([*pbxgw, "simulate", "--profile", PROFILE, "--pty",
-                                      "--rate", str(RATE), "--count", str(lines)],
+        truth = work / "truth.jsonl"
+        simulator = subprocess.Popen([*pbxgw, "simulate", "--traffic", "--profile", PROFILE, "--pty", *TRAFFIC,
+                                      "--rate", str(RATE), "--truth", str(truth)],
                                      stdout=subprocess.PIPE, text=True)
         pty = simulator.stdout.readline().strip()
+        calls = [json.loads(line) for line in truth.read_text().splitlines()]
+        events = sum(len(call["legs"]) for call in calls)  # IP Office prints a record per leg
         source = {"name": "pbx1", "type": "serial", "device": pty, "profile": PROFILE, "timezone": "UTC"}
         gateway = GatewayProcess(work / "gateway", broker.url, [source])
         database = f"sqlite:///{work / 'central.db'}"
-        collector = CollectorProcess(work / "collector", broker.url, database)
+        collector = CollectorProcess(work / "collector", broker.url, database, kpi={"business_hours": "always"})
         collector.start()
         wait_for(lambda: "subscribed to" in collector.log_text(), what="the collector to subscribe")
         subscriber = subprocess.Popen([*pbxgw, "subscribe", "--broker", broker.url, "--count", str(events)])
-        print(f"demo: broker {broker.url}, PBX printing on {pty}, gateway log {gateway.log}\n"
+        print(f"demo: broker {broker.url}, PBX printing {len(calls)} calls ({events} records) on {pty}, "
+              f"gateway log {gateway.log}\n"
               f"demo: the gateway's state meanwhile: pbxgw status --config {gateway.config}\n"
               f"demo: events as the central side receives them (Ctrl-C stops):", file=sys.stderr, flush=True)
         gateway.start()

@@ -239,8 +239,10 @@ class CollectorProcess(DaemonProcess):
 
     command = "collect"
 
-    def __init__(self, workdir: Path, broker_url: str, database: str, mqtt: dict | None = None, **collector):
-        """:param mqtt: ``[mqtt]`` settings beside the URL, client id and backoff."""
+    def __init__(self, workdir: Path, broker_url: str, database: str, mqtt: dict | None = None,
+                 kpi: dict | None = None, **collector):
+        """:param mqtt: ``[mqtt]`` settings beside the URL, client id and backoff; :param kpi:
+        ``[kpi]`` settings."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "collector.toml"
@@ -249,6 +251,8 @@ class CollectorProcess(DaemonProcess):
         lines = ["[collector]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
         lines += ["[mqtt]", f"url = {json.dumps(broker_url)}", f'client_id = "collector-{free_port()}"',
                   'backoff_max = "2s"'] + [f"{k} = {json.dumps(v)}" for k, v in (mqtt or {}).items()]
+        if kpi:
+            lines += ["[kpi]"] + [f"{k} = {json.dumps(v)}" for k, v in kpi.items()]
         self.config.write_text("\n".join(lines) + "\n")
         self.proc = None
 

@@ -89,3 +89,31 @@ def test_tcp_simulator_serves_the_printout_byte_for_byte(simulator):
             received += chunk
     assert bytes(received) == sample * 2  # cycles through the samples, CR LF line ends
     assert proc.wait(TIMEOUT) == 0
+
+
+def test_drawn_traffic_is_printed_once_a_call_today_ending_by_now_with_its_truth(simulator, tmp_path):
+    """``--last``: a demo's few busy minutes, each call printed once, none ending after now."""
+    import time
+    truth = tmp_path / "truth.jsonl"
+    before = time.time()
+    _, pty = simulator("--traffic", "--profile", "avaya-ipo", "--pty", "--last", "20m", "--calls-per-hour", "300",
+                       "--truth", str(truth), "--rate", "2000")
+    calls = [json.loads(line) for line in truth.read_text().splitlines()]
+    run = pbxgw("parse", "--profile", "avaya-ipo", "--tz", "UTC", pty, timeout=TIMEOUT)
+    events = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert run.returncode == 0 and [e["kind"] for e in events] == ["call"] * sum(len(c["legs"]) for c in calls)
+    assert 50 < len(calls) < 200 and len({e["callid"] for e in events}) == len(calls)
+    ends = [c["start"] + sum(leg["ring"] + leg["talk"] + leg["hold"] for leg in c["legs"]) for c in calls]
+    assert before - 20 * 60 <= min(c["start"] for c in calls) and max(ends) <= time.time()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--profile", "panasonic-kx-tda"], "the calls of panasonic-kx-tda cannot be drawn; families that can: avaya-ipo"),
+    (["--profile", "avaya-ipo", "--timezone", "Paris"], "--timezone: expected an IANA time zone"),
+    (["--profile", "avaya-ipo", "--last", "soon"], '--last: expected a duration such as "20m"'),
+    (["--profile", "avaya-ipo", "--from", "23/11/2026"], "--from: expected a date as YYYY-MM-DD"),
+    (["--profile", "avaya-ipo", "--garble", "5"], "--garble: a share from 0 to 1"),
+])
+def test_drawn_traffic_refuses_what_it_cannot_do_in_one_line(args, says):
+    run = pbxgw("simulate", "--traffic", "--pty", *args, timeout=TIMEOUT)
+    assert run.returncode != 0 and says in run.stderr.decode() and b"Traceback" not in run.stderr
