@@ -103,8 +103,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             PRIMARY KEY (gw, src))""",
     ]),
     (3, "calls: duplicate records folded, each leg's extension and part; every call assembled again; "
-        "the unparsed alarm's share", [
+        "the unparsed alarm's share; records parsed again (pbxgw reparse), as they were", [
         "ALTER TABLE alarms ADD COLUMN unparsed_share DOUBLE PRECISION",
+        """CREATE TABLE reparsed (
+            gw TEXT NOT NULL, src TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL,
+            profile TEXT NOT NULL, was {json} NOT NULL,
+            PRIMARY KEY (gw, src, stream, seq, at))""",
         "ALTER TABLE calls ADD COLUMN folded BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE calls ADD COLUMN legs {json} NOT NULL DEFAULT '[]'",
         "DELETE FROM calls",

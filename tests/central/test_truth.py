@@ -268,3 +268,32 @@ def test_every_record_printed_twice_counts_once(tmp_path, broker, start_gateway,
     database = f"sqlite:///{tmp_path / 'central.db'}"
     truth, out = run_week(tmp_path, broker, start_gateway, start_collector, database, family, None, "--twice")
     check(truth, out, family, twice=True)
+
+
+def test_a_source_read_with_the_wrong_profile_is_reparsed_and_then_reported_as_it_happened(
+        tmp_path, broker, start_gateway, start_collector):
+    database = f"sqlite:///{tmp_path / 'central.db'}"
+    truth, out = run_week(tmp_path, broker, start_gateway, start_collector, database, "avaya-ipo", "asterisk-csv")
+    records = sum(len(c["legs"]) for c in truth)
+    assert json.loads((out / "summary.json").read_text())["offered"] == 0
+    config = tmp_path / "collector" / "collector.toml"
+    stored = Stored(database)
+    try:  # no call read before them: they belong to when they arrived (today), not to the week drawn
+        assert stored.db.fetch("SELECT count(*) FROM events WHERE kind = 'unparsed' AND start IS NULL") == [(records,)]
+    finally:
+        stored.close()
+    fixed = pbxgw("reparse", "--config", str(config), "--site", "lab", "--src", "pbx", "--profile", "avaya-ipo",
+                  timeout=300)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"{records} records of pbx (gateway gw-test) read again with avaya-ipo: {records} now calls, " \
+           "0 still not read" in fixed.stdout.decode()
+    again = tmp_path / "again"
+    made = pbxgw("report", "--config", str(config), "--site", "lab", "--from", MONDAY.isoformat(), "--to",
+                 (MONDAY + timedelta(days=DAYS - 1)).isoformat(), "--out", str(again), timeout=300)
+    assert made.returncode == 0, made.stderr
+    check(truth, again, "avaya-ipo")
+    stored = Stored(database)
+    try:  # the rows as they were are kept
+        assert stored.db.fetch("SELECT count(*) FROM reparsed WHERE profile = 'avaya-ipo'") == [(records,)]
+    finally:
+        stored.close()
