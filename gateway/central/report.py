@@ -111,6 +111,7 @@ def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
     progress("writing calls.csv")
     csvs = (_calls_csv(out / "calls.csv", calls, figures.zone), _extensions_csv(out / "extensions.csv", figures),
             _intervals_csv(out / "intervals.csv", figures), _days_csv(out / "days.csv", figures),
+            _numbers_csv(out / "numbers.csv", figures),
             _summary_json(out / "summary.json", figures))
     charts = []
     for i, (title, draw) in enumerate(_CHARTS, 1):
@@ -389,6 +390,13 @@ def _html(figures: Report, charts: list[tuple[str, bytes]], zone_from: str, csv_
                         [[str(v) if i < 5 or i == 7 else f"{v / 3600:.1f} h" for i, v in enumerate(row)]
                          for row in _extension_values(figures)], names=2)
                  if figures.extensions else "<p>No call rang at an extension.</p>")
+    parts.append("<h2>Numbers called (DDI, hunt group or queue, as the PBX prints it)</h2>")
+    parts.append(_table(["number called", "offered", "answered", "abandoned", "voicemail", "service level",
+                         "average speed of answer"],
+                        [[n or "(none printed)", str(f.offered), str(f.answered), str(f.abandoned), str(f.voicemail),
+                          _pct(f.service_level(figures.settings.formula)), _secs(f.average_wait)]
+                         for n, f in sorted(figures.numbers.items(), key=lambda kv: (-kv[1].offered, kv[0]))])
+                 if figures.numbers else "<p>No call was offered in business hours.</p>")
     parts.append("<h2>Agents (headsets)</h2>")
     parts.append(_table(["agent", "extension", "calls", "off hook", "talk", "talk / off hook"], _agent_rows(figures))
                  if figures.agents else "<p>No headset mapped to an agent reported in this range.</p>")
@@ -455,6 +463,16 @@ def _intervals_csv(path: Path, figures: Report) -> Path:
             local = kpi.local(at, zone)
             w.writerow([local.isoformat(), int(local in hours), f.calls, f"{figures.traffic.get(at, 0) / 1800:.3f}",
                         figures.peak_trunks.get(at, 0), *_figure_cells(f, figures.settings.formula)])
+    return path
+
+
+def _numbers_csv(path: Path, figures: Report) -> Path:
+    """The summary's offered calls by the number they called (the DDI, hunt group or queue,
+    as the PBX prints it; "" where it prints none)."""
+    fh, w = _writer(path, ["called", *_FIGURE_HEAD])
+    with fh:
+        for number, f in sorted(figures.numbers.items()):
+            w.writerow([number, *_figure_cells(f, figures.settings.formula)])
     return path
 
 

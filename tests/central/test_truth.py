@@ -137,6 +137,18 @@ def expected_extensions(truth: list[dict], family: str) -> dict[str, dict]:
     return dict(rows)
 
 
+def expected_numbers(truth: list[dict]) -> dict[str, tuple]:
+    """Offered calls in business hours by the number (hunt group) called: (offered,
+    answered, abandoned, voicemail)."""
+    rows = defaultdict(lambda: [0, 0, 0, 0])
+    for c in truth:
+        if not c["garbled"] and c["dir"] == "in" and in_business_hours(c["start"]):
+            row = rows[c["called"]]
+            row[0] += 1
+            row[1:] = [v + (c["outcome"] == o) for v, o in zip(row[1:], ("answered", "abandoned", "voicemail"))]
+    return {k: tuple(v) for k, v in rows.items()}
+
+
 def expected_intervals(truth: list[dict]) -> dict[str, tuple]:
     """Per local half-hour of the week: (calls, offered, answered, abandoned, voicemail,
     seconds on the line)."""
@@ -209,6 +221,9 @@ def check(truth: list[dict], out: Path, family: str, twice: bool = False) -> Non
     intervals = {r["half_hour_local"]: (int(r["calls"]), int(r["offered"]), int(r["answered"]), int(r["abandoned"]),
                                         int(r["voicemail"]), round(float(r["erlangs"]) * 1800))
                  for r in csv.DictReader((out / "intervals.csv").open())}
+    numbers = {r["called"]: (int(r["offered"]), int(r["answered"]), int(r["abandoned"]), int(r["voicemail"]))
+               for r in csv.DictReader((out / "numbers.csv").open())}
+    assert numbers == expected_numbers(truth)
     want_intervals = expected_intervals(truth)
     assert intervals.keys() == want_intervals.keys()
     # erlangs are printed to 3 decimals: within 1 s of the seconds on the line per half-hour
