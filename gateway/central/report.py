@@ -420,11 +420,14 @@ def _calls_csv(path: Path, calls: Iterable[Call], zone_name: str) -> Path:
     columns = [c for c in _READ if c not in ("gw", "src", "key", "start")]
     values = operator.attrgetter(*columns)
     fh, w = _writer(path, ["start_local", "start_utc", "gw", "src", "key", *columns])
+    # (csv writes None as ""; the two flags as 0 or 1 on either engine; the legs as JSON)
+    shown = {"orphan": int, "complete": int, "legs": lambda legs: orjson.dumps(legs).decode()}
+    cells = [shown.get(c, lambda v: v) for c in columns]
     with fh:
-        for c in calls:  # (csv writes None as ""; the two flags as 0 or 1 on either engine)
+        for c in calls:
             at = datetime.fromtimestamp(c.start, utc)
-            w.writerow([at.astimezone(zone).isoformat(), at.isoformat(), c.gw, c.src, c.key, *values(c)[:-2],
-                        int(c.orphan), int(c.complete)])
+            w.writerow([at.astimezone(zone).isoformat(), at.isoformat(), c.gw, c.src, c.key,
+                        *(cell(v) for cell, v in zip(cells, values(c)))])
     return path
 
 

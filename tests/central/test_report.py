@@ -179,6 +179,9 @@ def test_the_csvs_hold_a_row_per_call_extension_and_half_hour(site, tmp_path):
                  timeout=120).returncode == 0
     calls = list(csv.DictReader((out / "calls.csv").open()))
     assert len(calls) == 80 and calls[0]["start_local"].startswith("2026-03-09T08:00:00+01:00")
+    first = calls[0]  # each column under its name
+    assert (first["outcome"], first["orphan"], first["complete"], first["folded"]) == ("abandoned", "0", "1", "0")
+    assert json.loads(first["legs"]) == [["201", "rang", 0, 0, None]] and first["first_ext"] == ""
     extensions = list(csv.DictReader((out / "extensions.csv").open()))
     assert [r["extension"] for r in extensions] == ["201", "202", "203", "204", "total"]
     assert int(extensions[-1]["presented"]) == 80 == sum(int(r["presented"]) for r in extensions[:-1])
