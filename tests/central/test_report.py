@@ -80,6 +80,16 @@ def expected_summary(url: str) -> list[tuple[str, str]]:
     return report.summary(figures)
 
 
+@pytest.fixture
+def out(site, tmp_path):
+    """The report of the two days, written by ``pbxgw report``: its directory."""
+    config, _ = site
+    made = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out",
+                 str(tmp_path / "out"), timeout=120)
+    assert made.returncode == 0, made.stderr
+    return tmp_path / "out"
+
+
 class References(html.parser.HTMLParser):
     """Every tag and every attribute that could fetch something."""
 
@@ -122,13 +132,9 @@ def test_the_report_opens_in_a_real_browser_with_every_image_and_the_summarys_fi
     assert pixels.shape[0] > 1000 and ink > 0.02, ink
 
 
-def test_on_a_narrow_window_no_text_runs_off_the_page(site, tmp_path):
+def test_on_a_narrow_window_no_text_runs_off_the_page(out):
     from tools.browser import Chromium
 
-    config, _ = site
-    out = tmp_path / "out"
-    assert pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
-                 timeout=120).returncode == 0
     with Chromium(width=480, height=800) as browser:
         browser.open((out / "report.html").as_uri())
         wider = browser.evaluate("""[...document.body.querySelectorAll('*')]
@@ -138,14 +144,10 @@ def test_on_a_narrow_window_no_text_runs_off_the_page(site, tmp_path):
     assert wider == [] and widths[0] <= widths[1], (wider, widths)
 
 
-def test_each_days_service_level_bar_is_coloured_against_the_target(site, tmp_path):
+def test_each_days_service_level_bar_is_coloured_against_the_target(out):
     import base64
     from matplotlib import colors, image
 
-    config, _ = site
-    out = tmp_path / "out"
-    assert pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
-                 timeout=120).returncode == 0
     days = list(csv.DictReader((out / "days.csv").open()))
     target = KpiSettings().target
     met = {float(d["service_level"]) >= target for d in days if d["service_level"]}
@@ -160,11 +162,7 @@ def test_each_days_service_level_bar_is_coloured_against_the_target(site, tmp_pa
     assert (shows(report.MET), shows(report.MISSED)) == (True in met, False in met), (met, days)
 
 
-def test_the_page_references_nothing_outside_itself(site, tmp_path):
-    config, _ = site
-    out = tmp_path / "out"
-    assert pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
-                 timeout=120).returncode == 0
+def test_the_page_references_nothing_outside_itself(out):
     page = References()
     page.feed((out / "report.html").read_text())
     assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
@@ -172,11 +170,7 @@ def test_the_page_references_nothing_outside_itself(site, tmp_path):
     assert not any("url(" in s or "@import" in s for s in page.styles)
 
 
-def test_the_csvs_hold_a_row_per_call_extension_and_half_hour(site, tmp_path):
-    config, _ = site
-    out = tmp_path / "out"
-    assert pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
-                 timeout=120).returncode == 0
+def test_the_csvs_hold_a_row_per_call_extension_and_half_hour(out):
     calls = list(csv.DictReader((out / "calls.csv").open()))
     assert len(calls) == 80 and calls[0]["start_local"].startswith("2026-03-09T08:00:00+01:00")
     first = calls[0]  # each column under its name
