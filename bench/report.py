@@ -63,8 +63,10 @@ def month(records: int, seed: int = 1) -> list[list[dict]]:
             seq += 1
             t = dict(sample[index - 1])
             ring, talk = rnd.randint(1, 40), rnd.randint(20, 600)
+            # (each record its own bytes: copies of a sample's would be folded as one printed twice)
             t.update(gw="gw-1", src="pbx", stream="bench", seq=seq, rx=start * 1000 + seq, start=start,
-                     callid=str(10_000_000 + n), ring=ring, dur=0 if t["disp"] == "unanswered" else talk,
+                     raw=f"{t['raw']} #{seq}", callid=str(10_000_000 + n), ring=ring,
+                     dur=0 if t["disp"] == "unanswered" else talk,
                      trunk=str(9001 + rnd.randrange(30)), ext=t["ext"] and ext if i == 0 else t["ext"])
             events.append(t)
     return [events[i:i + 100] for i in range(0, len(events), 100)]
