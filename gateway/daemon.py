@@ -86,7 +86,7 @@ class Gateway:
             self.sources.append(source)
         self._tasks[settings.name] = task
         self._watches[settings.name] = (QuietWatch(settings.quiet, settings.quiet_hours), time.monotonic())
-        self._active.pop(settings.name, None)  # (its watches begin again, and raise again what still holds)
+        self._clear_alarms(settings.name)
 
     async def _stop_source(self, name: str, successor: SourceSettings | None) -> Source:
         """Stop a source, once it has committed what it read. It stays listed (its state,
@@ -104,6 +104,21 @@ class Gateway:
     def _forget_source(self, source: Source) -> None:
         self.sources.remove(source)
         del self._tasks[source.settings.name], self._watches[source.settings.name]
+        self._clear_alarms(source.settings.name)
+
+    def _clear_alarms(self, name: str) -> None:
+        """A source restarted or gone: its alarms are cleared (a restarted one's watches
+        begin again, and raise again what still holds), so that none stays raised with
+        nothing left to clear it."""
+        cleared = [AlarmEvent(gw=self.settings.gateway_id, src=name, rx=now_ms(), alarm=alarm, state="cleared",
+                              last_rx=None) for alarm in self._active.pop(name, {})]
+        if cleared:
+            try:
+                self.store.enqueue(cleared)
+            except QueueWriteError as exc:
+                log.error("%s; %d alarm events not queued", exc, len(cleared))
+                return
+            self.publisher.wake()
 
     async def _reload_on_signal(self) -> None:
         """Reloads one at a time: the SIGHUPs that arrive during one make exactly one more,

@@ -390,6 +390,12 @@ def _html(figures: Report, charts: list[tuple[str, bytes]], zone_from: str, csv_
                         [[str(v) if i < 5 or i == 7 else f"{v / 3600:.1f} h" for i, v in enumerate(row)]
                          for row in _extension_values(figures)], names=2)
                  if figures.extensions else "<p>No call rang at an extension.</p>")
+    o = figures.outbound
+    parts.append("<h2>Outbound calls</h2>")
+    parts.append(_table(["", "calls", "connected", "talk", "average talk"],
+                        [["every hour of the range", str(o.calls), str(o.answered), f"{o.talk / 3600:.1f} h",
+                          _secs(o.talk / o.answered if o.answered else None)]])
+                 + "<p>Per extension: the outbound columns of the table above.</p>")
     parts.append("<h2>Numbers called (DDI, hunt group or queue, as the PBX prints it)</h2>")
     parts.append(_table(["number called", "offered", "answered", "abandoned", "voicemail", "service level",
                          "average speed of answer"],

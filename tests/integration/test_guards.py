@@ -516,9 +516,18 @@ def test_a_link_that_reads_nothing_raises_the_unparsed_alarm_in_the_status_too_u
     shown = pbxgw("status", "--config", str(gw.config)).stdout.decode()
     assert "ALARM unparsed on source ipo: 100 % of its last records could not be read by profile avaya-ipo" in shown
     assert "unparsed alarm raised" in gw.log_text()
+    # The technician changes the source (a reload restarts it): its watches begin again, so
+    # its alarm is cleared, and raised again while the link still reads nothing.
+    reload_with(gw, 'timezone = "UTC"', 'timezone = "Etc/UTC"', 1)
+    central.collect(alarm("cleared"), what="the alarm cleared by the restart")
+    for _ in range(12):
+        pbx_line.write(bytes(noise.randrange(128, 256) for _ in range(60)) + b"\r\n")
+    central.collect(lambda ev: sum(e.get("alarm") == "unparsed" and e["state"] == "raised" for e in ev) == 2,
+                    what="the alarm raised again")
     for i in range(1, 61):
         pbx_line.write(ipo_ended(i, 2))
-    central.collect(alarm("cleared"), what="the alarm cleared")
+    central.collect(lambda ev: sum(e.get("alarm") == "unparsed" and e["state"] == "cleared" for e in ev) == 2,
+                    what="the alarm cleared by records read")
     central.collect(announced(False), what="the status without it")
     assert "ALARM" not in pbxgw("status", "--config", str(gw.config)).stdout.decode()
 
