@@ -56,15 +56,21 @@ class Assemblies:
         self._announced: dict[tuple[str, str], Assembly] = {}
         for gw, sources in db.fetch("SELECT gw, sources FROM gateways WHERE sources IS NOT NULL"):
             for profile, table in assembly_tables(json_value(sources)).items():
+                written = orjson.dumps(table)
                 try:
-                    self._announced[(gw, profile)] = _announced(orjson.dumps(table))
-                except ProfileError as exc:
-                    log.warning("gateway %s announces assembly rules for %s that do not read (%s): its records "
-                                "are joined by the bundled profile's, or each is a call of its own",
-                                gw, profile, exc)
+                    self._announced[(gw, profile)] = _announced(written)
+                except Exception as exc:  # (it came over the network: whatever it holds, calls are assembled)
+                    _refused(gw, profile, written, str(exc))
 
     def of(self, gw: str, profile: str) -> Assembly:
         return self._announced.get((gw, profile)) or bundled_assembly(profile)
+
+
+@functools.lru_cache(maxsize=256)
+def _refused(gw: str, profile: str, table: bytes, why: str) -> None:
+    """Said once for each table that does not read, not at every refresh."""
+    log.warning("gateway %s announces assembly rules for %s that do not read (%s): its records are joined by the "
+                "bundled profile's, or each is a call of its own", gw, profile, why)
 
 
 @functools.lru_cache(maxsize=256)
