@@ -30,6 +30,9 @@ FORMULAS = {
 NOT_FROM_SMDR = ("queue wait before ringing an extension and after-call work need the ACD's own data, which SMDR "
                  "does not carry: they are not shown")
 DEFAULT_HOURS = "Mon-Fri 08:00-18:00"
+#: The longest a call counts as on the line (traffic, trunks): a record that says more (a
+#: crafted or garbled duration) is counted up to it, and the report says how many did.
+LONGEST_ON_LINE = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,7 @@ class Report:
     orphans: int = 0
     incomplete: int = 0
     folded: int = 0  # records printed twice, folded into their call (every call of the range)
+    over_a_day: int = 0  # calls whose records say they were on the line longer than LONGEST_ON_LINE
     not_understood: tuple[tuple[str, str, int], ...] = ()  # (source, profile, records) the PBX printed unread
 
     @property
@@ -347,11 +351,13 @@ def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: 
             if figures is None:
                 figures = bucket[key] = Figures()
             figures.add(call, settings)
-        _add_traffic(out.traffic, call, clock)
+        end = min(call.end_at, call.start + LONGEST_ON_LINE)
+        out.over_a_day += end < call.end_at
+        _add_traffic(out.traffic, call.start, end, clock)
         _add_extensions(out, call)
         if call.trunk is not None:
             out.trunks.setdefault(call.trunk, Figures()).add(call, settings)
-            trunk_spans.append((call.start, max(call.start + 1, call.end_at)))
+            trunk_spans.append((call.start, max(call.start + 1, end)))
         out.orphans += call.orphan
         out.incomplete += not call.complete
         out.folded += call.folded
@@ -360,9 +366,9 @@ def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: 
     return out
 
 
-def _add_traffic(traffic: dict[int, int], call: Call, clock: LocalClock) -> None:
-    """A call's seconds on the line, each local half-hour taking the part inside it."""
-    at, end = call.start, call.end_at
+def _add_traffic(traffic: dict[int, int], at: int, end: int, clock: LocalClock) -> None:
+    """A call's seconds on the line, ``[at, end)``, each local half-hour taking the part
+    inside it."""
     while at < end:
         key = clock.half_hour(at)
         upto = min(end, key + 1800)

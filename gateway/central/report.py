@@ -156,6 +156,7 @@ def summary_figures(figures: Report) -> dict:
         "not_understood_by_source": [{"src": src, "profile": profile, "records": n}
                                      for src, profile, n in figures.not_understood],
         "folded_duplicates": figures.folded, "orphans": figures.orphans, "incomplete": figures.incomplete,
+        "calls_over_a_day": figures.over_a_day,
         "peak_trunks": max(figures.peak_trunks.values(), default=0),
         "busy_hour": None if busy is None else {
             "start": f"{busy.hour:02}:00", "erlangs_open_days": busy.erlangs_open_days, "open_days": busy.open_days,
@@ -196,7 +197,8 @@ def summary(figures: Report) -> list[tuple[str, str]]:
         ("Records printed twice (folded, counted once)", str(f["folded_duplicates"])),
         ("Records joining no call though their PBX prints an id", str(f["orphans"])),
         ("Calls whose last record has not come yet", str(f["incomplete"])),
-    ]
+    ] + ([("Calls whose records say they lasted over a day (counted in traffic and trunks for their first day only)",
+           str(f["calls_over_a_day"]))] if f["calls_over_a_day"] else [])
 
 
 def definitions(figures: Report, zone_from: str) -> list[tuple[str, str]]:

@@ -177,3 +177,10 @@ def test_the_busy_hour_is_averaged_over_open_days_and_each_hour_takes_its_part_o
     assert (busy.peak_day, busy.erlangs_peak_day) == (TUESDAY, 1.5)
 
 
+
+
+def test_a_call_whose_record_says_it_lasted_years_counts_a_day_and_is_said():
+    crafted = call(at(TUESDAY, 9, 0), wait=5, talk=10**12, ext="201")  # (a garbled or crafted duration)
+    r = kpi.report([crafted], "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS)
+    assert r.over_a_day == 1 and sum(r.traffic.values()) == kpi.LONGEST_ON_LINE
+    assert max(r.peak_trunks.values()) == 1
