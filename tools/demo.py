@@ -1,7 +1,7 @@
-"""The README's demo, the whole path: a simulated Avaya IP Office printing on a pty the
-calls of a busy contact centre's last 20 minutes (`pbxgw simulate --traffic`: a few
-hundred calls of today, answered, abandoned, to voicemail, transferred, outbound, each
-printed once), the gateway reading it through pyserial into its disk queue and publishing
+"""The README's demo, the whole path: a simulated Avaya IP Office serving on its SMDR TCP
+port the calls of a busy contact centre's last 30 minutes (`pbxgw simulate --traffic`: a
+few hundred calls of today, answered, abandoned, to voicemail, transferred, outbound, each
+printed once), the gateway reading them into its disk queue and publishing
 to a local Mosquitto, `pbxgw subscribe` printing the decoded events as they arrive, and
 `pbxgw collect` storing them in a SQLite database, of which `pbxgw fleet` prints the summary
 at the end; then `pbxgw report` builds the report of the calls it stored
@@ -36,20 +36,22 @@ def main() -> int:
         broker = Broker(work / "broker")
         broker.start()
         truth = work / "truth.jsonl"
-        simulator = subprocess.Popen([*pbxgw, "simulate", "--traffic", "--profile", PROFILE, "--pty", *TRAFFIC,
-                                      "--rate", str(RATE), "--truth", str(truth)],
+        simulator = subprocess.Popen([*pbxgw, "simulate", "--traffic", "--profile", PROFILE, "--tcp", "127.0.0.1:0",
+                                      *TRAFFIC, "--rate", str(RATE), "--truth", str(truth)],
                                      stdout=subprocess.PIPE, text=True)
-        pty = simulator.stdout.readline().strip()
+        pbx = simulator.stdout.readline().strip()
+        host, _, port = pbx.rpartition(":")
         calls = [json.loads(line) for line in truth.read_text().splitlines()]
         events = sum(len(call["legs"]) for call in calls)  # IP Office prints a record per leg
-        source = {"name": "pbx1", "type": "serial", "device": pty, "profile": PROFILE, "timezone": "UTC"}
+        source = {"name": "pbx1", "type": "tcp-client", "host": host, "port": int(port), "profile": PROFILE,
+                  "timezone": "UTC"}
         gateway = GatewayProcess(work / "gateway", broker.url, [source])
         database = f"sqlite:///{work / 'central.db'}"
         collector = CollectorProcess(work / "collector", broker.url, database, kpi={"business_hours": "always"})
         collector.start()
         wait_for(lambda: "subscribed to" in collector.log_text(), what="the collector to subscribe")
         subscriber = subprocess.Popen([*pbxgw, "subscribe", "--broker", broker.url, "--count", str(events)])
-        print(f"demo: broker {broker.url}, PBX printing {len(calls)} calls ({events} records) on {pty}, "
+        print(f"demo: broker {broker.url}, PBX serving {len(calls)} calls ({events} records) on {pbx}, "
               f"gateway log {gateway.log}\n"
               f"demo: the gateway's state meanwhile: pbxgw status --config {gateway.config}\n"
               f"demo: events as the central side receives them (Ctrl-C stops):", file=sys.stderr, flush=True)
