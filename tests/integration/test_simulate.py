@@ -96,10 +96,15 @@ def test_drawn_traffic_is_printed_once_a_call_today_ending_by_now_with_its_truth
     import time
     truth = tmp_path / "truth.jsonl"
     before = time.time()
-    _, pty = simulator("--traffic", "--profile", "avaya-ipo", "--pty", "--last", "20m", "--calls-per-hour", "300",
-                       "--truth", str(truth), "--rate", "2000")
+    _, address = simulator("--traffic", "--profile", "avaya-ipo", "--tcp", "127.0.0.1:0", "--last", "20m",
+                           "--calls-per-hour", "300", "--truth", str(truth), "--rate", "2000")
     calls = [json.loads(line) for line in truth.read_text().splitlines()]
-    run = pbxgw("parse", "--profile", "avaya-ipo", "--tz", "UTC", pty, timeout=TIMEOUT)
+    host, _, port = address.rpartition(":")
+    printed = tmp_path / "printed.txt"
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as conn, printed.open("wb") as fh:
+        while chunk := conn.recv(65536):  # (until the PBX has printed every call: it closes)
+            fh.write(chunk)
+    run = pbxgw("parse", "--profile", "avaya-ipo", "--tz", "UTC", str(printed), timeout=TIMEOUT)
     events = [json.loads(line) for line in run.stdout.decode().splitlines()]
     assert run.returncode == 0 and [e["kind"] for e in events] == ["call"] * sum(len(c["legs"]) for c in calls)
     assert 50 < len(calls) < 200 and len({e["callid"] for e in events}) == len(calls)
