@@ -110,15 +110,19 @@ class Gateway:
         """A source restarted or gone: its alarms are cleared (a restarted one's watches
         begin again, and raise again what still holds), so that none stays raised with
         nothing left to clear it."""
-        cleared = [AlarmEvent(gw=self.settings.gateway_id, src=name, rx=now_ms(), alarm=alarm, state="cleared",
-                              last_rx=None) for alarm in self._active.pop(name, {})]
-        if cleared:
-            try:
-                self.store.enqueue(cleared)
-            except QueueWriteError as exc:
-                log.error("%s; %d alarm events not queued", exc, len(cleared))
-                return
-            self.publisher.wake()
+        self._queue_alarms([AlarmEvent(gw=self.settings.gateway_id, src=name, rx=now_ms(), alarm=alarm,
+                                       state="cleared", last_rx=None) for alarm in self._active.pop(name, {})])
+
+    def _queue_alarms(self, alarms: list[AlarmEvent]) -> None:
+        """Queue alarm events like any others (nothing is lost on an outage)."""
+        if not alarms:
+            return
+        try:
+            self.store.enqueue(alarms)
+        except QueueWriteError as exc:
+            log.error("%s; %d alarm events not queued", exc, len(alarms))
+            return
+        self.publisher.wake()
 
     async def _reload_on_signal(self) -> None:
         """Reloads one at a time: the SIGHUPs that arrive during one make exactly one more,
@@ -342,12 +346,7 @@ class Gateway:
                     active.pop(alarm.alarm, None)
             if raised:
                 self.publisher.set_sources(_announced(self.settings, self._active))
-                try:
-                    self.store.enqueue(raised)
-                except QueueWriteError as exc:
-                    log.error("%s; %d alarm events not queued", exc, len(raised))
-                    continue
-                self.publisher.wake()
+                self._queue_alarms(raised)
 
     async def _send_metrics(self) -> None:
         """A ``metrics`` message every ``metrics_interval`` while connected."""
