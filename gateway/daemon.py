@@ -372,6 +372,7 @@ def _announced(settings: Settings, active: dict[str, dict[str, int]]) -> list[di
     alarms raised now (alarm -> since, ms)."""
     return [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key,
              "extends": src.profile.extends, "assembly": src.profile.assembly_table,
+             "assembly_digest": src.profile.assembly.digest,
              "alarms": dict(active.get(src.name, {}))} for src in settings.sources]
 
 

@@ -22,8 +22,8 @@ OUTCOMES = ("answered", "abandoned", "busy", "voicemail", "other")
 
 #: The columns of the ``calls`` table, in its order (see :meth:`Call.row`).
 CALL_COLUMNS = ("gw", "src", "key", "site", "rules", "start", "last_start", "end_at", "dir", "trunk", "caller",
-                "called", "first_ext", "final_ext", "ring", "wait", "talk", "hold", "transfers", "outcome",
-                "orphan", "complete", "folded", "legs", "records")
+                "called", "hunt_group", "first_ext", "final_ext", "ring", "wait", "talk", "hold", "transfers",
+                "outcome", "orphan", "complete", "folded", "legs", "records")
 
 #: What a leg (one record of a call) was at its extension: answered by a person there,
 #: rung there and not answered (the caller gave up, or the call moved on), or a
@@ -39,7 +39,7 @@ class Call:
     src: str
     key: str  # its first record's "stream:seq": the same records, the same key
     site: str
-    rules: str  # "<profile>/<assembly version>": what built it
+    rules: str  # "<profile>/<assembly version>/<digest of its [assembly] table>": what built it
     start: int
     last_start: int  # the latest start among its records
     end_at: int  # when it left the line: its start plus its time on the line (see :func:`call_of`)
@@ -47,6 +47,7 @@ class Call:
     trunk: str | None
     caller: str | None
     called: str | None
+    hunt_group: str | None  # the hunt group or queue it was offered to, where the PBX prints one
     first_ext: str | None  # the first extension that answered it
     final_ext: str | None  # the last one (after transfers)
     ring: int | None  # ring summed over its records (None: the PBX prints none)
@@ -191,6 +192,13 @@ def _wait(chain: list[dict], answered: int | None, starts: str) -> int | None:
     return max(r["start"] + (r["ring"] or 0) for r in legs) - chain[0]["start"]
 
 
+def _group(chain: list[dict], assembly: Assembly) -> str | None:
+    """The first hunt group or queue a record of the call names (its profile's ``group``)."""
+    if not assembly.group:
+        return None
+    return next((v for r in chain if isinstance(v := event_value(r, assembly.group), str) and v.strip()), None)
+
+
 def _leg(r: dict[str, Any], by_person: bool, voicemail: bool, assembly: Assembly) -> tuple:
     kind = "answered" if by_person else "voicemail" if voicemail else "rang"
     name = event_value(r, assembly.name) if assembly.name and r["ext"] is not None else None
@@ -220,11 +228,11 @@ def call_of(found: Chain, assembly: Assembly, profile: str) -> Call:
     people = set(by_person)
     return Call(
         gw=first["gw"], src=first["src"], key=f"{first['stream']}:{first['seq']}", site=first["site"],
-        rules=f"{profile}/{assembly.version}",
+        rules=f"{profile}/{assembly.version}/{assembly.digest}",
         start=first["start"], last_start=max(r["start"] for r in chain),
         end_at=first["start"] + _on_line(chain, assembly),
         dir=_first(chain, "dir"), trunk=_first(chain, "trunk"), caller=_first(chain, "caller"),
-        called=_first(chain, "called"),
+        called=_first(chain, "called"), hunt_group=_group(chain, assembly),
         first_ext=chain[by_person[0]]["ext"] if by_person else None,
         final_ext=chain[by_person[-1]]["ext"] if by_person else None,
         ring=sum(rings) if rings else None, wait=wait,

@@ -46,6 +46,16 @@ class Refused(GatewayError):
     refuses goes to ``rejected``."""
 
 
+#: A migration's last steps when what a call holds changed: every call is assembled again.
+_ASSEMBLE_ALL_AGAIN = [
+    "DELETE FROM calls",
+    "DELETE FROM calls_pending",
+    """INSERT INTO calls_pending (gw, src, site, low, high)
+        SELECT gw, src, MIN(site), MIN(start), MAX(start) FROM events
+        WHERE kind = 'call' AND start IS NOT NULL GROUP BY gw, src""",
+]
+
+
 #: The schema, version by version; ``{json}``, ``{blob}``, ``{bool}``, ``{serial}`` are
 #: each engine's types. Never edit a version once released: add one.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -111,11 +121,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             PRIMARY KEY (gw, src, stream, seq, at))""",
         "ALTER TABLE calls ADD COLUMN folded BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE calls ADD COLUMN legs {json} NOT NULL DEFAULT '[]'",
-        "DELETE FROM calls",
-        "DELETE FROM calls_pending",
-        """INSERT INTO calls_pending (gw, src, site, low, high)
-            SELECT gw, src, MIN(site), MIN(start), MAX(start) FROM events
-            WHERE kind = 'call' AND start IS NOT NULL GROUP BY gw, src""",
+        *_ASSEMBLE_ALL_AGAIN,
+    ]),
+    (4, "calls: the hunt group or queue each was offered to; every call assembled again", [
+        "ALTER TABLE calls ADD COLUMN hunt_group TEXT",
+        *_ASSEMBLE_ALL_AGAIN,
     ]),
 ]
 

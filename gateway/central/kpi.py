@@ -232,6 +232,7 @@ class Report:
     open_days: set[date] = field(default_factory=set)  # days with offered calls in business hours
     extensions: dict[str, Extension] = field(default_factory=dict)
     numbers: dict[str, Figures] = field(default_factory=dict)  # offered calls in business hours, by number called
+    groups: dict[str, Figures] = field(default_factory=dict)  # the same, by the hunt group or queue the PBX printed
     outbound: Figures = field(default_factory=Figures)  # outbound calls: answered = connected
     trunks: dict[str, Figures] = field(default_factory=dict)
     peak_trunks: dict[int, int] = field(default_factory=dict)  # per half-hour: calls on trunks at once, at most
@@ -345,6 +346,8 @@ def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: 
         if in_hours and offered(call):
             out.open_days.add(day)
             out.numbers.setdefault(call.called or "", Figures()).add(call, settings)
+            if call.hunt_group is not None:
+                out.groups.setdefault(call.hunt_group, Figures()).add(call, settings)
         for bucket, key in ((out.half_hours, call.start - wall % 1800), (out.days, day),
                             (out.day_hours, (day, second // 3600))):
             figures = bucket.get(key)

@@ -111,7 +111,7 @@ def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
     progress("writing calls.csv")
     csvs = (_calls_csv(out / "calls.csv", calls, figures.zone), _extensions_csv(out / "extensions.csv", figures),
             _intervals_csv(out / "intervals.csv", figures), _days_csv(out / "days.csv", figures),
-            _numbers_csv(out / "numbers.csv", figures),
+            _numbers_csv(out / "numbers.csv", figures), _groups_csv(out / "groups.csv", figures),
             _summary_json(out / "summary.json", figures))
     charts = []
     for i, (title, draw) in enumerate(_CHARTS, 1):
@@ -399,12 +399,14 @@ def _html(figures: Report, charts: list[tuple[str, bytes]], zone_from: str, csv_
                           _secs(o.talk / o.answered if o.answered else None)]])
                  + "<p>Per extension: the outbound columns of the table above.</p>")
     parts.append("<h2>Numbers called (DDI, hunt group or queue, as the PBX prints it)</h2>")
-    parts.append(_table(["number called", "offered", "answered", "abandoned", "voicemail", "service level",
-                         "average speed of answer"],
-                        [[n or "(none printed)", str(f.offered), str(f.answered), str(f.abandoned), str(f.voicemail),
-                          _pct(f.service_level(figures.settings.formula)), _secs(f.average_wait)]
-                         for n, f in sorted(figures.numbers.items(), key=lambda kv: (-kv[1].offered, kv[0]))])
+    parts.append(_offered_table("number called", figures.numbers, figures)
                  if figures.numbers else "<p>No call was offered in business hours.</p>")
+    parts.append("<h2>Hunt groups and queues</h2>")
+    unnamed = figures.total.offered - sum(f.offered for f in figures.groups.values())
+    parts.append(_offered_table("hunt group or queue", figures.groups, figures)
+                 + f"<p>Offered calls whose records named none: {unnamed}.</p>"
+                 if figures.groups else "<p>The PBX named no hunt group or queue in these calls' records (IP Office "
+                                        "and most families print none: the numbers called above stand for them).</p>")
     parts.append("<h2>Agents (headsets)</h2>")
     parts.append(_table(["agent", "extension", "calls", "off hook", "talk", "talk / off hook"], _agent_rows(figures))
                  if figures.agents else "<p>No headset mapped to an agent reported in this range.</p>")
@@ -474,6 +476,24 @@ def _intervals_csv(path: Path, figures: Report) -> Path:
             local = kpi.local(at, zone)
             w.writerow([local.isoformat(), int(local in hours), f.calls, f"{figures.traffic.get(at, 0) / 1800:.3f}",
                         figures.peak_trunks.get(at, 0), *_figure_cells(f, figures.settings.formula)])
+    return path
+
+
+def _offered_table(head: str, rows: dict[str, Figures], figures: Report) -> str:
+    """Offered calls in business hours by a key (number called, hunt group), busiest first."""
+    return _table([head, "offered", "answered", "abandoned", "voicemail", "service level", "average speed of answer"],
+                  [[n or "(none printed)", str(f.offered), str(f.answered), str(f.abandoned), str(f.voicemail),
+                    _pct(f.service_level(figures.settings.formula)), _secs(f.average_wait)]
+                   for n, f in sorted(rows.items(), key=lambda kv: (-kv[1].offered, kv[0]))])
+
+
+def _groups_csv(path: Path, figures: Report) -> Path:
+    """The summary's offered calls by the hunt group or queue the PBX printed (none where
+    it prints none)."""
+    fh, w = _writer(path, ["hunt_group", *_FIGURE_HEAD])
+    with fh:
+        for group, f in sorted(figures.groups.items()):
+            w.writerow([group, *_figure_cells(f, figures.settings.formula)])
     return path
 
 

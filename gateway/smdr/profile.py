@@ -195,6 +195,8 @@ class Assembly:
     starts: str = "leg"
     not_calls: Condition = ()  # records that are no call (an agent logging in, a ringing notice)
     name: str | None = None  # the field holding the name the PBX prints for a leg's extension
+    group: str | None = None  # the field holding the hunt group or queue a call was offered to
+    digest: str = ""  # of the ``[assembly]`` table as written: which rules built a call (:func:`digest_of`)
 
     @property
     def promises_id(self) -> bool:

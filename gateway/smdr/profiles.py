@@ -10,6 +10,7 @@ every mistake is one :class:`~gateway.errors.ProfileError` naming file and key.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import re._constants as re_constants
@@ -156,7 +157,8 @@ def load(path: Path) -> PbxProfile:
 
     vendor = {s.target for s in specs} | {f for r in rules for f in dict(r.set)} | {
         g for r in rules for _, p in r.when for g in p.groupindex}
-    assembly = _assembly(top.table("assembly"), {f"x.{f[2:]}" for f in vendor if f.startswith("x_")})
+    assembly = _assembly(top.table("assembly"), {f"x.{f[2:]}" for f in vendor if f.startswith("x_")},
+                         assembly_digest(assembly_table))
 
     test = top.table("test")
     test_timezone = test.take("timezone", str, "UTC")
@@ -201,11 +203,19 @@ def assembly_from_table(table: Any, where: str) -> Assembly:
                 walk(v, depth + 1)
 
     walk(table, 0)
-    return _assembly(Table(where, "assembly", copy.deepcopy(table), ProfileError), named)
+    return _assembly(Table(where, "assembly", copy.deepcopy(table), ProfileError), named, assembly_digest(table))
 
 
-def _assembly(t: Table, vendor: set[str]) -> Assembly:
-    """``[assembly]``: how records join into calls (see :class:`Assembly`)."""
+def assembly_digest(table: dict) -> str:
+    """12 hex digits of the SHA-256 of an ``[assembly]`` table as written (keys sorted):
+    the same rules, the same digest, wherever they are read."""
+    canonical = json.dumps(table, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _assembly(t: Table, vendor: set[str], digest: str) -> Assembly:
+    """``[assembly]``: how records join into calls (see :class:`Assembly`); ``digest``
+    is :func:`assembly_digest` of the table as written."""
     known = (*ASSEMBLY_FIELDS, *sorted(vendor))
 
     def field(key: str, value: Any, where: Table = t) -> str:
@@ -238,9 +248,10 @@ def _assembly(t: Table, vendor: set[str]) -> Assembly:
     hold = field("hold", t.take("hold", str)) if "hold" in t.keys() else None
     starts = t.take("starts", str, "leg", choices=("leg", "call"))
     name = field("name", t.take("name", str)) if "name" in t.keys() else None
+    group = field("group", t.take("group", str)) if "group" in t.keys() else None
     assembly = Assembly(version, join, window, line, condition("ends"),
                         condition("transfer", ((("disp", re.compile("transferred")),),)), condition("voicemail"), hold,
-                        starts, condition("not_calls"), name)
+                        starts, condition("not_calls"), name, group, digest)
     t.done()
     return assembly
 

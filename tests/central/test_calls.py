@@ -4,12 +4,15 @@ record), and the ``[assembly]`` table's validation."""
 
 import json
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from gateway.central.calls import assemble
 from gateway.errors import ProfileError
 from gateway.smdr import profiles
+from gateway.smdr.framer import Record
+from gateway.smdr.parser import RecordParser
 from gateway.smdr.profile import holds
 
 pytestmark = pytest.mark.central
@@ -49,7 +52,7 @@ def test_every_sample_record_is_in_exactly_one_call_and_joins_only_its_own_id(na
     for c in calls:
         if assembly.join:
             assert len({by_key[k]["callid"] for k in c.records}) == 1
-        assert c.rules == f"{name}/{assembly.version}" and c.start == min(by_key[k]["start"] for k in c.records)
+        assert c.rules == f"{name}/{assembly.version}/{assembly.digest}" and c.start == min(by_key[k]["start"] for k in c.records)
 
 
 def test_ip_office_segments_of_one_call_are_one_call_and_its_voicemail_leg_is_no_answer_by_a_person():
@@ -115,6 +118,21 @@ def test_cisco_legs_of_one_global_call_id_are_one_call():
             record(2, start + 10, callid="22020", ring=3, dur=90, disp="answered", dir=None, ext="42000")]
     [c] = calls_of("cisco-cucm", legs)
     assert (c.first_ext, c.wait, c.talk, c.outcome) == ("42000", 13, 90, "answered")
+
+
+def test_a_call_names_the_hunt_pilot_or_queue_its_records_print():
+    cucm = {c.key: c.hunt_group for c in calls_of("cisco-cucm", sample_records("cisco-cucm"))}
+    assert cucm.pop("s:2") == "42000" and set(cucm.values()) == {None}  # huntPilotDN, printed in the 2nd row only
+    # a 3CX v16 row of the sample's, as a call to queue 800 prints it
+    row = ("Call 9760,00000171DEE41BB3_2601,00:05:15,2020/05/04 10:53:43,2020/05/04 10:53:50,2020/05/04 10:58:59,"
+           "TerminatedByDst,0000000002,800,10000,800,800,,Ext.185,185,,,,,\"Chain: 0000000002,800,Ext.185,\","
+           "External,Queue,Internal,from disp,to disp,fin disp,")
+    event = RecordParser(profiles.find("3cx"), ZoneInfo("UTC"), "gw", "pbx").parse(Record(row.encode(), False), 1, 1)
+    assert (event.x["queue"], event.dir, event.ext) == ("800", "in", "185")
+    [call] = calls_of("3cx", [record(1, event.start, **{k: getattr(event, k) for k in (
+        "ring", "dur", "dir", "ext", "caller", "called", "disp", "callid", "x")})])
+    assert call.hunt_group == "800"
+    assert calls_of("avaya-ipo", sample_records("avaya-ipo"))[0].hunt_group is None  # IP Office prints none
 
 
 def test_panasonic_transfer_marks_join_contiguous_records_on_one_co_line_and_nothing_else():

@@ -191,8 +191,15 @@ def test_a_sites_renamed_copy_is_assembled_by_the_rules_its_gateway_announces_ev
     callstore.refresh(db)
     [call] = stored_calls(db)
     assert (call.records, call.transfers, call.talk, call.complete) == ((("s1", 1), ("s1", 2)), 1, 70, True)
+    # the same rules, wherever they were read, the same digest: the call says which built it
+    assert call.rules == f"my-ipo/1/{profiles.find('avaya-ipo').assembly.digest}"
     db.write(status_of("my-ipo", profiles.find("avaya-ipo").assembly_table, 1_773_000_000_002))  # the same again
     assert db.fetch("SELECT count(*) FROM calls_pending") == [(0,)]
+    edited = {**profiles.find("avaya-ipo").assembly_table, "window": "3h"}  # an edit that kept version 1
+    db.write(status_of("my-ipo", edited, 1_773_000_000_003))
+    callstore.refresh(db)
+    [call] = stored_calls(db)
+    assert call.rules.startswith("my-ipo/1/") and call.rules != f"my-ipo/1/{profiles.find('avaya-ipo').assembly.digest}"
 
 
 def test_announced_rules_that_do_not_read_fall_back_and_are_checked_as_a_profiles_are(db, caplog):

@@ -55,15 +55,16 @@ def test_a_gateways_calls_are_stored_once_with_its_status_and_the_fleet_shows_th
     from gateway.smdr import profiles
     assert (json.loads(sources) if isinstance(sources, str) else sources) == [
         {"name": "ipo", "profile": "avaya-ipo", "timezone": "Europe/Paris", "extends": None,
-         "assembly": profiles.find("avaya-ipo").assembly_table, "alarms": {}}]
+         "assembly": profiles.find("avaya-ipo").assembly_table,
+         "assembly_digest": profiles.find("avaya-ipo").assembly.digest, "alarms": {}}]
     shown = pbxgw("fleet", "--config", str(collector.config))
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout.decode()
     assert "gw-test (site lab): online since" in text and "ipo (pbx): 500 stored" in text and "missing 0" in text
     # Each record is a call of its own (a distinct call id, continuation 0): assembled meanwhile.
     wait_until(lambda: stored.count("calls") == 500, what="500 calls assembled")
-    assert stored.db.fetch("SELECT count(*), min(rules), max(rules) FROM calls WHERE complete") == [
-        (500, "avaya-ipo/1", "avaya-ipo/1")]
+    rules = f"avaya-ipo/1/{profiles.find('avaya-ipo').assembly.digest}"
+    assert stored.db.fetch("SELECT count(*), min(rules), max(rules) FROM calls WHERE complete") == [(500, rules, rules)]
     as_json = json.loads(pbxgw("fleet", "--json", "--config", str(collector.config)).stdout)
     assert as_json[0]["sources"][0]["records"] == 500
     assert collector.kill(signal.SIGTERM) == 0  # a clean stop

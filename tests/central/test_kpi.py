@@ -27,7 +27,7 @@ def at(day: date, hh: int, mm: int, ss: int = 0, fold: int = 0) -> int:
 
 def call(start: int, outcome: str = "answered", wait: int | None = None, talk: int = 0, ext: str | None = None,
          trunk: str | None = "1", dir: str | None = "in", final: str | None = None, hold: int | None = None,
-         legs: tuple = (), caller: str | None = "0312", folded: int = 0) -> Call:
+         legs: tuple = (), caller: str | None = "0312", folded: int = 0, group: str | None = None) -> Call:
     """A call; unless given, its legs: answered at ``ext`` (then ``final``, the talk split
     in two), or rung there."""
     if not legs and ext is not None:
@@ -40,6 +40,7 @@ def call(start: int, outcome: str = "answered", wait: int | None = None, talk: i
     people = sum(leg[1] == "answered" for leg in legs)
     return Call(gw="gw", src="pbx", key=f"s:{start}", site="hq", rules="test/1", start=start, last_start=start,
                 end_at=start + (wait or 0) + talk + (hold or 0), dir=dir, trunk=trunk, caller=caller, called="200",
+                hunt_group=group,
                 first_ext=ext if outcome == "answered" else None, final_ext=(final or ext) if outcome == "answered" else None,
                 ring=wait, wait=wait, talk=talk, hold=hold,
                 transfers=max(0, people - 1), outcome=outcome, orphan=False, complete=True, folded=folded, legs=legs,
@@ -146,6 +147,19 @@ def test_a_record_with_no_direction_and_no_number_is_no_call_offered():
     unknown_dir = call(at(TUESDAY, 9, 5), wait=3, talk=10, dir=None)
     t = kpi.report([login, unknown_dir], "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS).total
     assert (t.calls, t.offered, t.other) == (2, 1, 0)
+
+
+def test_offered_calls_are_counted_by_the_hunt_group_their_records_name_and_only_those():
+    calls = [call(at(TUESDAY, 9, 0), wait=5, talk=60, ext="201", group="42000"),
+             call(at(TUESDAY, 9, 5), "abandoned", wait=30, ext="202", group="42000"),
+             call(at(TUESDAY, 9, 10), wait=25, talk=60, ext="203", group="43000"),
+             call(at(TUESDAY, 9, 15), wait=5, talk=60, ext="201"),  # names none
+             call(at(TUESDAY, 9, 20), wait=5, talk=60, ext="201", group="42000", dir="out"),  # not offered
+             call(at(TUESDAY, 22, 0), wait=5, talk=60, ext="201", group="42000")]  # out of hours
+    r = kpi.report(calls, "hq", "Europe/Paris", TUESDAY, TUESDAY, SETTINGS)
+    assert {g: (f.offered, f.answered, f.abandoned) for g, f in r.groups.items()} == {"42000": (2, 1, 1),
+                                                                                    "43000": (1, 1, 0)}
+    assert r.total.offered - sum(f.offered for f in r.groups.values()) == 1
 
 
 def test_each_extension_is_presented_a_call_once_and_misses_what_rang_there_unanswered():

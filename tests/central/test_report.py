@@ -20,6 +20,7 @@ from gateway.central.database import Database
 from gateway.central.ingest import Rows
 from gateway.central.kpi import KpiSettings
 from gateway.events import HeadsetEvent, StatusEvent, to_wire
+from gateway.smdr import profiles
 from central_parts import segment
 from helpers import pbxgw
 
@@ -187,6 +188,32 @@ def test_the_csvs_hold_a_row_per_call_extension_and_half_hour(out):
     assert [(d["day"], d["open_day"], d["offered"]) for d in days] == [("2026-03-09", "1", "40"), ("2026-03-10", "1", "40")]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["offered"] == 80 and summary["busy_hour"]["open_days"] == 2
+
+
+def test_a_site_whose_profile_names_a_hunt_group_gets_its_calls_by_group(site, tmp_path):
+    config, url = site
+    assert "named no hunt group or queue" in report_of(config, tmp_path / "before")[1]
+    db = Database.open(url)
+    try:  # the site's copy says its numbers called are hunt groups: its calls are assembled again
+        rules = {**profiles.find("avaya-ipo").assembly_table, "group": "called"}
+        send(db, "status", to_wire(StatusEvent(gw="gw-1", site="hq", state="online", boot=1, rx=2, version="t",
+                                               sources=[{"name": "pbx", "profile": "avaya-ipo", "assembly": rules,
+                                                         "timezone": "Europe/Paris"}])))
+    finally:
+        db.close()
+    out, page = report_of(config, tmp_path / "after")
+    groups = list(csv.DictReader((out / "groups.csv").open()))
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(g["hunt_group"], int(g["offered"]), int(g["answered"])) for g in groups] == [
+        ("200", summary["offered"], summary["answered"])]
+    assert "<h2>Hunt groups and queues</h2>" in page and "Offered calls whose records named none: 0." in page
+
+
+def report_of(config, out) -> tuple:
+    made = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out", str(out),
+                 timeout=120)
+    assert made.returncode == 0, made.stderr
+    return out, (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize("args, says", [
