@@ -19,7 +19,7 @@ import csv
 import io
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -43,12 +43,18 @@ class Centre:
     outbound_share: float = 0.15  # outbound calls, as a share of inbound ones
     agent_timeout: int = 15  # s an agent's phone rings before the call moves on
     agents_tried: int = 2  # agents rung before voicemail
+    voicemail: bool = True  # else the last agent tried rings until the caller gives up
     patience_s: float = 60.0  # a caller's mean patience (exponential)
+    most_patience_s: int = 300  # ...and the longest: callers hang up after 5 minutes of ringing
+    lines: int = 60  # CO lines (trunk channels): a call holds one; with none free it is not placed
     answer_s: float = 6.0  # an agent's mean time to answer (exponential), if free
     talk_s: float = 170.0  # mean talk (exponential, at least 5 s)
     hold_share: float = 0.25  # answered calls with a hold
     transfer_share: float = 0.08  # answered calls passed on to a second agent
     voicemail_s: float = 35.0  # a message's mean length
+
+    def trunks(self) -> list[str]:
+        return [str(9001 + i) for i in range(self.lines)]
 
     def extensions(self) -> list[str]:
         return [str(2001 + i) for i in range(self.agents)]
@@ -138,9 +144,15 @@ def _calls(centre: Centre, rng: random.Random, starts: list[tuple[int, str]], un
     exts = centre.extensions()
     group_of = {ext: centre.groups[i % len(centre.groups)] for i, ext in enumerate(exts)}
     free_at = {ext: 0 for ext in exts}
+    line_free_at = {trunk: 0 for trunk in centre.trunks()}
     calls = []
     for n, (start, kind) in enumerate(starts, 1):
-        call = (_inbound if kind == "in" else _outbound)(n, start, centre, rng, exts, group_of, free_at)
+        free_lines = [t for t, free in line_free_at.items() if free <= start]
+        if not free_lines:  # the network says busy: the PBX never sees the call
+            continue
+        trunk = rng.choice(free_lines)
+        call = (_inbound if kind == "in" else _outbound)(n, start, trunk, centre, rng, exts, group_of, free_at)
+        line_free_at[trunk] = call.end
         if until is None or call.end <= until:
             calls.append(call)
     return calls
@@ -150,22 +162,25 @@ def _number(rng: random.Random) -> str:
     return "0" + "".join(rng.choice("123456789") for _ in range(9))
 
 
-def _inbound(n: int, start: int, centre: Centre, rng: random.Random, exts: list[str], group_of: dict[str, str],
-             free_at: dict[str, int]) -> DrawnCall:
+def _inbound(n: int, start: int, trunk: str, centre: Centre, rng: random.Random, exts: list[str],
+             group_of: dict[str, str], free_at: dict[str, int]) -> DrawnCall:
     group = rng.choice(centre.groups)
-    call = DrawnCall(n, start, "in", _number(rng), group, f"9{rng.randint(1, 4):03}", group)
+    call = DrawnCall(n, start, "in", _number(rng), group, trunk, group)
     members = [e for e in exts if group_of[e] == group]
     order = sorted(members, key=lambda e: (free_at[e] > start, rng.random()))[:centre.agents_tried]
-    patience = rng.expovariate(1 / centre.patience_s)
+    patience = min(rng.expovariate(1 / centre.patience_s), centre.most_patience_s)
     at = start
-    for ext in order:
+    for i, ext in enumerate(order):
         free = free_at[ext] <= at
         answer = max(1, round(rng.expovariate(1 / centre.answer_s))) if free else None
-        ring = centre.agent_timeout if answer is None or answer > centre.agent_timeout else answer
-        if at + ring - start > patience:  # the caller hangs up while it rings here
+        # (the last agent tried, with no voicemail behind, rings until the caller gives up)
+        limit = None if i == len(order) - 1 and not centre.voicemail else centre.agent_timeout
+        answered = answer is not None and (limit is None or answer <= limit)
+        ring = answer if answered else limit
+        if ring is None or at + ring - start > patience:  # the caller hangs up while it rings here
             call.legs.append(Leg(ext, "rang", ring=max(1, round(start + patience - at))))
             return call
-        if answer is None or answer > centre.agent_timeout:
+        if not answered:
             call.legs.append(Leg(ext, "rang", ring=ring))
             at += ring
             continue
@@ -190,10 +205,10 @@ def _answer(ext: str, ring: int, centre: Centre, rng: random.Random) -> Leg:
     return Leg(ext, "answered", ring=ring, talk=max(5, round(rng.expovariate(1 / centre.talk_s))), hold=hold)
 
 
-def _outbound(n: int, start: int, centre: Centre, rng: random.Random, exts: list[str], group_of: dict[str, str],
-              free_at: dict[str, int]) -> DrawnCall:
+def _outbound(n: int, start: int, trunk: str, centre: Centre, rng: random.Random, exts: list[str],
+              group_of: dict[str, str], free_at: dict[str, int]) -> DrawnCall:
     ext = min(exts, key=lambda e: (free_at[e] > start, rng.random()))
-    call = DrawnCall(n, start, "out", ext, _number(rng), f"9{rng.randint(1, 4):03}", None)
+    call = DrawnCall(n, start, "out", ext, _number(rng), trunk, None)
     ring = round(rng.uniform(3, 25))
     if rng.random() < 0.75:
         call.legs.append(Leg(ext, "answered", ring=ring, talk=max(5, round(rng.expovariate(1 / 120)))))
@@ -264,10 +279,81 @@ def asterisk_csv(call: DrawnCall, centre: Centre, zone: ZoneInfo) -> list[bytes]
     return rows
 
 
-#: Family name -> how it prints a call.
-FAMILIES: dict[str, Callable[[DrawnCall, Centre, ZoneInfo], list[bytes]]] = {
-    "avaya-ipo": avaya_ipo,
-    "asterisk-csv": asterisk_csv,
+def panasonic_kx_tda(call: DrawnCall, centre: Centre, zone: ZoneInfo) -> list[bytes]:
+    """KX-TDA Pattern C (120 columns): a record per leg, printed with the time it ended, to
+    the minute; an incoming call's ``<D>`` number called and ``<I>`` caller, its ring
+    (m'ss) and a duration (hh:mm'ss) that counts its hold; ``TR`` on a leg passed on, the
+    next continuing on the same CO line. An outgoing call prints no ring."""
+    lines = []
+    at = call.start
+    for i, leg in enumerate(call.legs):
+        at += leg.ring + leg.talk + leg.hold
+        end = _local(at, zone)
+        if call.dir == "in":
+            dial, ring = f"<D>{call.called}<I>{call.caller}", f"{leg.ring // 60}'{leg.ring % 60:02}"
+        else:
+            dial, ring = call.called, ""
+        held = leg.talk + leg.hold
+        record = (f"{end:%m/%d/%y} {end.hour % 12 or 12:>2}:{end.minute:02}{end:%p} {leg.ext:<5} {call.trunk:>04} "
+                  f"{dial:<50} {ring:>4} {held // 3600:02}:{held // 60 % 60:02}'{held % 60:02} {'':11} {'':10} "
+                  f"{'TR' if i < len(call.legs) - 1 else ''}")
+        lines.append(record.rstrip().encode() + b"\r\n")
+    return lines
+
+
+def cisco_cucm(call: DrawnCall, centre: Centre, zone: ZoneInfo) -> list[bytes]:
+    """Unified CM's CDR flat file (the 10.5 layout of the profile's sample): a CDR per call,
+    times in epoch seconds UTC; dateTimeConnect 0 when never answered; duration from the
+    answer, hold included; originalCalledPartyNumber and huntPilotDN the hunt pilot,
+    finalCalledPartyNumber the member who took it (or last rang); a phone is its device,
+    SEP and its MAC address; the gateway is the other device. It prints one CDR whoever
+    rang before (so its centre tries one agent, and transfers none: see :data:`FAMILIES`)."""
+    [leg] = call.legs
+    row = ["0"] * 123
+    phone = f"SEP{0x00AABB000000 + int(leg.ext):012X}"
+    gateway = f"PSTN-GW-{call.trunk}"
+    answered = leg.kind == "answered"
+    connect = call.start + leg.ring if answered else 0
+    inbound = call.dir == "in"
+    values = {
+        0: "1", 1: "1", 2: str(call.id), 3: str(10_000_000 + 2 * call.id), 4: str(call.start),
+        8: call.caller, 11: "0" if answered else "16", 25: str(10_000_001 + 2 * call.id),
+        29: call.called, 30: leg.ext if inbound else call.called, 33: "16" if answered else "0",
+        47: str(connect), 48: str(call.end), 49: call.called, 50: f"00000000-0000-4000-8000-{call.id:012d}",
+        55: str(leg.talk + leg.hold if answered else 0), 56: gateway if inbound else phone,
+        57: phone if inbound else gateway, 65: "StandAloneCluster", 101: call.group or "", 122: call.group or "",
+    }
+    for column in (9, 31, 51, 52, 53, 54, 67, 68, 70, 77, 78, 79, 80, 81, 104, 105, 108, 109, 110, 111, 119, 120, 121):
+        row[column] = ""
+    for column, value in values.items():
+        row[column] = value
+    return [",".join(row).encode() + b"\n"]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """How a PBX family prints a call, and what of a centre its records can show: a
+    family that prints one record whoever rang before, or no hand-off, has its centre
+    drawn without them (``limits``: :class:`Centre` fields), so that the truth is what
+    its records can tell."""
+
+    render: Callable[[DrawnCall, Centre, ZoneInfo], list[bytes]]
+    limits: dict = field(default_factory=dict)
+
+    def centre(self, centre: Centre) -> Centre:
+        return replace(centre, **self.limits)
+
+
+#: Family name -> how it prints a call. CUCM writes one CDR a call, and Panasonic's
+#: documentation shows no record of an agent a call rang at and left, nor either of them
+#: a voicemail leg one can tell (a KX-TDA's voice mail is an extension, CUCM's a redirect
+#: to a pilot the site chooses): their calls ring one agent until the caller gives up. CUCM prints a transfer as three CDRs of two call
+#: ids (the consultation is a call of its own): its calls are not passed on.
+FAMILIES: dict[str, Family] = {
+    "avaya-ipo": Family(avaya_ipo),
+    "asterisk-csv": Family(asterisk_csv),
+    "panasonic-kx-tda": Family(panasonic_kx_tda, {"agents_tried": 1, "voicemail": False}),
+    "cisco-cucm": Family(cisco_cucm, {"agents_tried": 1, "voicemail": False, "transfer_share": 0.0}),
 }
 
 
@@ -283,7 +369,7 @@ def printout(calls: list[DrawnCall], family: str, centre: Centre, zone: ZoneInfo
     """(when it is printed, UTC s; the record's bytes), in the order the PBX prints them:
     a call's records when it ends; a garbled call's cut after 10 bytes; with ``twice``,
     every record printed again at once (as a PBX that repeats its buffer)."""
-    render = FAMILIES[family]
+    render = FAMILIES[family].render
     for call in sorted(calls, key=lambda c: (c.end, c.id)):
         for record in render(call, centre, zone):
             if call.garbled:

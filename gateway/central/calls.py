@@ -125,6 +125,11 @@ def _end(r: dict[str, Any]) -> int:
     return r["start"] + (r["ring"] or 0) + (r["dur"] or 0)
 
 
+def _ended(r: dict[str, Any]) -> tuple:
+    """Records in the order their legs ended, then as received (the order printed)."""
+    return _end(r), r["rx"], r["stream"], r["seq"]
+
+
 def _hold(r: dict[str, Any], assembly: Assembly) -> int | None:
     value = event_value(r, assembly.hold) if assembly.hold else None
     return value if isinstance(value, int) and value >= 0 else None
@@ -156,6 +161,8 @@ def _chains(ordered: list[dict], assembly: Assembly) -> Iterable[tuple[list[dict
         else:
             groups.setdefault(key, []).append(r)
     for group in groups.values():
+        if assembly.line:  # legs on one line follow each other: in the order they ended, which a PBX
+            group.sort(key=_ended)  # that prints the end to the minute (and derives the start) keeps
         chain, end = [group[0]], _end(group[0])
         for r in group[1:]:
             joins = r["start"] <= end + assembly.window and (

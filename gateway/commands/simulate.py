@@ -97,7 +97,7 @@ def _traffic(args: argparse.Namespace, family: str):
         raise GatewayError("--agents: at least 2; --calls-per-hour: above 0; --days: at least 1; --garble: a share "
                            "from 0 to 1")
     now = int(time.time())
-    centre = traffic.Centre(agents=args.agents, busiest_hour_calls=args.calls_per_hour)
+    centre = traffic.FAMILIES[family].centre(traffic.Centre(agents=args.agents, busiest_hour_calls=args.calls_per_hour))
     if args.last:
         span = _duration(args.last)
         calls = traffic.draw_recent(centre, now - span, now, _seed(args))

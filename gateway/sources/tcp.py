@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +38,11 @@ class LoginFailed(Exception):
     """The PBX did not say what the profile's login dialogue expects."""
 
 
+#: What ends a prompt after its text ("password: ", "> "): part of the prompt, not of the
+#: first record when the PBX prints its records straight after the login.
+_PROMPT_TAIL = re.compile(rb"[:>]? ?")
+
+
 async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 steps: tuple[LoginStep, ...], password: bytes | None = None) -> bytes:
     """Run the dialogue (``password`` in place of the profile's factory one); return the
@@ -55,6 +61,7 @@ async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             except TimeoutError:
                 raise LoginFailed(f"no {step.expect!r} within {step.timeout:g} s") from None
             received = received[at + len(wanted):]
+            received = received[_PROMPT_TAIL.match(received).end():]
         if step.send:
             writer.write(step.sent(password))
             await writer.drain()

@@ -113,7 +113,8 @@ def test_drawn_traffic_is_printed_once_a_call_today_ending_by_now_with_its_truth
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--profile", "panasonic-kx-tda"], "the calls of panasonic-kx-tda cannot be drawn; families that can: avaya-ipo"),
+    (["--profile", "nec-sl"], "the calls of nec-sl cannot be drawn; families that can: avaya-ipo, asterisk-csv, "
+                             "panasonic-kx-tda, cisco-cucm"),
     (["--profile", "avaya-ipo", "--timezone", "Paris"], "--timezone: expected an IANA time zone"),
     (["--profile", "avaya-ipo", "--last", "soon"], '--last: expected a duration such as "20m"'),
     (["--profile", "avaya-ipo", "--from", "23/11/2026"], "--from: expected a date as YYYY-MM-DD"),

@@ -1,9 +1,13 @@
-"""Transport replies: keep-alive requests found in the byte stream, however it is split."""
+"""Transport: keep-alive requests found in the byte stream, however it is split; the login
+dialogue's prompt kept out of the first record."""
 
+import asyncio
 import random
 
+from gateway.smdr import profiles
 from gateway.smdr.profile import Reply
 from gateway.smdr.responder import Responder
+from gateway.sources.tcp import login
 
 TEST = Reply(b"\x00\x08TEST_REQ", b"\x00\x08TEST_RSP")
 PING = Reply(b"PING", b"PONG")
@@ -30,3 +34,26 @@ def test_byte_by_byte_and_whole_give_the_same_answers():
 
 def test_a_profile_without_replies_answers_nothing():
     assert Responder(()).feed(TEST.receive) == b""
+
+
+def test_the_first_record_after_a_login_prompt_is_not_glued_to_the_prompts_tail():
+    """A PBX that prints its records straight after "password: " (the simulator does):
+    the prompt's ": " is the prompt's, and the first record reads whole."""
+    async def dialogue() -> bytes:
+        async def pbx(reader, writer):
+            writer.write(b"password: ")
+            await reader.readline()  # "SMDR", the first step's
+            await reader.readline()  # the password
+            writer.write(b"11/23/26  3:15AM 2002  9010 <D>7002<I>0676261667")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(pbx, "127.0.0.1", 0)
+        async with server:
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            first = await login(reader, writer, profiles.find("panasonic-kx-tda").login)
+            rest = await reader.read()
+            writer.close()
+            return first + rest
+
+    assert asyncio.run(asyncio.wait_for(dialogue(), 30)) == b"11/23/26  3:15AM 2002  9010 <D>7002<I>0676261667"
