@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from gateway import schedule
 from gateway.central.calls import Call
 from gateway.schedule import Schedule
+from gateway.smdr.profile import Assembly
 
 #: Named service-level formulas: what the report prints, and the denominator's parts.
 FORMULAS = {
@@ -161,6 +162,21 @@ class Figures:
         return self.answered / self.offered if self.offered else None
 
 
+#: What a family's records may not show, by the key ``summary.json`` gives it, and how the
+#: report says it.
+UNSHOWN = {
+    "earlier_extensions": "the extensions a call rang at before the one that took it or rang last: they are "
+                          "not presented, nor missed, there",
+    "hold": "hold apart from talk: it is in the talk",
+}
+
+
+def unshown_by(assembly: Assembly) -> tuple[str, ...]:
+    """What records joined by ``assembly`` do not show (keys of :data:`UNSHOWN`)."""
+    return tuple(key for key, shown in (("earlier_extensions", assembly.every_leg), ("hold", assembly.hold))
+                 if not shown)
+
+
 def offered(call: Call) -> bool:
     """Whether a call counts as offered to the centre: inbound, or of no printed direction
     with a number (a record with neither, an agent logging in say, is no call offered)."""
@@ -242,6 +258,7 @@ class Report:
     folded: int = 0  # records printed twice, folded into their call (every call of the range)
     over_a_day: int = 0  # calls whose records say they were on the line longer than LONGEST_ON_LINE
     not_understood: tuple[tuple[str, str, int], ...] = ()  # (source, profile, records) the PBX printed unread
+    unshown: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (source, profile, what its records do not show)
 
     @property
     def day_count(self) -> int:
@@ -327,13 +344,16 @@ _EPOCH = date(1970, 1, 1).toordinal()
 
 def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: date, settings: KpiSettings,
            headsets: Iterable[tuple[str, str | None, int, str]] = (),
-           not_understood: Iterable[tuple[str, str, int]] = ()) -> Report:
+           not_understood: Iterable[tuple[str, str, int]] = (),
+           unshown: Iterable[tuple[str, str, tuple[str, ...]]] = ()) -> Report:
     """The figures of ``calls`` (of one site, starting within the local dates), of the
-    headset events ``(agent, ext, ts ms, ev)`` of its agents, in time order, and the
-    records of the range no profile could read, ``(source, profile, count)``."""
+    headset events ``(agent, ext, ts ms, ev)`` of its agents, in time order, the records
+    of the range no profile could read, ``(source, profile, count)``, and what the
+    sources' records do not show (:data:`UNSHOWN`)."""
     zone = ZoneInfo(zone_name)
     clock = LocalClock(zone)
-    out = Report(site, zone_name, first, last, settings, not_understood=tuple(not_understood))
+    out = Report(site, zone_name, first, last, settings, not_understood=tuple(not_understood),
+                 unshown=tuple(unshown))
     hours = settings.hours_of(site)
     trunk_spans: list[tuple[int, int]] = []
     days: dict[int, date] = {}

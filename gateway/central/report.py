@@ -77,8 +77,21 @@ def build(db: Database, site: str, first: date, last: date, settings: KpiSetting
     headsets = db.fetch("SELECT agent, ext, ts, ev FROM headset_events WHERE site = ? AND ts >= ? AND ts < ? "
                         "AND agent IS NOT NULL ORDER BY agent, ts, seq", (site, start * 1000, end * 1000))
     figures = kpi.report(calls(db, site, start, end), site, zone_name, first, last, settings, headsets,
-                         unread(db, site, start, end))
+                         unread(db, site, start, end), unshown(db, site, start, end))
     return figures, zone_from
+
+
+def unshown(db: Database, site: str, start: int, end: int) -> list[tuple[str, str, tuple[str, ...]]]:
+    """What the records of each source and profile with calls in ``[start, end)`` do not
+    show (:data:`kpi.UNSHOWN`), by the assembly rules that built its calls."""
+    assemblies = callstore.Assemblies(db)
+    found = {}
+    for gw, src, rules in db.fetch("SELECT DISTINCT gw, src, rules FROM calls WHERE site = ? AND start >= ? "
+                                   "AND start < ?", (site, start, end)):
+        profile = rules.split("/")[0]
+        if missing := kpi.unshown_by(assemblies.of(gw, profile)):
+            found[(src, profile)] = missing
+    return [(src, profile, missing) for (src, profile), missing in sorted(found.items())]
 
 
 def unread(db: Database, site: str, start: int, end: int) -> list[tuple[str, str, int]]:
@@ -155,6 +168,8 @@ def summary_figures(figures: Report) -> dict:
         "not_understood": figures.not_understood_count(),
         "not_understood_by_source": [{"src": src, "profile": profile, "records": n}
                                      for src, profile, n in figures.not_understood],
+        "not_shown_by_source": [{"src": src, "profile": profile, "not_shown": list(missing)}
+                                for src, profile, missing in figures.unshown],
         "folded_duplicates": figures.folded, "orphans": figures.orphans, "incomplete": figures.incomplete,
         "calls_over_a_day": figures.over_a_day,
         "peak_trunks": max(figures.peak_trunks.values(), default=0),
@@ -392,6 +407,9 @@ def _html(figures: Report, charts: list[tuple[str, bytes]], zone_from: str, csv_
                         [[str(v) if i < 5 or i == 7 else f"{v / 3600:.1f} h" for i, v in enumerate(row)]
                          for row in _extension_values(figures)], names=2)
                  if figures.extensions else "<p>No call rang at an extension.</p>")
+    parts += [f"<p>What the records of {html.escape(src)} ({html.escape(profile)}) do not show, so not in this "
+              f"table: {html.escape('; '.join(kpi.UNSHOWN[m] for m in missing))}.</p>"
+              for src, profile, missing in figures.unshown]
     o = figures.outbound
     parts.append("<h2>Outbound calls</h2>")
     parts.append(_table(["", "calls", "connected", "talk", "average talk"],

@@ -196,7 +196,8 @@ class Assembly:
     not_calls: Condition = ()  # records that are no call (an agent logging in, a ringing notice)
     name: str | None = None  # the field holding the name the PBX prints for a leg's extension
     group: str | None = None  # the field holding the hunt group or queue a call was offered to
-    digest: str = ""  # of the ``[assembly]`` table as written: which rules built a call (:func:`digest_of`)
+    every_leg: bool = False  # a record per extension a call rang at, not only the one that took it (or rang last)
+    digest: str = ""  # of the ``[assembly]`` table as written: which rules built a call (``profiles.assembly_digest``)
 
     @property
     def promises_id(self) -> bool:

@@ -249,9 +249,10 @@ def _assembly(t: Table, vendor: set[str], digest: str) -> Assembly:
     starts = t.take("starts", str, "leg", choices=("leg", "call"))
     name = field("name", t.take("name", str)) if "name" in t.keys() else None
     group = field("group", t.take("group", str)) if "group" in t.keys() else None
+    every_leg = t.take("every_leg", bool, False)
     assembly = Assembly(version, join, window, line, condition("ends"),
                         condition("transfer", ((("disp", re.compile("transferred")),),)), condition("voicemail"), hold,
-                        starts, condition("not_calls"), name, group, digest)
+                        starts, condition("not_calls"), name, group, every_leg, digest)
     t.done()
     return assembly
 

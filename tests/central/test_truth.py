@@ -39,6 +39,9 @@ FAMILIES = sorted(HOLD_PRINTED)
 OUTCOMES = {"avaya-ipo": {"answered", "abandoned", "voicemail"}, "asterisk-csv": {"answered", "abandoned", "voicemail"},
             "panasonic-kx-tda": {"answered", "abandoned"}, "cisco-cucm": {"answered", "abandoned"}}
 PASSED_ON = {"avaya-ipo", "asterisk-csv", "panasonic-kx-tda"}
+#: What the report says a family's records do not show.
+NOT_SHOWN = {"avaya-ipo": [], "asterisk-csv": ["hold"], "panasonic-kx-tda": ["earlier_extensions", "hold"],
+             "cisco-cucm": ["earlier_extensions", "hold"]}
 
 
 def local(ts: int) -> datetime:
@@ -283,6 +286,9 @@ def test_a_drawn_week_is_reported_as_it_happened(tmp_path, broker, start_gateway
     assert any(len([leg for leg in c["legs"] if leg["kind"] == "answered"]) > 1 for c in truth) == (
         family in PASSED_ON)
     check(truth, out, family)
+    said = json.loads((out / "summary.json").read_text())["not_shown_by_source"]
+    assert said == ([{"src": "pbx", "profile": family, "not_shown": NOT_SHOWN[family]}] if NOT_SHOWN[family] else [])
+    assert ("What the records of pbx" in (out / "report.html").read_text()) == bool(NOT_SHOWN[family])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
