@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from gateway.commands.common import find_profile, open_capture
+from gateway.clock import now_ms
+from gateway.commands.common import find_profile, open_capture, zone
 from gateway.errors import GatewayError, ProfileError
 from gateway.smdr import draft, offline, profiles
 
@@ -84,13 +85,30 @@ def run_new(args: argparse.Namespace) -> int:
     if draft.are_events(lines):
         raise GatewayError(f"{args.capture}: these are pbxgw's JSON events (pbxgw parse output), not what the PBX "
                            "printed; record its own output with `pbxgw capture DEVICE|HOST:PORT FILE`")
+    near = _near_miss(data)
     out.mkdir(parents=True)
-    (out / "profile.toml").write_text(draft.draft(args.name, Path(args.capture).name, lines), encoding="utf-8")
+    text = draft.variant(args.name, Path(args.capture).name, profiles.find(near.profile), near.what, near.key,
+                         near.pattern) if near else draft.draft(args.name, Path(args.capture).name, lines)
+    (out / "profile.toml").write_text(text, encoding="utf-8")
     (out / "samples.txt").write_bytes(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
     profile = profiles.load(out / "profile.toml")
     events = offline.sample_events(profile, profiles.samples(profile))
     calls = sum(e.KIND == "call" for e in events)
+    if near:
+        print(f"the capture has {near.what}: {near.profile} reads it once that is left out, so the draft extends it")
     print(f"wrote {out}/profile.toml and {out}/samples.txt ({len(lines)} lines); {calls} of "
           f"{len(events)} parse with it as drafted.\nNext: edit {out}/profile.toml, check with "
           f"`pbxgw parse --profile {out} {out}/samples.txt`, then `pbxgw profiles test {out} --update`.")
     return 0
+
+
+def _near_miss(data: bytes) -> offline.NearMiss | None:
+    """The bundled profile that reads a capture no profile fits as it is, once something
+    the capture holds besides records is left out (:func:`offline.near_misses`)."""
+    bundled = profiles.load_all()
+    best = offline.rank(bundled, data, zone("UTC"), now_ms())[0]
+    if best.score >= offline.FITS:
+        print(f"note: the bundled profile {best.profile} reads {best.score:.0%} of this capture as it is (pbxgw "
+              f"detect): copying it may be a better start than this draft")
+        return None
+    return next(iter(offline.near_misses(bundled, data, zone("UTC"), now_ms())), None)

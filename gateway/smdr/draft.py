@@ -15,6 +15,7 @@ from collections import Counter
 
 from gateway.smdr.framer import Framer, FramingRules
 from gateway.smdr.parser import decode
+from gateway.smdr.profile import PbxProfile
 
 DELIMITERS = (",", ";", "\t", "|")
 #: How many lines are enough to guess from, and how many the samples keep.
@@ -127,6 +128,29 @@ def draft(name: str, source: str, lines: list[str]) -> str:
         "",
         "[fields]",
         start,
+        "",
+    ])
+
+
+def variant(name: str, source: str, base: PbxProfile, what: str, key: str, pattern: str) -> str:
+    """The text of a ``profile.toml`` that ``extends`` the bundled ``base`` with one more
+    ``[framing]`` ``key`` pattern: for a capture (from ``source``) that ``base`` reads once
+    ``what`` it holds is left out. The base's own patterns of that key are kept (an
+    array replaces the base's)."""
+    patterns = [p.pattern.decode() for p in getattr(base.framing, key)] + [pattern]
+    return "\n".join([
+        f"# A profile for {name}, drafted by `pbxgw profiles new` from {source}.",
+        f"# The capture has {what};",
+        f"# the bundled profile {base.name} reads it once [framing] {key} leaves that out.",
+        f"# Check the events it prints, then run `pbxgw profiles test {name} --update`.",
+        "",
+        "[profile]",
+        f"extends = {_toml(base.name)}",
+        f"name = {_toml(name)}",
+        f"title = {_toml(f'{base.title}, as {source} shows it')}",
+        "",
+        "[framing]",
+        f"{key} = [{', '.join(_toml(p) for p in patterns)}]",
         "",
     ])
 

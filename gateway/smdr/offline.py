@@ -20,7 +20,7 @@ from gateway.smdr.fields import DATE_ORDERS
 from gateway.smdr.framer import Framer, FramerStats
 from gateway.smdr.fields import parse_date, parse_time
 from gateway.smdr.parser import convert, decode
-from gateway.smdr.profile import PbxProfile, with_date_order
+from gateway.smdr.profile import PbxProfile, with_date_order, with_framing
 from gateway.smdr.split import split_record
 from gateway.smdr.stream import StreamParser
 
@@ -142,6 +142,52 @@ class _Reading:
     @property
     def share(self) -> float:
         return self.calls / self.events if self.events else 0.0
+
+
+#: What a capture may hold around its records that its profile does not expect, and the
+#: ``[framing]`` key and pattern a site's copy of the profile would leave it out with.
+SHAPES = (
+    ("a counter column (a call record number?) at the start of each line", "strip", r"^ *\d{1,5} "),
+    ("title and column-header lines (no digit in them)", "skip", r"^\D*$"),
+    ("page headers (\"PAGE nnn\")", "skip", r"(?i)\bpage\s*\d+\s*$"),
+    *((f"{n} character{'s' * (n > 1)} more at the start of each line (its columns {n} to the right)", "strip",
+       f"^.{{{n}}}") for n in (1, 2, 3)),
+)
+#: A near miss is looked for in this much of a capture (the technician's first screenful
+#: tells the shape; the whole of a large capture would be read a dozen times).
+NEAR_MISS_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class NearMiss:
+    """A profile that reads a capture once something the capture holds is left out."""
+
+    profile: str
+    score: float
+    what: str  # what the capture holds, as the technician is told
+    key: str  # the [framing] key, "skip" or "strip", that leaves it out
+    pattern: str  # and its pattern
+    date_order: str | None = None  # another date order the profile then reads it in best
+
+
+def near_misses(profiles: list[PbxProfile], data: bytes, tz: tzinfo, rx: int) -> list[NearMiss]:
+    """For a capture that no profile fits as it is: each shape of :data:`SHAPES` that makes
+    one fit, with the profile that then reads it best, best first."""
+    head = data[:NEAR_MISS_BYTES]
+    found = []
+    for what, key, pattern in SHAPES:
+        best = rank([with_framing(p, key, pattern) for p in profiles], head, tz, rx)[0]
+        if best.score >= FITS:
+            found.append(NearMiss(best.profile, best.score, what, key, pattern, best.date_order))
+    return sorted(found, key=lambda m: -m.score)
+
+
+def first_record_cut(profile: PbxProfile, data: bytes, tz: tzinfo, rx: int) -> bool:
+    """Whether a capture's first record does not read while the rest does: cut when the
+    capture began (a serial tap opened mid-line)."""
+    events = parse_capture(profile, data[:NEAR_MISS_BYTES], tz, rx)
+    rest = events[1:]
+    return bool(rest) and events[0].KIND == "unparsed" and sum(e.KIND == "call" for e in rest) / len(rest) >= FITS
 
 
 def _fields_read(profile: PbxProfile, data: bytes) -> float:

@@ -239,6 +239,14 @@ class PbxProfile:
         return self.path.parent / "expected.jsonl"
 
 
+def with_framing(profile: PbxProfile, key: str, pattern: str) -> PbxProfile:
+    """The profile with one more ``skip`` or ``strip`` pattern in its ``[framing]`` (what a
+    site's copy would add: a counter column cut, title lines skipped)."""
+    framing = profile.framing
+    added = (*getattr(framing, key), re.compile(pattern.encode()))
+    return dataclasses.replace(profile, framing=dataclasses.replace(framing, **{key: added}))
+
+
 def with_date_order(profile: PbxProfile, order: str) -> PbxProfile:
     """The profile reading dates in ``order`` instead (a site's DD/MM against MM/DD).
 

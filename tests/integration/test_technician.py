@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from gateway import simulate
 from gateway.smdr import profiles
 from helpers import ROOT, pbxgw
@@ -173,6 +175,69 @@ def test_detect_ranks_near_misses_by_the_fields_that_read(tmp_path):
     assert run.returncode == 1 and ranked[0]["score"] < 0.5
     assert ranked[0]["profile"] == "avaya-ipo" and 0.5 < ranked[0]["fields"] < 1.0
     assert b"closest: avaya-ipo 0.000 (fields read: " in run.stderr
+
+
+#: The bundled profiles whose records are lines (a counter column is printed on lines).
+LINE_FAMILIES = [name for name in profiles.bundled_names() if profiles.find(name).framing.terminator == "line"]
+
+
+def numbered(family: str, tmp_path):
+    """The family's samples with a record number printed first on each line."""
+    path = tmp_path / "numbered.txt"
+    lines = profiles.find(family).samples_path.read_bytes().splitlines()
+    path.write_bytes(b"".join(b"%2d " % n + line + b"\r\n" for n, line in enumerate(lines, 1)))
+    return path
+
+
+@pytest.mark.parametrize("family", LINE_FAMILIES)
+def test_detect_finds_each_family_behind_a_counter_column(tmp_path, family):
+    """Either the family reads the numbered lines as they are (a CSV's first field takes
+    the number) or detect says the counter column is there and that the family reads the
+    rest."""
+    run = pbxgw("detect", str(numbered(family, tmp_path)))
+    said = run.stderr.decode()
+    if run.returncode == 0:
+        assert run.stdout.decode().split()[0] == family, run.stdout
+    else:
+        assert f"the capture has a counter column (a call record number?) at the start of each line: {family} " \
+               f"reads" in said, said
+
+
+def test_profiles_new_drafts_a_copy_that_reads_a_numbered_capture(tmp_path):
+    capture = numbered("panasonic-kx-tda", tmp_path)
+    made = pbxgw("profiles", "new", "my-tda", "--from", str(capture), "--out", str(tmp_path / "my-tda"))
+    assert made.returncode == 0, made.stderr
+    assert b"the capture has a counter column" in made.stdout and b"extends it" in made.stdout
+    assert 'extends = "panasonic-kx-tda"' in (tmp_path / "my-tda" / "profile.toml").read_text()
+    ours = pbxgw("parse", "--profile", str(tmp_path / "my-tda"), str(capture))
+    bundled = pbxgw("parse", "--profile", "panasonic-kx-tda", str(profiles.find("panasonic-kx-tda").samples_path))
+    # the copy reads the numbered capture as the bundled profile reads the lines without numbers
+    def read(run):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("raw", "rx", "src", "seq", "profile")}
+                for line in run.stdout.splitlines()]
+    assert read(ours) == read(bundled) and len(read(ours)) > 10
+
+
+def test_detect_says_a_capture_is_mostly_title_lines_and_which_profile_reads_the_rest(tmp_path):
+    path = tmp_path / "titled.txt"
+    titles = b"Call Start,Connected Time,Ring Time,Caller,Direction\r\nSMDR report of the reception desk\r\n"
+    path.write_bytes(b"".join(titles + line + b"\r\n"
+                              for line in profiles.find("avaya-ipo").samples_path.read_bytes().splitlines()))
+    run = pbxgw("detect", str(path))
+    assert run.returncode == 1
+    assert "the capture has title and column-header lines (no digit in them): avaya-ipo reads 100% of it once a " \
+           "copy's [framing] has skip = ['^\\D*$']" in run.stderr.decode(), run.stderr
+
+
+def test_detect_says_a_first_line_cut_when_the_capture_began(tmp_path):
+    lines = profiles.find("avaya-ipo").samples_path.read_bytes().splitlines()
+    path = tmp_path / "cut.txt"
+    path.write_bytes(b"\r\n".join([lines[0][len(lines[0]) // 2:], *lines]) + b"\r\n")
+    run = pbxgw("detect", str(path))
+    assert run.returncode == 0 and run.stdout.decode().split()[0] == "avaya-ipo"
+    assert b"the capture's first line does not read and the rest does" in run.stderr
+    whole = pbxgw("detect", str(profiles.find("avaya-ipo").samples_path))
+    assert b"first line" not in whole.stderr
 
 
 def test_parse_says_how_many_calls_look_wrong_when_a_column_is_one_off(tmp_path):
