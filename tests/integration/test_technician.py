@@ -218,25 +218,35 @@ def test_profiles_new_drafts_a_copy_that_reads_a_numbered_capture(tmp_path):
     assert read(ours) == read(bundled) and len(read(ours)) > 10
 
 
-def test_detect_says_a_capture_is_mostly_title_lines_and_which_profile_reads_the_rest(tmp_path):
-    path = tmp_path / "titled.txt"
-    titles = b"Call Start,Connected Time,Ring Time,Caller,Direction\r\nSMDR report of the reception desk\r\n"
-    path.write_bytes(b"".join(titles + line + b"\r\n"
-                              for line in profiles.find("avaya-ipo").samples_path.read_bytes().splitlines()))
+@pytest.mark.parametrize("family", LINE_FAMILIES)
+@pytest.mark.parametrize("extra, shape, pattern", [
+    (b"Call records of the reception desk\r\nDate Time Extension Trunk Number\r\n",
+     "title and column-header lines (no digit in them)", "skip = ['^\\D*$']"),
+    (b"SMDR REPORT 2026                     PAGE 12\r\n  Page 13\r\n", 'page headers ("PAGE nnn")',
+     "skip = ['(?i)\\bpage\\s*\\d+\\s*$']"),
+])
+def test_detect_says_what_besides_records_a_capture_holds_and_which_profile_reads_the_rest(
+        tmp_path, family, extra, shape, pattern):
+    """Two lines that are no record before each record: no profile reads half the
+    capture, and detect says what they are and which profile reads the records."""
+    path = tmp_path / "capture.txt"
+    path.write_bytes(b"".join(extra + line + b"\r\n" for line in profiles.find(family).samples_path.read_bytes()
+                              .splitlines()))
     run = pbxgw("detect", str(path))
-    assert run.returncode == 1
-    assert "the capture has title and column-header lines (no digit in them): avaya-ipo reads 100% of it once a " \
-           "copy's [framing] has skip = ['^\\D*$']" in run.stderr.decode(), run.stderr
+    said = run.stderr.decode()
+    assert run.returncode == 1 and f"the capture has {shape}: {family} reads" in said and pattern in said, said
 
 
-def test_detect_says_a_first_line_cut_when_the_capture_began(tmp_path):
-    lines = profiles.find("avaya-ipo").samples_path.read_bytes().splitlines()
+@pytest.mark.parametrize("family", LINE_FAMILIES)
+def test_detect_says_a_first_line_cut_when_the_capture_began(tmp_path, family):
+    profile = profiles.find(family)
+    raw = next(e["raw"] for e in map(json.loads, profile.expected_path.read_text().splitlines()) if e["kind"] == "call")
     path = tmp_path / "cut.txt"
-    path.write_bytes(b"\r\n".join([lines[0][len(lines[0]) // 2:], *lines]) + b"\r\n")
+    path.write_bytes(raw.encode()[len(raw.encode()) // 2:] + b"\r\n" + profile.samples_path.read_bytes())
     run = pbxgw("detect", str(path))
-    assert run.returncode == 0 and run.stdout.decode().split()[0] == "avaya-ipo"
+    assert run.returncode == 0 and run.stdout.decode().split()[0] == family, run.stdout
     assert b"the capture's first line does not read and the rest does" in run.stderr
-    whole = pbxgw("detect", str(profiles.find("avaya-ipo").samples_path))
+    whole = pbxgw("detect", str(profile.samples_path))
     assert b"first line" not in whole.stderr
 
 
