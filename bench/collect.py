@@ -29,7 +29,7 @@ import msgpack
 from bench.delivery import Counter, fill_queue, idle_source, template
 from gateway.central.database import Database
 from gateway.central.ingest import EVENT_COLUMNS, Rows
-from gateway.events import to_wire
+from gateway.wire.events import to_wire
 from tools.parts import Broker, CollectorProcess, GatewayProcess, Postgres, wait_for
 
 CHUNK = 50_000  # rows per bulk-load chunk (and per batch of events made for it)

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import msgpack
 
+from gateway.commands.simulate import PtyLine
+from gateway.edge.queue.store import Store
 from gateway.smdr import profiles
-from gateway.events import CallEvent, packb
 from gateway.smdr.offline import sample_events
-from gateway.simulate import PtyLine
-from gateway.store import Store
+from gateway.wire.events import CallEvent, packb
 from tools.parts import Broker, GatewayProcess, free_port, subscriber, wait_for
 
 

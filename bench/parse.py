@@ -29,14 +29,14 @@ import tempfile
 import time
 from zoneinfo import ZoneInfo
 
-from gateway import simulate
+from gateway.commands import simulate
 from gateway.commands.common import CHUNK
-from gateway.events import CallEvent
 from gateway.smdr import _smdr_c as compiled
 from gateway.smdr import profiles
-from gateway.smdr.profile import PbxProfile
 from gateway.smdr.framer import Framer as ReferenceFramer
 from gateway.smdr.parser import RecordParser
+from gateway.smdr.profile import PbxProfile
+from gateway.wire.events import CallEvent
 
 ENGINES = {"compiled": (compiled.Framer, compiled.Engine), "reference": (ReferenceFramer, RecordParser)}
 

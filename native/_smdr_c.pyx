@@ -42,7 +42,7 @@ from datetime import date, datetime, time
 import msgpack
 
 from gateway.errors import RecordError
-from gateway.events import OPTIONAL_KEYS, SCHEMA_VERSION, CallEvent, packb
+from gateway.wire.events import OPTIONAL_KEYS, SCHEMA_VERSION, CallEvent, packb
 from gateway.smdr.fields import parse_date, parse_duration, parse_time
 from gateway.smdr.framer import Framer as ReferenceFramer, Record
 from gateway.smdr.parser import RecordParser

@@ -4,7 +4,7 @@ file source reading it, and the collector's database as a test reads it beside i
 from __future__ import annotations
 
 from gateway.central.database import Database
-from gateway.events import CallEvent, to_wire
+from gateway.wire.events import CallEvent, to_wire
 
 
 def ipo_record(i: int) -> bytes:

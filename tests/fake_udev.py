@@ -3,7 +3,7 @@ parents, a context that lists them, and a monitor whose readiness is a real pipe
 
 import os
 
-from gateway.headsets import recording
+from gateway.edge.headsets import recording
 from helpers import FIXTURES
 
 

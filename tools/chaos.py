@@ -47,7 +47,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.simulate import PtyLine
+from gateway.commands.simulate import PtyLine
 from tools.parts import Broker, GatewayProcess, StateDisk
 
 FAULTS = ("gateway", "broker", "sighup", "powercut", "second", "diskfull")

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import status
-from gateway.simulate import PtyLine
+from gateway.commands.simulate import PtyLine
+from gateway.edge import status
 from tools.chaos import Central, record
 from tools.parts import TIMEOUT, Broker, GatewayProcess, free_port, wait_for
 

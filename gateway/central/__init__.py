@@ -5,7 +5,7 @@ default, PostgreSQL at scale), knows what is missing and joins records into call
 (``calls``, as each profile's ``[assembly]`` says); ``pbxgw fleet`` and ``pbxgw report``
 (service figures: ``kpi``) read it. As in
 the gateway, the parts that decide are sans-I/O (``ingest``: a message in, rows out;
-``gateway.ranges``: holes from sequence numbers) under thin shells (``database``: the two engines
+``gateway.wire.ranges``: holes from sequence numbers) under thin shells (``database``: the two engines
 behind one interface; ``collector``: the MQTT daemon). See docs/central.md.
 """
 

@@ -2,8 +2,8 @@
 
 A hole (a ``seq`` range missing in a stream, not reported lost) is asked for once it has
 been seen for ``grace`` seconds: events out of order or a backlog on its way fill most
-holes by themselves. A request names at most :data:`gateway.replay.MAX_RANGE` events; a
-gateway takes at most :data:`gateway.replay.MAX_JOBS` at once, so no more are asked of
+holes by themselves. A request names at most :data:`gateway.wire.replay.MAX_RANGE` events; a
+gateway takes at most :data:`gateway.wire.replay.MAX_JOBS` at once, so no more are asked of
 it until they are answered or time out. A hole still open after its request is asked
 for again after a backoff (``backoff_min`` doubling up to ``backoff_max``), whether the
 reply was lost, the gateway was away or busy; and at once when its gateway comes online
@@ -21,9 +21,8 @@ from typing import Any
 
 import msgpack
 
-from gateway import ranges
-from gateway.events import SCHEMA_VERSION
-from gateway.replay import MAX_JOBS, MAX_RANGE
+from gateway.wire import ranges
+from gateway.wire.replay import MAX_JOBS, MAX_RANGE, request
 
 #: ``(gw, site, src, stream)``: a stream of one source of one gateway.
 StreamKey = tuple[str, str, str, str]
@@ -74,9 +73,8 @@ class Asker:
             self._waiting[hole.request] = where
             busy[gw] += 1
             self.asked += 1
-            out.append((f"pbxgw/v1/{site}/{gw}/cmd/replay", msgpack.packb(
-                {"v": SCHEMA_VERSION, "id": hole.request, "src": src, "stream": stream, "first": first,
-                 "last": last})))
+            out.append((f"pbxgw/v1/{site}/{gw}/cmd/replay",
+                        msgpack.packb(request(hole.request, src, stream, first, last))))
         return out
 
     def online(self, gw: str, now: float) -> None:

@@ -45,7 +45,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.backoff import Backoff
 from gateway.central import callstore
 from gateway.central.asker import Asker
 from gateway.central.database import Database, Refused, Unavailable, Written
@@ -53,9 +52,10 @@ from gateway.central.fleet import open_holes
 from gateway.central.ingest import Rows, rows_of
 from gateway.central.reader import Reader, ReaderGone
 from gateway.central.settings import CollectorSettings
-from gateway.loophooks import NO_REASON, LoopHooks
-from gateway.notify import Notifier
-from gateway.preflight import Prepared
+from gateway.common.backoff import Backoff
+from gateway.common.loophooks import NO_REASON, LoopHooks
+from gateway.common.mqtt import Prepared
+from gateway.common.notify import Notifier
 
 log = logging.getLogger("pbxgw.collect")
 #: A connection that lasted this long was no flap: its end starts the backoff afresh.

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import ranges
 from gateway.central.database import Database, json_value
+from gateway.wire import ranges
 
 DAY_MS = 86_400_000
 

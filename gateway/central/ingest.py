@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from gateway.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION, TOPICS
+from gateway.wire.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION, TOPICS
 
 #: ``pbxgw/v1/<site>/<gw>/<kind topic>``
 TOPIC = re.compile(r"pbxgw/v1/([A-Za-z0-9._-]{1,64})/([A-Za-z0-9._-]{1,64})/([a-z]+)")
@@ -119,7 +119,7 @@ class Rows:
             self.heard[gw] = (site, max(received_at, self.heard.get(gw, (site, 0))[1]))
 
     def _reply(self, reply: Any, site: str, gw: str, received_at: int) -> str:
-        """Take a gateway's answer to a replay request (:mod:`gateway.replay`): what it
+        """Take a gateway's answer to a replay request (:mod:`gateway.edge.replay`): what it
         does not have becomes ``gap`` rows, lost at the edge. Why not, when malformed."""
         if type(reply) is not dict or reply.get("v") != SCHEMA_VERSION:
             return "expected a replay reply map of schema version 1"

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from gateway import schedule
 from gateway.central.calls import Call
-from gateway.schedule import Schedule
+from gateway.common import schedule
+from gateway.common.schedule import Schedule
 from gateway.smdr.profile import Assembly
 
 #: Named service-level formulas: what the report prints, and the denominator's parts.

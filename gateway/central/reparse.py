@@ -21,10 +21,10 @@ import orjson
 from gateway.central import callstore
 from gateway.central.database import Database
 from gateway.central.ingest import EVENT_COLUMNS, Rows
-from gateway.events import CallEvent, to_wire
 from gateway.smdr.framer import Record
 from gateway.smdr.parser import RecordParser
 from gateway.smdr.profile import PbxProfile
+from gateway.wire.events import CallEvent, to_wire
 
 #: Rows read and rewritten in one transaction.
 PIECE = 2000

@@ -14,10 +14,13 @@ from urllib.parse import urlsplit
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway import config, schedule
+
 from gateway.central.kpi import FORMULAS, KpiSettings
-from gateway.config import MqttSettings, identifier
-from gateway.tomltable import Table, duration, load_toml
+from gateway.common import mqtt
+from gateway.common import schedule
+from gateway.common.mqtt import MqttSettings, identifier
+from gateway.common.tomltable import Table, duration, load_toml
+from gateway.wire.topics import ID
 
 DEFAULT_CONFIG = "/etc/pbxgw/collector.toml"
 DEFAULT_DATABASE = "sqlite:////var/lib/pbxgw-collect/pbxgw.db"  # systemd's StateDirectory
@@ -135,7 +138,7 @@ def _hours(t: Table, key: str, default: schedule.Schedule) -> schedule.Schedule:
 
 
 def _site(t: Table, index: int, value: object) -> str:
-    if not isinstance(value, str) or not config.ID.fullmatch(value):
+    if not isinstance(value, str) or not ID.fullmatch(value):
         raise t.fail(f"sites[{index}]", f"expected a site id (1-64 of A-Z a-z 0-9 . _ -); got {value!r}")
     return value
 
@@ -143,7 +146,7 @@ def _site(t: Table, index: int, value: object) -> str:
 def _mqtt(t: Table) -> MqttSettings:
     """The broker, as the gateway's ``[mqtt]`` names it (MQTT 5 only: the collector's
     session and flow control need it)."""
-    host, port, tls = config.broker_url(t)
+    host, port, tls = mqtt.broker_url(t)
     settings = MqttSettings(
         host=host, port=port, tls=tls,
         client_id=identifier(t, "client_id", f"pbxgw-collect-{_host_id()}"),
@@ -153,7 +156,7 @@ def _mqtt(t: Table) -> MqttSettings:
         backoff_min=duration(t, "backoff_min", 0.5), backoff_max=duration(t, "backoff_max", 30),
     )
     if settings.password_file:
-        config.check_private(t, "password_file", settings.password_file)
+        mqtt.check_private(t, "password_file", settings.password_file)
         if not settings.username:
             raise t.fail("password_file", "expected a username too (username = \"...\")")
     t.done()

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.events import MAX_MESSAGE_BYTES, iso_utc
+from gateway.wire.events import MAX_MESSAGE_BYTES, iso_utc
 
 #: How long the broker keeps a named subscriber's session (and queued messages) while it
 #: is away: a week covers a long weekend's outage of the central side.

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.clock import now_ms
 from gateway.commands.common import CHUNK, add_line_options, line_options, serial_chunks
+from gateway.edge.clock import now_ms
 from gateway.errors import GatewayError
 
 

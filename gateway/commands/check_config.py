@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway import config
+from gateway.edge import config
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway import preflight  # ssl: not for the commands that do not need it
+    from gateway.edge import preflight
 
     settings = config.load(args.path)
     for warning in preflight.prepare(settings, checking=True).warnings:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 def disk_text(settings: config.Settings) -> str:
     """What the state directory's disk allows the queue and the archive, as ``run`` will
     set their budgets (the lower of the config's and the disk's)."""
-    from gateway.store import DB_NAME, disk_budget, disk_room
+    from gateway.edge.queue.store import DB_NAME, disk_budget, disk_room
 
     db = settings.state_dir / DB_NAME
     room = disk_room(settings.state_dir, (db, db.with_name(f"{DB_NAME}-wal")))

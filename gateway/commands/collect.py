@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.central import require_extra
 
     require_extra("collect")
-    from gateway import preflight
+    from gateway.common import mqtt
     from gateway.central import settings as central
     from gateway.central.database import Database
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"schema at version {version}" + (f" (applied now: {', '.join(map(str, applied))})" if applied
                                                 else " (nothing to apply)"))
         return 0
-    prepared = preflight.prepare_broker(str(settings.path), settings.mqtt)
+    prepared = mqtt.prepare_broker(str(settings.path), settings.mqtt)
     for warning in prepared.warnings:
         logging.getLogger("pbxgw.collect").warning("%s", warning)
     from gateway.central import collector  # paho, asyncio: only for this command

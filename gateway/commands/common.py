@@ -101,7 +101,7 @@ def serial_chunks(name: str, line: dict) -> Iterator[bytes]:
     """
     import serial  # (with the gateway's way of opening a port: asyncio, only for a device)
 
-    from gateway.sources.serial import open_port
+    from gateway.edge.sources.serial import open_port
 
     try:
         port = open_port(name, line, timeout=None)

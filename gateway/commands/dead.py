@@ -7,8 +7,8 @@ import json
 import sys
 import time
 
-from gateway import config
 from gateway.commands.common import CONFIG
+from gateway.edge import config
 from gateway.errors import GatewayError
 
 
@@ -32,8 +32,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from gateway import status
-    from gateway.store import event_map
+    from gateway.edge import status
+    from gateway.edge.queue.store import event_map
 
     _, state_dir = config.gateway_dirs(args.config)
     try:
@@ -55,8 +55,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_requeue(args: argparse.Namespace) -> int:
-    from gateway.lock import lock_state_dir
-    from gateway.store import Store
+    from gateway.edge.lock import lock_state_dir
+    from gateway.edge.queue.store import Store
 
     settings = config.load(args.config)
     lock_state_dir(settings.state_dir)  # a running gateway holds it: refused, naming it

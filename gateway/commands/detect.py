@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from gateway.clock import now_ms
 from gateway.commands.common import open_capture, zone
+from gateway.edge.clock import now_ms
 from gateway.errors import GatewayError
 from gateway.smdr import offline, profiles
 

@@ -13,7 +13,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway import devices  # pyudev: only for this command
+    from gateway.edge import devices
 
     print("\n".join(devices.lines()))
     return 0

@@ -7,8 +7,8 @@ import re
 import sys
 from datetime import datetime
 
-from gateway import config
 from gateway.commands.common import CONFIG
+from gateway.edge import config
 from gateway.errors import GatewayError
 
 FORMATS = ("raw", "jsonl", "msgpack")
@@ -38,7 +38,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway import status
+    from gateway.edge import status
 
     _, state_dir = config.gateway_dirs(args.config)
     if args.since is not None and args.until is not None and args.since > args.until:
@@ -89,8 +89,8 @@ class _Output:
 def _formatted(payload: bytes, fmt: str) -> bytes | None:
     """One event in the format asked for; None when it has nothing of that (a headset
     event has no record bytes) or is damaged."""
-    from gateway.events import from_wire, to_json
-    from gateway.store import event_map
+    from gateway.wire.events import from_wire, to_json
+    from gateway.edge.queue.store import event_map
 
     if fmt == "msgpack":
         return payload

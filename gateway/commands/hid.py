@@ -9,11 +9,11 @@ import os
 import stat
 from pathlib import Path
 
+from gateway.edge.headsets import recording
+from gateway.edge.headsets.descriptor import decode
+from gateway.edge.headsets.layout import describe, describe_text, telephony_layout
+from gateway.edge.headsets.telephony import TelephonyTracker
 from gateway.errors import GatewayError
-from gateway.headsets import recording
-from gateway.headsets.descriptor import decode
-from gateway.headsets.layout import describe, describe_text, telephony_layout
-from gateway.headsets.telephony import TelephonyTracker
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def _descriptor(name: str) -> bytes:
     path = Path(name)
     try:
         if stat.S_ISCHR(os.stat(path).st_mode):
-            from gateway.headsets import hidraw  # cffi: only for a hidraw node
+            from gateway.edge.headsets import hidraw  # cffi: only for a hidraw node
 
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:

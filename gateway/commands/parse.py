@@ -7,14 +7,14 @@ import sys
 import time
 from typing import TextIO
 
-from gateway.clock import now_ms
 from gateway.commands.common import add_line_options, find_profile, is_device, line_options, open_capture, zone
+from gateway.edge.clock import now_ms
 from gateway.errors import GatewayError
-from gateway.events import UnparsedEvent, to_json
 from gateway.smdr import offline
 from gateway.smdr.plausible import Doubts
 from gateway.smdr.profile import with_date_order
 from gateway.smdr.stream import StreamParser
+from gateway.wire.events import UnparsedEvent, to_json
 
 #: How many unparsed records are described on stderr before they are only counted.
 UNPARSED_SHOWN = 20

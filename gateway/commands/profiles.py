@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from gateway.clock import now_ms
 from gateway.commands.common import find_profile, open_capture, zone
+from gateway.edge.clock import now_ms
 from gateway.errors import GatewayError, ProfileError
 from gateway.smdr import draft, offline, profiles
 

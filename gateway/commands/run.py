@@ -6,8 +6,8 @@ import argparse
 import logging
 import signal
 
-from gateway import config
 from gateway.commands.common import CONFIG
+from gateway.edge import config
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,6 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = config.load(args.config)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
-    from gateway import daemon  # asyncio, paho: only for this command
+    from gateway.edge import daemon
 
     return daemon.run(settings)

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from gateway import config
 from gateway.commands.common import CONFIG
+from gateway.edge import config
 from gateway.errors import GatewayError
 
 
@@ -24,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway import status
+    from gateway.edge import status
 
     runtime_dir, state_dir = config.gateway_dirs(args.config)  # even from a config with errors
     path = runtime_dir / status.SOCKET_NAME

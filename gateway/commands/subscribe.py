@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from gateway import config
+from gateway.common import mqtt
 from gateway.errors import GatewayError
+from gateway.wire.topics import ID
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -24,15 +25,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.subscribe import subscribe  # paho: only for this command
+    from gateway.central.subscribe import subscribe  # paho: only for this command
 
     try:
-        host, port, tls = config.broker_address(args.broker)
+        host, port, tls = mqtt.broker_address(args.broker)
     except ValueError as exc:
         raise GatewayError(f"--broker: {exc}") from None
     for name in ("site", "gw"):
         value = getattr(args, name)
-        if value != "+" and not config.ID.fullmatch(value):
+        if value != "+" and not ID.fullmatch(value):
             raise GatewayError(f"--{name}: expected letters, digits, '.', '_' or '-'; got {value!r}")
     topic = f"pbxgw/v1/{args.site}/{args.gw}/#"
     return subscribe(host, port, tls, topic, args.client_id, args.dedup_window, args.count)

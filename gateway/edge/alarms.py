@@ -4,7 +4,7 @@ profile (``unparsed``).
 
 A PBX prints a record when a call ends, so silence is normal at night and alarming in the
 middle of a working day. A source's ``quiet`` period says how long a silence may last;
-``quiet_hours`` (a :mod:`gateway.schedule`, in the source's time zone) limits the watch to
+``quiet_hours`` (a :mod:`gateway.common.schedule`, in the source's time zone) limits the watch to
 working hours, and silence is then counted from the later of the last record and when
 the hours opened, so the first minutes of a morning are not taken for an outage.
 """
@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gateway.schedule import Schedule
+from gateway.common.schedule import Schedule
 
 @dataclass(slots=True)
 class QuietWatch:

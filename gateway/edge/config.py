@@ -8,63 +8,33 @@ and sizes ``"512KiB"``, ``"256MiB"``, ``"1GB"`` (or a number of bytes).
 
 from __future__ import annotations
 
-import grp
 import ipaddress
 import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.common import schedule
+from gateway.common.mqtt import MqttSettings, broker_url, check_private, identifier
+from gateway.common.tomltable import Table, duration, load_toml
+from gateway.errors import ProfileError
 from gateway.smdr import profiles
 from gateway.smdr.profile import PbxProfile, with_date_order
-from gateway import schedule
-from gateway.errors import ProfileError
-from gateway.tomltable import Table, duration, load_toml
 
-#: The group the service runs in (systemd/pbxgw.sysusers.conf): it may read secrets made so.
-SERVICE_GROUP = "pbxgw"
-#: A secret's path may start with this: a systemd credential (LoadCredential= in the unit).
-CREDENTIALS = "$CREDENTIALS_DIRECTORY"
 DEFAULT_STATE_DIR = "/var/lib/pbxgw"  # systemd's StateDirectory
 DEFAULT_RUNTIME_DIR = "/run/pbxgw"  # systemd's RuntimeDirectory
-#: Site, gateway and source ids end up in MQTT topics: no '+', '#', '/' or control characters.
-ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: The source types a config may name, and the class that reads each (module, name),
-#: imported when first used (:func:`gateway.sources.source_class`).
+#: imported when first used (:func:`gateway.edge.sources.source_class`).
 SOURCES = {
-    "serial": ("gateway.sources.serial", "SerialSource"),
-    "tcp-client": ("gateway.sources.tcp", "TcpClientSource"),
-    "tcp-server": ("gateway.sources.tcp", "TcpServerSource"),
-    "file": ("gateway.sources.file", "FileSource"),
+    "serial": ("gateway.edge.sources.serial", "SerialSource"),
+    "tcp-client": ("gateway.edge.sources.tcp", "TcpClientSource"),
+    "tcp-server": ("gateway.edge.sources.tcp", "TcpServerSource"),
+    "file": ("gateway.edge.sources.file", "FileSource"),
 }
 _SIZE = re.compile(r"(\d+)\s*(B|kB|KiB|MB|MiB|GB|GiB)")
 _UNITS = {"B": 1, "kB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
-
-
-@dataclass(frozen=True, slots=True)
-class MqttSettings:
-    """How to reach the broker and how to batch what is sent to it."""
-
-    host: str = "127.0.0.1"
-    port: int = 1883
-    tls: bool = False
-    protocol: str = "5"
-    client_id: str = ""
-    username: str = ""
-    password_file: str = ""
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    keepalive: int = 30
-    batch_events: int = 100
-    batch_bytes: int = 256 * 1024
-    linger: float = 0.05
-    inflight: int = 10
-    backoff_min: float = 0.5
-    backoff_max: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +142,6 @@ def size(t: Table, key: str, default: int) -> int:
     return value
 
 
-def identifier(t: Table, key: str, default: str | None = None) -> str:
-    value = t.take(key, str, ... if default is None else default)
-    if not ID.fullmatch(value):
-        raise t.fail(key, f"expected 1-64 of A-Z a-z 0-9 . _ - (it goes into MQTT topics); got {value!r}")
-    return value
-
-
 def gateway_dirs(path: str | Path) -> tuple[Path, Path]:
     """``(runtime_dir, state_dir)`` from a config file, whatever else is wrong in it (the
     defaults where it says nothing or cannot be read): what ``pbxgw status`` needs."""
@@ -263,34 +226,6 @@ def _agent(t: Table) -> AgentMapping:
     return mapping
 
 
-def broker_address(url: str) -> tuple[str, int, bool]:
-    """(host, port, TLS) of a broker URL: ``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``
-    (the gateway's ``[mqtt] url`` and ``pbxgw subscribe --broker``).
-
-    :raises ValueError: saying what is wrong (a user name or password in it is refused
-        without repeating the URL, which holds a secret).
-    """
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("a user name or password in the URL is not read; put them in "
-                         "username = \"...\" and password_file = \"...\" instead")
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; got {url!r}")
-    try:
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-    except ValueError:
-        raise ValueError(f"the port in {url!r} is not a number from 1 to 65535") from None
-    return parts.hostname, port, parts.scheme == "mqtts"
-
-
-def broker_url(t: Table) -> tuple[str, int, bool]:
-    """``[mqtt] url`` of a config (the gateway's, the collector's) as :func:`broker_address` reads it."""
-    try:
-        return broker_address(t.take("url", str, "mqtt://127.0.0.1:1883"))
-    except ValueError as exc:
-        raise t.fail("url", str(exc)) from None
-
-
 def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
     host, port, tls = broker_url(t)
     settings = MqttSettings(
@@ -319,35 +254,6 @@ def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
             raise t.fail(key, f"expected {low} to {high}; got {value}")
     t.done()
     return settings
-
-
-def credential(path: str) -> str | None:
-    """The name of the systemd credential ``path`` names (``$CREDENTIALS_DIRECTORY/NAME``), or None."""
-    prefix = CREDENTIALS + "/"
-    return path[len(prefix):] if path.startswith(prefix) else None
-
-
-def check_private(t: Table, key: str, path: str) -> None:
-    """A secret's file must exist and be readable by its owner only, or also by the
-    service's group (``root:pbxgw``, mode 640: the unit's user is in that group). It is
-    never logged. A systemd credential is private by construction, and read at start."""
-    if credential(path) is not None:
-        return
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise t.fail(key, f"cannot read {path}: {exc.strerror}") from None
-    others = st.st_mode & 0o077
-    if others and not (others == 0o040 and _group_name(st.st_gid) == SERVICE_GROUP):
-        raise t.fail(key, f"expected {path} readable by its owner only (chmod 600), or by group {SERVICE_GROUP} "
-                          f"too (chgrp {SERVICE_GROUP}; chmod 640); its mode is {st.st_mode & 0o777:o}")
-
-
-def _group_name(gid: int) -> str | None:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return None
 
 
 def _queue(t: Table) -> QueueSettings:

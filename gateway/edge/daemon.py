@@ -22,21 +22,23 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from gateway import __version__, clock, config, preflight, status
-from gateway.alarms import QuietWatch
-from gateway.backoff import Backoff
-from gateway.clock import now_ms, wall_ms
-from gateway.config import Settings, SourceSettings
+from gateway import __version__
+
+from gateway.common.backoff import Backoff
+from gateway.common.mqtt import Prepared
+from gateway.common.notify import Notifier
+from gateway.edge import clock, config, preflight, status
+from gateway.edge.alarms import QuietWatch
+from gateway.edge.clock import now_ms, wall_ms
+from gateway.edge.config import Settings, SourceSettings
+from gateway.edge.headsets.service import Headsets
+from gateway.edge.lock import lock_state_dir
+from gateway.edge.publisher import Publisher
+from gateway.edge.queue.store import QueueWriteError, Store
+from gateway.edge.sources import Ingest, Source, source_class
 from gateway.errors import ConfigError
-from gateway.events import AlarmEvent, MetricsEvent, packb
-from gateway.headsets.service import Headsets
-from gateway.lock import lock_state_dir
-from gateway.notify import Notifier
-from gateway.preflight import Prepared
-from gateway.publisher import Publisher
 from gateway.smdr.engine import ENGINE
-from gateway.sources import Ingest, Source, source_class
-from gateway.store import QueueWriteError, Store
+from gateway.wire.events import AlarmEvent, MetricsEvent, packb
 
 log = logging.getLogger("pbxgw")
 

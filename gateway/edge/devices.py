@@ -7,8 +7,8 @@ import os
 
 from serial.tools import list_ports
 
-from gateway.headsets import discovery
-from gateway.headsets import profiles as headset_profiles
+from gateway.edge.headsets import discovery
+from gateway.edge.headsets import profiles as headset_profiles
 
 #: What to do when the gateway may not open a device.
 ACCESS_HINT = "no: install systemd/70-pbxgw-headsets.rules and run the gateway in group pbxgw"

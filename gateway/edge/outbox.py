@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Rows wait in the disk queue (:mod:`gateway.store`) until the broker acknowledges them.
+Rows wait in the disk queue (:mod:`gateway.edge.queue.store`) until the broker acknowledges them.
 The outbox decides which rows to read and send; the publisher shell reads them, publishes,
 and reports acknowledgements back. Nothing here touches the network, the disk or a clock.
 
@@ -10,7 +10,7 @@ Two lanes, live first. When the link comes up, every row already queued (``id <=
 is *backlog*: it is sent marked ``hist: true``, after any *live* row (queued since). Each
 lane keeps its own order. Backlog is kept as a list of id ranges: a range is added at
 each connect and consumed front to back. Events a replay request asks for again
-(:mod:`gateway.replay`) go last, in messages of their own that move neither lane.
+(:mod:`gateway.edge.replay`) go last, in messages of their own that move neither lane.
 
 Cursors only move forward while the process lives. paho keeps messages that were in
 flight when a connection dropped and resends them (DUP) after it reconnects, so
@@ -34,12 +34,12 @@ from dataclasses import dataclass
 
 import msgpack
 
-from gateway.backoff import Backoff
-from gateway.events import TOPICS, mark_historical
-from gateway.queued import Row
+from gateway.common.backoff import Backoff
+from gateway.edge.queue.row import Row
+from gateway.wire.events import TOPICS, mark_historical
 
 #: Reads queued rows: ``peek(after, upto, limit)``, those with ``after < id <= upto`` (no
-#: upper bound when None), oldest first (the store's :meth:`~gateway.store.Store.peek`).
+#: upper bound when None), oldest first (the store's :meth:`~gateway.edge.queue.store.Store.peek`).
 Peek = Callable[[int, "int | None", int], list[Row]]
 
 

@@ -3,7 +3,7 @@
 paho runs without a thread of its own: its socket is watched with ``add_reader`` /
 ``add_writer`` and ``loop_misc()`` runs once a second (paho's external-loop hooks). The
 blocking TCP connect runs in an executor so that a slow broker never stalls the readers.
-Decisions (what to send, when to retry) are the :class:`~gateway.outbox.Outbox`'s; this
+Decisions (what to send, when to retry) are the :class:`~gateway.edge.outbox.Outbox`'s; this
 module only carries them out and reports what the broker said.
 """
 
@@ -19,15 +19,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from gateway import __version__
-from gateway.clock import now_ms
-from gateway.config import MqttSettings
-from gateway.events import StatusEvent, packb
-from gateway.loophooks import NO_REASON, LoopHooks
-from gateway.outbox import Batch, Outbox
-from gateway.preflight import Prepared
-from gateway.repeats import Repeats
-from gateway.replay import PER_MINUTE, Job, Replays
-from gateway.store import QueueWriteError, Store
+from gateway.common.loophooks import NO_REASON, LoopHooks
+from gateway.common.mqtt import MqttSettings, Prepared
+from gateway.edge.clock import now_ms
+from gateway.edge.outbox import Batch, Outbox
+from gateway.edge.queue.store import QueueWriteError, Store
+from gateway.edge.repeats import Repeats
+from gateway.edge.replay import PER_MINUTE, Job, Replays
+from gateway.wire.events import StatusEvent, packb
 
 log = logging.getLogger("pbxgw.mqtt")
 
@@ -92,7 +91,7 @@ class Publisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_replay_request
-        # paho's socket is watched by our loop (gateway.loophooks).
+        # paho's socket is watched by our loop (gateway.common.loophooks).
         loop = self._loop
         LoopHooks(loop).attach(client, lambda sock: loop.add_reader(sock.fileno(), client.loop_read),
                                lambda sock: loop.remove_reader(sock.fileno()))

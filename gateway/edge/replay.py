@@ -25,18 +25,14 @@ from typing import Any
 
 import msgpack
 
-from gateway import ranges
-from gateway.events import SCHEMA_VERSION
+from gateway.wire import ranges
+from gateway.wire.events import SCHEMA_VERSION
+from gateway.wire.replay import ID_MAX, MAX_JOBS, malformed
 
-#: Most events one request may name; the collector splits a larger hole.
-MAX_RANGE = 10_000
-#: Most requests waiting or being served at once.
-MAX_JOBS = 4
 #: Most requests taken in any 60 seconds.
 PER_MINUTE = 60
 #: Replies kept to answer a repeated request with (the latest ones).
 REMEMBERED = 64
-_ID_MAX = 64
 
 
 @dataclass
@@ -85,9 +81,9 @@ class Replays:
         if not isinstance(value, dict):
             return self._refuse(None, f"expected a map, got {type(value).__name__}", retry=False)
         rid = value.get("id")
-        if not (isinstance(rid, str) and 0 < len(rid) <= _ID_MAX):
-            return self._refuse(None, f"'id': expected text of 1 to {_ID_MAX} characters", retry=False)
-        reason = _malformed(value)
+        if not (isinstance(rid, str) and 0 < len(rid) <= ID_MAX):
+            return self._refuse(None, f"'id': expected text of 1 to {ID_MAX} characters", retry=False)
+        reason = malformed(value)
         if reason:
             return self._refuse(rid, reason, retry=False)
         if rid in self._answered:
@@ -136,22 +132,3 @@ class Replays:
         if len(self._answered) > REMEMBERED:
             del self._answered[next(iter(self._answered))]
         return reply
-
-
-def _malformed(value: dict) -> str:
-    """Why a request map is not one; "" when it is."""
-    if value.get("v") != SCHEMA_VERSION:
-        return f"'v': expected {SCHEMA_VERSION}, got {value.get('v')!r}"
-    unknown = sorted(set(value) - {"v", "id", "src", "stream", "first", "last"}, key=str)
-    if unknown:
-        return f"unknown key {unknown[0]!r}"
-    if not isinstance(value.get("src"), str) or not value["src"]:
-        return "'src': expected a source's name"
-    if value.get("stream") is not None and not isinstance(value["stream"], str):
-        return "'stream': expected text or nothing"
-    first, last = value.get("first"), value.get("last")
-    if type(first) is not int or type(last) is not int or not 1 <= first <= last:
-        return "'first', 'last': expected whole numbers with 1 <= first <= last"
-    if last - first + 1 > MAX_RANGE:
-        return f"range of {last - first + 1} events: at most {MAX_RANGE} in one request"
-    return ""

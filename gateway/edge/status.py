@@ -1,6 +1,6 @@
 """``pbxgw status``: the running daemon's state, over a Unix socket in its runtime
 directory (``[gateway] runtime_dir``, ``/run/pbxgw`` under systemd). The daemon writes one
-JSON document (its :meth:`~gateway.daemon.Gateway.snapshot`) to each connection and closes
+JSON document (its :meth:`~gateway.edge.daemon.Gateway.snapshot`) to each connection and closes
 it; it answers whether or not the broker is reachable, since that is when a technician
 asks. Here: that socket protocol, what the queue on disk says while no gateway runs, and
 the text a person reads.
@@ -19,7 +19,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from gateway.store import ArchiveStats
+from gateway.edge.queue.store import ArchiveStats
 
 SOCKET_NAME = "status.sock"
 #: A source's clock skew is shown in the text from this on (a minute: the PBX's own delay

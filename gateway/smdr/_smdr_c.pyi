@@ -8,7 +8,7 @@ and the benchmark. Everything here gives exactly what the pure-Python reference 
 
 from datetime import tzinfo
 
-from gateway.events import Event, UnparsedEvent
+from gateway.wire.events import Event, UnparsedEvent
 from gateway.smdr.profile import PbxProfile
 from gateway.smdr import framer
 

@@ -15,14 +15,14 @@ from datetime import date, tzinfo
 from zoneinfo import ZoneInfo
 
 from gateway.errors import RecordError
-from gateway.events import CallEvent, Event, to_json_dict
 from gateway.smdr.fields import DATE_ORDERS
-from gateway.smdr.framer import Framer, FramerStats
 from gateway.smdr.fields import parse_date, parse_time
+from gateway.smdr.framer import Framer, FramerStats
 from gateway.smdr.parser import convert, decode
 from gateway.smdr.profile import PbxProfile, with_date_order, with_framing
 from gateway.smdr.split import split_record
 from gateway.smdr.stream import StreamParser
+from gateway.wire.events import CallEvent, Event, to_json_dict
 
 #: A profile "fits" a capture when it parses at least this share of its records.
 FITS = 0.5

@@ -1,7 +1,7 @@
 """Sans-I/O record parser: a framed record -> one call event or one unparsed event.
 
 :meth:`RecordParser.parse` is the single boundary where a :class:`RecordError` becomes an
-:class:`~gateway.events.UnparsedEvent`. Any other exception leaving it is a bug, and the
+:class:`~gateway.wire.events.UnparsedEvent`. Any other exception leaving it is a bug, and the
 property tests feed it random bytes to prove there is none.
 """
 
@@ -12,11 +12,11 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from gateway.errors import RecordError
-from gateway.events import CallEvent, Event, UnparsedEvent, packb
-from gateway.smdr.profile import PbxProfile
 from gateway.smdr.fields import EARLIEST_TRUE, parse_date, parse_duration, parse_time
 from gateway.smdr.framer import Framer, Record
+from gateway.smdr.profile import PbxProfile
 from gateway.smdr.split import split_record
+from gateway.wire.events import CallEvent, Event, UnparsedEvent, packb
 
 _INT = re.compile(r"[+-]?\d+")
 

@@ -31,8 +31,8 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from gateway.events import CallEvent
 from gateway.smdr.quick import quick_test
+from gateway.wire.events import CallEvent
 
 _CALL_KEYS = [f.name for f in dataclasses.fields(CallEvent)]
 #: The call fields a profile fills, in wire order (after ``start``, before ``raw``).

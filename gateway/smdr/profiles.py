@@ -25,7 +25,7 @@ from gateway.smdr.fields import DATE_ORDERS, DURATIONS
 from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, TERMINATORS, FramingRules
 from gateway.smdr.profile import (CLOSED_VALUES, DURATION_FIELDS, FORMATS, TEXT_FIELDS, Assembly, Condition, FieldSpec,
                                   Layout, LoginStep, PbxProfile, Reply, Rule, StartSpec, Variant)
-from gateway.tomltable import Table, duration, load_toml
+from gateway.common.tomltable import Table, duration, load_toml
 
 #: The bundled PBX profiles, one directory each.
 LIBRARY = BUNDLED / "pbx"

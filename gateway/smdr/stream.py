@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import tzinfo
 
-from gateway.events import Event, UnparsedEvent
-from gateway.smdr.profile import PbxProfile
 from gateway.smdr.engine import Framer, Parser
+from gateway.smdr.profile import PbxProfile
+from gateway.wire.events import Event, UnparsedEvent
 
 
 class StreamParser:

@@ -5,7 +5,7 @@ import msgpack
 import pytest
 
 from gateway.central.asker import Asker
-from gateway.replay import MAX_JOBS, MAX_RANGE
+from gateway.wire.replay import MAX_JOBS, MAX_RANGE
 
 pytestmark = pytest.mark.central
 

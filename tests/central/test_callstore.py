@@ -12,8 +12,8 @@ from gateway.central import callstore, kpi
 from gateway.central.calls import CALL_COLUMNS, Call, assemble
 from gateway.central.database import Database, json_value
 from gateway.central.ingest import Rows
-from gateway.events import StatusEvent, to_wire
 from gateway.smdr import profiles
+from gateway.wire.events import StatusEvent, to_wire
 from central_parts import segment
 
 pytestmark = pytest.mark.central

@@ -7,7 +7,7 @@ import pytest
 from gateway.central import fleet
 from gateway.central.database import MIGRATIONS, Database
 from gateway.central.ingest import Rows
-from gateway.events import CallEvent, GapEvent, StatusEvent, to_wire
+from gateway.wire.events import CallEvent, GapEvent, StatusEvent, to_wire
 
 pytestmark = pytest.mark.central
 

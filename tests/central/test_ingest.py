@@ -6,7 +6,7 @@ import msgpack
 import pytest
 
 from gateway.central.ingest import EVENT_COLUMNS, Rows, problem
-from gateway.events import CallEvent, GapEvent, StatusEvent, to_wire
+from gateway.wire.events import CallEvent, GapEvent, StatusEvent, to_wire
 
 pytestmark = pytest.mark.central
 

@@ -12,7 +12,7 @@ import pytest
 from gateway.central import kpi
 from gateway.central.calls import Call
 from gateway.central.kpi import KpiSettings
-from gateway.schedule import parse as business_hours
+from gateway.common.schedule import parse as business_hours
 
 pytestmark = pytest.mark.central
 

@@ -10,8 +10,8 @@ import pytest
 from gateway.central import reparse
 from gateway.central.database import Database
 from gateway.central.ingest import Rows
-from gateway.events import StatusEvent, UnparsedEvent, to_wire
 from gateway.smdr import profiles
+from gateway.wire.events import StatusEvent, UnparsedEvent, to_wire
 from helpers import pbxgw
 
 pytestmark = pytest.mark.central

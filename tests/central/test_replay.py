@@ -10,9 +10,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway import replay
 from gateway.central import fleet
 from gateway.central.ingest import NOT_KEPT
+from gateway.wire.replay import MAX_RANGE
 from plugins.processes import TIMEOUT, Broker, wait_until
 from tools.parts import subscriber
 from central_parts import Stored, capture_of, file_source
@@ -116,7 +116,7 @@ def test_bad_enormous_repeated_and_unknown_requests_are_answered_and_live_traffi
     client = Client(broker.url)
     try:
         ask = lambda **f: msgpack.packb({"v": 1, "src": "ipo", "first": 1, "last": 10, **f})  # noqa: E731
-        for payload in (b"\xc1 garbage", msgpack.packb([1]), ask(id="big", last=replay.MAX_RANGE + 5),
+        for payload in (b"\xc1 garbage", msgpack.packb([1]), ask(id="big", last=MAX_RANGE + 5),
                         ask(id="future", v=7), ask(id="nobody", src="nobody"), ask(id="twice"), ask(id="twice")):
             client.ask(payload)
         capture_of(capture, 101, 200)

@@ -19,8 +19,8 @@ from gateway.central import report
 from gateway.central.database import Database
 from gateway.central.ingest import Rows
 from gateway.central.kpi import KpiSettings
-from gateway.events import HeadsetEvent, StatusEvent, to_wire
 from gateway.smdr import profiles
+from gateway.wire.events import HeadsetEvent, StatusEvent, to_wire
 from central_parts import segment
 from helpers import pbxgw
 

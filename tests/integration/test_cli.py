@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from gateway.smdr import offline, profiles
-from gateway.events import from_wire, to_json_dict
+from gateway.wire.events import from_wire, to_json_dict
 from helpers import FIXTURES, ROOT, pbxgw
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gateway import simulate
+from gateway.commands import simulate
 from gateway.smdr import profiles
 from gateway.smdr.engine import ENGINE
 from helpers import FIXTURES, pbxgw

@@ -16,8 +16,10 @@ from datetime import datetime, timedelta, timezone
 import msgpack
 import pytest
 
-from gateway import marks, status
-from gateway.sources.tcp import HANDED_OVER
+from gateway.edge.queue import marks
+
+from gateway.edge import status
+from gateway.edge.sources.tcp import HANDED_OVER
 from helpers import pbxgw
 from plugins.processes import TIMEOUT, GatewayProcess, Subscriber, free_port, wait_until
 from tools.chaos import committed_next_seq

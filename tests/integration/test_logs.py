@@ -7,7 +7,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.simulate import PtyLine
+from gateway.commands.simulate import PtyLine
 from plugins.processes import Broker, wait_until
 
 

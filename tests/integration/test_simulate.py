@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gateway import simulate
+from gateway.commands import simulate
 from gateway.smdr import offline, profiles
 from helpers import pbxgw
 

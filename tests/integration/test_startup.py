@@ -13,9 +13,9 @@ import pytest
 
 from gateway import commands
 from gateway.cli import main
+from gateway.common import mqtt
 from gateway.smdr import profiles
 from helpers import pbxgw
-from gateway import config
 from plugins.processes import Broker, GatewayProcess, wait_until
 from tools.parts import config_text
 
@@ -23,7 +23,7 @@ NOBODY = 65534
 # The commands, check-config and status import these (and ssl, sqlite3) when they run; the
 # child that becomes nobody could not read the standard library under /root, so they are
 # imported here, before the fork.
-for module in ("gateway.preflight", "gateway.status", *(f"gateway.commands.{name}" for name in commands.MODULES)):
+for module in ("gateway.edge.preflight", "gateway.edge.status", *(f"gateway.commands.{name}" for name in commands.MODULES)):
     importlib.import_module(module)
 SOURCE = {"name": "pbx", "type": "file", "path": "/dev/null", "profile": "avaya-ipo", "timezone": "UTC"}
 
@@ -198,7 +198,7 @@ def test_the_password_comes_from_a_systemd_credentials_directory(tmp_path, proce
 def test_a_secret_readable_by_the_service_group_is_read_by_a_member(shared_dir, monkeypatch):
     """root:GROUP, mode 640, as `chgrp pbxgw; chmod 640` makes it, read by a user in GROUP only.
     (The group is root's here, so that the test needs no group of its own on the machine.)"""
-    monkeypatch.setattr(config, "SERVICE_GROUP", "root")
+    monkeypatch.setattr(mqtt, "SERVICE_GROUP", "root")
     secret = shared_dir / "password"
     secret.write_text("s3cret\n")
     os.chown(secret, 0, 0)

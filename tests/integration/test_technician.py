@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from gateway import simulate
+from gateway.commands import simulate
 from gateway.smdr import profiles
 from helpers import ROOT, pbxgw
 

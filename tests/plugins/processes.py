@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from gateway.simulate import PtyLine
+from gateway.commands.simulate import PtyLine
 from tools.parts import TIMEOUT, Broker, CollectorProcess, GatewayProcess, Postgres, free_port, wait_for
 
 __all__ = ["TIMEOUT", "Broker", "CollectorProcess", "GatewayProcess", "Postgres", "PtyLine", "Subscriber", "free_port",

@@ -3,10 +3,8 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from gateway import schedule
-from gateway.alarms import QuietWatch, UnparsedWatch
+from gateway.common import schedule
+from gateway.edge.alarms import QuietWatch, UnparsedWatch
 
 TZ = ZoneInfo("Europe/Paris")
 MONDAY_9 = datetime(2026, 1, 12, 9, 0, tzinfo=TZ)
@@ -72,7 +70,7 @@ def test_a_stepped_wall_clock_neither_raises_nor_hides_the_alarm():
 
 
 def test_clock_skew_is_raised_on_the_median_and_cleared_when_the_calls_are_right_again():
-    from gateway.alarms import SkewWatch
+    from gateway.edge.alarms import SkewWatch
 
     watch = SkewWatch(limit_s=900)
     now = 1_800_000_000.0
@@ -85,7 +83,7 @@ def test_clock_skew_is_raised_on_the_median_and_cleared_when_the_calls_are_right
 
 
 def test_one_late_record_is_not_a_skewed_clock_and_a_limit_of_0_says_nothing():
-    from gateway.alarms import SkewWatch
+    from gateway.edge.alarms import SkewWatch
 
     watch, off = SkewWatch(limit_s=900), SkewWatch(limit_s=0)
     for i in range(20):

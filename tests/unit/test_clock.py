@@ -7,16 +7,16 @@ from zoneinfo import ZoneInfo
 
 import msgpack
 
-from gateway import clock, status
+from gateway.edge import clock, status
+from gateway.edge.clock import Clock
+from gateway.edge.config import HeadsetSettings, SourceSettings
+from gateway.edge.headsets.discovery import HeadsetInfo
+from gateway.edge.headsets.service import Headsets
+from gateway.edge.queue.store import Store
+from gateway.edge.sources import Ingest
 from gateway.smdr import profiles
-from gateway.clock import Clock
-from gateway.config import HeadsetSettings, SourceSettings
-from gateway.events import HeadsetEvent, to_wire
-from gateway.headsets.discovery import HeadsetInfo
-from gateway.headsets.service import Headsets
 from gateway.smdr.stream import StreamParser
-from gateway.sources import Ingest
-from gateway.store import Store
+from gateway.wire.events import HeadsetEvent, to_wire
 
 BOOT_MS = 86_400_000  # 1970-01-02, as a Raspberry Pi boots before NTP sets its clock
 PANASONIC = b"01/15/26  9:02AM 101   05 0312345678                     00:02'17\r\n"  # a 2-digit year

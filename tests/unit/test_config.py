@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway import config
+from gateway.edge import config
 from gateway.errors import ConfigError
 
 GOOD = """

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import simulate
+from gateway.commands import simulate
 from gateway.smdr import profiles
 
 compiled = pytest.importorskip("gateway.smdr._smdr_c", reason="the compiled engine is not built here")

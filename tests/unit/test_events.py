@@ -7,9 +7,9 @@ import msgpack
 import pytest
 
 from helpers import FIXTURES, ROOT
-from gateway.events import (AlarmEvent, CallEvent, GapEvent, HeadsetEvent, StatusEvent, UnparsedEvent,
+from gateway.wire.events import (AlarmEvent, CallEvent, GapEvent, HeadsetEvent, StatusEvent, UnparsedEvent,
                             from_wire, mark_historical, packb, to_json_dict, to_wire, unpackb)
-from gateway.headsets.telephony import EVENTS
+from gateway.edge.headsets.telephony import EVENTS
 
 CALL = CallEvent(gw="gw-01", src="pbx1", stream="5f1c0a9e3b7d2468", seq=42, rx=1768478400123, profile="avaya-ipo",
                  start=1214645321, ring=9, dur=0, dir="in", ext="4324", trunk="9161",

@@ -6,10 +6,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.events import CallEvent
 from gateway.smdr import offline, profiles
 from gateway.smdr.profile import with_date_order
 from gateway.smdr.stream import StreamParser
+from gateway.wire.events import CallEvent
 
 RX = int(datetime(2026, 1, 15, 12, tzinfo=timezone.utc).timestamp() * 1000)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from gateway.edge.headsets import profiles, recording
 from gateway.errors import ProfileError
-from gateway.headsets import profiles, recording
 from helpers import FIXTURES
 
 

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.headsets import recording
-from gateway.headsets.descriptor import CONSTANT, decode
-from gateway.headsets.layout import describe, telephony_layout
-from gateway.headsets.telephony import TelephonyTracker
+from gateway.edge.headsets import recording
+from gateway.edge.headsets.descriptor import CONSTANT, decode
+from gateway.edge.headsets.layout import describe, telephony_layout
+from gateway.edge.headsets.telephony import TelephonyTracker
 from helpers import FIXTURES
 
 HID = FIXTURES / "hid"

@@ -4,8 +4,8 @@ pipe, fake devices over a fake sysfs tree; the real event loop."""
 import asyncio
 
 from fake_udev import Context, Device, Monitor, UsbParent, sysfs
-from gateway import devices
-from gateway.headsets.discovery import Discovery
+from gateway.edge import devices
+from gateway.edge.headsets.discovery import Discovery
 
 
 def test_present_and_plugged_headsets_are_added_others_ignored_and_removals_seen(tmp_path):

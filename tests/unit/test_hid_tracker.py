@@ -1,9 +1,9 @@
 """The telephony tracker: states by HID flags, one-shots, LED acknowledgement and its echo guard."""
 
-from gateway.headsets import recording
-from gateway.headsets.descriptor import decode
-from gateway.headsets.layout import telephony_layout
-from gateway.headsets.telephony import TelephonyTracker
+from gateway.edge.headsets import recording
+from gateway.edge.headsets.descriptor import decode
+from gateway.edge.headsets.layout import telephony_layout
+from gateway.edge.headsets.telephony import TelephonyTracker
 from helpers import FIXTURES
 
 

@@ -2,9 +2,9 @@
 
 import os
 
-from gateway.headsets import hidraw, recording
-from gateway.headsets.descriptor import INPUT, decode
-from gateway.headsets.reports import ReportSplitter
+from gateway.edge.headsets import hidraw, recording
+from gateway.edge.headsets.descriptor import INPUT, decode
+from gateway.edge.headsets.reports import ReportSplitter
 from helpers import FIXTURES
 
 
@@ -40,9 +40,9 @@ def test_reports_written_to_a_pipe_come_out_one_by_one_however_they_are_read():
 def test_a_report_that_cannot_be_read_is_said_once_and_the_headset_read_on(caplog, tmp_path):
     import os
 
-    from gateway.headsets import profiles
-    from gateway.headsets.discovery import HeadsetInfo
-    from gateway.headsets.service import HeadsetReader
+    from gateway.edge.headsets import profiles
+    from gateway.edge.headsets.discovery import HeadsetInfo
+    from gateway.edge.headsets.service import HeadsetReader
 
     rec = recording.load(FIXTURES / "hid" / "poly-bt700.hid")
     queued = []

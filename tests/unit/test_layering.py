@@ -1,6 +1,9 @@
-"""The house's layering: the sans-I/O core imports no I/O library and reads no clock; the
-PBX wing (gateway/smdr/) imports nothing of the gateway but itself, the events and the
-errors (its loader aside); and no two modules import each other."""
+"""The house's layering, by where code runs: the contract between a box and the centre
+(``wire/``) imports nothing of pbxgw but the errors; the plumbing both use (``common/``)
+only the contract; the PBX library (``smdr/``) only itself, the contract and the errors
+(its loader reads TOML through ``common/``); the site box (``edge/``) and the centre
+(``central/``) never each other, only the commands and the CLI see both. The sans-I/O
+core imports no I/O library and reads no clock; and no two modules import each other."""
 
 import ast
 from pathlib import Path
@@ -10,14 +13,23 @@ import pytest
 import gateway
 
 PACKAGE = Path(gateway.__file__).parent
-CORE = ["events.py", "errors.py", "queued.py", "outbox.py", "backoff.py", "alarms.py",
+CORE = ["errors.py", "wire/events.py", "wire/ranges.py", "wire/replay.py", "wire/topics.py", "common/backoff.py",
+        "common/schedule.py", "edge/queue/row.py", "edge/outbox.py", "edge/alarms.py", "edge/replay.py",
         "smdr/framer.py", "smdr/fields.py", "smdr/split.py", "smdr/parser.py", "smdr/stream.py",
         "smdr/plan.py", "smdr/quick.py", "smdr/profile.py", "smdr/offline.py", "smdr/draft.py",
-        "smdr/responder.py", "headsets/descriptor.py", "headsets/layout.py", "headsets/telephony.py",
-        "headsets/usages.py", "headsets/reports.py", "central/ingest.py", "central/asker.py", "ranges.py", "replay.py"]
+        "smdr/responder.py", "edge/headsets/descriptor.py", "edge/headsets/layout.py", "edge/headsets/telephony.py",
+        "edge/headsets/usages.py", "edge/headsets/reports.py", "central/ingest.py", "central/asker.py",
+        "central/calls.py", "central/kpi.py", "commands/traffic.py"]
 FORBIDDEN_MODULES = {"serial", "pyudev", "paho", "socket", "asyncio", "sqlite3", "select", "os", "time", "cffi"}
-#: What the PBX wing may import of the gateway (besides itself); its loader reads files.
-SMDR_MAY_IMPORT = {"gateway.events", "gateway.errors"}
+#: What each part may import of pbxgw besides itself (a prefix of the module's name).
+MAY_IMPORT = {
+    "gateway.wire.": ("gateway.errors",),
+    "gateway.common.": ("gateway.wire.", "gateway.errors"),
+    "gateway.smdr.": ("gateway.wire.", "gateway.errors"),
+    "gateway.edge.": ("gateway.wire.", "gateway.common.", "gateway.smdr.", "gateway.errors", "gateway.firmware_profiles"),
+    "gateway.central.": ("gateway.wire.", "gateway.common.", "gateway.smdr.", "gateway.errors"),
+}
+#: The PBX library's loader reads profiles' TOML through the plumbing's table reader.
 SMDR_LOADER = "gateway.smdr.profiles"
 MODULES = {".".join(("gateway", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): p
            for p in PACKAGE.rglob("*.py")}
@@ -54,10 +66,13 @@ def test_core_module_does_no_io(module):
     assert not imported & FORBIDDEN_MODULES
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("gateway.smdr.") and m != SMDR_LOADER))
-def test_the_pbx_wing_imports_only_itself_the_events_and_the_errors(module):
-    outside = {m for m in imports(MODULES[module]) if not m.startswith("gateway.smdr")} - SMDR_MAY_IMPORT
-    assert not outside, f"{module} imports {sorted(outside)}"
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if any(m.startswith(p) for p in MAY_IMPORT)))
+def test_each_part_imports_only_what_lies_below_it(module):
+    part = next(p for p in MAY_IMPORT if module.startswith(p))
+    allowed = (part, *MAY_IMPORT[part], *(("gateway.common.tomltable", "gateway.firmware_profiles")
+                                          if module == SMDR_LOADER else ()))
+    outside = sorted(m for m in imports(MODULES[module]) if not (m + ".").startswith(allowed))
+    assert not outside, f"{module} imports {outside}"
 
 
 def test_no_two_modules_import_each_other():

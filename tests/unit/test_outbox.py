@@ -5,9 +5,9 @@ import random
 
 import msgpack
 
-from gateway.events import CallEvent, GapEvent, packb
-from gateway.outbox import Outbox
-from gateway.queued import Row
+from gateway.edge.outbox import Outbox
+from gateway.edge.queue.row import Row
+from gateway.wire.events import CallEvent, GapEvent, packb
 
 
 def row(i: int, kind: str = "call", pad: int = 0) -> Row:
@@ -17,7 +17,7 @@ def row(i: int, kind: str = "call", pad: int = 0) -> Row:
 
 
 def queue(*rows: Row):
-    """A peek over ``rows``, as :meth:`gateway.store.Store.peek` reads the disk queue."""
+    """A peek over ``rows``, as :meth:`gateway.edge.queue.store.Store.peek` reads the disk queue."""
     def peek(after: int, upto: int | None, limit: int) -> list[Row]:
         return [r for r in rows if after < r.id and (upto is None or r.id <= upto)][:limit]
     return peek

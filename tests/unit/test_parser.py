@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.smdr import profiles
-from gateway.events import CallEvent, UnparsedEvent
 from gateway.smdr.framer import Record
 from gateway.smdr.parser import RecordParser
+from gateway.wire.events import CallEvent, UnparsedEvent
 
 RX = int(datetime(2026, 1, 15, 12, tzinfo=timezone.utc).timestamp() * 1000)
 

@@ -2,8 +2,8 @@
 
 import re
 
-from gateway.smdr import profiles
 from gateway.smdr import plan
+from gateway.smdr import profiles
 from gateway.smdr.plan import OP_ANY, OP_NONEMPTY, OP_PLAIN, OP_PREFIX, OP_REGEX, TARGET_X
 
 

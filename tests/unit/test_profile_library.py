@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway import simulate
+from gateway.commands import simulate
 from gateway.smdr import offline, profiles
-from gateway.events import UnparsedEvent
 from gateway.smdr.stream import StreamParser
+from gateway.wire.events import UnparsedEvent
 from helpers import FIXTURES
 
 MARK = "~garbage~"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.smdr import offline, profiles
 from gateway.errors import ProfileError, RecordError
+from gateway.smdr import offline, profiles
 
 GOOD = (Path(profiles.find("avaya-ipo").path)).read_text()
 

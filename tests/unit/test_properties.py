@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.smdr import profiles
-from gateway.events import CallEvent, UnparsedEvent, packb, unpackb
 from gateway.smdr.stream import StreamParser
+from gateway.wire.events import CallEvent, UnparsedEvent, packb, unpackb
 
 PROFILES = {name: profiles.find(name) for name in profiles.bundled_names()}
 RX = 1768478400000

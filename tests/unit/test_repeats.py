@@ -1,6 +1,6 @@
 """A message that floods comes once, then as a count at most once per interval, per kind."""
 
-from gateway.repeats import Repeats
+from gateway.edge.repeats import Repeats
 
 
 def test_a_flood_is_said_once_then_counted_once_a_minute_per_kind():

@@ -4,8 +4,9 @@ what was found and what is missing."""
 import msgpack
 import pytest
 
-from gateway import replay
-from gateway.replay import Replays
+from gateway.edge import replay
+from gateway.edge.replay import Replays
+from gateway.wire.replay import MAX_JOBS, MAX_RANGE
 
 
 def ask(**fields) -> bytes:
@@ -22,7 +23,7 @@ def ask(**fields) -> bytes:
     (ask(last="9"), "whole numbers"),
     (ask(src=""), "'src'"),
     (ask(colour="red"), "unknown key 'colour'"),
-    (ask(first=1, last=replay.MAX_RANGE + 1), f"at most {replay.MAX_RANGE}"),
+    (ask(first=1, last=MAX_RANGE + 1), f"at most {MAX_RANGE}"),
 ])
 def test_a_malformed_request_is_answered_with_its_reason_and_not_to_be_retried(payload, reason):
     replays = Replays("s1", rate=100)
@@ -34,7 +35,7 @@ def test_requests_past_the_bounds_are_refused_as_busy_and_a_repeated_one_is_take
     replays = Replays("s1", rate=100)
     assert replays.request(ask(id="a"), 0.0) is None
     assert replays.request(ask(id="a"), 0.5) is None and len(replays.jobs) == 1  # the same id: once
-    for n in range(1, replay.MAX_JOBS):
+    for n in range(1, MAX_JOBS):
         assert replays.request(ask(id=f"r{n}"), 1.0) is None
     refused = replays.request(ask(id="more"), 1.0)
     assert refused["retry"] is True and "busy" in refused["error"] and refused["id"] == "more"

@@ -15,8 +15,8 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.events import CallEvent
-from gateway.store import DB_NAME, Store
+from gateway.edge.queue.store import DB_NAME, Store
+from gateway.wire.events import CallEvent
 
 DAMAGE = ("db_cut", "wal_cut", "wal_overwrite")
 

@@ -5,7 +5,7 @@ from datetime import date, datetime
 
 import pytest
 
-from gateway import schedule
+from gateway.common import schedule
 
 SATURDAY, SUNDAY, MONDAY = date(2026, 12, 5), date(2026, 12, 6), date(2026, 12, 7)
 

@@ -6,11 +6,11 @@ from zoneinfo import ZoneInfo
 import msgpack
 import serial
 
+from gateway.edge.clock import Clock
+from gateway.edge.config import SourceSettings
+from gateway.edge.queue.store import Store
+from gateway.edge.sources import Ingest, source_class
 from gateway.smdr import profiles
-from gateway.config import SourceSettings
-from gateway.clock import Clock
-from gateway.sources import Ingest, source_class
-from gateway.store import Store
 
 RECORDS = b"".join(
     b"2026/01/15 10:00:%02d,00:00:10,3,0312,I,200,200,,0,%d,0,E200,Agent,T9001,Line 1.1,0,0\r\n" % (i, i)
@@ -44,8 +44,8 @@ def test_a_part_that_fails_is_said_once_per_kind_and_started_again(caplog):
     import asyncio
     import random
 
-    from gateway.backoff import Backoff
-    from gateway.daemon import keep_running
+    from gateway.common.backoff import Backoff
+    from gateway.edge.daemon import keep_running
 
     runs, faults = [], []
 

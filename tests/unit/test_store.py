@@ -5,8 +5,8 @@ import time
 
 import msgpack
 
-from gateway.events import CallEvent, UnparsedEvent, packb
-from gateway.store import Store
+from gateway.edge.queue.store import Store
+from gateway.wire.events import CallEvent, UnparsedEvent, packb
 
 
 def call(seq: int, src: str = "pbx1", pad: int = 0, stream: str | None = None) -> CallEvent:

@@ -2,7 +2,7 @@
 
 import re
 
-from gateway.headsets import profiles
+from gateway.edge.headsets import profiles
 from helpers import ROOT
 
 

@@ -4,10 +4,10 @@ dialogue's prompt kept out of the first record."""
 import asyncio
 import random
 
+from gateway.edge.sources.tcp import login
 from gateway.smdr import profiles
 from gateway.smdr.profile import Reply
 from gateway.smdr.responder import Responder
-from gateway.sources.tcp import login
 
 TEST = Reply(b"\x00\x08TEST_REQ", b"\x00\x08TEST_RSP")
 PING = Reply(b"PING", b"PONG")

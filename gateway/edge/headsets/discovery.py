@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.headsets import hidraw
-from gateway.headsets.descriptor import decode
-from gateway.headsets.layout import telephony_layout
+from gateway.edge.headsets import hidraw
+from gateway.edge.headsets.descriptor import decode
+from gateway.edge.headsets.layout import telephony_layout
 
 log = logging.getLogger("pbxgw.headsets")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.headsets import usages
-from gateway.headsets.descriptor import INPUT, OUTPUT, Descriptor, Field
+from gateway.edge.headsets import usages
+from gateway.edge.headsets.descriptor import INPUT, OUTPUT, Descriptor, Field
 
 #: Application collections that hold telephony controls: Telephony Headset and Phone.
 STANDARD = (0x000B0005, 0x000B0001)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.common.tomltable import Table, duration, load_toml
 from gateway.errors import ProfileError
 from gateway.firmware_profiles import BUNDLED
-from gateway.tomltable import Table, duration, load_toml
 
 DIRECTORY = BUNDLED / "headsets"
 

@@ -1,7 +1,7 @@
 """The headsets on the box, read on the event loop: one reader per headset, each feeding
 its tracker and queueing its events like a PBX source's (its own ``src`` and ``seq``).
 
-Headsets come from udev (:mod:`gateway.headsets.discovery`, hotplug included) and from
+Headsets come from udev (:mod:`gateway.edge.headsets.discovery`, hotplug included) and from
 the config's ``[[headsets.device]]`` list (a hidraw node read without udev, or a pipe of
 recorded reports in tests).
 """
@@ -15,18 +15,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.clock import Clock, now_ms
-from gateway.config import HeadsetDevice, HeadsetSettings
-from gateway.events import HeadsetEvent
-from gateway.headsets import hidraw, recording
-from gateway.headsets import profiles as headset_profiles
-from gateway.headsets.descriptor import INPUT, decode
-from gateway.headsets.discovery import Discovery, HeadsetInfo
-from gateway.headsets.profiles import HeadsetProfile
-from gateway.headsets.reports import ReportSplitter
-from gateway.headsets.layout import telephony_layout
-from gateway.headsets.telephony import TelephonyTracker
-from gateway.store import QueueWriteError, Store
+from gateway.edge.clock import Clock, now_ms
+from gateway.edge.config import HeadsetDevice, HeadsetSettings
+from gateway.edge.headsets import hidraw, recording
+from gateway.edge.headsets import profiles as headset_profiles
+from gateway.edge.headsets.descriptor import INPUT, decode
+from gateway.edge.headsets.discovery import Discovery, HeadsetInfo
+from gateway.edge.headsets.layout import telephony_layout
+from gateway.edge.headsets.profiles import HeadsetProfile
+from gateway.edge.headsets.reports import ReportSplitter
+from gateway.edge.headsets.telephony import TelephonyTracker
+from gateway.edge.queue.store import QueueWriteError, Store
+from gateway.wire.events import HeadsetEvent
 
 log = logging.getLogger("pbxgw.headsets")
 

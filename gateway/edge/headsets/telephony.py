@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.headsets import usages
-from gateway.headsets.layout import Control, TelephonyLayout
+from gateway.edge.headsets import usages
+from gateway.edge.headsets.layout import Control, TelephonyLayout
 
 _TEL, _LED, _BUTTON = usages.TELEPHONY << 16, usages.LED << 16, usages.BUTTON << 16
 HOOK, MUTE = _TEL | 0x20, _TEL | 0x2F

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import msgpack
 
-from gateway import ranges
+from gateway.wire import ranges
 
 MARK_NAME = "queue.mark"
 #: A mark file larger than this is not read (it is a few hundred bytes).

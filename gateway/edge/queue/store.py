@@ -43,7 +43,7 @@ The disk is the only durable copy of an event between the PBX and the broker's P
   is damaged, is moved aside (``queue.db.damaged-<time>-<pid>``), counted, and a new one is
   started with what can still be read of it, keys kept. What it cannot read, and what a WAL
   cut short took with it, is reported as a gap, as the high-water marks kept beside the
-  queue (:mod:`gateway.marks`) bound it.
+  queue (:mod:`gateway.edge.queue.marks`) bound it.
 """
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ from pathlib import Path
 
 import msgpack
 
-from gateway import marks
+from gateway.edge.queue import marks
+from gateway.edge.queue.row import Row
 from gateway.errors import GatewayError
-from gateway.events import Event, GapEvent, packb
-from gateway.queued import Row
+from gateway.wire.events import Event, GapEvent, packb
 
 log = logging.getLogger("pbxgw.store")
 

@@ -1,14 +1,14 @@
 """PBX links: each source type moves bytes from one place into an :class:`Ingest`.
 
-The types and their classes are listed once, in :data:`gateway.config.SOURCES`.
+The types and their classes are listed once, in :data:`gateway.edge.config.SOURCES`.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from gateway.config import SOURCES
-from gateway.sources.base import Ingest, Source
+from gateway.edge.config import SOURCES
+from gateway.edge.sources.base import Ingest, Source
 
 
 def source_class(kind: str) -> type[Source]:

@@ -8,13 +8,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.backoff import Backoff
-from gateway.alarms import SkewWatch, UnparsedWatch
-from gateway.clock import EARLIEST_TRUE_S, Clock, now_ms
-from gateway.config import SourceSettings
+from gateway.common.backoff import Backoff
+from gateway.edge.alarms import SkewWatch, UnparsedWatch
+from gateway.edge.clock import EARLIEST_TRUE_S, Clock, now_ms
+from gateway.edge.config import SourceSettings
+from gateway.edge.queue.store import QueueWriteError, Store
 from gateway.smdr.plausible import Doubts
 from gateway.smdr.stream import StreamParser
-from gateway.store import QueueWriteError, Store
 
 
 #: How much a source reads at most in one go (a serial line, a socket, a file).

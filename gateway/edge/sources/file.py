@@ -14,7 +14,7 @@ import stat
 import sys
 from typing import BinaryIO
 
-from gateway.sources.base import CHUNK, Source
+from gateway.edge.sources.base import CHUNK, Source
 
 #: An event's queued size over its record's: at most this (the record is kept whole, beside its fields).
 EXPANSION = 8

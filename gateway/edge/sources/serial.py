@@ -17,7 +17,7 @@ import os
 
 import serial
 
-from gateway.sources.base import CHUNK, Source
+from gateway.edge.sources.base import CHUNK, Source
 
 #: Why a port cannot be opened when another process holds its lock.
 BUSY = "port busy: another program holds it (is the pbxgw service running?)"

@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.config import credential
-from gateway.repeats import Repeats
+from gateway.common.mqtt import credential
+from gateway.edge.repeats import Repeats
+from gateway.edge.sources.base import CHUNK, Source
 from gateway.smdr.profile import LoginStep
 from gateway.smdr.responder import Responder
-from gateway.sources.base import CHUNK, Source
 
 CONNECT_TIMEOUT_S = 10
 #: A stopped or replaced connection ingests what has already arrived for at most this long,
