@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 def disk_text(settings: config.Settings) -> str:
     """What the state directory's disk allows the queue and the archive, as ``run`` will
     set their budgets (the lower of the config's and the disk's)."""
-    from gateway.edge.queue.store import DB_NAME, disk_budget, disk_room
+    from gateway.edge.queue.schema import DB_NAME
+    from gateway.edge.queue.store import disk_budget, disk_room
 
     db = settings.state_dir / DB_NAME
     room = disk_room(settings.state_dir, (db, db.with_name(f"{DB_NAME}-wal")))

@@ -19,6 +19,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from gateway.edge.queue.schema import CONFIRMED, DB_NAME, SEGMENT_GLOB, segment_table
 from gateway.edge.queue.store import ArchiveStats
 
 SOCKET_NAME = "status.sock"
@@ -34,7 +35,7 @@ def _read_only(state_dir: Path) -> Iterator[sqlite3.Connection]:
 
     :raises OSError: it cannot be read (none there, or not by this user).
     """
-    path = state_dir / "queue.db"
+    path = state_dir / DB_NAME
     if not path.exists():
         raise FileNotFoundError(f"no queue in {state_dir}")
     try:
@@ -56,11 +57,11 @@ def offline(state_dir: Path) -> dict[str, Any]:
     with _read_only(state_dir) as db:
         meta = dict(db.execute("SELECT key, value FROM meta"))
         sources = db.execute("SELECT name, next_seq FROM sources WHERE name NOT LIKE '*%' ORDER BY name").fetchall()
-        confirmed = (db.execute("SELECT next_seq FROM sources WHERE name = '*confirmed*'").fetchone() or (1,))[0] - 1
+        confirmed = (db.execute("SELECT next_seq FROM sources WHERE name = ?", (CONFIRMED,)).fetchone() or (1,))[0] - 1
         depth = size = 0
         oldest = None
         kept = ArchiveStats(0, 0, 0, None, None)
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'").fetchall():
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB ?", (SEGMENT_GLOB,)).fetchall():
             count, length, first = db.execute(f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(rx) "
                                               f"FROM {table} WHERE id > ?", (confirmed,)).fetchone()
             depth, size = depth + count, size + length
@@ -100,7 +101,7 @@ def held_events(state_dir: Path, src: str, seqs: tuple[int, int] | None = None,
     with _read_only(state_dir) as db:
         db.execute("BEGIN")  # one snapshot: segments the gateway drops meanwhile stay readable
         names = [n for (n,) in db.execute("SELECT name FROM sources WHERE name NOT LIKE '*%' ORDER BY name")]
-        names += sorted({s for (t,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'")
+        names += sorted({s for (t,) in db.execute("SELECT name FROM sqlite_master WHERE name GLOB ?", (SEGMENT_GLOB,))
                          for (s,) in db.execute(f"SELECT DISTINCT src FROM {t} WHERE seq IS NOT NULL")} - set(names))
         if src not in names:
             raise LookupError(f"no source named {src!r} in this queue; it has {', '.join(names) or 'none'}")
@@ -108,7 +109,7 @@ def held_events(state_dir: Path, src: str, seqs: tuple[int, int] | None = None,
         since, until = received
         for (n,) in db.execute("SELECT n FROM segments ORDER BY n").fetchall():
             for (payload,) in db.execute(
-                    f"SELECT payload FROM seg_{n} WHERE src = ? AND seq IS NOT NULL AND seq >= coalesce(?, seq) "
+                    f"SELECT payload FROM {segment_table(n)} WHERE src = ? AND seq IS NOT NULL AND seq >= coalesce(?, seq) "
                     "AND seq <= coalesce(?, seq) AND rx >= coalesce(?, rx) AND rx <= coalesce(?, rx) ORDER BY id",
                     (src, low, high, since, until)):
                 yield payload

@@ -6,6 +6,7 @@ only the contract; the PBX library (``smdr/``) only itself, the contract and the
 core imports no I/O library and reads no clock; and no two modules import each other."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import gateway
 
 PACKAGE = Path(gateway.__file__).parent
 CORE = ["errors.py", "wire/events.py", "wire/ranges.py", "wire/replay.py", "wire/topics.py", "common/backoff.py",
-        "common/schedule.py", "edge/queue/row.py", "edge/outbox.py", "edge/alarms.py", "edge/replay.py",
+        "common/schedule.py", "edge/queue/row.py", "edge/queue/schema.py", "edge/outbox.py", "edge/alarms.py", "edge/replay.py",
         "smdr/framer.py", "smdr/fields.py", "smdr/split.py", "smdr/parser.py", "smdr/stream.py",
         "smdr/plan.py", "smdr/quick.py", "smdr/profile.py", "smdr/offline.py", "smdr/draft.py",
         "smdr/responder.py", "edge/headsets/descriptor.py", "edge/headsets/layout.py", "edge/headsets/telephony.py",
@@ -80,3 +81,12 @@ def test_no_two_modules_import_each_other():
     pairs = sorted({tuple(sorted((a, b))) for a, deps in graph.items() for b in deps
                     if a != b and a in graph.get(b, ()) and not b.startswith(a + ".") and not a.startswith(b + ".")})
     assert not pairs, f"these import each other: {pairs}"
+
+
+def test_the_queues_file_names_are_spelled_only_in_its_format_module():
+    """``queue.db``, the confirmed row and the segment tables: the writer, its salvage and the
+    read-only view take them from ``edge/queue/schema.py``, so a change to the format is one edit."""
+    spelled = re.compile(r"""["']seg_|["']queue\.db|\*confirmed\*""")
+    found = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py") if path.name != "schema.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1) if spelled.search(line)]
+    assert not found, f"the queue's format spelled outside edge/queue/schema.py: {found}"

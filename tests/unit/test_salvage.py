@@ -15,7 +15,8 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.edge.queue.store import DB_NAME, Store
+from gateway.edge.queue.schema import DB_NAME
+from gateway.edge.queue.store import Store
 from gateway.wire.events import CallEvent
 
 DAMAGE = ("db_cut", "wal_cut", "wal_overwrite")

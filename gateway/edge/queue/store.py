@@ -64,16 +64,13 @@ import msgpack
 
 from gateway.edge.queue import marks
 from gateway.edge.queue.row import Row
+from gateway.edge.queue.schema import (CONFIRMED, DB_NAME, SEGMENT_COLUMNS, SEGMENT_GLOB, segment_number,
+                                       segment_table)
 from gateway.errors import GatewayError
 from gateway.wire.events import Event, GapEvent, packb
 
 log = logging.getLogger("pbxgw.store")
 
-DB_NAME = "queue.db"
-#: The ``sources`` row that keeps the confirmed prefix (every id up to it is confirmed):
-#: it shares the page that every append writes anyway, so keeping it costs no write.
-#: ('*' cannot start a source name.)
-CONFIRMED = "*confirmed*"
 #: The WAL is copied into the database (and truncated) once it is this large, or a quarter of
 #: the budget if that is less, but never under WAL_MIN_BYTES (and when the queue closes):
 #: rarely, since each checkpoint rewrites the pages in use.
@@ -92,9 +89,6 @@ _MAP_HEADS = {bytes((b,)) for b in (*range(0x80, 0x90), 0xDE, 0xDF)}
 #: SQLite page size for a new queue (see _connect).
 PAGE_SIZE = 1024
 
-_SEGMENT = """CREATE TABLE seg_{n} (
-    id INTEGER PRIMARY KEY, src TEXT NOT NULL, seq INTEGER, kind TEXT NOT NULL,
-    rx INTEGER NOT NULL, payload BLOB NOT NULL)"""
 #: A segment is closed at each sync (with an archive: at a 32nd of its budget or of its
 #: ``keep``), and also when it holds this many events.
 SEGMENT_ROWS = 20_000
@@ -140,7 +134,7 @@ class _Segment:
 
     @property
     def table(self) -> str:
-        return f"seg_{self.n}"
+        return segment_table(self.n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,15 +201,15 @@ class Store:
         self._segments: list[_Segment] = []
         for (n,) in self._db.execute("SELECT n FROM segments ORDER BY n").fetchall():
             first, last, size, first_rx, last_rx = self._db.execute(
-                f"SELECT MIN(id), MAX(id), COALESCE(SUM(length(payload)), 0), MIN(rx), MAX(rx) FROM seg_{n}").fetchone()
+                f"SELECT MIN(id), MAX(id), COALESCE(SUM(length(payload)), 0), MIN(rx), MAX(rx) FROM {segment_table(n)}").fetchone()
             if first is None:
                 continue
             seg = _Segment(n, first, last, size, True, set(), first_rx, last_rx, archived=last <= self._confirmed,
                            earlier=True)
             if not seg.archived:
-                ids = [i for (i,) in self._db.execute(f"SELECT id FROM seg_{n} WHERE id > ?", (self._confirmed,))]
+                ids = [i for (i,) in self._db.execute(f"SELECT id FROM {segment_table(n)} WHERE id > ?", (self._confirmed,))]
                 seg.done = set(range(seg.first, seg.last + 1)).difference(ids)
-                seg.done_bytes = self._db.execute(f"SELECT COALESCE(SUM(length(payload)), 0) FROM seg_{n} "
+                seg.done_bytes = self._db.execute(f"SELECT COALESCE(SUM(length(payload)), 0) FROM {segment_table(n)} "
                                                   "WHERE id <= ?", (self._confirmed,)).fetchone()[0]
             self._segments.append(seg)
         self.bytes = sum(seg.bytes - seg.done_bytes for seg in self._segments if not seg.archived)
@@ -568,7 +562,7 @@ class Store:
                 seg.closed = True
             seg = _Segment(seg.n + 1 if seg else 1, self._last_id + 1, self._last_id, 0, False, set(),
                            first_rx=min(_times(rows), default=0))
-            self._db.execute(_SEGMENT.format(n=seg.n))
+            self._db.execute(f"CREATE TABLE {segment_table(seg.n)} ({SEGMENT_COLUMNS})")
             self._db.execute("INSERT INTO segments VALUES (?)", (seg.n,))
             self._segments.append(seg)
         # Row ids only grow while the process lives (the publisher's cursors rely on it).
@@ -1031,8 +1025,8 @@ class _Salvage:
         self.holes: list[tuple] = []  # (src, stream, first, last) not readable
         last: dict[str, tuple[str, int]] = {}  # src -> (stream, seq) of its last event read
         broken = False  # a part failed since: the next event of each source says where it resumed
-        tables = self._read(old, "SELECT name FROM sqlite_master WHERE name GLOB 'seg_[0-9]*'")
-        for (table,) in sorted(tables, key=lambda t: int(t[0][4:])):
+        tables = self._read(old, "SELECT name FROM sqlite_master WHERE name GLOB ?", (SEGMENT_GLOB,))
+        for (table,) in sorted(tables, key=lambda t: segment_number(t[0])):
             for row in self._read(old, f"SELECT src, seq, kind, rx, payload FROM {table} WHERE id > ? ORDER BY id",
                                   (confirmed,)):
                 src, seq = row[0], row[1]
