@@ -90,9 +90,11 @@ class Framer(ReferenceFramer):
         cdef const unsigned char* p = buf
         cdef list out = []
         while pos < n and _next_cut(p, n, pos, &searched, eof, code, limit, &record_end, &next_pos, &truncated):
-            record = self.filter(Record(bytes(buf[pos:record_end]), truncated))
+            record = self.filter(Record(bytes(buf[pos:record_end]), truncated), next_pos - pos)
             pos = next_pos
             if record is not None:
                 out.append(record)
         self.consume(pos, searched)
+        if eof and not len(buf) and (held := self.release()) is not None:
+            out.append(held)  # (the stream ended: no line can continue it now)
         return out

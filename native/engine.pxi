@@ -262,7 +262,7 @@ cdef class Engine:
         rules = framer.rules
         code = TERMINATOR_CODES.get(rules.terminator, -1)
         if code < 0 or type(framer) is not Framer or rules is not self.profile.framing or rules.strip \
-                or rules.page_date is not None:  # (the reference dates records by their page header)
+                or rules.page_date is not None or rules.continuation:  # (page dates, joined lines: the framer's)
             framed = framer.records()
             packed, unparsed = self.pack(framed, rx, seq)
             return packed, unparsed, len(framed)

@@ -159,7 +159,8 @@ def _duration(text: str) -> int:
 # -- the emulator ------------------------------------------------------------------------
 
 def printed_units(profile: PbxProfile) -> list[bytes]:
-    """The samples as the PBX sends them, one unit per record or line, framing included.
+    """The samples as the PBX sends them, one unit per record or line, framing included;
+    a record and the lines that continue it are one unit, as the PBX prints them at once.
 
     The samples file is split with the profile's own framing but nothing skipped or
     stripped, so page headers are replayed too.
@@ -170,14 +171,17 @@ def printed_units(profile: PbxProfile) -> list[bytes]:
                              block_start=framing.block_start)
         framer = Framer(rules, as_framed=True)
     else:
-        framer = Framer(FramingRules(framing.terminator, MAX_RECORD_LEN_CEILING))
+        framer = Framer(FramingRules(framing.terminator, MAX_RECORD_LEN_CEILING, continuation=framing.continuation))
     framer.feed(profile.samples_path.read_bytes())
     framer.feed(b"")
     if framing.terminator == "block":
         return [r.data for r in framer.records()]
     if framing.terminator == "length32le":
         return [len(r.data + b"\r\n").to_bytes(4, "little") + r.data + b"\r\n" for r in framer.records()]
-    return [r.data + LINE_ENDS[framing.terminator] for r in framer.records()]
+    end = LINE_ENDS[framing.terminator]
+    if framing.continuation:  # (the framer joined them with \n)
+        return [r.data.replace(b"\n", end) + end for r in framer.records()]
+    return [r.data + end for r in framer.records()]
 
 
 #: How long to let a serial reader settle after it opens the port (pyserial flushes the

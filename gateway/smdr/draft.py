@@ -14,7 +14,7 @@ import re
 from collections import Counter
 
 from gateway.smdr.framer import Framer, FramingRules
-from gateway.smdr.parser import decode
+from gateway.smdr.framer import decode
 from gateway.smdr.profile import PbxProfile
 
 DELIMITERS = (",", ";", "\t", "|")

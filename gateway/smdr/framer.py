@@ -21,6 +21,13 @@ prompts and echo). ``strip`` patterns cut text out of a record (a page header gl
 front of it). NUL bytes are removed (some PBXes pad records with them) and counted,
 unless NUL is the terminator.
 
+A line a PBX prints to continue the record before it (NEC's caller name on a line of its
+own) matches one of the profile's ``continuation`` patterns: it is joined to that record
+after a ``\n``, and the parser reads its named groups. So the framer holds each record
+until the next line shows it is not continued (or the stream ends, or the I/O shell's
+idle timer calls :meth:`Framer.release`); :attr:`Framer.buffered` counts the held bytes
+too, so a file's committed offset stays before them.
+
 A ``block`` framing reads fixed-size blocks that begin with a mark (Alcatel OXE tickets:
 772 bytes after ``01 00``). Bytes between blocks (link marks, keep-alive requests) are not
 records: they are dropped and counted in ``noise_bytes``, and a stream out of step finds
@@ -83,6 +90,17 @@ class FramerStats:
     truncated: int = 0
     nul_bytes: int = 0
     noise_bytes: int = 0
+    continued: int = 0  # lines joined to the record before them (not counted in ``records``)
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """A line that continues the record before it: the pattern it matches (searched in its
+    text; its named groups are event fields the parser fills from it) and, with ``join``, the
+    separator it adds its values to the record's with (without: they replace them)."""
+
+    match: re.Pattern[str]
+    join: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +117,29 @@ class FramingRules:
     #: for PBXes that print no date in their records; the date's order.
     page_date: re.Pattern[bytes] | None = None
     page_date_order: str = "MDY"
+    #: Lines joined to the record before them (only with a ``line`` or ``lf`` terminator,
+    #: so that the ``\n`` joining them is never part of a record).
+    continuation: tuple[Continuation, ...] = field(default=())
 
 
 #: A record of only these bytes is a blank line, skipped (a form feed, NUL padding).
 BLANK = b" \t\n\r\x0b\x0c\x00"
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 when the bytes are valid UTF-8, else latin-1 (which decodes every byte); a
+    leading byte-order mark is dropped."""
+    return read_text(data)[0]
+
+
+def read_text(data: bytes) -> tuple[str, bool]:
+    """:func:`decode`'s text, and whether it was read as latin-1 (so that its bytes can be
+    had back: ``text.encode("latin-1" if latin1 else "utf-8")``)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), True
+    return text.removeprefix("\ufeff"), False  # a byte-order mark (files saved by Windows tools)
 
 
 class Framer:
@@ -121,6 +158,9 @@ class Framer:
         self._searched = 0
         self._eof = False
         self._page = b""
+        self._held: Record | None = None  # the last record, until a line shows it is not continued
+        self._held_span = 0  # the bytes it and the lines after it took from the stream
+        self._consumed = 0  # the bytes the last record cut took
         self.stats = FramerStats()
 
     def feed(self, data: bytes) -> None:
@@ -135,9 +175,12 @@ class Framer:
         while True:
             record = self._maybe_extract()
             if record is None:
-                return END if self._eof and not self._buffer else NEED_DATA
+                if not self._eof or self._buffer:
+                    return NEED_DATA
+                held = self.release()
+                return END if held is None else held
             if not self._as_framed:
-                record = self.filter(record)
+                record = self.filter(record, self._consumed)
             if record is not None:
                 return record
 
@@ -147,8 +190,22 @@ class Framer:
 
     @property
     def buffered(self) -> int:
-        """Bytes fed but not yet returned in a record (the start of an incomplete one)."""
-        return len(self._buffer)
+        """Bytes fed but not yet returned in a record (a record held for its continuation
+        lines, the start of an incomplete one)."""
+        return self._held_span + len(self._buffer)
+
+    @property
+    def holding(self) -> bool:
+        """Whether a record waits for continuation lines (see :meth:`release`)."""
+        return self._held is not None
+
+    def release(self) -> Record | None:
+        """The record held for its continuation lines, now: the stream ended, or no line
+        came in the time the PBX prints one in (the I/O shell's idle timer)."""
+        held, self._held, self._held_span = self._held, None, 0
+        if held is not None:
+            self._count(held)
+        return held
 
     def take_buffered(self) -> bytes:
         """Remove and return the bytes fed but not yet in a record: a serial source that a
@@ -243,6 +300,7 @@ class Framer:
         return Record(self._take(size))
 
     def _take(self, count: int) -> bytes:
+        self._consumed = count
         data = bytes(self._buffer[:count])
         del self._buffer[:count]
         return data
@@ -250,12 +308,15 @@ class Framer:
     def _cut(self, record_end: int, consumed: int, truncated: bool) -> Record:
         data = bytes(self._buffer[:record_end])
         del self._buffer[:consumed]
-        self._searched = 0
+        self._searched, self._consumed = 0, consumed
         return Record(data, truncated)
 
-    def filter(self, record: Record) -> Record | None:
+    def filter(self, record: Record, consumed: int = 0) -> Record | None:
         """A framed record as the parser gets it: NUL padding and ``strip`` patterns cut
-        out; None (counted) for a line that is not a record."""
+        out; None (counted) for a line that is not a record. With ``continuation`` lines,
+        the record framed before this one, or None while this one is held.
+
+        :param consumed: the bytes the record took from the stream, its terminator included."""
         rules, stats = self._rules, self.stats
         if rules.terminator != "nul" and b"\x00" in record.data:
             stats.nul_bytes += record.data.count(b"\x00")
@@ -267,7 +328,30 @@ class Framer:
             self._page = page["date"]
         if page is not None or not record.data.strip(BLANK) or any(p.search(record.data) for p in rules.skip):
             stats.skipped += 1
+            self._held_span += consumed if self._held is not None else 0
             return None
-        stats.records += 1
-        stats.truncated += record.truncated
-        return Record(record.data, record.truncated, self._page) if self._page else record
+        if self._page:
+            record = Record(record.data, record.truncated, self._page)
+        if rules.continuation:
+            return self._hold(record, consumed)
+        self._count(record)
+        return record
+
+    def _hold(self, record: Record, consumed: int) -> Record | None:
+        """Join ``record`` to the held one when it continues it (within ``max_record_len``);
+        else hold it instead, and return the one held before."""
+        held = self._held
+        if held is not None and not held.truncated and not record.truncated \
+                and len(held.data) + 1 + len(record.data) <= self._rules.max_record_len \
+                and any(c.match.search(decode(record.data)) for c in self._rules.continuation):
+            self._held = Record(held.data + b"\n" + record.data, False, held.page)
+            self._held_span += consumed
+            self.stats.continued += 1
+            return None
+        released = self.release()
+        self._held, self._held_span = record, consumed
+        return released
+
+    def _count(self, record: Record) -> None:
+        self.stats.records += 1
+        self.stats.truncated += record.truncated

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from gateway.errors import RecordError
 from gateway.smdr.fields import DATE_ORDERS
 from gateway.smdr.fields import parse_date, parse_time
-from gateway.smdr.framer import Framer, FramerStats
-from gateway.smdr.parser import convert, decode
+from gateway.smdr.framer import Framer, FramerStats, decode
+from gateway.smdr.parser import convert
 from gateway.smdr.profile import PbxProfile, with_date_order, with_framing
 from gateway.smdr.split import split_record
 from gateway.smdr.stream import StreamParser

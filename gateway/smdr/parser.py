@@ -13,28 +13,12 @@ from typing import Any
 
 from gateway.errors import RecordError
 from gateway.smdr.fields import EARLIEST_TRUE, parse_date, parse_duration, parse_time
-from gateway.smdr.framer import Framer, Record
+from gateway.smdr.framer import Framer, Record, read_text
 from gateway.smdr.profile import PbxProfile
 from gateway.smdr.split import split_record
 from gateway.wire.events import CallEvent, Event, UnparsedEvent, packb
 
 _INT = re.compile(r"[+-]?\d+")
-
-
-def decode(data: bytes) -> str:
-    """UTF-8 when the bytes are valid UTF-8, else latin-1 (which decodes every byte); a
-    leading byte-order mark is dropped."""
-    return read_text(data)[0]
-
-
-def read_text(data: bytes) -> tuple[str, bool]:
-    """:func:`decode`'s text, and whether it was read as latin-1 (so that its bytes can be
-    had back: ``text.encode("latin-1" if latin1 else "utf-8")``)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), True
-    return text.removeprefix("\ufeff"), False  # a byte-order mark (files saved by Windows tools)
 
 
 class RecordParser:
@@ -63,8 +47,9 @@ class RecordParser:
         if record.truncated:
             reason = f"no record end within {self.profile.framing.max_record_len} bytes; cut there"
             return UnparsedEvent(**stamp, raw=raw, reason=reason)
+        head, *more = raw.split("\n") if self.profile.framing.continuation else (raw,)
         try:
-            values = self._normalize(split_record(self.profile.layout, raw), rx, record.page)
+            values = self._normalize(split_record(self.profile.layout, head), rx, record.page, more)
         except RecordError as exc:
             return UnparsedEvent(**stamp, raw=raw, reason=exc.reason)
         return CallEvent(**stamp, **values, raw=raw)
@@ -82,7 +67,9 @@ class RecordParser:
         packed, unparsed = self.pack(records, rx, seq)
         return packed, unparsed, len(records)
 
-    def _normalize(self, columns: tuple[str, ...], rx: int, page: bytes) -> dict[str, Any]:
+    def _normalize(self, columns: tuple[str, ...], rx: int, page: bytes, more: list[str]) -> dict[str, Any]:
+        """The event's fields from a record's columns, and from ``more``, the lines that
+        continue it (:attr:`FramingRules.continuation`)."""
         values: dict[str, Any] = {}
         order = self.profile.start.date_order
         for spec in self.profile.fields:
@@ -106,10 +93,25 @@ class RecordParser:
                 if name not in decided:
                     decided.add(name)
                     values[name] = value
+        for line in more:
+            self._continue(values, line)
         values["start"] = self._start(columns, rx, values.get("ring"), values.get("dur"), page)
         vendor = {k: values.pop(k) for k in list(values) if k.startswith("x_")}
         values["x"] = {k[2:]: v for k, v in vendor.items() if v is not None}
         return values
+
+    def _continue(self, values: dict[str, Any], line: str) -> None:
+        """Fill fields from a line that continues the record (the first pattern it matches)."""
+        for continuation in self.profile.framing.continuation:
+            if (match := continuation.match.search(line)) is not None:
+                break
+        else:
+            raise RecordError(f"a line of the record continues nothing the profile reads: {line[:40]!r}")
+        for name, text in match.groupdict().items():
+            if not (value := (text or "").strip()):
+                continue
+            before = values.get(name)
+            values[name] = value if continuation.join is None or not before else before + continuation.join + value
 
     def _start(self, columns: tuple[str, ...], rx: int, ring: int | None, dur: int | None, page: bytes) -> int:
         spec = self.profile.start

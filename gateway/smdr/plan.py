@@ -19,7 +19,7 @@ a profile is decided (and tested) without a compiler:
 
 A target is an event field's slot (its index in :data:`FILLED`) or, from
 :data:`TARGET_X` on, a vendor field. :attr:`Plan.supported` is false for what the C path
-never reads (a multi-byte delimiter, IPv4 fields):
+never reads (a multi-byte delimiter, IPv4 fields, lines that continue a record):
 the reference then reads every record of the profile. (Nor a field less another, or one
 with an ``else`` column: the profiles with those, Asterisk's, FreeSWITCH's and 3CX's,
 quote their fields, which the C path leaves to the reference anyway.)
@@ -106,7 +106,7 @@ def plan(profile) -> Plan:
     layout, out = profile.layout, Plan()
     out.skip_required = [quick_test(p)[1] for p in profile.framing.skip]
     out.supported = all(spec.format != "ipv4-le" and spec.minus is None and spec.otherwise is None for spec in profile.fields) \
-        and (layout.kind == "fixed" or (len(layout.delimiter) == 1 and layout.delimiter.isascii()
+        and not profile.framing.continuation and (layout.kind == "fixed" or (len(layout.delimiter) == 1 and layout.delimiter.isascii()
                                        and (not layout.quote or layout.quote.isascii())))
     if not out.supported:
         return out

@@ -22,7 +22,7 @@ from typing import Any
 from gateway.firmware_profiles import BUNDLED
 from gateway.errors import ProfileError
 from gateway.smdr.fields import DATE_ORDERS, DURATIONS
-from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, TERMINATORS, FramingRules
+from gateway.smdr.framer import MAX_RECORD_LEN_CEILING, TERMINATORS, Continuation, FramingRules
 from gateway.smdr.profile import (CLOSED_VALUES, DURATION_FIELDS, FORMATS, TEXT_FIELDS, Assembly, Condition, FieldSpec,
                                   Layout, LoginStep, PbxProfile, Reply, Rule, StartSpec, Variant)
 from gateway.common.tomltable import Table, duration, load_toml
@@ -156,7 +156,8 @@ def load(path: Path) -> PbxProfile:
     transport.done()
 
     vendor = {s.target for s in specs} | {f for r in rules for f in dict(r.set)} | {
-        g for r in rules for _, p in r.when for g in p.groupindex}
+        g for r in rules for _, p in r.when for g in p.groupindex} | {
+        g for c in framing.continuation for g in c.match.groupindex}
     assembly = _assembly(top.table("assembly"), {f"x.{f[2:]}" for f in vendor if f.startswith("x_")},
                          assembly_digest(assembly_table))
 
@@ -319,6 +320,11 @@ def _framing(t: Table) -> FramingRules:
         block["page_date"] = page
         block["page_date_order"] = page_t.take("date_order", str, "MDY", choices=("YMD", "MDY", "DMY"))
     page_t.done()
+    if continued := tuple(_continuation(c) for c in t.tables("continuation")):
+        if terminator not in ("line", "lf"):
+            raise t.fail("continuation", f"expected terminator \"line\" or \"lf\" (a joined line follows a "
+                                         f"\\n, which no record may hold); got {terminator!r}")
+        block["continuation"] = continued
     if terminator == "block":
         block["block_len"] = t.take("block_len", int)
         if not 2 <= block["block_len"] <= max_len:
@@ -328,6 +334,22 @@ def _framing(t: Table) -> FramingRules:
             raise t.fail("block_start", "expected the bytes every block begins with")
     t.done()
     return FramingRules(terminator, max_len, skip, strip, **block)
+
+
+#: The fields a continuation line may fill: text fields but the closed ones, and vendor fields.
+CONTINUED_FIELDS = tuple(f for f in TEXT_FIELDS if f not in CLOSED_VALUES)
+
+
+def _continuation(t: Table) -> Continuation:
+    match = _regex(t, "match", t.take("match", str))
+    for name in match.groupindex:
+        if name not in CONTINUED_FIELDS and not name.startswith("x_"):
+            raise t.fail("match", f"expected groups named {', '.join(CONTINUED_FIELDS)} or x_<name>; got {name!r}")
+    if not match.groupindex:
+        raise t.fail("match", "expected a named group: the field the line continues")
+    join = t.take("join", str, None)
+    t.done()
+    return Continuation(match, join)
 
 
 def _bytes(t: Table, key: str, text: str) -> bytes:

@@ -39,6 +39,15 @@ class StreamParser:
             self.next_seq += 1
         return events
 
+    def release(self, rx: int) -> list[Event]:
+        """The event of the record held for lines that would continue it, when none came in
+        time (:meth:`Framer.release`): received at ``rx``, when it was known whole."""
+        record = self.framer.release()
+        if record is None:
+            return []
+        self.next_seq += 1
+        return [self.parser.parse(record, rx, self.next_seq - 1)]
+
     def feed_packed(self, data: bytes, rx: int) -> tuple[bytes, list[UnparsedEvent]]:
         """As :meth:`feed`, for bulk work: the events as concatenated msgpack maps (no
         event objects on the compiled engine), and the unparsed ones among them."""

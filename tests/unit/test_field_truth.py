@@ -16,7 +16,7 @@ RX = int(datetime(2026, 1, 15, 12, tzinfo=timezone.utc).timestamp() * 1000)
 
 def events(profile: str, *lines: bytes):
     stream = StreamParser(profiles.find(profile), ZoneInfo("UTC"), "gw", "pbx")
-    return stream.feed(b"".join(line + b"\r\n" for line in lines), RX)
+    return stream.feed(b"".join(line + b"\r\n" for line in lines), RX) + stream.feed(b"", RX)
 
 
 def asterisk_row(clid: bytes, duration: int, billsec: int, disposition: bytes = b"ANSWERED") -> bytes:
@@ -154,7 +154,7 @@ def test_nec_with_the_date_column_off_or_an_extension_call_takes_the_page_header
 def test_a_day_first_site_reads_its_page_headers_day_first_too():
     profile = with_date_order(profiles.find("nec-sl"), "DM")
     stream = StreamParser(profile, ZoneInfo("UTC"), "gw", "pbx")
-    (off,) = stream.feed(nec_page(b"08/12/2025") + b"\r\n" + NEC_OFF + b"\r\n", RX)
+    (off,) = stream.feed(nec_page(b"08/12/2025") + b"\r\n" + NEC_OFF + b"\r\n", RX) + stream.feed(b"", RX)
     assert datetime.fromtimestamp(off.start, timezone.utc).strftime("%Y-%m-%d") == "2025-12-08"
 
 

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from gateway.smdr.framer import END, NEED_DATA, Framer, FramingRules, Record
+from gateway.smdr.engine import Framer as EngineFramer
+from gateway.smdr.framer import END, NEED_DATA, Continuation, Framer, FramingRules, Record
 
 
 def frame(data: bytes, rules: FramingRules = FramingRules(), bytewise: bool = False) -> list[Record]:
@@ -166,3 +167,37 @@ def test_a_record_of_exactly_the_limit_is_whole_however_its_bytes_arrive(termina
         bytewise.feed(data[i:i + 1])
         got += bytewise.records()
     assert got == whole.records() == [Record(b"x" * 16), Record(b"next")]
+
+
+NEC_NAME_LINES = FramingRules(skip=(re.compile(rb"PAGE \d+$"),), max_record_len=120, continuation=(
+    Continuation(re.compile(r"^NEXT (?P<x_caller_name>.+)")),
+    Continuation(re.compile(r"^(?P<x_caller_name>\S.{0,15}?)\s*$"), join=" ")))
+RECORD = b"PIN  10:52 12/09 001  00:00:20 2017       2142623802           NECinfrontia"
+
+
+@pytest.mark.parametrize("framer_class", [Framer, EngineFramer], ids=["reference", "engine"])
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "byte-by-byte"])
+def test_lines_that_continue_a_record_are_joined_to_it_across_a_skipped_line(framer_class, bytewise):
+    data = RECORD + b"\r\n12/09/26 PAGE 002\r\nCorp.\r\nNEXT NECinfrontia Corp.\r\n" + RECORD + b"\r\n"
+    framer = framer_class(NEC_NAME_LINES)
+    out = []
+    for piece in ([data[i:i + 1] for i in range(len(data))] if bytewise else [data]):
+        framer.feed(piece)
+        out += framer.records()
+    # The second record is held: a line may still continue it. Its bytes are not yet taken.
+    assert [r.data for r in out] == [RECORD + b"\nCorp.\nNEXT NECinfrontia Corp."]
+    assert framer.holding and framer.buffered == len(RECORD) + 2
+    assert framer.release() == Record(RECORD) and not framer.holding and framer.buffered == 0
+    assert (framer.stats.records, framer.stats.continued, framer.stats.skipped) == (2, 2, 1)
+
+
+def test_a_continued_line_at_the_start_or_past_the_record_limit_is_a_record_of_its_own():
+    long_name = b"NEXT " + b"N" * 40  # (75 + 1 + 45 > 120)
+    records = frame(b"Corp.\r\n" + RECORD + b"\r\n" + long_name + b"\r\n", NEC_NAME_LINES)
+    assert [r.data for r in records] == [b"Corp.", RECORD, long_name]
+
+
+def test_without_continuation_rules_nothing_is_held():
+    framer = Framer(FramingRules())
+    framer.feed(RECORD + b"\r\nCorp.\r\n")
+    assert [r.data for r in framer.records()] == [RECORD, b"Corp."] and not framer.holding

@@ -139,3 +139,31 @@ def test_a_variant_that_does_not_print_a_column_says_so_with_empty_brackets(tmp_
     assert (ring_in.positions[rang], call.positions[rang]) == ((51, 59), (0, 0))
     assert_one_error(tmp_path, SOCKET, "rang = []", "rang = [3]", "layout.variant[2].columns.rang",
                      "or [] where this variant does not print the column")
+
+
+NEC = (profiles.LIBRARY / "nec-sl" / "profile.toml").read_text()
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ('terminator = "line"', 'terminator = "crlf"', "framing.continuation", 'expected terminator "line" or "lf"'),
+    ("(?P<x_caller_name>\\S.*)", "(?P<dir>\\S.*)", "framing.continuation[1].match", "expected groups named ext, trunk"),
+    ("(?P<x_caller_name>\\S.*)", "(\\S.*)", "framing.continuation[1].match", "expected a named group"),
+    ('join = " " }', 'joint = " " }', "framing.continuation[2].joint", "unknown key"),
+])
+def test_a_broken_continuation_names_its_key(tmp_path, old, new, key, message):
+    assert_one_error(tmp_path, NEC, old, new, key, message)
+
+
+def test_a_stored_record_whose_line_continues_nothing_is_unparsed_with_the_reason():
+    """What reparse reads is a stored ``raw``, which may be anything: a line after the
+    first that no continuation pattern reads makes the record unparsed, not a call."""
+    from zoneinfo import ZoneInfo
+
+    from gateway.smdr.framer import Record
+    from gateway.smdr.parser import RecordParser
+
+    parser = RecordParser(profiles.find("nec-sl"), ZoneInfo("UTC"), "gw", "pbx")
+    record = b"PIN  10:52 12/09 001  00:00:20 2017       2142623802\n" + b"a line far longer than a wrapped name"
+    event = parser.parse(Record(record), 1765300000000, 1)
+    assert event.KIND == "unparsed" and "continues nothing the profile reads" in event.reason
+    assert event.raw == record.decode()

@@ -1,6 +1,7 @@
 """Sources in-process, with a real queue: bytes in, committed events out."""
 
 import asyncio
+import dataclasses
 from zoneinfo import ZoneInfo
 
 import msgpack
@@ -57,3 +58,44 @@ def test_a_part_that_fails_is_said_once_per_kind_and_started_again(caplog):
     asyncio.run(keep_running("source x", part, Backoff(0.001, 0.001, random.Random(1)), faults.append))
     assert len(runs) == 4 and faults == ["OSError: [Errno 5] Input/output error"] * 3
     assert caplog.text.count("source x failed (OSError: [Errno 5] Input/output error); started again") == 1
+
+
+def test_a_record_no_line_continues_is_queued_once_the_serial_line_is_quiet(tmp_path):
+    """NEC may print a NEXT line with the caller's name after a record, so the record waits
+    for the next line; on a real pty where none comes, the quiet line releases it."""
+    import os
+
+    settings = SourceSettings(name="nec", type="serial", profile=profiles.find("nec-sl"),
+                              timezone=ZoneInfo("UTC"), device="", read_delay=0)
+    store = Store(tmp_path, 10**6, "drop_oldest")
+    queued = asyncio.Event()
+    record = b"PIN  10:52 12/09 001  00:00:20 2017       2142623802"
+    master, slave = os.openpty()
+    settings = dataclasses.replace(settings, device=os.ttyname(slave))
+
+    async def until(depth: int):
+        while store.depth < depth:
+            await asyncio.wait_for(queued.wait(), 30)
+            queued.clear()
+
+    async def main():
+        source = source_class("serial")(settings, Ingest(settings, store, "gw", queued.set, Clock(lambda: True)))
+        task = asyncio.create_task(source.run())
+        for _ in range(3000):  # (bytes written before the port is open and raw would be flushed)
+            if source.state == "reading":
+                break
+            await asyncio.sleep(0.01)
+        os.write(master, record + b"\r\nNEXT Acme Corp.\r\n" + record + b"\r\n")
+        await until(1)  # the first, joined to its NEXT line as soon as the second record came
+        await until(2)  # the second: no byte follows it
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        os.close(master)
+        os.close(slave)
+    first, second = (msgpack.unpackb(r.payload) for r in store.peek(0, None, 10))
+    assert first["x"]["caller_name"] == "Acme Corp." and first["raw"] == record.decode() + "\nNEXT Acme Corp."
+    assert "caller_name" not in second["x"] and second["raw"] == record.decode()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +19,9 @@ from gateway.smdr.stream import StreamParser
 
 #: How much a source reads at most in one go (a serial line, a socket, a file).
 CHUNK = 64 * 1024
+#: How long a record waits for lines that would continue it (``[framing] continuation``):
+#: a PBX prints them with the record, so a quiet link this long means none is coming.
+CONTINUATION_WAIT_S = 2.0
 
 
 class Ingest:
@@ -53,6 +56,7 @@ class Ingest:
         self.last_seen: float | None = None  # the same on the monotonic clock, s (for the no-data alarm)
         self.write_error = ""  # why the last commit failed ("" when it did not)
         self._stream = self._new_stream(next_seq)
+        self._release: asyncio.TimerHandle | None = None  # commits a held record when no line continues it
         if carried:  # (feed(b"") would mean the end of the stream)
             self._stream.framer.feed(carried)
 
@@ -80,13 +84,34 @@ class Ingest:
         :param identity: for a file, which file (device and inode).
         """
         events = self._feed(chunk)
+        committed = self._commit(events, None if read_to is None else read_to - self.buffered, identity)
+        if read_to is None:  # (a file source calls release() itself when the file has no more)
+            self._await_continuation()
+        return committed
+
+    def release(self, read_to: int | None = None, identity: str | None = None) -> bool:
+        """Commit the record held for lines that would continue it: none came in time (a
+        quiet link, a file with no more yet); whether it was committed (see :meth:`data`)."""
+        self._release = None
+        self._stream.parser.synchronized = self.clock.synchronized
+        events = self._placed(self._stream.release(now_ms()))
         return self._commit(events, None if read_to is None else read_to - self.buffered, identity)
+
+    def _await_continuation(self) -> None:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        if self._stream.framer.holding:
+            self._release = asyncio.get_running_loop().call_later(CONTINUATION_WAIT_S, self.release)
 
     def end(self, read_to: int | None = None, identity: str | None = None, carry: bool | None = None) -> bool:
         """The stream ended (connection closed, device gone, file done): commit the last
         partial record as what it is, and start a fresh stream for what comes next. When
         ``carry`` (by default: when :attr:`hand_over` is set), the partial record is kept in
         :attr:`carried` instead, for the successor that reads on from the same link."""
+        if self._release is not None:  # (the end of the stream releases the held record)
+            self._release.cancel()
+            self._release = None
         if self.hand_over if carry is None else carry:
             self.carried += self._stream.framer.take_buffered()
         events = self._feed(b"")
@@ -96,7 +121,9 @@ class Ingest:
 
     def _feed(self, chunk: bytes) -> list:
         self._stream.parser.synchronized = self.clock.synchronized
-        events = self._stream.feed(chunk, now_ms())
+        return self._placed(self._stream.feed(chunk, now_ms()))
+
+    def _placed(self, events: list) -> list:
         for i, event in enumerate(events):  # an unread record is placed after the last call read
             if event.KIND == "call":
                 self.last_start = event.start

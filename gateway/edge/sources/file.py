@@ -79,6 +79,10 @@ class FileSource(Source):
                     return
                 await self._read_again_later(fh)
                 continue
+            # Nothing more yet: a record waiting for lines that would continue it is whole.
+            if not self.ingest.release(read_to=fh.tell(), identity=identity):
+                await self._read_again_later(fh)
+                continue
             await asyncio.sleep(self.settings.poll_interval)
 
     async def _read_again_later(self, fh: BinaryIO) -> None:
