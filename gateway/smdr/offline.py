@@ -49,8 +49,9 @@ def sample_events(profile: PbxProfile, samples: bytes) -> list[Event]:
 def summary(profile: PbxProfile, stats: FramerStats, unparsed: int) -> str:
     """What a whole capture held, in one line (``pbxgw parse`` ends with it)."""
     blocks = f"; bytes between blocks {stats.noise_bytes}" if profile.framing.terminator == "block" else ""
+    joined = f"; lines joined to the record before {stats.continued}" if profile.framing.continuation else ""
     return (f"profile {profile.name}: records {stats.records} (calls {stats.records - unparsed}, unparsed "
-            f"{unparsed}); non-record lines skipped {stats.skipped}; records cut at "
+            f"{unparsed}){joined}; non-record lines skipped {stats.skipped}; records cut at "
             f"{profile.framing.max_record_len} bytes {stats.truncated}; NUL bytes removed {stats.nul_bytes}{blocks}")
 
 

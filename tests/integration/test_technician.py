@@ -260,3 +260,16 @@ def test_parse_says_how_many_calls_look_wrong_when_a_column_is_one_off(tmp_path)
     assert right.returncode == off.returncode == 0
     assert right.stderr.decode().rstrip().endswith("calls that look wrong: none")
     assert re.search(r"calls that look wrong: ext \d+$", off.stderr.decode().rstrip()), off.stderr
+
+
+def test_parse_joins_necs_name_lines_to_their_record_and_says_how_many(tmp_path):
+    """The NEC manual's own example: a record, its name wrapped onto the next line, then a
+    NEXT line with the full name; one call, and the summary counts the two joined lines."""
+    capture = tmp_path / "nec.txt"
+    capture.write_bytes(b"PIN  10:52 12/09 001  00:00:20 2017       2142623802           NECinfrontia\r\n"
+                        b"Corp.\r\nNEXT NECinfrontia Corp.\r\n")
+    run = pbxgw("parse", "--profile", "nec-sl", str(capture), timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    (event,) = [json.loads(line) for line in run.stdout.splitlines()]
+    assert event["kind"] == "call" and event["x"]["caller_name"] == "NECinfrontia Corp."
+    assert b"records 1 (calls 1, unparsed 0); lines joined to the record before 2;" in run.stderr
