@@ -23,6 +23,7 @@ import msgpack
 
 from gateway.wire import ranges
 from gateway.wire.replay import MAX_JOBS, MAX_RANGE, request
+from gateway.wire import topics
 
 #: ``(gw, site, src, stream)``: a stream of one source of one gateway.
 StreamKey = tuple[str, str, str, str]
@@ -73,7 +74,7 @@ class Asker:
             self._waiting[hole.request] = where
             busy[gw] += 1
             self.asked += 1
-            out.append((f"pbxgw/v1/{site}/{gw}/cmd/replay",
+            out.append((topics.topic(site, gw, topics.REPLAY),
                         msgpack.packb(request(hole.request, src, stream, first, last))))
         return out
 

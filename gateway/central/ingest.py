@@ -11,22 +11,15 @@ a message that cannot be stored and so blocks the session.
 from __future__ import annotations
 
 import operator
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import orjson
 
-from gateway.wire.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION, TOPICS
+from gateway.wire import topics
+from gateway.wire.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION
 
-#: ``pbxgw/v1/<site>/<gw>/<kind topic>``
-TOPIC = re.compile(r"pbxgw/v1/([A-Za-z0-9._-]{1,64})/([A-Za-z0-9._-]{1,64})/([a-z]+)")
-#: Topic (last part) -> the kind of what it carries.
-KIND_OF = {**{topic: kind for kind, topic in TOPICS.items()}, "status": "status", "metrics": "metrics",
-           "replies": "reply"}
-#: Requests to the gateways (``.../cmd/replay``, a collector's own among them): no data.
-COMMANDS = re.compile(r"pbxgw/v1/[^/]+/[^/]+/cmd/.*")
 #: Why a range a gateway's reply says it does not have is lost at the edge.
 NOT_KEPT = "not kept at the gateway (asked for again: beyond its retention, or never queued)"
 
@@ -86,13 +79,12 @@ class Rows:
 
     def add(self, topic: str, payload: bytes, received_at: int) -> None:
         """The rows of one message (received at ``received_at``, ms since the epoch)."""
-        if COMMANDS.fullmatch(topic):
+        if topics.is_command(topic):  # (a request to the gateways, a collector's own among them)
             return
-        match = TOPIC.fullmatch(topic)
-        if not match or match[3] not in KIND_OF:
-            self._reject(topic, payload, "not a pbxgw/v1/<site>/<gw>/<kind> topic", received_at)
+        if (parts := topics.parse(topic)) is None:
+            self._reject(topic, payload, f"not a {topics.ROOT}/<site>/<gw>/<kind> topic", received_at)
             return
-        site, gw, kind = match[1], match[2], KIND_OF[match[3]]
+        site, gw, kind = parts
         try:
             value = _decode(payload)
         except ValueError as exc:

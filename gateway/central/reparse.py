@@ -25,6 +25,7 @@ from gateway.smdr.framer import Record
 from gateway.smdr.parser import RecordParser
 from gateway.smdr.profile import PbxProfile
 from gateway.wire.events import CallEvent, to_wire
+from gateway.wire import topics
 
 #: Rows read and rewritten in one transaction.
 PIECE = 2000
@@ -97,7 +98,8 @@ def _again(db: Database, cur, row: dict, profile: PbxProfile, zone: ZoneInfo, no
         out.reasons[event.reason] = out.reasons.get(event.reason, 0) + 1
         return None
     rows = Rows()
-    rows.add(f"pbxgw/v1/{row['site']}/{row['gw']}/calls", msgpack.packb([to_wire(event)]), row["received_at"])
+    rows.add(topics.topic(row["site"], row["gw"], topics.KIND_TOPICS[event.KIND]), msgpack.packb([to_wire(event)]),
+             row["received_at"])
     if not rows.events:  # (what the collector would refuse: kept as it was)
         out.still_unread += 1
         reason = rows.rejected[0][2] if rows.rejected else "refused"

@@ -20,6 +20,7 @@ from gateway.common import mqtt
 from gateway.common import schedule
 from gateway.common.mqtt import MqttSettings, identifier
 from gateway.common.tomltable import Table, duration, load_toml
+from gateway.wire import topics
 from gateway.wire.topics import ID
 
 DEFAULT_CONFIG = "/etc/pbxgw/collector.toml"
@@ -46,7 +47,7 @@ class CollectorSettings:
     @property
     def topics(self) -> list[str]:
         """The topic filters subscribed to: every gateway of each site (or of every site)."""
-        return [f"pbxgw/v1/{site}/+/#" for site in self.sites] or ["pbxgw/v1/+/+/#"]
+        return [topics.every_gateway(site) for site in self.sites] or [topics.every_gateway()]
 
 
 def database_kind(url: str) -> str:

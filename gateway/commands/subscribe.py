@@ -6,6 +6,7 @@ import argparse
 
 from gateway.common import mqtt
 from gateway.errors import GatewayError
+from gateway.wire import topics
 from gateway.wire.topics import ID
 
 
@@ -35,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value != "+" and not ID.fullmatch(value):
             raise GatewayError(f"--{name}: expected letters, digits, '.', '_' or '-'; got {value!r}")
-    topic = f"pbxgw/v1/{args.site}/{args.gw}/#"
+    topic = topics.one_gateway(args.site, args.gw)
     return subscribe(host, port, tls, topic, args.client_id, args.dedup_window, args.count)

@@ -22,6 +22,7 @@ from gateway.common.tomltable import Table, duration, load_toml
 from gateway.errors import ProfileError
 from gateway.smdr import profiles
 from gateway.smdr.profile import PbxProfile, with_date_order
+from gateway.wire import topics
 
 DEFAULT_STATE_DIR = "/var/lib/pbxgw"  # systemd's StateDirectory
 DEFAULT_RUNTIME_DIR = "/run/pbxgw"  # systemd's RuntimeDirectory
@@ -126,7 +127,7 @@ class Settings:
 
     @property
     def topic_prefix(self) -> str:
-        return f"pbxgw/v1/{self.site}/{self.gateway_id}"
+        return topics.gateway(self.site, self.gateway_id)
 
 
 def size(t: Table, key: str, default: int) -> int:

@@ -36,7 +36,8 @@ import msgpack
 
 from gateway.common.backoff import Backoff
 from gateway.edge.queue.row import Row
-from gateway.wire.events import TOPICS, mark_historical
+from gateway.wire.events import mark_historical
+from gateway.wire.topics import KIND_TOPICS
 
 #: Reads queued rows: ``peek(after, upto, limit)``, those with ``after < id <= upto`` (no
 #: upper bound when None), oldest first (the store's :meth:`~gateway.edge.queue.store.Store.peek`).
@@ -119,9 +120,9 @@ class Outbox:
 
     def _batch(self, rows: list[Row], hist: bool, replay: bool = False) -> Batch:
         """The longest prefix of ``rows`` with one topic within the size limits."""
-        topic, size, taken = TOPICS[rows[0].kind], 0, []
+        topic, size, taken = KIND_TOPICS[rows[0].kind], 0, []
         for row in rows[:self.batch_events]:
-            if TOPICS[row.kind] != topic or (taken and size + len(row.payload) > self.batch_bytes):
+            if KIND_TOPICS[row.kind] != topic or (taken and size + len(row.payload) > self.batch_bytes):
                 break
             taken.append(row)
             size += len(row.payload)

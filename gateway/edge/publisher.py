@@ -27,6 +27,7 @@ from gateway.edge.queue.store import QueueWriteError, Store
 from gateway.edge.repeats import Repeats
 from gateway.edge.replay import PER_MINUTE, Job, Replays
 from gateway.wire.events import StatusEvent, packb
+from gateway.wire import topics
 
 log = logging.getLogger("pbxgw.mqtt")
 
@@ -165,7 +166,7 @@ class Publisher:
         self._report_gaps()
         self.outbox.connected(self.store.max_id())
         client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
-        client.subscribe(self._topic("cmd/replay"), qos=1)
+        client.subscribe(self._topic(topics.REPLAY), qos=1)
         self.wake()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -185,8 +185,6 @@ _TYPES: dict[str, type[Event]] = {
 }
 #: The largest message a subscriber reads (a gateway's batch is far smaller: its batch_bytes).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-#: Wire kind -> the topic (last part) its events are published on.
-TOPICS = {"call": "calls", "unparsed": "unparsed", "headset": "headsets", "gap": "gaps", "alarm": "alarms"}
 #: Keys left out of the wire map while their value is empty or false: vendor fields, and
 #: the mark of an event received while the gateway's clock was not synchronized (its
 #: ``rx`` or ``ts``, and a year the PBX did not print, may be wrong).

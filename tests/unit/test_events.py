@@ -92,3 +92,18 @@ def test_every_headset_event_the_tracker_knows_is_documented():
     text = (ROOT / "docs" / "events.md").read_text().split("## `headset`", 1)[1].split("\n## ", 1)[0]
     ev_row = next(line for line in text.splitlines() if line.startswith("| `ev` |"))
     assert re.findall(r'"(\w+)"', ev_row) == list(EVENTS)
+
+
+def test_every_topic_a_gateway_publishes_reads_back_as_what_it_carries():
+    from gateway.wire import topics
+    from gateway.wire.events import _TYPES
+
+    for kind in _TYPES:  # each kind's events on their own topic; status and metrics by name
+        last = topics.KIND_TOPICS.get(kind, kind)
+        assert topics.parse(topics.topic("lab", "gw-1", last)) == ("lab", "gw-1", kind)
+    assert topics.parse(topics.topic("lab", "gw-1", "replies")) == ("lab", "gw-1", "reply")
+    request = topics.topic("lab", "gw-1", topics.REPLAY)
+    assert topics.is_command(request) and topics.parse(request) is None
+    for name in ("pbxgw/v1/lab/gw-1/nonsense", "pbxgw/v2/lab/gw-1/calls", "pbxgw/v1/la+b/gw-1/calls",
+                 topics.every_gateway(), topics.one_gateway("lab", "gw-1")):
+        assert topics.parse(name) is None and not topics.is_command(name)

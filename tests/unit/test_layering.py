@@ -90,3 +90,20 @@ def test_the_queues_file_names_are_spelled_only_in_its_format_module():
     found = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py") if path.name != "schema.py"
              for n, line in enumerate(path.read_text().splitlines(), 1) if spelled.search(line)]
     assert not found, f"the queue's format spelled outside edge/queue/schema.py: {found}"
+
+
+def test_the_topic_tree_is_spelled_only_in_wire_topics():
+    """``pbxgw/v1/...`` as a string the code builds or matches (docstrings aside): the
+    publisher, the collector, its asker and the tools take the tree from ``wire/topics.py``."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).as_posix() == "wire/topics.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        found += [f"{path.relative_to(PACKAGE)}:{node.lineno}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and "pbxgw/v1" in node.value
+                  and id(node) not in docstrings]
+    assert not found, f"the topic tree spelled outside wire/topics.py: {found}"
