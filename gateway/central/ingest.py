@@ -18,32 +18,14 @@ import msgpack
 import orjson
 
 from gateway.wire import topics
-from gateway.wire.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION
+from gateway.wire.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION, wire_schema
 
 #: Why a range a gateway's reply says it does not have is lost at the edge.
 NOT_KEPT = "not kept at the gateway (asked for again: beyond its retention, or never queued)"
 
-_OPT = object()  # marks a key a gateway may leave out
-# Per kind, each key and the types its value may have (None: null allowed).
-_STR, _INT, _NUM = (str,), (int,), (int, float)
-SCHEMA: dict[str, dict[str, tuple]] = {
-    "call": dict(gw=_STR, src=_STR, stream=(str, None), seq=_INT, rx=_INT, profile=_STR, start=_INT,
-                 ring=(int, None), dur=(int, None), dir=(str, None), ext=(str, None), trunk=(str, None),
-                 caller=(str, None), called=(str, None), acct=(str, None), disp=(str, None), callid=(str, None),
-                 raw=_STR, x=(dict, _OPT), unsynced=(bool, _OPT), latin1=(bool, _OPT)),
-    "unparsed": dict(gw=_STR, src=_STR, stream=(str, None), seq=_INT, rx=_INT, profile=_STR, raw=_STR,
-                     reason=_STR, after_start=(int, None, _OPT), unsynced=(bool, _OPT), latin1=(bool, _OPT)),
-    "headset": dict(gw=_STR, src=_STR, stream=_STR, seq=_INT, ts=_INT, vid=_INT, pid=_INT, model=(str, None),
-                    serial=(str, None), agent=(str, None), ext=(str, None), ev=_STR, detail=(str, None),
-                    unsynced=(bool, _OPT)),
-    "gap": dict(gw=_STR, src=_STR, stream=(str, None), rx=_INT, first=_INT, last=_INT, count=_INT,
-                first_rx=(int, None), last_rx=(int, None), reason=_STR),
-    "alarm": dict(gw=_STR, src=_STR, rx=_INT, alarm=_STR, state=_STR, last_rx=(int, None),
-                  quiet_s=(int, float, None), skew_s=(int, float, None, _OPT),
-                  unparsed_share=(int, float, None, _OPT)),
-    "status": dict(gw=_STR, site=_STR, state=_STR, boot=_INT, rx=_INT, version=_STR, sources=(list, _OPT)),
-    "metrics": dict(gw=_STR, rx=_INT, up_s=_NUM, sources=(list,), queue=(dict,), broker=(dict,), headsets=_INT),
-}
+#: Per kind, each key of its wire map: the types its value may take, whether it may be
+#: left out (read from the event dataclasses, the contract's one statement).
+SCHEMA = wire_schema()
 
 #: A call's fields as its row takes them, in one call (``EVENT_COLUMNS`` less kind, site and
 #: the collector's own).
@@ -189,21 +171,17 @@ def _decode(payload: bytes) -> Any:
         raise ValueError(f"not msgpack: {exc}") from None
 
 
-def _allowed(kinds: tuple) -> frozenset:
-    """The exact types a key's value may have (``NoneType`` where null is allowed, or the
-    key may be left out: ``dict.get`` then gives None)."""
-    return frozenset(k for k in kinds if isinstance(k, type)) | (
-        {type(None)} if None in kinds or _OPT in kinds else set())
-
-
 _KEYS = {kind: tuple(schema) for kind, schema in SCHEMA.items()}
-_ALLOWED = {kind: tuple(_allowed(kinds) for kinds in schema.values()) for kind, schema in SCHEMA.items()}
-_REQUIRED = {kind: frozenset(k for k, kinds in schema.items() if _OPT not in kinds) for kind, schema in SCHEMA.items()}
+#: The exact types a key's value may have (``NoneType`` too where the key may be left out:
+#: ``dict.get`` then gives None).
+_ALLOWED = {kind: tuple(types | ({type(None)} if omitted else set()) for types, omitted in schema.values())
+            for kind, schema in SCHEMA.items()}
+_REQUIRED = {kind: frozenset(k for k, (_, omitted) in schema.items() if not omitted) for kind, schema in SCHEMA.items()}
 _KNOWN = {kind: frozenset(schema) | {"v", "kind", HIST_KEY} for kind, schema in SCHEMA.items()}
 
 
 def _keys_with(kind: str, t: type) -> tuple[str, ...]:
-    return tuple(k for k, kinds in SCHEMA[kind].items() if t in kinds)
+    return tuple(k for k, (types, _) in SCHEMA[kind].items() if t in types)
 
 
 _INTS = {kind: _keys_with(kind, int) for kind in SCHEMA}

@@ -19,7 +19,7 @@ from gateway.central.kpi import FORMULAS, KpiSettings
 from gateway.common import mqtt
 from gateway.common import schedule
 from gateway.common.mqtt import MqttSettings, identifier
-from gateway.common.tomltable import Table, duration, load_toml
+from gateway.common.tomltable import Table, defaults, duration, load_toml
 from gateway.wire import topics
 from gateway.wire.topics import ID
 
@@ -72,19 +72,20 @@ def load(path: str | Path) -> CollectorSettings:
     path = Path(path)
     top = Table(str(path), "", load_toml(path))
     c = top.table("collector")
-    database = c.take("database", str, DEFAULT_DATABASE)
+    database = c.take("database", str, defaults(CollectorSettings).database)
     try:
         database_kind(database)
     except ValueError as exc:
         raise c.fail("database", str(exc)) from None
     sites = tuple(_site(c, i, s) for i, s in enumerate(c.take("sites", list, []), 1))
+    base = defaults(CollectorSettings)
     settings = dict(
         database=database, sites=sites,
-        session_expiry=duration(c, "session_expiry", DEFAULT_SESSION_EXPIRY),
-        batch_messages=c.take("batch_messages", int, 50),
-        linger=duration(c, "linger", 0.2),
-        inflight=c.take("inflight", int, 100),
-        hole_grace=duration(c, "hole_grace", 60.0),
+        session_expiry=duration(c, "session_expiry", base.session_expiry),
+        batch_messages=c.take("batch_messages", int, base.batch_messages),
+        linger=duration(c, "linger", base.linger),
+        inflight=c.take("inflight", int, base.inflight),
+        hole_grace=duration(c, "hole_grace", base.hole_grace),
     )
     for key, low, high in (("batch_messages", 1, 10_000), ("inflight", 1, 65_535)):
         if not low <= settings[key] <= high:
@@ -144,22 +145,17 @@ def _site(t: Table, index: int, value: object) -> str:
     return value
 
 
+#: The collector retries its broker sooner than a gateway does (at most every 30 s, not
+#: 60): it is one process that every site waits on.
+COLLECTOR_BACKOFF_MAX = 30.0
+
+
 def _mqtt(t: Table) -> MqttSettings:
     """The broker, as the gateway's ``[mqtt]`` names it (MQTT 5 only: the collector's
-    session and flow control need it)."""
-    host, port, tls = mqtt.broker_url(t)
-    settings = MqttSettings(
-        host=host, port=port, tls=tls,
-        client_id=identifier(t, "client_id", f"pbxgw-collect-{_host_id()}"),
-        username=t.take("username", str, ""), password_file=t.take("password_file", str, ""),
-        ca_file=t.take("ca_file", str, ""), cert_file=t.take("cert_file", str, ""),
-        key_file=t.take("key_file", str, ""), keepalive=int(duration(t, "keepalive", 30)),
-        backoff_min=duration(t, "backoff_min", 0.5), backoff_max=duration(t, "backoff_max", 30),
-    )
-    if settings.password_file:
-        mqtt.check_private(t, "password_file", settings.password_file)
-        if not settings.username:
-            raise t.fail("password_file", "expected a username too (username = \"...\")")
+    session and flow control need it; it neither batches nor lingers)."""
+    base = MqttSettings(client_id=f"pbxgw-collect-{_host_id()}", backoff_max=COLLECTOR_BACKOFF_MAX)
+    settings = MqttSettings(**mqtt.read_link(t, base), client_id=identifier(t, "client_id", base.client_id))
+    mqtt.check_credentials(t, settings)
     t.done()
     return settings
 

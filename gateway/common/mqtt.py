@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.common.tomltable import Table
+from gateway.common.tomltable import Table, duration
 from gateway.errors import ConfigError
 from gateway.wire.topics import ID
 
@@ -55,6 +55,30 @@ class Prepared:
     warnings: tuple[str, ...] = ()  # what works but should not be so (said by check-config and run)
 
 
+def read_link(t: Table, base: MqttSettings) -> dict:
+    """The keys of ``[mqtt]`` both wings read alike: the broker, the credentials, TLS, the
+    keep-alive and the retry pacing, each defaulting to ``base``'s (a wing's own defaults:
+    the dataclass's, its client id, the collector's shorter backoff). The wing reads its
+    own keys after, then :func:`check_credentials`."""
+    host, port, tls = broker_url(t, f"mqtt://{base.host}:{base.port}")
+    return dict(host=host, port=port, tls=tls,
+                username=t.take("username", str, base.username),
+                password_file=t.take("password_file", str, base.password_file),
+                ca_file=t.take("ca_file", str, base.ca_file), cert_file=t.take("cert_file", str, base.cert_file),
+                key_file=t.take("key_file", str, base.key_file),
+                keepalive=int(duration(t, "keepalive", base.keepalive)),
+                backoff_min=duration(t, "backoff_min", base.backoff_min),
+                backoff_max=duration(t, "backoff_max", base.backoff_max))
+
+
+def check_credentials(t: Table, settings: MqttSettings) -> None:
+    """A password file is private, and goes with a user name."""
+    if settings.password_file:
+        check_private(t, "password_file", settings.password_file)
+        if not settings.username:
+            raise t.fail("password_file", "expected a username too (username = \"...\")")
+
+
 def identifier(t: Table, key: str, default: str | None = None) -> str:
     value = t.take(key, str, ... if default is None else default)
     if not ID.fullmatch(value):
@@ -82,10 +106,10 @@ def broker_address(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, parts.scheme == "mqtts"
 
 
-def broker_url(t: Table) -> tuple[str, int, bool]:
+def broker_url(t: Table, default: str) -> tuple[str, int, bool]:
     """``[mqtt] url`` of a config (the gateway's, the collector's) as :func:`broker_address` reads it."""
     try:
-        return broker_address(t.take("url", str, "mqtt://127.0.0.1:1883"))
+        return broker_address(t.take("url", str, default))
     except ValueError as exc:
         raise t.fail("url", str(exc)) from None
 

@@ -6,10 +6,12 @@ Used by the profile loader (and the config loader) so that a typo is an error th
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from gateway.errors import ConfigError
@@ -118,6 +120,15 @@ class Table:
         if self._data:
             key = next(iter(self._data))
             raise self.fail(key, "unknown key")
+
+
+def defaults(cls: type) -> Any:
+    """What each field of the settings dataclass ``cls`` is when its key is left out, by
+    name (``t.take("inflight", int, defaults(Settings).inflight)``): a default is written
+    once, in the dataclass, and the reader and the docs' tests take it from there."""
+    return SimpleNamespace(**{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                              for f in dataclasses.fields(cls)
+                              if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING})
 
 
 def seconds(text: str) -> float | None:

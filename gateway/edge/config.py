@@ -17,8 +17,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.common import schedule
-from gateway.common.mqtt import MqttSettings, broker_url, check_private, identifier
-from gateway.common.tomltable import Table, duration, load_toml
+from gateway.common.mqtt import MqttSettings, check_credentials, check_private, identifier, read_link
+from gateway.common.tomltable import Table, defaults, duration, load_toml
 from gateway.errors import ProfileError
 from gateway.smdr import profiles
 from gateway.smdr.profile import PbxProfile, with_date_order
@@ -167,7 +167,7 @@ def load(path: str | Path) -> Settings:
     gateway_id, site = identifier(gw, "id"), identifier(gw, "site")
     state_dir = Path(gw.take("state_dir", str, DEFAULT_STATE_DIR))
     runtime_dir = Path(gw.take("runtime_dir", str, DEFAULT_RUNTIME_DIR))
-    metrics_interval = duration(gw, "metrics_interval", 60.0)
+    metrics_interval = duration(gw, "metrics_interval", defaults(Settings).metrics_interval)
     gw.done()
     mqtt = _mqtt(top.table("mqtt"), gateway_id)
     queue = _queue(top.table("queue"))
@@ -202,9 +202,10 @@ def _one_reader_each(top: Table, sources: tuple[SourceSettings, ...]) -> None:
 
 
 def _headsets(t: Table, mappings: list[Table]) -> HeadsetSettings:
+    base = HeadsetSettings()
     settings = HeadsetSettings(
-        enabled=t.take("enabled", bool, False), discover=t.take("discover", bool, True),
-        drive_leds=t.take("drive_leds", bool, False),
+        enabled=t.take("enabled", bool, base.enabled), discover=t.take("discover", bool, base.discover),
+        drive_leds=t.take("drive_leds", bool, base.drive_leds),
         devices=tuple(_headset_device(d) for d in t.tables("device")),
         agents=tuple(_agent(m) for m in mappings))
     t.done()
@@ -216,39 +217,32 @@ def _headsets(t: Table, mappings: list[Table]) -> HeadsetSettings:
 
 
 def _headset_device(t: Table) -> HeadsetDevice:
-    device = HeadsetDevice(t.take("path", str), t.take("descriptor", str, ""), t.take("serial", str, None))
+    base = defaults(HeadsetDevice)
+    device = HeadsetDevice(t.take("path", str), t.take("descriptor", str, base.descriptor),
+                           t.take("serial", str, base.serial))
     t.done()
     return device
 
 
 def _agent(t: Table) -> AgentMapping:
-    mapping = AgentMapping(t.take("serial", str), t.take("agent", str), t.take("extension", str, None))
+    mapping = AgentMapping(t.take("serial", str), t.take("agent", str),
+                           t.take("extension", str, defaults(AgentMapping).extension))
     t.done()
     return mapping
 
 
 def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
-    host, port, tls = broker_url(t)
+    base = MqttSettings(client_id=f"pbxgw-{gateway_id}")
     settings = MqttSettings(
-        host=host, port=port, tls=tls,
-        protocol=t.take("protocol", str, "5", choices=("5", "3.1.1")),
-        client_id=t.take("client_id", str, f"pbxgw-{gateway_id}"),
-        username=t.take("username", str, ""),
-        password_file=t.take("password_file", str, ""),
-        ca_file=t.take("ca_file", str, ""), cert_file=t.take("cert_file", str, ""),
-        key_file=t.take("key_file", str, ""),
-        keepalive=int(duration(t, "keepalive", 30)),
-        batch_events=t.take("batch_events", int, 100),
-        batch_bytes=size(t, "batch_bytes", 256 * 1024),
-        linger=duration(t, "linger", 0.05),
-        inflight=t.take("inflight", int, 10),
-        backoff_min=duration(t, "backoff_min", 0.5),
-        backoff_max=duration(t, "backoff_max", 60),
+        **read_link(t, base),
+        protocol=t.take("protocol", str, base.protocol, choices=("5", "3.1.1")),
+        client_id=t.take("client_id", str, base.client_id),
+        batch_events=t.take("batch_events", int, base.batch_events),
+        batch_bytes=size(t, "batch_bytes", base.batch_bytes),
+        linger=duration(t, "linger", base.linger),
+        inflight=t.take("inflight", int, base.inflight),
     )
-    if settings.password_file:
-        check_private(t, "password_file", settings.password_file)
-        if not settings.username:
-            raise t.fail("password_file", "expected a username too (username = \"...\")")
+    check_credentials(t, settings)
     for key, low, high in (("batch_events", 1, 10000), ("inflight", 1, 1000)):
         value = getattr(settings, key)
         if not low <= value <= high:
@@ -258,20 +252,22 @@ def _mqtt(t: Table, gateway_id: str) -> MqttSettings:
 
 
 def _queue(t: Table) -> QueueSettings:
+    base = QueueSettings()
     settings = QueueSettings(
-        max_bytes=size(t, "max_bytes", 256 * 1024**2),
-        when_full=t.take("when_full", str, "drop_oldest", choices=("drop_oldest", "drop_newest")),
-        sync_interval=duration(t, "sync_interval", 1.0),
+        max_bytes=size(t, "max_bytes", base.max_bytes),
+        when_full=t.take("when_full", str, base.when_full, choices=("drop_oldest", "drop_newest")),
+        sync_interval=duration(t, "sync_interval", base.sync_interval),
     )
     t.done()
     return settings
 
 
 def _archive(t: Table) -> ArchiveSettings:
+    base = ArchiveSettings()
     settings = ArchiveSettings(
-        keep=duration(t, "keep", 30 * 86400.0),
-        max_bytes=size(t, "max_bytes", 128 * 1024**2),
-        replay_rate=t.take("replay_rate", int, 2000),
+        keep=duration(t, "keep", base.keep),
+        max_bytes=size(t, "max_bytes", base.max_bytes),
+        replay_rate=t.take("replay_rate", int, base.replay_rate),
     )
     if not 1 <= settings.replay_rate <= 100_000:
         raise t.fail("replay_rate", f"expected events per second from 1 to 100000; got {settings.replay_rate}")
@@ -313,9 +309,10 @@ def _source(t: Table) -> SourceSettings:
     except (ZoneInfoNotFoundError, ValueError):
         raise t.fail("timezone", f"expected a zone such as Europe/Paris or UTC; got {zone!r}") from None
     options: dict = {}
+    base = defaults(SourceSettings)
     if kind == "serial":
         options["device"] = t.take("device", str)
-        options["baudrate"] = t.take("baudrate", int, None)
+        options["baudrate"] = t.take("baudrate", int, base.baudrate)
     elif kind in ("tcp-client", "tcp-server"):
         options["host"] = t.take("host", str, "0.0.0.0" if kind == "tcp-server" else ...)
         options["port"] = t.take("port", int)
@@ -331,8 +328,8 @@ def _source(t: Table) -> SourceSettings:
             check_private(t, "login_password_file", options["login_password_file"])
     else:
         options["path"] = t.take("path", str)
-        options["follow"] = t.take("follow", bool, False)
-        options["poll_interval"] = duration(t, "poll_interval", 0.5)
+        options["follow"] = t.take("follow", bool, base.follow)
+        options["poll_interval"] = duration(t, "poll_interval", base.poll_interval)
     hours = None
     if "quiet_hours" in t.keys():
         try:
@@ -340,10 +337,10 @@ def _source(t: Table) -> SourceSettings:
         except ValueError as exc:
             raise t.fail("quiet_hours", str(exc)) from None
     settings = SourceSettings(name=name, type=kind, profile=profile, timezone=tz,
-                              read_delay=duration(t, "read_delay", 0.1),
-                              backoff_min=duration(t, "backoff_min", 1.0),
-                              backoff_max=duration(t, "backoff_max", 60.0),
+                              read_delay=duration(t, "read_delay", base.read_delay),
+                              backoff_min=duration(t, "backoff_min", base.backoff_min),
+                              backoff_max=duration(t, "backoff_max", base.backoff_max),
                               quiet=duration(t, "quiet", profile.quiet), quiet_hours=hours,
-                              clock_skew=duration(t, "clock_skew", 900.0), zone_given=zone_given, **options)
+                              clock_skew=duration(t, "clock_skew", base.clock_skew), zone_given=zone_given, **options)
     t.done()
     return settings

@@ -10,6 +10,8 @@ a profile adds none, and ``unsynced``, which is there only when true.
 from __future__ import annotations
 
 import json
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -79,7 +81,7 @@ class HeadsetEvent:
 
     gw: str
     src: str
-    stream: str | None = None
+    stream: str
     seq: int
     ts: int
     vid: int
@@ -191,9 +193,33 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 OPTIONAL_KEYS = ("x", "unsynced", "latin1")
 #: Keys of the other kinds left out of the wire map when empty, as the call's are.
 _ALSO_OPTIONAL = ("after_start", "unparsed_share")
+#: Keys (kind, key) added to schema v1 after its first gateways, which send events without them.
+_ADDED_LATER = {("alarm", "skew_s"), ("status", "sources")}
 #: The key the publisher adds to events sent from the backlog (queued before the link
 #: came back), so that consumers can tell late events from live ones.
 HIST_KEY = "hist"
+
+
+def wire_schema() -> dict[str, dict[str, tuple[frozenset[type], bool]]]:
+    """Per kind, each key of its wire map, the types its value may take (exactly: ``true``
+    is no integer; ``NoneType`` for null; a float may come as an integer) and whether a
+    gateway may leave the key out: the event dataclasses read as a collector checks them."""
+    schema = {}
+    for kind, cls in _TYPES.items():
+        hints = typing.get_type_hints(cls)
+        schema[kind] = {f.name: (_wire_types(hints[f.name]),
+                                 f.name in OPTIONAL_KEYS or f.name in _ALSO_OPTIONAL or (kind, f.name) in _ADDED_LATER)
+                        for f in fields(cls)}
+    return schema
+
+
+def _wire_types(hint: Any) -> frozenset[type]:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    out: set[type] = set()
+    for option in options:
+        base = typing.get_origin(option) or option
+        out |= {int, float} if base is float else {base}
+    return frozenset(out)
 
 
 def to_wire(event: Event) -> dict[str, Any]:

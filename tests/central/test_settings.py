@@ -98,7 +98,11 @@ def test_the_config_docs_central_md_shows_is_read_as_it_says(tmp_path):
     assert (s.database, s.sites, s.session_expiry, s.batch_messages, s.linger, s.inflight) == (
         defaults.database, defaults.sites, defaults.session_expiry, defaults.batch_messages, defaults.linger,
         defaults.inflight)  # the page shows the defaults
+    assert s.hole_grace == defaults.hole_grace
     assert (s.mqtt.host, s.mqtt.port, s.mqtt.client_id) == ("127.0.0.1", 1883, "pbxgw-collect-central1")
+    m, dm = s.mqtt, defaults.mqtt
+    assert (m.host, m.port, m.tls, m.keepalive, m.backoff_min, m.backoff_max) == (
+        dm.host, dm.port, dm.tls, dm.keepalive, dm.backoff_min, dm.backoff_max)
     k, d = s.kpi, defaults.kpi
     assert (k.answer_within, k.formula, k.short_abandon, k.target, k.hours) == (
         d.answer_within, d.formula, d.short_abandon, d.target, d.hours)

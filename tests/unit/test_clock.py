@@ -86,7 +86,7 @@ def test_headset_events_are_marked_too(tmp_path):
     headsets._queue(HeadsetInfo("/dev/hidraw0", 0x047F, 0xC056, "Blackwire", "SN1"), [("off_hook", None)])
     (row,) = store.peek(0, None, 10)
     assert msgpack.unpackb(row.payload)["unsynced"] is True
-    assert "unsynced" not in to_wire(HeadsetEvent(gw="g", src="s", seq=1, ts=1, vid=1, pid=1, ev="connected"))
+    assert "unsynced" not in to_wire(HeadsetEvent(gw="g", src="s", stream="q", seq=1, ts=1, vid=1, pid=1, ev="connected"))
 
 
 def test_status_says_so_while_it_is_not():
