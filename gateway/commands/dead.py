@@ -32,12 +32,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from gateway.edge import status
-    from gateway.edge.queue.store import event_map
+    from gateway.edge.queue import view
+    from gateway.edge.queue.row import event_map
 
     _, state_dir = config.gateway_dirs(args.config)
     try:
-        rows = status.dead_letters(state_dir)
+        rows = view.dead_letters(state_dir)
     except OSError as exc:
         raise GatewayError(str(exc)) from None
     for row_id, kind, reason, at, payload in rows:

@@ -38,7 +38,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.edge import status
+    from gateway.edge.queue import view
 
     _, state_dir = config.gateway_dirs(args.config)
     if args.since is not None and args.until is not None and args.since > args.until:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     out = _Output(args.out)
     count = skipped = 0
     try:
-        for payload in status.held_events(state_dir, args.src, args.seq, (args.since, args.until)):
+        for payload in view.held_events(state_dir, args.src, args.seq, (args.since, args.until)):
             data = _formatted(payload, args.format)
             if data is None:
                 skipped += 1
@@ -90,7 +90,7 @@ def _formatted(payload: bytes, fmt: str) -> bytes | None:
     """One event in the format asked for; None when it has nothing of that (a headset
     event has no record bytes) or is damaged."""
     from gateway.wire.events import from_wire, to_json
-    from gateway.edge.queue.store import event_map
+    from gateway.edge.queue.row import event_map
 
     if fmt == "msgpack":
         return payload

@@ -1,8 +1,11 @@
-"""A queued event as the disk queue holds it: what the store gives and the outbox sends."""
+"""A queued event as the disk queue holds it (what the store gives and the outbox sends), and
+what a queued payload says (its event map, its stream), read without trusting it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import msgpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,3 +16,17 @@ class Row:
     kind: str
     rx: int
     payload: bytes
+
+
+def event_map(payload: bytes) -> dict | None:
+    """A queued payload's event map, or None if it is damaged."""
+    try:
+        event = msgpack.unpackb(payload)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def payload_stream(payload) -> str:
+    """The stream a queued payload names ("" when it is damaged)."""
+    return str((event_map(payload) or {}).get("stream") or "")

@@ -54,18 +54,16 @@ import os
 import secrets
 import shutil
 import sqlite3
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgpack
 
 from gateway.edge.queue import marks
-from gateway.edge.queue.row import Row
-from gateway.edge.queue.schema import (CONFIRMED, DB_NAME, SEGMENT_COLUMNS, SEGMENT_GLOB, segment_number,
-                                       segment_table)
+from gateway.edge.queue.row import Row, event_map, payload_stream
+from gateway.edge.queue.salvage import Salvage, repaired_wal, wal_damage, wal_frames, wal_state
+from gateway.edge.queue.schema import CONFIRMED, DB_NAME, SEGMENT_COLUMNS, segment_table
 from gateway.errors import GatewayError
 from gateway.wire.events import Event, GapEvent, packb
 
@@ -332,7 +330,7 @@ class Store:
                 Path(f"{work}-wal").write_bytes(repaired_wal(wal.read_bytes()))
             old = sqlite3.connect(work, isolation_level=None)
             try:
-                salvaged = _Salvage(old)
+                salvaged = Salvage(old)
             finally:
                 old.close()
             self._previous_stream = salvaged.stream or None
@@ -342,7 +340,7 @@ class Store:
             kept: dict[tuple[str, str], list[int]] = {}
             for src, seq, _, _, payload in salvaged.rows:
                 if seq is not None:
-                    kept.setdefault((src, _payload_stream(payload)), []).append(seq)
+                    kept.setdefault((src, payload_stream(payload)), []).append(seq)
             holes = marks.unaccounted(bounds, kept, {}, reach=2)
             holes += [h for h in salvaged.holes if h[0] not in bounds.get(h[1], {})]
             self._keep(salvaged)
@@ -357,7 +355,7 @@ class Store:
                   "reported as gaps%s", len(salvaged.rows), len(salvaged.sources), unread,
                   f" ({salvaged.failures} tables or parts failed)" if salvaged.failures else "")
 
-    def _keep(self, salvaged: "_Salvage") -> None:
+    def _keep(self, salvaged: Salvage) -> None:
         with self._all_or_nothing("salvaged queue", removes=True):
             for key in ("boot", "dropped", "dead", "corrupt_recoveries"):
                 self._set(key, max(self.counter(key), salvaged.meta.get(key, 0)))
@@ -425,7 +423,7 @@ class Store:
 
     def _note_synced(self) -> None:
         """Remember the WAL as it is now durable (just fsynced or checkpointed), for the marks."""
-        self._wal_synced = _wal_state(Path(f"{self.path}-wal"))
+        self._wal_synced = wal_state(Path(f"{self.path}-wal"))
 
     def _reserve(self, src: str, top: int) -> None:
         """Reserve seqs up to ``top`` and beyond (twice what came since the last sync, at
@@ -631,7 +629,7 @@ class Store:
     def _stream_of(self, seg: _Segment, row_id: int) -> str:
         """The stream a queued row was numbered in (rows of earlier runs keep theirs)."""
         (payload,) = self._db.execute(f"SELECT payload FROM {seg.table} WHERE id = ?", (row_id,)).fetchone()
-        return _payload_stream(payload)
+        return payload_stream(payload)
 
     def report_gaps(self, gw: str, now_ms: int) -> int:
         """Turn the recorded drops into queued ``gap`` events; return how many."""
@@ -702,7 +700,7 @@ class Store:
             for row_id, kind, rx, payload, seq in self._db.execute(
                     f"SELECT id, kind, rx, payload, seq FROM {seg.table} WHERE id > ? AND src = ? "
                     "AND seq BETWEEN ? AND ? ORDER BY id", (after, src, first, last)):
-                if _payload_stream(payload) == stream and payload[:1] in _MAP_HEADS:
+                if payload_stream(payload) == stream and payload[:1] in _MAP_HEADS:
                     found.append((Row(row_id, kind, rx, payload), seq))
                     if len(found) >= limit:
                         return found
@@ -918,154 +916,12 @@ class Store:
         return _Transaction(self._db)
 
 
-def wal_damage(data: bytes, synced: tuple[bytes, int] | None = None) -> int | None:
-    """Where a SQLite WAL is damaged, or None: a frame whose checksum fails while a later
-    frame of the same WAL is whole, or the end of its whole frames when that is before
-    where they ended at its last fsync (``synced``: its salt and that offset)."""
-    bad, end, _ = wal_frames(data)
-    if bad is None and synced is not None and data[16:24] == synced[0] and end < synced[1]:
-        return end  # frames it had made durable are gone: cut or overwritten, not torn
-    return bad
-
-
-def wal_frames(data: bytes) -> tuple[int | None, int, int]:
-    """A SQLite WAL's damage and extent: the offset of a frame whose checksum fails while a
-    later frame of the same WAL is whole (or None), where its whole frames end, and where
-    its last whole commit frame ends (0, 0: no valid header). The format and its checksum
-    are SQLite's (https://www.sqlite.org/fileformat2.html#walformat)."""
-    if len(data) < 32 or int.from_bytes(data[:4], "big") not in (0x377F0682, 0x377F0683):
-        return None, 0, 0
-    order = "big" if data[3] == 0x83 else "little"
-    page = int.from_bytes(data[8:12], "big")
-    salts = data[16:24]
-    s0, s1 = _wal_checksum(data[:24], 0, 0, order)
-    if (s0, s1) != (int.from_bytes(data[24:28], "big"), int.from_bytes(data[28:32], "big")):
-        return None, 0, 0  # a header that never got written whole: nothing in it counts
-    frame, first_bad = 32 + 24 + page, None
-    at = committed = 32
-    while at + frame - 32 <= len(data):
-        head = data[at:at + 24]
-        if head[8:16] != salts:
-            break  # frames of an earlier WAL generation: the end of this one
-        stored = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
-        whole = _wal_checksum(head[:8] + data[at + 24:at + 24 + page], s0, s1, order) == stored
-        if whole and first_bad is not None:
-            return first_bad, first_bad, committed
-        if not whole and first_bad is None:
-            first_bad = at
-        s0, s1 = stored  # each frame stores the running checksum: the next one goes on from it
-        at += 24 + page
-        if whole and first_bad is None and int.from_bytes(head[4:8], "big"):
-            committed = at  # (a commit frame says the database's size after it)
-    return None, at if first_bad is None else first_bad, committed
-
-
-def _wal_state(path: Path) -> tuple[bytes, int] | None:
-    """A WAL's salt (which generation it is) and size, or None when it is empty or missing."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(32)
-            size = os.fstat(fh.fileno()).st_size
-    except OSError:
-        return None
-    return (head[16:24], size) if len(head) == 32 else None
-
-
 def _raise_marks(sources: dict[str, tuple[int, int, int]], committed: dict[str, int]) -> None:
     """Raise the marks of a stream's sources to what was ``committed`` in it (by source)."""
     for src, high in committed.items():
         if src in sources:
             low, was, ahead = sources[src]
             sources[src] = (low, max(was, high), max(ahead, high))
-
-
-def _wal_checksum(data: bytes, s0: int, s1: int, order: str) -> tuple[int, int]:
-    if (order == "big") != (sys.byteorder == "big"):
-        swapped = bytearray(data)
-        swapped[0::4], swapped[1::4], swapped[2::4], swapped[3::4] = data[3::4], data[2::4], data[1::4], data[0::4]
-        data = bytes(swapped)
-    words = memoryview(data).cast("I")
-    for i in range(0, len(words), 2):
-        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
-        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
-    return s0, s1
-
-
-def repaired_wal(data: bytes) -> bytes:
-    """A WAL whose frames all carry checksums recomputed from their contents, so that SQLite
-    reads every frame of the current WAL, the damaged one included (for salvage only)."""
-    if wal_damage(data) is None:
-        return data
-    order = "big" if data[3] == 0x83 else "little"
-    page = int.from_bytes(data[8:12], "big")
-    out = bytearray(data)
-    s0, s1 = _wal_checksum(data[:24], 0, 0, order)
-    at = 32
-    while at + 24 + page <= len(data) and data[at + 8:at + 16] == data[16:24]:
-        s0, s1 = _wal_checksum(data[at:at + 8] + data[at + 24:at + 24 + page], s0, s1, order)
-        out[at + 16:at + 24] = s0.to_bytes(4, "big") + s1.to_bytes(4, "big")
-        at += 24 + page
-    return bytes(out)
-
-
-class _Salvage:
-    """What can be read of a damaged queue, table by table, row by row; a part that
-    raises is skipped and remembered, so that its events are reported as lost."""
-
-    def __init__(self, old: sqlite3.Connection):
-        self.failures = 0
-        self.meta = dict(self._read(old, "SELECT key, value FROM meta"))
-        stream = self.meta.get("stream")
-        self.stream = f"{stream:016x}" if stream else ""
-        sources = self._read(old, "SELECT name, next_seq, offset, identity FROM sources")
-        confirmed = next((row[1] for row in sources if row[0] == CONFIRMED), 1) - 1
-        self.sources = [row for row in sources if row[0] != CONFIRMED]
-        self.lost = self._read(old, "SELECT * FROM lost")
-        self.rows: list[tuple] = []  # (src, seq, kind, rx, payload) as queued
-        self.holes: list[tuple] = []  # (src, stream, first, last) not readable
-        last: dict[str, tuple[str, int]] = {}  # src -> (stream, seq) of its last event read
-        broken = False  # a part failed since: the next event of each source says where it resumed
-        tables = self._read(old, "SELECT name FROM sqlite_master WHERE name GLOB ?", (SEGMENT_GLOB,))
-        for (table,) in sorted(tables, key=lambda t: segment_number(t[0])):
-            for row in self._read(old, f"SELECT src, seq, kind, rx, payload FROM {table} WHERE id > ? ORDER BY id",
-                                  (confirmed,)):
-                src, seq = row[0], row[1]
-                stream = _payload_stream(row[4])
-                if seq is not None:
-                    if broken and src in last and last[src][0] == stream and seq > last[src][1] + 1:
-                        self.holes.append((src, stream, last[src][1] + 1, seq - 1))
-                    last[src] = (stream, seq)
-                self.rows.append(row)
-            broken = broken or self._failed
-        if broken:  # past the last event read of a source: up to its next seq, in the old stream
-            for name, next_seq, _, _ in self.sources:
-                stream, seen = last.get(name, (self.stream, None))
-                if seen is not None and stream == self.stream and next_seq > seen + 1:
-                    self.holes.append((name, stream, seen + 1, next_seq - 1))
-
-    def _read(self, db: sqlite3.Connection, sql: str, args: tuple = ()) -> list[tuple]:
-        """The rows ``sql`` gives until it fails (then ``_failed`` is set)."""
-        rows, self._failed = [], False
-        try:
-            for row in db.execute(sql, args):
-                rows.append(row)
-        except sqlite3.Error:
-            self._failed = True
-            self.failures += 1
-        return rows
-
-
-def event_map(payload: bytes) -> dict | None:
-    """A queued payload's event map, or None if it is damaged."""
-    try:
-        event = msgpack.unpackb(payload)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
-    return event if isinstance(event, dict) else None
-
-
-def _payload_stream(payload) -> str:
-    return str((event_map(payload) or {}).get("stream") or "")
 
 
 def _raise(low: dict[str, int], top: dict[str, int]) -> None:
