@@ -111,7 +111,7 @@ class References(html.parser.HTMLParser):
 def test_the_report_opens_in_a_real_browser_with_every_image_and_the_summarys_figures(site, tmp_path):
     from matplotlib import image
 
-    from tools.browser import Chromium
+    from browser import chromium
 
     config, url = site
     out = tmp_path / "out"
@@ -119,7 +119,7 @@ def test_the_report_opens_in_a_real_browser_with_every_image_and_the_summarys_fi
                  "--out", str(out), timeout=120)
     assert made.returncode == 0, made.stderr
     assert f"80 calls of site hq (2026-03-09 to 2026-03-10, Europe/Paris): {out / 'report.html'}" in made.stdout.decode()
-    with Chromium(width=1200, height=1000) as browser:
+    with chromium(width=1200, height=1000) as browser:
         browser.open((out / "report.html").as_uri())
         images = browser.evaluate("[...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
         text = browser.evaluate("document.body.innerText")
@@ -134,9 +134,9 @@ def test_the_report_opens_in_a_real_browser_with_every_image_and_the_summarys_fi
 
 
 def test_on_a_narrow_window_no_text_runs_off_the_page(out):
-    from tools.browser import Chromium
+    from browser import chromium
 
-    with Chromium(width=480, height=800) as browser:
+    with chromium(width=480, height=800) as browser:
         browser.open((out / "report.html").as_uri())
         wider = browser.evaluate("""[...document.body.querySelectorAll('*')]
             .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
