@@ -1,8 +1,8 @@
 """``pbxgw collect``: the MQTT shell that stores every gateway's events once.
 
-One asyncio loop runs it all: paho-mqtt without a thread of its own (its socket watched
-with ``add_reader``/``add_writer``, ``loop_misc()`` once a second, as the gateway's
-publisher does), and the database written from one worker thread (its calls block).
+One asyncio loop runs it all: the MQTT link (:mod:`gateway.common.link`: paho without a
+thread of its own, as the gateway's publisher runs it), and the database written from one
+worker thread (its calls block).
 Messages are read into rows (decoded, checked) in a second process (see
 :mod:`gateway.central.reader`), one batch while the one before it is written. A message
 is acknowledged (PUBACK, paho's ``manual_ack``) only after the transaction holding
@@ -33,14 +33,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import msgpack
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -53,7 +51,7 @@ from gateway.central.ingest import Rows, rows_of
 from gateway.central.reader import Reader, ReaderGone
 from gateway.central.settings import CollectorSettings
 from gateway.common.backoff import Backoff
-from gateway.common.loophooks import NO_REASON, LoopHooks
+from gateway.common.link import Link
 from gateway.common.mqtt import Prepared
 from gateway.common.notify import Notifier
 
@@ -99,89 +97,40 @@ class Collector:
         self._reader = Reader()
         self._db: Database | None = None
         self._generation = 0  # counts connections: a packet id means something on its own only
-        self._connected = False
         self._unacked = 0  # messages of this connection received and not yet acknowledged
-        self._fd: int | None = None  # the broker's socket, while open
-        self._reading = False
         self._overflow_said = False
         self._said = ""  # the last fault told: told once, then again only when it changes
         self._connected_at = 0.0
         self._backoff = Backoff(settings.mqtt.backoff_min, settings.mqtt.backoff_max)
-        self._retry: asyncio.TimerHandle | None = None
-        self._misc: asyncio.TimerHandle | None = None
-        self._client = self._make_client()
+        self._link = self._make_link()
+        self._client = self._link.client
         self._asker = Asker(settings.hole_grace, settings.mqtt.client_id)
 
     # -- MQTT, on the loop ----------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        s = self.settings.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=MQTTProtocolVersion.MQTTv5,
-                             manual_ack=True, reconnect_on_failure=False)
-        if self.prepared.tls is not None:
-            client.tls_set_context(self.prepared.tls)
-        if s.username:
-            client.username_pw_set(s.username, self.prepared.password)
-        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
-        client.on_message, client.on_subscribe = self._on_message, self._on_subscribe
-        LoopHooks(self._loop).attach(client, self._socket_opened, self._socket_closed)
-        return client
-
-    def _socket_opened(self, sock) -> None:
-        self._fd, self._reading = sock.fileno(), False
-        self._read_on()
-
-    def _socket_closed(self, sock) -> None:
-        self._read_off()
-        self._fd = None
-
-    def _read_on(self) -> None:
-        if self._fd is not None and not self._reading:
-            self._loop.add_reader(self._fd, self._read)
-            self._reading = True
-
-    def _read_off(self) -> None:
-        if self._fd is not None and self._reading:
-            self._loop.remove_reader(self._fd)
-        self._reading = False
-
-    def _read(self) -> None:
-        self._client.loop_read()
-        sock = self._client.socket()
-        if self._reading and isinstance(sock, ssl.SSLSocket) and sock.pending():
-            self._loop.call_soon(self._read)  # decrypted bytes wait in the TLS layer, not the socket
-
-    async def _connect(self) -> None:
-        self._retry = None
-        s = self.settings.mqtt
+    def _make_link(self) -> Link:
+        """A persistent session (a fixed client id, clean start off, a long expiry) that
+        sends at most ``inflight`` messages unacknowledged (MQTT 5 Receive Maximum)."""
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = int(self.settings.session_expiry)
         properties.ReceiveMaximum = self.settings.inflight
-        try:
-            await self._loop.run_in_executor(None, lambda: self._client.connect(
-                s.host, s.port, s.keepalive, clean_start=False, properties=properties))
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            self._warn(f"cannot connect to mqtt{'s' if s.tls else ''}://{s.host}:{s.port}: {exc}; retrying")
-            self._schedule_connect()
+        link = Link(self.settings.mqtt, self.prepared, log, "collector", self._backoff.next, manual_ack=True,
+                    connect=dict(clean_start=False, properties=properties))
+        link.on_connected, link.on_lost = self._on_connect, self._on_lost
+        link.client.on_message, link.client.on_subscribe = self._on_message, self._on_subscribe
+        return link
 
-    def _schedule_connect(self) -> None:
-        if not self._stopping.is_set() and self._retry is None:
-            self._retry = self._loop.call_later(self._backoff.next(), lambda: self._loop.create_task(self._connect()))
+    @property
+    def _connected(self) -> bool:
+        return self._link.connected
 
-    def _loop_misc(self) -> None:
-        self._client.loop_misc()  # keepalive pings, timeouts
-        self._misc = self._loop.call_later(1, self._loop_misc)
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self._warn(f"the broker refused the connection: {reason_code}; retrying")
-            return  # paho closes the socket; _on_disconnect schedules the retry
-        self._connected, self._connected_at, self._said = True, time.monotonic(), ""
+    def _on_connect(self, flags) -> None:
+        self._connected_at = time.monotonic()
         log.info("connected to the broker (%s session)", "resumed" if flags.session_present else "new")
         # A subscription the session already has keeps its queue; the retained status of
         # each gateway is sent when a subscription is new (retain handling 1).
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(topic, options) for topic in self.settings.topics])
+        self._client.subscribe([(topic, options) for topic in self.settings.topics])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         refused = [str(code) for code in reason_codes if code.is_failure]
@@ -191,26 +140,17 @@ class Collector:
         else:
             log.info("subscribed to %s", ", ".join(self.settings.topics))
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_lost(self, was_connected: bool) -> None:
         self._generation += 1
         self._unacked = 0
-        if self._connected and not self._stopping.is_set():
-            if str(reason_code) in NO_REASON:
-                self._warn(f"the broker closed the connection without a reason: another client with client id "
-                           f"{self.settings.mqtt.client_id!r} (a second collector with the same [mqtt] client_id?) "
-                           "or a broker restart; reconnecting")
-            else:
-                self._warn(f"lost the broker ({reason_code}); reconnecting")
-            if time.monotonic() - self._connected_at >= STABLE_S:
-                self._backoff.reset()  # (a connection that keeps being taken over backs off instead)
-        self._connected = False
-        self._schedule_connect()
+        if was_connected and time.monotonic() - self._connected_at >= STABLE_S:
+            self._backoff.reset()  # (a connection that keeps being taken over backs off instead)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         if message.qos:
             self._unacked += 1
             if self._unacked >= self.settings.inflight:
-                self._read_off()  # until acknowledgements make room
+                self._link.pause_reading()  # until acknowledgements make room
             if self._unacked > self.settings.inflight and not self._overflow_said:
                 self._overflow_said = True
                 log.warning("the broker sent more than %d messages unacknowledged, the Receive Maximum asked "
@@ -225,7 +165,7 @@ class Collector:
                 self._client.ack(m.mid, m.qos)
                 self._unacked -= 1
         if self._unacked < self.settings.inflight:
-            self._read_on()
+            self._link.resume_reading()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -236,8 +176,7 @@ class Collector:
         self._db = await self._open_database()
         if self._db is None:
             return 0
-        self._loop.create_task(self._connect())
-        self._misc = self._loop.call_later(1, self._loop_misc)
+        self._link.start()
         self.notifier.ready(f"storing into {self._db.kind}")
         watchdog = self._loop.create_task(self._watchdog())
         asking = self._loop.create_task(self._ask_for_holes()) if self.settings.hole_grace else None
@@ -250,7 +189,7 @@ class Collector:
             if asking is not None:
                 asking.cancel()
             self.notifier.stopping()
-            await self._disconnect()
+            await self._link.close()  # (the session stays: what comes meanwhile is kept for us)
             await self._loop.run_in_executor(self._db_thread, self._db.close)
             self._db_thread.shutdown()
             self._reader.close()
@@ -258,22 +197,6 @@ class Collector:
         log.info("stopped: %d events stored, %d duplicates absorbed, %d rejected; %d calls assembled", self.stored,
                  self.duplicates, self.rejected, self.calls)
         return 0
-
-    async def _disconnect(self) -> None:
-        """Say DISCONNECT (the session stays: what comes meanwhile is kept for us) and let
-        the loop write it out, briefly."""
-        if self._retry is not None:
-            self._retry.cancel()
-        if self._misc is not None:
-            self._misc.cancel()
-        if self._connected:
-            self._client.disconnect()
-            try:
-                async with asyncio.timeout(5):
-                    while self._fd is not None:
-                        await asyncio.sleep(0.01)
-            except TimeoutError:
-                pass
 
     async def _open_database(self) -> Database | None:
         """The database, its migrations applied; retried while it cannot be reached (None:

@@ -1,8 +1,6 @@
-"""MQTT delivery: a thin paho-mqtt 2.x shell on the gateway's asyncio loop.
+"""MQTT delivery: a thin shell over the MQTT link (:mod:`gateway.common.link`, paho on the
+gateway's asyncio loop, as the collector runs it too).
 
-paho runs without a thread of its own: its socket is watched with ``add_reader`` /
-``add_writer`` and ``loop_misc()`` runs once a second (paho's external-loop hooks). The
-blocking TCP connect runs in an executor so that a slow broker never stalls the readers.
 Decisions (what to send, when to retry) are the :class:`~gateway.edge.outbox.Outbox`'s; this
 module only carries them out and reports what the broker said.
 """
@@ -11,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 
 import msgpack
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 
 from gateway import __version__
-from gateway.common.loophooks import NO_REASON, LoopHooks
+from gateway.common.link import Link
 from gateway.common.mqtt import MqttSettings, Prepared
 from gateway.edge.clock import now_ms
 from gateway.edge.outbox import Batch, Outbox
@@ -61,50 +57,29 @@ class Publisher:
         self.rejected = 0
         self.last_ack_ms: int | None = None  # when the broker last confirmed a batch
         self._loop = asyncio.get_running_loop()
-        self._client = self._make_client()
         self._pump_scheduled = False
-        self._stopping = False
         self._drained = asyncio.Event()  # set whenever nothing is in flight
         self._status_mid: int | None = None
         self._status_acked = asyncio.Event()
-        self._retry: asyncio.TimerHandle | None = None
-        self._last_error = ""
-        self._refused = False  # the broker's CONNACK refused us (its reason is logged)
-        self._misc = self._loop.call_later(1, self._loop_misc)
-
-    def _make_client(self) -> mqtt.Client:
-        s = self.settings
-        v5 = s.protocol == "5"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
-                             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-                             clean_session=None if v5 else True, reconnect_on_failure=False)
+        # A lost connection also ends what was in flight: the outbox gives the retry's delay.
+        self._link = Link(settings, prepared, log, "gateway", self.outbox.disconnected, protocol=settings.protocol,
+                          will=(self._topic("status"), self._status("offline")))
+        self._link.on_connected, self._link.on_lost = self._on_connect, self._on_lost
+        self._client = client = self._link.client
         # paho holds at most the in-flight window (and the status and the replies to replay
         # requests, sent beside it: at most one per request taken, PER_MINUTE a minute;
         # refusals go at QoS 0, outside its queue); the disk queue holds the rest.
-        client.max_inflight_messages_set(s.inflight)
-        client.max_queued_messages_set(s.inflight + PER_MINUTE + 2)
-        if self.prepared.tls is not None:
-            client.tls_set_context(self.prepared.tls)
-        if s.username:
-            client.username_pw_set(s.username, self.prepared.password)
-        client.will_set(self._topic("status"), self._status("offline"), qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
+        client.max_inflight_messages_set(settings.inflight)
+        client.max_queued_messages_set(settings.inflight + PER_MINUTE + 2)
         client.on_publish = self._on_publish
         client.on_message = self._on_replay_request
-        # paho's socket is watched by our loop (gateway.common.loophooks).
-        loop = self._loop
-        LoopHooks(loop).attach(client, lambda sock: loop.add_reader(sock.fileno(), client.loop_read),
-                               lambda sock: loop.remove_reader(sock.fileno()))
-        return client
 
     def _topic(self, kind: str) -> str:
         return f"{self.prefix}/{kind}"
 
     def stats(self) -> dict:
         """The broker link as ``pbxgw status`` and the metrics show it (docs/operations.md)."""
-        m = self.settings
-        return {"url": f"mqtt{'s' if m.tls else ''}://{m.host}:{m.port}", "connected_since": self.connected_since,
+        return {"url": self._link.url, "connected_since": self.connected_since,
                 "last_ack_ms": self.last_ack_ms, "in_flight": len(self.outbox.in_flight),
                 "delivered": self.delivered}
 
@@ -131,67 +106,20 @@ class Publisher:
 
     def start(self) -> None:
         """Begin connecting (in the background; retried with backoff)."""
-        self._loop.create_task(self._connect())
+        self._link.start()
 
-    async def _connect(self) -> None:
-        self._retry = None
-        s = self.settings
-        try:
-            await self._loop.run_in_executor(None, self._client.connect, s.host, s.port, s.keepalive)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            self._connect_failed(f"cannot connect to mqtt{'s' if s.tls else ''}://{s.host}:{s.port}: {exc}")
-
-    def _connect_failed(self, error: str) -> None:
-        # Said once per kind of failure, not at every retry of a long outage.
-        (log.debug if error == self._last_error else log.warning)("%s; retrying", error)
-        self._last_error = error
-        self._schedule_retry()
-
-    def _schedule_retry(self) -> None:
-        if self._stopping or self._retry is not None:
-            return
-        delay = self.outbox.disconnected()
-        self._retry = self._loop.call_later(delay, lambda: self._loop.create_task(self._connect()))
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            error = f"broker refused the connection: {reason_code}"
-            (log.debug if error == self._last_error else log.error)("%s; retrying", error)
-            self._last_error, self._refused = error, True
-            return  # paho closes the socket; _on_disconnect schedules the retry
+    def _on_connect(self, flags) -> None:
         self.connected_since = time.time()
-        self._last_error = ""
         log.info("connected to %s:%d; %d events queued to send", self.settings.host, self.settings.port,
                  self.store.depth)
         self._report_gaps()
         self.outbox.connected(self.store.max_id())
-        client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
-        client.subscribe(self._topic(topics.REPLAY), qos=1)
+        self._client.publish(self._topic("status"), self._status("online"), qos=1, retain=True)
+        self._client.subscribe(self._topic(topics.REPLAY), qos=1)
         self.wake()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected_since is not None and not self._stopping and str(reason_code) in NO_REASON:
-            # Mosquitto 2.0 closes a session another client takes over without saying so.
-            log.warning("the broker closed the connection without a reason: another client with client id %r "
-                        "(a second gateway with the same [mqtt] client_id?) or a broker restart; the broker's "
-                        "log says which", self.settings.client_id)
-        elif self.connected_since is not None:
-            (log.info if self._stopping else log.warning)("disconnected from the broker: %s", reason_code)
-        elif self._refused:  # the CONNACK said why (already logged)
-            self._refused = False
-        elif not self._stopping:
-            # Closed before it accepted us: a TLS listener that wants a client certificate,
-            # or one that rejected ours, does this after the handshake.
-            s = self.settings
-            self._connect_failed(f"mqtt{'s' if s.tls else ''}://{s.host}:{s.port} closed the connection "
-                                 f"before accepting it ({reason_code}; a client certificate missing or refused?)")
-            return
+    def _on_lost(self, was_connected: bool) -> None:
         self.connected_since = None
-        self._schedule_retry()
-
-    def _loop_misc(self) -> None:
-        self._client.loop_misc()
-        self._misc = self._loop.call_later(1, self._loop_misc)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -307,9 +235,7 @@ class Publisher:
 
     async def stop(self, timeout: float) -> None:
         """Wait up to ``timeout`` for messages in flight, say ``offline``, disconnect."""
-        self._stopping = True
-        if self._retry is not None:
-            self._retry.cancel()
+        self._link.stop_retrying()
         if self.connected_since is not None:
             try:
                 async with asyncio.timeout(timeout):
@@ -322,5 +248,4 @@ class Publisher:
             except TimeoutError:
                 log.warning("stopping with %d messages unconfirmed; they stay queued",
                             len(self.outbox.in_flight))
-        self._client.disconnect()
-        self._misc.cancel()
+        await self._link.close()
