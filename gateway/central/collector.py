@@ -35,7 +35,6 @@ import logging
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import msgpack
 import paho.mqtt.client as mqtt
@@ -47,6 +46,7 @@ from gateway.central import callstore
 from gateway.central.asker import Asker
 from gateway.central.database import Database, Refused, Unavailable, Written
 from gateway.central.fleet import open_holes
+from gateway.central.flow import Flow, Message
 from gateway.central.ingest import Rows, rows_of
 from gateway.central.reader import Reader, ReaderGone
 from gateway.central.settings import CollectorSettings
@@ -56,28 +56,8 @@ from gateway.common.mqtt import Prepared
 from gateway.common.notify import Notifier
 
 log = logging.getLogger("pbxgw.collect")
-#: A connection that lasted this long was no flap: its end starts the backoff afresh.
-STABLE_S = 30.0
 #: Seconds between two assemblies of the calls of the records stored since.
 ASSEMBLE_EVERY = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A message received and not yet acknowledged: ``generation`` is the connection it
-    came on (a packet id means nothing on another one)."""
-
-    generation: int
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    received_at: int
-
-    @property
-    def parts(self) -> tuple[str, bytes, int]:
-        """What its rows are made of (:func:`~gateway.central.ingest.rows_of`)."""
-        return self.topic, self.payload, self.received_at
 
 
 class Collector:
@@ -87,7 +67,6 @@ class Collector:
         self.settings, self.prepared = settings, prepared
         self.notifier = notifier or Notifier({})
         self.stored = self.duplicates = self.rejected = self.batches = self.calls = 0
-        self._full_at = -float("inf")  # when the latest full batch came (time.monotonic())
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._stopping = asyncio.Event()
@@ -96,11 +75,8 @@ class Collector:
         self._reader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-reader")
         self._reader = Reader()
         self._db: Database | None = None
-        self._generation = 0  # counts connections: a packet id means something on its own only
-        self._unacked = 0  # messages of this connection received and not yet acknowledged
-        self._overflow_said = False
+        self._flow = Flow(settings.inflight)  # what to acknowledge, when to read, whether a backlog drains
         self._said = ""  # the last fault told: told once, then again only when it changes
-        self._connected_at = 0.0
         self._backoff = Backoff(settings.mqtt.backoff_min, settings.mqtt.backoff_max)
         self._link = self._make_link()
         self._client = self._link.client
@@ -125,7 +101,7 @@ class Collector:
         return self._link.connected
 
     def _on_connect(self, flags) -> None:
-        self._connected_at = time.monotonic()
+        self._flow.connected(time.monotonic())
         log.info("connected to the broker (%s session)", "resumed" if flags.session_present else "new")
         # A subscription the session already has keeps its queue; the retained status of
         # each gateway is sent when a subscription is new (retain handling 1).
@@ -141,30 +117,25 @@ class Collector:
             log.info("subscribed to %s", ", ".join(self.settings.topics))
 
     def _on_lost(self, was_connected: bool) -> None:
-        self._generation += 1
-        self._unacked = 0
-        if was_connected and time.monotonic() - self._connected_at >= STABLE_S:
-            self._backoff.reset()  # (a connection that keeps being taken over backs off instead)
+        if self._flow.lost(time.monotonic()):
+            self._backoff.reset()
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        if message.qos:
-            self._unacked += 1
-            if self._unacked >= self.settings.inflight:
-                self._link.pause_reading()  # until acknowledgements make room
-            if self._unacked > self.settings.inflight and not self._overflow_said:
-                self._overflow_said = True
-                log.warning("the broker sent more than %d messages unacknowledged, the Receive Maximum asked "
-                            "for (on Mosquitto, max_inflight_messages must be a number, not 0: docs/central.md)",
-                            self.settings.inflight)
-        self._queue.put_nowait(Message(self._generation, message.mid, message.qos, message.topic,
+        arrival = self._flow.received(message.qos)
+        if arrival.pause:
+            self._link.pause_reading()  # until acknowledgements make room
+        if arrival.overflow:
+            log.warning("the broker sent more than %d messages unacknowledged, the Receive Maximum asked "
+                        "for (on Mosquitto, max_inflight_messages must be a number, not 0: docs/central.md)",
+                        self.settings.inflight)
+        self._queue.put_nowait(Message(arrival.generation, message.mid, message.qos, message.topic,
                                        bytes(message.payload), int(time.time() * 1000)))
 
     def _ack(self, messages: list[Message]) -> None:
-        for m in messages:
-            if m.qos and m.generation == self._generation:
-                self._client.ack(m.mid, m.qos)
-                self._unacked -= 1
-        if self._unacked < self.settings.inflight:
+        acked, reading = self._flow.stored(messages)
+        for m in acked:
+            self._client.ack(m.mid, m.qos)
+        if reading:
             self._link.resume_reading()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -223,8 +194,7 @@ class Collector:
         storing: list[asyncio.Task] = []  # at most two: one read into rows, one written
         while not (self._stopping.is_set() and self._queue.empty()):
             batch = await self._next_batch(s.batch_messages, s.linger)
-            if len(batch) == s.batch_messages:
-                self._full_at = time.monotonic()
+            self._flow.batched(len(batch), s.batch_messages, time.monotonic())
             if not batch:
                 continue
             if len(storing) == 2:
@@ -377,19 +347,13 @@ class Collector:
             await asyncio.sleep(ASSEMBLE_EVERY)
             try:
                 done = False
-                while not done and not self._draining():
+                while not done and not self._flow.draining(time.monotonic()):
                     written, done = await self._loop.run_in_executor(self._db_thread, callstore.refresh, self._db, 1)
                     self.calls += written
             except (Unavailable, Refused) as exc:
                 log.warning("calls not assembled now (tried again in %d s): %s", ASSEMBLE_EVERY, exc)
             except Exception:  # a fault is retried, never a dead task (and a bug is told whole)
                 log.exception("calls not assembled now (tried again in %d s)", ASSEMBLE_EVERY)
-
-    def _draining(self) -> bool:
-        """Whether a backlog is being stored: a batch came full within the last
-        :data:`ASSEMBLE_EVERY` (the batches of a drain are not all full: one fills only as
-        the one before is acknowledged, and a linger may end it first)."""
-        return time.monotonic() - self._full_at < ASSEMBLE_EVERY
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval

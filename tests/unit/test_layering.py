@@ -19,7 +19,7 @@ CORE = ["errors.py", "wire/events.py", "wire/ranges.py", "wire/replay.py", "wire
         "smdr/framer.py", "smdr/fields.py", "smdr/split.py", "smdr/parser.py", "smdr/stream.py",
         "smdr/plan.py", "smdr/quick.py", "smdr/profile.py", "smdr/offline.py", "smdr/draft.py",
         "smdr/responder.py", "edge/headsets/descriptor.py", "edge/headsets/layout.py", "edge/headsets/telephony.py",
-        "edge/headsets/usages.py", "edge/headsets/reports.py", "central/ingest.py", "central/asker.py",
+        "edge/headsets/usages.py", "edge/headsets/reports.py", "central/ingest.py", "central/asker.py", "central/flow.py",
         "central/calls.py", "central/kpi.py", "commands/traffic.py"]
 FORBIDDEN_MODULES = {"serial", "pyudev", "paho", "socket", "asyncio", "sqlite3", "select", "os", "time", "cffi"}
 #: What each part may import of pbxgw besides itself (a prefix of the module's name).

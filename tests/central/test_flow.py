@@ -1,0 +1,64 @@
+"""The collector's flow of messages, sans I/O: what is unacknowledged, when reading stops and
+starts again, what is acknowledged after a reconnection, whether a backlog drains, and when
+the backoff starts afresh."""
+
+import pytest
+
+from gateway.central.flow import DRAIN_S, STABLE_S, Flow, Message
+
+pytestmark = pytest.mark.central
+
+
+def message(flow: Flow, mid: int, qos: int = 1) -> Message:
+    arrival = flow.received(qos)
+    return Message(arrival.generation, mid, qos, "pbxgw/v1/lab/gw-1/calls", b"", 0)
+
+
+def test_reading_stops_at_the_receive_maximum_and_goes_on_once_acknowledgements_make_room():
+    flow = Flow(inflight=3)
+    arrivals = [flow.received(1) for _ in range(3)]
+    assert [a.pause for a in arrivals] == [False, False, True] and flow.unacked == 3
+    kept = [Message(a.generation, mid, 1, "t", b"", 0) for mid, a in enumerate(arrivals, 1)]
+    acked, reading = flow.stored(kept[:1])
+    assert acked == kept[:1] and reading and flow.unacked == 2
+
+
+def test_qos_0_needs_no_acknowledgement_and_takes_no_room():
+    flow = Flow(inflight=1)
+    m = message(flow, 0, qos=0)
+    assert flow.unacked == 0
+    assert flow.stored([m]) == ([], True)
+
+
+def test_the_broker_sending_past_the_receive_maximum_is_said_once():
+    flow = Flow(inflight=2)
+    overflows = [flow.received(1).overflow for _ in range(5)]
+    assert overflows == [False, False, True, False, False] and flow.unacked == 5
+
+
+def test_messages_of_a_lost_connection_are_not_acknowledged_on_the_next():
+    flow = Flow(inflight=2)
+    old = [message(flow, 1), message(flow, 2)]
+    flow.lost(now=10.0)
+    new = message(flow, 1)  # (the broker delivers again: the same packet id, a new connection)
+    acked, reading = flow.stored(old + [new])
+    assert acked == [new] and reading and flow.unacked == 0
+
+
+def test_a_backlog_drains_while_batches_come_full():
+    flow = Flow(inflight=100)
+    assert not flow.draining(now=0.0)
+    flow.batched(size=49, most=50, now=1.0)
+    assert not flow.draining(now=1.0)
+    flow.batched(size=50, most=50, now=2.0)
+    assert flow.draining(now=2.0 + DRAIN_S - 0.1) and not flow.draining(now=2.0 + DRAIN_S)
+
+
+def test_only_a_connection_that_lasted_starts_the_backoff_afresh():
+    flow = Flow(inflight=10)
+    assert flow.lost(now=5.0) is False  # never connected: an attempt failed
+    flow.connected(now=100.0)
+    assert flow.lost(now=100.0 + STABLE_S - 1) is False  # a flap (a takeover)
+    flow.connected(now=200.0)
+    assert flow.lost(now=200.0 + STABLE_S) is True
+    assert flow.generation == 3
