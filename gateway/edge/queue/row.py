@@ -4,6 +4,7 @@ what a queued payload says (its event map, its stream), read without trusting it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgpack
 
@@ -13,6 +14,17 @@ class Row:
     """A queued event: its row id, wire kind, receive time and msgpack payload."""
 
     id: int
+    kind: str
+    rx: int
+    payload: bytes
+
+
+class Queued(NamedTuple):
+    """An event as the queue inserts it: a segment table's columns but its id, in order
+    (``seq`` is None for what no source numbers: gaps, alarms)."""
+
+    src: str
+    seq: int | None
     kind: str
     rx: int
     payload: bytes

@@ -10,7 +10,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from gateway.edge.queue.row import payload_stream
+from gateway.edge.queue.row import Queued, payload_stream
 from gateway.edge.queue.schema import CONFIRMED, SEGMENT_GLOB, segment_number
 
 
@@ -109,7 +109,7 @@ class Salvage:
         confirmed = next((row[1] for row in sources if row[0] == CONFIRMED), 1) - 1
         self.sources = [row for row in sources if row[0] != CONFIRMED]
         self.lost = self._read(old, "SELECT * FROM lost")
-        self.rows: list[tuple] = []  # (src, seq, kind, rx, payload) as queued
+        self.rows: list[Queued] = []  # as queued (a damaged file may give any type in any column)
         self.holes: list[tuple] = []  # (src, stream, first, last) not readable
         last: dict[str, tuple[str, int]] = {}  # src -> (stream, seq) of its last event read
         broken = False  # a part failed since: the next event of each source says where it resumed
@@ -117,8 +117,9 @@ class Salvage:
         for (table,) in sorted(tables, key=lambda t: segment_number(t[0])):
             for row in self._read(old, f"SELECT src, seq, kind, rx, payload FROM {table} WHERE id > ? ORDER BY id",
                                   (confirmed,)):
-                src, seq = row[0], row[1]
-                stream = payload_stream(row[4])
+                row = Queued(*row)
+                src, seq = row.src, row.seq
+                stream = payload_stream(row.payload)
                 if seq is not None:
                     if broken and src in last and last[src][0] == stream and seq > last[src][1] + 1:
                         self.holes.append((src, stream, last[src][1] + 1, seq - 1))

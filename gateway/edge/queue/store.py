@@ -61,7 +61,7 @@ from pathlib import Path
 
 
 from gateway.edge.queue import marks
-from gateway.edge.queue.row import Row, event_map, payload_stream
+from gateway.edge.queue.row import Queued, Row, event_map, payload_stream
 from gateway.edge.queue.salvage import Salvage, repaired_wal, wal_damage, wal_frames, wal_state
 from gateway.edge.queue.schema import CONFIRMED, DB_NAME, SEGMENT_COLUMNS, segment_table
 from gateway.errors import GatewayError
@@ -364,7 +364,7 @@ class Store:
             self._db.executemany("INSERT OR IGNORE INTO lost VALUES (?, ?, ?, ?, ?, ?, ?, ?)", salvaged.lost)
             for start in range(0, len(salvaged.rows), SEGMENT_ROWS):
                 self._insert(salvaged.rows[start:start + SEGMENT_ROWS], earlier=True)
-            self.bytes += sum(len(r[4]) for r in salvaged.rows)
+            self.bytes += sum(len(r.payload) for r in salvaged.rows)
             self.unreported = bool(salvaged.lost)
         if self._segments:  # this run's events go into segments of their own
             self._segments[-1].closed = True
@@ -474,12 +474,12 @@ class Store:
         :raises QueueWriteError: the write failed (a full disk): nothing of it happened,
             on disk or in memory.
         """
-        rows = [(src, getattr(e, "seq", None), e.KIND, e.rx, packb(e)) for e in events]
-        excess = self.bytes + sum(len(r[4]) for r in rows) - self.max_bytes
+        rows = [Queued(src, getattr(e, "seq", None), e.KIND, e.rx, packb(e)) for e in events]
+        excess = self.bytes + sum(len(r.payload) for r in rows) - self.max_bytes
         if excess <= 0 and self._dropping:  # one line per episode, not one per read
             log.warning("queue has room again: %d events were dropped (reported as gaps)", self._dropping)
             self._dropping = 0
-        if (seqs := [r[1] for r in rows if r[1] is not None]) and src not in self._low_base:
+        if (seqs := [r.seq for r in rows if r.seq is not None]) and src not in self._low_base:
             self._low_base[src] = min(seqs) - 1
         if next_seq - 1 > self._ahead.get(src, -1):
             self._reserve(src, next_seq - 1)
@@ -488,12 +488,12 @@ class Store:
             if excess > 0:
                 if self.when_full == "drop_newest":
                     keep = _fitting(rows, self.max_bytes - self.bytes)
-                    dropped, rows = [(*r[:4], self.stream) for r in rows[keep:]], rows[:keep]
+                    dropped, rows = [(r.src, r.seq, r.kind, r.rx, self.stream) for r in rows[keep:]], rows[:keep]
                 else:
                     # The oldest queued go first; if this read alone is over the budget,
                     # its own oldest go too.
                     skip = _covering(rows, excess - self._drop_oldest(excess))
-                    dropped, rows = [(*r[:4], self.stream) for r in rows[:skip]], rows[skip:]
+                    dropped, rows = [(r.src, r.seq, r.kind, r.rx, self.stream) for r in rows[:skip]], rows[skip:]
                 self._record_drops(dropped, f"queue full: {self.when_full}")
             self._insert(rows, current=True)
             self._save_confirmed()
@@ -502,7 +502,7 @@ class Store:
                 "ON CONFLICT (name) DO UPDATE SET next_seq = excluded.next_seq, "
                 "offset = excluded.offset, identity = excluded.identity",
                 (src, next_seq, offset, identity))
-            self.bytes += sum(len(r[4]) for r in rows)
+            self.bytes += sum(len(r.payload) for r in rows)
         self._appended[src] = next_seq - 1
 
     def lost(self, events: list[Event], reason: str) -> None:
@@ -547,7 +547,7 @@ class Store:
         """Payload bytes that still fit in the budget (a source that can wait reads no more)."""
         return max(0, self.max_bytes - self.bytes)
 
-    def _insert(self, rows: list[tuple], current: bool = False, earlier: bool = False) -> None:
+    def _insert(self, rows: list[Queued], current: bool = False, earlier: bool = False) -> None:
         """Add rows to the newest segment (a new one when it is closed or full); rows of
         this run's stream are ``current`` (their seqs tell the marks' lows), those of
         ``earlier`` streams make the segment keep the marks of earlier streams."""
@@ -569,7 +569,7 @@ class Store:
                              [(first + i, *row) for i, row in enumerate(rows)])
         self._last_id += len(rows)
         seg.last = self._last_id
-        seg.bytes += sum(len(r[4]) for r in rows)
+        seg.bytes += sum(len(r.payload) for r in rows)
         if current:
             for src, seq, *_ in rows:
                 if seq is not None and seq > seg.top.get(src, 0):
@@ -588,17 +588,17 @@ class Store:
             if seg.archived:  # (the archive's budget, not the queue's)
                 continue
             victims, lost = [], []
-            for row in self._db.execute(
+            for row_id, src, seq, kind, rx, length in self._db.execute(
                     f"SELECT id, src, seq, kind, rx, length(payload) FROM {seg.table} "
                     "WHERE kind != 'gap' ORDER BY id").fetchall():
                 if freed >= excess:
                     break
-                if row[0] in seg.done:
+                if row_id in seg.done:
                     continue
-                victims.append(row[0])
-                freed += row[5]
-                seg.bytes -= row[5]
-                lost.append((*row[1:5], self._stream_of(seg, row[0])))
+                victims.append(row_id)
+                freed += length
+                seg.bytes -= length
+                lost.append((src, seq, kind, rx, self._stream_of(seg, row_id)))
             for start in range(0, len(victims), 500):
                 chunk = victims[start:start + 500]
                 self._db.execute(f"DELETE FROM {seg.table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
@@ -653,9 +653,9 @@ class Store:
             self._enqueue(events)
 
     def _enqueue(self, events: list[Event], earlier: bool = False) -> None:
-        rows = [(e.src, None, e.KIND, e.rx, packb(e)) for e in events]
+        rows = [Queued(e.src, None, e.KIND, e.rx, packb(e)) for e in events]
         self._insert(rows, earlier=earlier)
-        self.bytes += sum(len(r[4]) for r in rows)
+        self.bytes += sum(len(r.payload) for r in rows)
 
     # -- delivery ------------------------------------------------------------------------
 
@@ -771,10 +771,11 @@ class Store:
                 event = event_map(payload)
                 if event is None:  # damaged: it stays a dead letter
                     continue
-                rows.append((event.get("src"), event.get("seq"), kind, event.get("rx") or event.get("ts") or 0, payload))
+                rows.append(Queued(event.get("src"), event.get("seq"), kind, event.get("rx") or event.get("ts") or 0,
+                                   payload))
                 taken.append(row_id)
             self._insert(rows, earlier=True)
-            self.bytes += sum(len(r[4]) for r in rows)
+            self.bytes += sum(len(r.payload) for r in rows)
             self._db.executemany("DELETE FROM dead WHERE id = ?", [(i,) for i in taken])
         return len(rows)
 
@@ -923,17 +924,15 @@ def _raise_marks(sources: dict[str, tuple[int, int, int]], committed: dict[str, 
             low, was, ahead = sources[src]
             sources[src] = (low, max(was, high), max(ahead, high))
 
-
 def _raise(low: dict[str, int], top: dict[str, int]) -> None:
     for src, seq in top.items():
         if seq > low.get(src, 0):
             low[src] = seq
 
 
-def _times(rows: list[tuple]) -> list[int]:
-    """The receive times of rows (``rx``, their fourth column) that are times (what a
-    damaged queue gave back may not be)."""
-    return [r[3] for r in rows if type(r[3]) is int]
+def _times(rows: list[Queued]) -> list[int]:
+    """The receive times of rows that are times (what a damaged queue gave back may not be)."""
+    return [r.rx for r in rows if type(r.rx) is int]
 
 
 def disk_room(directory: Path, own: tuple[Path, ...] = ()) -> int:
@@ -960,23 +959,23 @@ def disk_budget(room: int, max_bytes: int, archive_wanted: int = 0) -> tuple[int
     return queue, max(0, min(archive_wanted, fits - queue)), wal_limit
 
 
-def _fitting(rows: list[tuple], budget: int) -> int:
+def _fitting(rows: list[Queued], budget: int) -> int:
     """How many of ``rows``, from the first, fit in ``budget`` payload bytes."""
     used = 0
     for count, row in enumerate(rows):
-        used += len(row[4])
+        used += len(row.payload)
         if used > budget:
             return count
     return len(rows)
 
 
-def _covering(rows: list[tuple], excess: int) -> int:
+def _covering(rows: list[Queued], excess: int) -> int:
     """How many of ``rows``, from the first, free at least ``excess`` payload bytes."""
     freed = 0
     for count, row in enumerate(rows):
         if freed >= excess:
             return count
-        freed += len(row[4])
+        freed += len(row.payload)
     return len(rows)
 
 
