@@ -5,13 +5,75 @@ starts a new one with what this gives back (:meth:`gateway.edge.queue.store.Stor
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 from gateway.edge.queue.row import Queued, payload_stream
-from gateway.edge.queue.schema import CONFIRMED, SEGMENT_GLOB, segment_number
+from gateway.edge.queue.schema import CONFIRMED, DB_NAME, SEGMENT_GLOB, segment_number
+
+log = logging.getLogger("pbxgw.store")
+
+
+def wal_problem(path: Path, synced: tuple[bytes, int] | None) -> str | None:
+    """Why the WAL of the queue at ``path`` is damaged, or None. SQLite reads a WAL up to
+    its first frame with a bad checksum and quietly drops the rest; a bad frame *followed
+    by* whole ones of the same WAL is damage, not a torn last write, and so is one within
+    what the last sync made durable (``synced``: the WAL's salt and size then, from the
+    marks). A torn last write is cut off here."""
+    wal = Path(f"{path}-wal")
+    try:
+        data = wal.read_bytes()
+    except FileNotFoundError:
+        return None
+    bad = wal_damage(data, synced)
+    if bad is not None:
+        return f"its WAL is damaged at byte {bad}"
+    if 32 <= (end := wal_frames(data)[2]) < len(data):
+        # A torn last write, or whole frames of a transaction that never committed:
+        # SQLite ignores them and writes over them. Cut off, so that frames left past
+        # what it writes next never read as damage later.
+        os.truncate(wal, end)
+    return None
+
+
+def set_aside(path: Path, exc: Exception) -> Path:
+    """Move a damaged queue's files aside (kept, under a name no other recovery takes), for
+    :func:`read_back`; a new queue starts in their place, in a new stream."""
+    aside = path.with_name(f"{DB_NAME}.damaged-{int(time.time())}-{os.getpid()}")
+    log.error("queue %s is damaged (%s); moved to %s, starting a new one with what can be read of it",
+              path, exc, aside.name)
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{path}{suffix}").exists():
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+    return aside
+
+
+def read_back(aside: Path, work: Path) -> "Salvage":
+    """What SQLite can still read of the queue set aside at ``aside``, read from a working
+    copy at ``work`` (removed after) whose WAL checksums are recomputed, so that frames
+    after a damaged one are read too.
+
+    :raises OSError: the copy cannot be made (a full disk).
+    :raises sqlite3.Error: the copy cannot be opened at all.
+    """
+    try:
+        if aside.exists():
+            shutil.copyfile(aside, work)
+        if (wal := Path(f"{aside}-wal")).exists():
+            Path(f"{work}-wal").write_bytes(repaired_wal(wal.read_bytes()))
+        old = sqlite3.connect(work, isolation_level=None)
+        try:
+            return Salvage(old)
+        finally:
+            old.close()
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{work}{suffix}").unlink(missing_ok=True)
 
 
 def wal_damage(data: bytes, synced: tuple[bytes, int] | None = None) -> int | None:

@@ -1,7 +1,7 @@
 """The queue's file format, in one place: the file's name, the row that keeps the confirmed
 prefix, and its segment tables, for the writer (:mod:`.store`), its salvage of a damaged
-file, and the read-only view ``pbxgw status`` and ``export`` take while the gateway is down
-(:mod:`gateway.edge.status`)."""
+file (:mod:`.salvage`), and the read-only view that ``pbxgw status``, ``dead`` and
+``export`` take (:mod:`.view`)."""
 
 from __future__ import annotations
 

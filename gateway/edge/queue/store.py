@@ -43,7 +43,8 @@ The disk is the only durable copy of an event between the PBX and the broker's P
   is damaged, is moved aside (``queue.db.damaged-<time>-<pid>``), counted, and a new one is
   started with what can still be read of it, keys kept. What it cannot read, and what a WAL
   cut short took with it, is reported as a gap, as the high-water marks kept beside the
-  queue (:mod:`gateway.edge.queue.marks`) bound it.
+  queue (:mod:`gateway.edge.queue.marks`) bound it. Reading a damaged file back (its WAL
+  frame by frame, its tables row by row) is :mod:`gateway.edge.queue.salvage`'s.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ import bisect
 import logging
 import os
 import secrets
-import shutil
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -62,7 +62,7 @@ from pathlib import Path
 
 from gateway.edge.queue import marks
 from gateway.edge.queue.row import Queued, Row, event_map, payload_stream
-from gateway.edge.queue.salvage import Salvage, repaired_wal, wal_damage, wal_frames, wal_state
+from gateway.edge.queue.salvage import Salvage, read_back, set_aside, wal_problem, wal_state
 from gateway.edge.queue.schema import CONFIRMED, DB_NAME, SEGMENT_COLUMNS, segment_table
 from gateway.errors import GatewayError
 from gateway.wire.events import Event, GapEvent, packb
@@ -187,11 +187,12 @@ class Store:
         self._previous_stream: str | None = None  # the stream of the run before, if known
         salvage_from: Path | None = None
         try:
-            if (damage := self._wal_damage(previous.wal)) is not None:
+            if (damage := wal_problem(self.path, previous.wal)) is not None:
                 raise sqlite3.DatabaseError(damage)
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
-            salvage_from = self._set_aside(exc)
+            salvage_from = set_aside(self.path, exc)
+            self.corrupt_recoveries = 1
             self._db = self._connect()
         self.stream = self._open_stream()
         self._confirmed = self.source_state(CONFIRMED)[0] - 1
@@ -282,38 +283,6 @@ class Store:
         """Which file this is (a copy or a restored backup is another): its inode."""
         return os.stat(self.path).st_ino
 
-    def _wal_damage(self, synced: tuple[bytes, int] | None) -> str | None:
-        """Why the WAL is damaged, or None. SQLite reads a WAL up to its first frame with a
-        bad checksum and quietly drops the rest; a bad frame *followed by* whole ones of the
-        same WAL is damage, not a torn last write, and so is one within what the last sync
-        made durable (``synced``: the WAL's salt and size then, from the marks)."""
-        wal = Path(f"{self.path}-wal")
-        try:
-            data = wal.read_bytes()
-        except FileNotFoundError:
-            return None
-        bad = wal_damage(data, synced)
-        if bad is not None:
-            return f"its WAL is damaged at byte {bad}"
-        if 32 <= (end := wal_frames(data)[2]) < len(data):
-            # A torn last write, or whole frames of a transaction that never committed:
-            # SQLite ignores them and writes over them. Cut off, so that frames left past
-            # what it writes next never read as damage later.
-            os.truncate(wal, end)
-        return None
-
-    def _set_aside(self, exc: Exception) -> Path:
-        """Move a damaged queue's files aside (kept, under a name no other recovery
-        takes) for :meth:`_salvage`; a new queue starts in their place, in a new stream."""
-        aside = self.path.with_name(f"{DB_NAME}.damaged-{int(time.time())}-{os.getpid()}")
-        log.error("queue %s is damaged (%s); moved to %s, starting a new one with what can be read of it",
-                  self.path, exc, aside.name)
-        for suffix in ("", "-wal", "-shm"):
-            if Path(f"{self.path}{suffix}").exists():
-                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-        self.corrupt_recoveries = 1
-        return aside
-
     def _salvage(self, aside: Path, previous: marks.Marks) -> None:
         """Copy into the new queue what SQLite can still read of the damaged one: the
         sources' sequence numbers and offsets, the counters, the unreported drops, and
@@ -322,17 +291,8 @@ class Store:
         a damaged one are read too. Every ``seq`` the marks say was committed and not
         delivered, that could not be read, is reported as a ``gap`` ("queue damaged"), as
         are the holes between the events read (for streams no mark names)."""
-        work = self.path.with_name("salvage.db")
         try:
-            if aside.exists():
-                shutil.copyfile(aside, work)
-            if (wal := Path(f"{aside}-wal")).exists():
-                Path(f"{work}-wal").write_bytes(repaired_wal(wal.read_bytes()))
-            old = sqlite3.connect(work, isolation_level=None)
-            try:
-                salvaged = Salvage(old)
-            finally:
-                old.close()
+            salvaged = read_back(aside, self.path.with_name("salvage.db"))
             self._previous_stream = salvaged.stream or None
             # What the damaged queue still says of its own stream raises the marks.
             bounds = {stream: dict(sources) for stream, sources in previous.streams.items()}
@@ -347,9 +307,6 @@ class Store:
         except (OSError, sqlite3.Error, QueueWriteError) as exc:  # a full disk too
             log.error("queue salvage failed (%s); the damaged queue is kept as %s", exc, aside.name)
             return
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{work}{suffix}").unlink(missing_ok=True)
         unread = self._report_unreadable(holes, "queue damaged: not readable (some may have been delivered, or never used)")
         log.error("queue salvage: %d events kept with their keys, %d sources; %d events not readable, "
                   "reported as gaps%s", len(salvaged.rows), len(salvaged.sources), unread,
