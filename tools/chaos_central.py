@@ -10,7 +10,7 @@ gateway's archive bring them back), of the collector, and a PostgreSQL restart. 
 `sent`, `stored unique` (records, by call id), `stored again under a new key` (a followed
 file is read again from the offset that survived a kill), `duplicates absorbed` (events
 the collector found stored already, from its log), `replay requests`, `lost at the edge`
-`lost` (never stored), `calls` (the collector's assembled calls: one per call id) and
+`lost` (never stored; the gaps' reasons follow), `calls` (the collector's assembled calls: one per call id) and
 `records in calls` (every stored record, once). Exit status 1 on any loss, or a record in
 no call or a call too many.
 """
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             db = Database.open(url)
             try:
                 at_edge = db.fetch("SELECT coalesce(sum(count), 0) FROM gaps")[0][0]
+                edge_reasons = db.fetch("SELECT reason, sum(count) FROM gaps GROUP BY reason ORDER BY reason")
                 # The collector assembles what it stored (each record a call of its own id;
                 # a copy under a new key joins its call): nothing pending, each record once.
                 wait_for(lambda: not db.fetch("SELECT 1 FROM calls_pending LIMIT 1"), timeout=args.stall,
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                "lost at the edge": at_edge, "lost": len(lost), "calls": len(calls), "records in calls": in_calls}
     for name, value in figures.items():
         print(f"{name} {value}")
+    for reason, count in edge_reasons:  # (what a gap says: a loss, or numbers never used)
+        print(f"  lost at the edge, {reason}: {count}")
     return 1 if lost or len(calls) != len(unique) or in_calls != rows else 0
 
 
