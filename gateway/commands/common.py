@@ -64,9 +64,9 @@ def line_options(args: argparse.Namespace, profile_serial: dict | None = None) -
     return options
 
 
-def open_capture(name: str, line: dict | None = None) -> Iterator[bytes]:
+def open_capture(name: str, line: dict | None = None, idle: float | None = None) -> Iterator[bytes]:
     """The bytes of a capture: stdin, a serial device (opened with ``line``'s settings) or
-    a file.
+    a file; with ``idle``, an empty piece each time a device was quiet that long.
 
     Opens at once, so that a missing file is an error before anything is printed.
     """
@@ -74,7 +74,7 @@ def open_capture(name: str, line: dict | None = None) -> Iterator[bytes]:
         return iter(lambda: sys.stdin.buffer.read1(CHUNK), b"")
     try:
         if is_device(name):
-            return serial_chunks(name, line or {})
+            return serial_chunks(name, line or {}, idle)
         fh = open(name, "rb")
     except OSError as exc:
         raise GatewayError(f"{name}: {exc.strerror}") from None
@@ -94,8 +94,9 @@ def _file_chunks(fh: BinaryIO) -> Iterator[bytes]:
         yield from iter(lambda: fh.read(CHUNK), b"")
 
 
-def serial_chunks(name: str, line: dict) -> Iterator[bytes]:
-    """Read a serial port until it hangs up (a pty whose other end closed) or Ctrl-C.
+def serial_chunks(name: str, line: dict, idle: float | None = None) -> Iterator[bytes]:
+    """Read a serial port until it hangs up (a pty whose other end closed) or Ctrl-C; with
+    ``idle``, an empty piece each time the line was quiet that long.
 
     :raises GatewayError: it cannot be opened (busy, missing, a setting it refuses).
     """
@@ -104,7 +105,7 @@ def serial_chunks(name: str, line: dict) -> Iterator[bytes]:
     from gateway.edge.sources.serial import open_port
 
     try:
-        port = open_port(name, line, timeout=None)
+        port = open_port(name, line, timeout=idle)
     except OSError as exc:
         raise GatewayError(f"{name}: {exc.strerror}") from None
 
@@ -115,8 +116,8 @@ def serial_chunks(name: str, line: dict) -> Iterator[bytes]:
                     data = port.read(port.in_waiting or 1)
                 except (serial.SerialException, OSError):  # EIO: a pty whose other end closed
                     return  # the device went away or hung up: the end of this capture
-                if not data:
+                if not data and idle is None:
                     return
-                yield data
+                yield data  # (empty: quiet for ``idle`` seconds)
 
     return chunks()

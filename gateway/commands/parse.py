@@ -11,10 +11,11 @@ from gateway.commands.common import add_line_options, find_profile, is_device, l
 from gateway.edge.clock import now_ms
 from gateway.errors import GatewayError
 from gateway.smdr import offline
+from gateway.smdr.framer import CONTINUATION_WAIT_S
 from gateway.smdr.plausible import Doubts
 from gateway.smdr.profile import with_date_order
 from gateway.smdr.stream import StreamParser
-from gateway.wire.events import UnparsedEvent, to_json
+from gateway.wire.events import UnparsedEvent, packb, to_json
 
 #: How many unparsed records are described on stderr before they are only counted.
 UNPARSED_SHOWN = 20
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise GatewayError(f"--date-order: {exc}") from None
     stream = StreamParser(profile, zone(args.tz), gw="local", src=args.file)
-    chunks = open_capture(args.file, line_options(args, profile.serial))
+    # A quiet line lets go of a record held for lines that would continue it (NEC's names).
+    chunks = open_capture(args.file, line_options(args, profile.serial), idle=CONTINUATION_WAIT_S)
     out = sys.stdout.buffer
     progress = Progress(sys.stderr) if sys.stderr.isatty() else None
     unparsed_count = 0
@@ -60,15 +62,20 @@ def run(args: argparse.Namespace) -> int:
             if unparsed_count <= UNPARSED_SHOWN:
                 print(f"unparsed record {event.seq}: {event.reason}: {event.raw!r}", file=sys.stderr)
 
-    def feed(data: bytes) -> None:
-        if args.format == "msgpack":  # the batch path: no event objects on the compiled engine
+    def feed(data: bytes, quiet: bool = False) -> None:
+        """``data`` framed and parsed; ``quiet``: the line was quiet (``data`` is empty),
+        so a record held for lines that would continue it is whole."""
+        if args.format == "msgpack" and not quiet:  # the batch path: no event objects on the compiled engine
             packed, unparsed = stream.feed_packed(data, now_ms())
             out.write(packed)
         else:
-            events = stream.feed(data, now_ms())
-            out.write(b"".join(to_json(e).encode() + b"\n" for e in events))
-            for event in events:
-                doubts.add(event)
+            events = stream.release(now_ms()) if quiet else stream.feed(data, now_ms())
+            if args.format == "msgpack":
+                out.write(b"".join(map(packb, events)))
+            else:
+                out.write(b"".join(to_json(e).encode() + b"\n" for e in events))
+                for event in events:
+                    doubts.add(event)
             unparsed = [e for e in events if isinstance(e, UnparsedEvent)]
         out.flush()
         show(unparsed)
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         for chunk in chunks:
-            feed(chunk)
+            feed(chunk, quiet=not chunk)
     finally:
         feed(b"")
         if progress:

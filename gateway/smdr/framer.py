@@ -67,6 +67,11 @@ TERMINATORS = {
     "block": None,
 }
 
+#: How long a record waits for lines that would continue it (``continuation``) before an
+#: I/O shell lets it go (:meth:`Framer.release`): a PBX prints them with the record, so a
+#: quiet link this long means none is coming.
+CONTINUATION_WAIT_S = 2.0
+
 #: No profile may allow records longer than this: it bounds the framer's memory.
 MAX_RECORD_LEN_CEILING = 64 * 1024
 

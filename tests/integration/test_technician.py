@@ -273,3 +273,24 @@ def test_parse_joins_necs_name_lines_to_their_record_and_says_how_many(tmp_path)
     (event,) = [json.loads(line) for line in run.stdout.splitlines()]
     assert event["kind"] == "call" and event["x"]["caller_name"] == "NECinfrontia Corp."
     assert b"records 1 (calls 1, unparsed 0); lines joined to the record before 2;" in run.stderr
+
+
+def test_parse_on_a_quiet_serial_line_prints_a_record_no_line_continues(tmp_path):
+    """NEC's record waits for a NEXT line; on a live line where none comes, the quiet line
+    lets it go: the technician sees the call while the PBX is still connected."""
+    import select
+
+    line = simulate.PtyLine()
+    record = b"PIN  10:52 12/09 001  00:00:20 2017       2142623802\r\n"
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "parse", "--profile", "nec-sl", line.path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line.write(record)  # (waits until parse has the line open)
+        ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
+        assert ready, "no event while the line stays open"
+        event = json.loads(proc.stdout.readline())
+        assert event["kind"] == "call" and event["raw"] == record.decode().rstrip() and proc.poll() is None
+    finally:
+        line.close()
+        out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0 and out == b"", err

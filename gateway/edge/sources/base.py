@@ -13,15 +13,13 @@ from gateway.edge.alarms import SkewWatch, UnparsedWatch
 from gateway.edge.clock import EARLIEST_TRUE_S, Clock, now_ms
 from gateway.edge.config import SourceSettings
 from gateway.edge.queue.store import QueueWriteError, Store
+from gateway.smdr.framer import CONTINUATION_WAIT_S
 from gateway.smdr.plausible import Doubts
 from gateway.smdr.stream import StreamParser
 
 
 #: How much a source reads at most in one go (a serial line, a socket, a file).
 CHUNK = 64 * 1024
-#: How long a record waits for lines that would continue it (``[framing] continuation``):
-#: a PBX prints them with the record, so a quiet link this long means none is coming.
-CONTINUATION_WAIT_S = 2.0
 
 
 class Ingest:
