@@ -32,6 +32,7 @@ from gateway.central.ingest import (ALARM_COLUMNS, EVENT_COLUMNS, GAP_COLUMNS, H
                                     json_text)
 from gateway.central.settings import database_kind
 from gateway.errors import GatewayError
+from gateway.wire.events import STREAM_ID
 
 
 class Unavailable(GatewayError):
@@ -279,6 +280,24 @@ class Database:
             f"last_rx = {g}(sources.last_rx, excluded.last_rx)"),
             [(*key, kind, *summary) for key, summary in inserted.items()])
 
+    def _streams_begun(self, cur: Any, status: dict) -> None:
+        """Where a gateway says each source's numbers begin in a stream new with its run
+        (``stream``, ``first_seq``): the stream's first numbers, should the broker lose
+        them, are then this stream's holes, not the tail of the stream before
+        (:func:`gateway.central.fleet.holes`)."""
+        begun = [(status["gw"], entry["name"], entry["stream"], "pbx", status["site"], entry["first_seq"],
+                  entry["first_seq"] - 1, 0, 0)
+                 for entry in status.get("sources") or [] if isinstance(entry, dict)
+                 and isinstance(entry.get("name"), str) and STREAM_ID.fullmatch(str(entry.get("stream")))
+                 and type(entry.get("first_seq")) is int and 1 <= entry["first_seq"] < 2**62]
+        if begun:
+            l_, g = self._least, self._greatest
+            cur.executemany(self._sql(
+                "INSERT INTO sources (gw, src, stream, kind, site, first_seq, high_seq, received, last_rx) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gw, src, stream) DO UPDATE SET "
+                f"first_seq = {l_}(sources.first_seq, excluded.first_seq), "
+                f"high_seq = {g}(sources.high_seq, excluded.high_seq)"), begun)
+
     def _calls_pending(self, cur: Any, events: list[tuple]) -> None:
         """Mark the span of starts of each source's call records, new or not (a duplicate
         re-assembles to the same calls), for :mod:`gateway.central.callstore`: in the
@@ -340,6 +359,7 @@ class Database:
             if s["state"] == "online":
                 cur.execute(self._sql("INSERT INTO boots VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
                             (s["gw"], s["boot"], s["rx"]))
+                self._streams_begun(cur, s)
         for m in rows.metrics:
             metrics = json_text({k: m[k] for k in ("up_s", "sources", "queue", "broker", "headsets")})[0]
             cur.execute(self._sql(

@@ -183,7 +183,7 @@ class Gateway:
             if name not in after:
                 self._forget_source(source)
             source.release()
-        self.publisher.set_sources(_announced(self.settings, self._active))
+        self.publisher.set_sources(_announced(self.settings, self._active, self.store))
         applied = [f"queue.{f.name}" for f in dataclasses.fields(new.queue)
                    if getattr(old.queue, f.name) != getattr(new.queue, f.name)]
         applied += ["gateway.metrics_interval"] if old.metrics_interval != new.metrics_interval else []
@@ -204,7 +204,7 @@ class Gateway:
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
         self.publisher = Publisher(s.mqtt, self.prepared, self.store, s.topic_prefix, s.gateway_id, s.site, self.boot,
-                                   _announced(s, self._active), s.archive.replay_rate)
+                                   _announced(s, self._active, self.store), s.archive.replay_rate)
         for source_settings in s.sources:
             self._start_source(source_settings)
         self.publisher.start()
@@ -347,7 +347,7 @@ class Gateway:
                 else:
                     active.pop(alarm.alarm, None)
             if raised:
-                self.publisher.set_sources(_announced(self.settings, self._active))
+                self.publisher.set_sources(_announced(self.settings, self._active, self.store))
                 self._queue_alarms(raised)
 
     async def _send_metrics(self) -> None:
@@ -368,14 +368,21 @@ class Gateway:
             self.store.sync()
 
 
-def _announced(settings: Settings, active: dict[str, dict[str, int]]) -> list[dict]:
+def _announced(settings: Settings, active: dict[str, dict[str, int]], store: Store) -> list[dict]:
     """The sources as the retained status names them: what the centre reads their records
-    with, how it joins them into calls (a site's own copy of a profile included), and their
-    alarms raised now (alarm -> since, ms)."""
-    return [{"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key,
-             "extends": src.profile.extends, "assembly": src.profile.assembly_table,
-             "assembly_digest": src.profile.assembly.digest,
-             "alarms": dict(active.get(src.name, {}))} for src in settings.sources]
+    with, how it joins them into calls (a site's own copy of a profile included), their
+    alarms raised now (alarm -> since, ms), and where their numbers begin in a stream new
+    with this run (so that the centre asks this stream, not the one before, for its first
+    events when the broker lost them)."""
+    announced = []
+    for src in settings.sources:
+        entry = {"name": src.name, "profile": src.profile.name, "timezone": src.timezone.key,
+                 "extends": src.profile.extends, "assembly": src.profile.assembly_table,
+                 "assembly_digest": src.profile.assembly.digest, "alarms": dict(active.get(src.name, {}))}
+        if (began := store.stream_began(src.name)) is not None:
+            entry.update(stream=store.stream, first_seq=began)
+        announced.append(entry)
+    return announced
 
 
 def _restart_keys(running: Settings, new: Settings) -> list[str]:

@@ -10,6 +10,7 @@ a profile adds none, and ``unsynced``, which is there only when true.
 from __future__ import annotations
 
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -19,6 +20,8 @@ from typing import Any, ClassVar
 import msgpack
 
 SCHEMA_VERSION = 1
+#: A gateway queue's stream identity, as its events and its status carry it: 16 hex digits.
+STREAM_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -184,3 +184,21 @@ def test_an_older_status_does_not_undo_a_newer_one(db):
     db.write(status("offline", 200))
     db.write(status("online", 100))  # the retained one, sent again on a resubscribe
     assert db.fetch("SELECT state, since FROM gateways") == [("offline", 200)]
+
+
+def test_a_stream_a_gateway_says_began_at_a_seq_has_its_first_events_as_its_own_holes(db):
+    """After a gateway's restart (a new stream going on from seq 3) the broker lost the new
+    stream's first events: they are asked of the new stream, where they are, not taken for
+    the old stream's tail (which would be asked of the old one, and stored as lost)."""
+    old, new = "a" * 16, "b" * 16
+    db.write(batch(call(1, old), call(2, old), call(6, new), call(7, new)))
+    assert fleet.holes(db, "gw-1", "pbx")[0] == {old: [(3, 5)]}  # (nothing says where the new one began)
+    status = Rows()
+    status.add("pbxgw/v1/lab/gw-1/status", msgpack.packb(to_wire(StatusEvent(
+        gw="gw-1", site="lab", state="online", boot=2, rx=9, version="t",
+        sources=[{"name": "pbx", "stream": new, "first_seq": 3}, {"name": "pbx", "stream": "not a stream",
+                                                                  "first_seq": 1}]))), 10)
+    db.write(status)
+    assert fleet.holes(db, "gw-1", "pbx")[0] == {new: [(3, 5)]}
+    assert set(fleet.open_holes(db)) == {("gw-1", "lab", "pbx", new)}
+    assert db.fetch("SELECT count(*) FROM sources")[0][0] == 2  # (the malformed entry is no stream)

@@ -299,3 +299,19 @@ def test_confirmed_events_free_the_queues_budget_at_once_though_their_segment_st
     store.close()
     again = archive(tmp_path, archive_bytes=32 * 20_000, queue_bytes=6000)
     assert again.depth == 20 and again.bytes == sum(len(r.payload) for r in again.peek(0, None, 100))
+
+
+def test_a_new_stream_says_where_each_sources_numbers_begin_and_one_going_on_says_nothing(tmp_path):
+    """What the status announces (``first_seq``): the centre then knows a new stream's first
+    numbers are its own, should the broker lose them."""
+    fresh = Store(tmp_path / "fresh", 10**6, "drop_oldest")
+    assert fresh.stream_began("pbx1") == 1
+    fresh.close()
+    state, old_stream = queue_after_kill_9(tmp_path, 5)
+    killed = Store(state, 10**6, "drop_oldest")
+    assert killed.stream != old_stream
+    assert (killed.stream_began("pbx1"), killed.stream_began("added later")) == (6, 1)
+    killed.close()
+    going_on = Store(state, 10**6, "drop_oldest")  # after a clean stop: the same stream
+    assert going_on.stream == killed.stream and going_on.stream_began("pbx1") is None
+    going_on.close()

@@ -369,6 +369,8 @@ class Store:
         self._low_base = {src: numbers[0] for src, numbers in going_on.items()}
         for src, high in committed.items():
             self._low_base.setdefault(src, high)
+        # Where each source's numbers begin in a stream new with this run (None: it goes on).
+        self._began = None if self.stream == self._previous_stream else {src: high + 1 for src, high in committed.items()}
         self._appended = dict(committed)  # per source, the last seq committed
         self._durable = dict(committed)  # ... and made durable (at the last sync)
         self._ahead = {src: max(going_on.get(src, (0, 0, 0))[2], high + marks.AHEAD_MIN)
@@ -417,6 +419,12 @@ class Store:
             self._marks_written = None
 
     # -- ingest --------------------------------------------------------------------------
+
+    def stream_began(self, src: str) -> int | None:
+        """The first ``seq`` of ``src`` in this run's stream, when the stream began with this
+        run (the next seq the queue remembered then; 1 for a source it never had); None when
+        the stream goes on from the last run's clean stop, which announced its beginning."""
+        return None if self._began is None else self._began.get(src, 1)
 
     def source_state(self, src: str) -> tuple[int, int | None, str | None]:
         """``(next_seq, offset, identity)`` persisted for a source (``(1, None, None)`` if new)."""
