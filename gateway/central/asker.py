@@ -43,12 +43,15 @@ class Asker:
 
     :param grace: seconds a hole is left to fill by itself before it is asked for.
     :param name: the collector's name, in each request's id (with a number).
+    :param run: this run of the collector, in each id too: a gateway answers an id it
+        answered lately with that reply again, so a collector started again must not
+        number its requests as the run before did.
     """
 
-    def __init__(self, grace: float, name: str, backoff_min: float = 30.0, backoff_max: float = 3600.0):
+    def __init__(self, grace: float, name: str, run: str, backoff_min: float = 30.0, backoff_max: float = 3600.0):
         self.grace, self.backoff_min, self.backoff_max = grace, backoff_min, backoff_max
         self._holes: dict[tuple[StreamKey, int, int], _Hole] = {}
-        self._ids = (f"{name[:40]}-{n}" for n in itertools.count(1))
+        self._ids = (f"{name[:40]}-{run[:8]}-{n}" for n in itertools.count(1))
         self._waiting: dict[str, tuple[StreamKey, int, int]] = {}  # request id -> its hole
         self.asked = self.lost = 0
 

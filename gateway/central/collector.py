@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -80,7 +81,7 @@ class Collector:
         self._backoff = Backoff(settings.mqtt.backoff_min, settings.mqtt.backoff_max)
         self._link = self._make_link()
         self._client = self._link.client
-        self._asker = Asker(settings.hole_grace, settings.mqtt.client_id)
+        self._asker = Asker(settings.hole_grace, settings.mqtt.client_id, secrets.token_hex(4))
 
     # -- MQTT, on the loop ----------------------------------------------------------------
 

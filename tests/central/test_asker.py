@@ -17,7 +17,7 @@ def asked(requests):
 
 
 def test_a_hole_is_asked_for_after_its_grace_and_again_after_a_backoff_until_filled():
-    asker = Asker(grace=60, name="c1", backoff_min=30)
+    asker = Asker(grace=60, name="c1", run="r1", backoff_min=30)
     assert asker.requests({KEY: [(5, 9)]}, now=0) == []  # seen now: it may fill by itself
     ((topic, request),) = asked(asker.requests({KEY: [(5, 9)]}, now=61))
     assert topic == "pbxgw/v1/lab/gw-1/cmd/replay"
@@ -32,7 +32,7 @@ def test_a_hole_is_asked_for_after_its_grace_and_again_after_a_backoff_until_fil
 
 
 def test_a_large_hole_is_asked_in_pieces_at_most_max_jobs_at_a_time_per_gateway():
-    asker = Asker(grace=0, name="c1")
+    asker = Asker(grace=0, name="c1", run="r1")
     hole = {KEY: [(1, 10 * MAX_RANGE)], ("gw-2", "lab", "pbx", "s9"): [(1, 1)]}
     first = asked(asker.requests(hole, now=1))
     to_gw1 = [r for t, r in first if "/gw-1/" in t]
@@ -44,10 +44,19 @@ def test_a_large_hole_is_asked_in_pieces_at_most_max_jobs_at_a_time_per_gateway(
 
 
 def test_what_was_asked_of_a_gateway_that_then_came_online_is_asked_again_at_once():
-    asker = Asker(grace=0, name="c1", backoff_min=30)
+    asker = Asker(grace=0, name="c1", run="r1", backoff_min=30)
     (_, first), = asked(asker.requests({KEY: [(5, 9)]}, now=1))
     asker.online("gw-9", now=2)  # another gateway: nothing changes
     assert asker.requests({KEY: [(5, 9)]}, now=3) == []
     asker.online("gw-1", now=4)
     (_, again), = asked(asker.requests({KEY: [(5, 9)]}, now=5))
     assert again["id"] != first["id"] and (again["first"], again["last"]) == (5, 9)
+
+
+def test_a_collector_started_again_does_not_number_its_requests_as_the_run_before():
+    """A gateway answers an id it answered lately with the same reply, not a replay: the
+    first request of a new run must not be taken for the first of the last run."""
+    before, after = Asker(grace=0, name="c1", run="aaaa"), Asker(grace=0, name="c1", run="bbbb")
+    (_, first_before), = asked(before.requests({KEY: [(5, 9)]}, now=1))
+    (_, first_after), = asked(after.requests({KEY: [(5, 9)]}, now=1))
+    assert first_before["id"] != first_after["id"] and len(first_after["id"]) <= 64
