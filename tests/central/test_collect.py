@@ -52,11 +52,13 @@ def test_a_gateways_calls_are_stored_once_with_its_status_and_the_fleet_shows_th
     wait_until(lambda: stored.count("gateways") and stored.db.fetch("SELECT state FROM gateways")[0][0] == "online",
                what="the gateway's status")
     (sources,) = stored.db.fetch("SELECT sources FROM gateways")[0]
+    ((stream,),) = stored.db.fetch("SELECT DISTINCT stream FROM events")
     from gateway.smdr import profiles
     assert (json.loads(sources) if isinstance(sources, str) else sources) == [
         {"name": "ipo", "profile": "avaya-ipo", "timezone": "Europe/Paris", "extends": None,
          "assembly": profiles.find("avaya-ipo").assembly_table,
-         "assembly_digest": profiles.find("avaya-ipo").assembly.digest, "alarms": {}}]
+         "assembly_digest": profiles.find("avaya-ipo").assembly.digest, "alarms": {},
+         "stream": stream, "first_seq": 1}]  # (a new queue: its stream began with this run)
     shown = pbxgw("fleet", "--config", str(collector.config))
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout.decode()
