@@ -71,6 +71,42 @@ def test_a_broker_killed_with_persistence_off_loses_nothing_the_collector_gets_i
         broker.stop(signal.SIGKILL)
 
 
+def test_a_new_streams_first_events_the_broker_lost_are_asked_of_that_stream_not_taken_for_the_old_ones_tail(
+        tmp_path, start_gateway, start_collector, database_url, stored):
+    """A gateway killed begins a new stream on its next run, going on from seq 101; the
+    broker, killed with persistence off, loses that stream's first events. Its status says
+    where it began, so the collector asks it for them: they are not taken for the end of
+    the stream before (asked of it, answered "not kept", and stored as lost)."""
+    broker = Broker(tmp_path / "broker", persistence=False)
+    broker.start()
+    try:
+        capture = capture_of(tmp_path / "smdr.log", 1, 100)
+        collector = start_collector(broker.url, database_url, hole_grace="1s")
+        gateway = start_gateway(broker.url, [file_source(capture, follow=True)], gateway={"metrics_interval": "1s"})
+        wait_until(lambda: stored.count() >= 100, what="the first 100")
+        gateway.kill(signal.SIGKILL)  # its next run begins a new stream
+        assert collector.kill(signal.SIGTERM) == 0  # away: the broker queues for its session, in memory only
+        seen: set[int] = set()
+        watcher = subscriber(broker.url, ["pbxgw/v1/+/+/calls"], lambda c, u, message: seen.update(
+            e["seq"] for e in msgpack.unpackb(message.payload) if e["seq"] > 100))
+        capture_of(capture, 101, 200)
+        gateway.start()
+        wait_until(lambda: len(seen) >= 100, what="the new stream's first 100 at the broker")
+        watcher.loop_stop()
+        watcher.disconnect()
+        broker.stop(signal.SIGKILL)  # with them, and with the collector's session
+        broker.start()
+        collector.start()
+        capture_of(capture, 201, 250)
+        wait_until(lambda: stored.count() >= 250, timeout=2 * TIMEOUT, what="all 250, those lost through replay")
+        assert stored.callids() == list(range(1, 251))
+        streams = [s for (s,) in stored.db.fetch("SELECT stream FROM sources ORDER BY first_seq")]
+        assert len(streams) == 2 and f"replayed 100 events of ipo 101..200 (stream {streams[1]})" in gateway.log_text()
+        assert fleet.holes(stored.db, "gw-test", "ipo") == ({}, {})  # none missing, none lost at the edge
+    finally:
+        broker.stop(signal.SIGKILL)
+
+
 def test_rows_deleted_from_the_database_are_found_missing_and_refilled_from_the_gateway(
         tmp_path, broker, start_gateway, start_collector, database_url, stored):
     collector = start_collector(broker.url, database_url, hole_grace="1s")
