@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from gateway.edge.queue import marks
 from gateway.edge.queue.row import Queued, payload_stream
 from gateway.edge.queue.schema import CONFIRMED, DB_NAME, SEGMENT_GLOB, segment_number
 
@@ -193,6 +194,20 @@ class Salvage:
                 stream, seen = last.get(name, (self.stream, None))
                 if seen is not None and stream == self.stream and next_seq > seen + 1:
                     self.holes.append((name, stream, seen + 1, next_seq - 1))
+
+    def unreadable(self, previous: marks.Marks) -> list[tuple[str, str, int, int]]:
+        """The ranges ``(src, stream, first, last)`` lost with the damage: every ``seq`` the
+        ``previous`` marks (raised to what the damaged queue still says of its own stream)
+        say was committed and not delivered, that was not read; for streams no mark names,
+        the holes between the events read."""
+        bounds = {stream: dict(sources) for stream, sources in previous.streams.items()}
+        marks.raise_to(bounds.get(self.stream, {}), {name: next_seq - 1 for name, next_seq, _, _ in self.sources})
+        kept: dict[tuple[str, str], list[int]] = {}
+        for src, seq, _, _, payload in self.rows:
+            if seq is not None:
+                kept.setdefault((src, payload_stream(payload)), []).append(seq)
+        holes = marks.unaccounted(bounds, kept, {}, reach=2)
+        return holes + [h for h in self.holes if h[0] not in bounds.get(h[1], {})]
 
     def _read(self, db: sqlite3.Connection, sql: str, args: tuple = ()) -> list[tuple]:
         """The rows ``sql`` gives until it fails (then ``_failed`` is set)."""

@@ -294,15 +294,7 @@ class Store:
         try:
             salvaged = read_back(aside, self.path.with_name("salvage.db"))
             self._previous_stream = salvaged.stream or None
-            # What the damaged queue still says of its own stream raises the marks.
-            bounds = {stream: dict(sources) for stream, sources in previous.streams.items()}
-            _raise_marks(bounds.get(salvaged.stream, {}), {name: next_seq - 1 for name, next_seq, _, _ in salvaged.sources})
-            kept: dict[tuple[str, str], list[int]] = {}
-            for src, seq, _, _, payload in salvaged.rows:
-                if seq is not None:
-                    kept.setdefault((src, payload_stream(payload)), []).append(seq)
-            holes = marks.unaccounted(bounds, kept, {}, reach=2)
-            holes += [h for h in salvaged.holes if h[0] not in bounds.get(h[1], {})]
+            holes = salvaged.unreadable(previous)
             self._keep(salvaged)
         except (OSError, sqlite3.Error, QueueWriteError) as exc:  # a full disk too
             log.error("queue salvage failed (%s); the damaged queue is kept as %s", exc, aside.name)
@@ -356,67 +348,28 @@ class Store:
         return sum(last - first + 1 for _, _, first, last in holes)
 
     def _start_marks(self, previous: marks.Marks) -> None:
-        """This run's marks: its stream from the sources' committed seqs on (or, when the
-        last run's stream goes on after a clean stop, from its marks), and those of earlier
-        streams whose events still wait, carried (raised to what the sources say was
-        committed since the last mark)."""
         committed = {name: next_seq - 1 for name, next_seq, _, _ in self._db.execute(
             "SELECT name, next_seq, offset, identity FROM sources WHERE name != ?", (CONFIRMED,))}
-        self._carried = {stream: dict(sources) for stream, sources in previous.streams.items()
-                         if stream != self.stream}
-        _raise_marks(self._carried.get(self._previous_stream, {}), committed)
-        going_on = previous.streams.get(self.stream, {})
-        self._low_base = {src: numbers[0] for src, numbers in going_on.items()}
-        for src, high in committed.items():
-            self._low_base.setdefault(src, high)
-        # Where each source's numbers begin in a stream new with this run (None: it goes on).
-        self._began = None if self.stream == self._previous_stream else {src: high + 1 for src, high in committed.items()}
-        self._appended = dict(committed)  # per source, the last seq committed
-        self._durable = dict(committed)  # ... and made durable (at the last sync)
-        self._ahead = {src: max(going_on.get(src, (0, 0, 0))[2], high + marks.AHEAD_MIN)
-                       for src, high in committed.items()}  # no seq above it committed
-        self._marks_written: marks.Marks | None = None
+        self._marks = marks.Keeper(self._mark_path, previous, self.stream, self._previous_stream, committed,
+                                   self._delivered)
         self._fsync_wal()
-        self._note_synced()
-        self._write_marks()
+        self._synced()
 
-    def _note_synced(self) -> None:
-        """Remember the WAL as it is now durable (just fsynced or checkpointed), for the marks."""
-        self._wal_synced = wal_state(Path(f"{self.path}-wal"))
+    def _synced(self) -> None:
+        """Every commit so far is durable (the WAL just fsynced or checkpointed): the marks
+        say so. (Written after the fsync: a mark never claims more is durable than is.)"""
+        self._marks.durable(wal_state(Path(f"{self.path}-wal")))
+        self._marks.write()
 
-    def _reserve(self, src: str, top: int) -> None:
-        """Reserve seqs up to ``top`` and beyond (twice what came since the last sync, at
-        least ``AHEAD_MIN``) in the marks, before they are committed."""
-        self._ahead[src] = top + max(marks.AHEAD_MIN, 2 * (top - self._durable.get(src, top)))
-        self._write_marks()
-
-    def _marks(self) -> marks.Marks:
-        """What the marks say now. ``low`` follows the segments finished in order: a later
-        one finished first says nothing of the seqs below it."""
-        low = dict(self._low_base)
+    def _delivered(self) -> tuple[list[dict[str, int]], bool]:
+        """For the marks: the top seqs of the segments finished in order from the oldest,
+        and whether nothing of an earlier stream waits (nor a loss to report)."""
+        finished = []
         for seg in self._segments:
             if seg.pending or not seg.closed:
                 break
-            _raise(low, seg.top)
-        if self._carried and not self.unreported and not any(seg.earlier and seg.pending for seg in self._segments):
-            self._carried = {}  # every event of an earlier stream delivered, or its loss reported and delivered
-        current = {}
-        for src, ahead in self._ahead.items():
-            high = self._durable.get(src, self._low_base.get(src, 0))
-            current[src] = (min(low.get(src, high), high), high, max(ahead, high))
-        return marks.Marks({**self._carried, self.stream: current}, self._wal_synced)
-
-    def _write_marks(self) -> None:
-        now = self._marks()
-        if now == self._marks_written:
-            return
-        try:
-            marks.write(self._mark_path, now)
-            self._marks_written = now
-        except OSError as exc:  # a full disk: the older mark stays, claiming less
-            if self._marks_written is not None:
-                log.warning("cannot write %s (%s); tried again at the next sync", self._mark_path, exc.strerror)
-            self._marks_written = None
+            finished.append(seg.top)
+        return finished, not self.unreported and not any(seg.earlier and seg.pending for seg in self._segments)
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -424,7 +377,7 @@ class Store:
         """The first ``seq`` of ``src`` in this run's stream, when the stream began with this
         run (the next seq the queue remembered then; 1 for a source it never had); None when
         the stream goes on from the last run's clean stop, which announced its beginning."""
-        return None if self._began is None else self._began.get(src, 1)
+        return self._marks.began(src)
 
     def source_state(self, src: str) -> tuple[int, int | None, str | None]:
         """``(next_seq, offset, identity)`` persisted for a source (``(1, None, None)`` if new)."""
@@ -444,10 +397,7 @@ class Store:
         if excess <= 0 and self._dropping:  # one line per episode, not one per read
             log.warning("queue has room again: %d events were dropped (reported as gaps)", self._dropping)
             self._dropping = 0
-        if (seqs := [r.seq for r in rows if r.seq is not None]) and src not in self._low_base:
-            self._low_base[src] = min(seqs) - 1
-        if next_seq - 1 > self._ahead.get(src, -1):
-            self._reserve(src, next_seq - 1)
+        self._marks.committing(src, [r.seq for r in rows if r.seq is not None], next_seq - 1)
         with self._all_or_nothing("queue", drops=excess > 0):
             self._write_pending_lost()
             if excess > 0:
@@ -468,7 +418,7 @@ class Store:
                 "offset = excluded.offset, identity = excluded.identity",
                 (src, next_seq, offset, identity))
             self.bytes += sum(len(r.payload) for r in rows)
-        self._appended[src] = next_seq - 1
+        self._marks.committed(src, next_seq - 1)
 
     def lost(self, events: list[Event], reason: str) -> None:
         """Events a source could not queue (the write failed) and cannot read again: kept
@@ -768,7 +718,7 @@ class Store:
 
     def _drop_segment(self, seg: _Segment) -> None:
         if all(not s.pending and s.closed for s in self._segments[:self._segments.index(seg)]):
-            _raise(self._low_base, seg.top)  # (the marks' lows no longer see it)
+            self._marks.dropped(seg.top)
         self._db.execute(f"DROP TABLE {seg.table}")
         self._db.execute("DELETE FROM segments WHERE n = ?", (seg.n,))
         self._segments.remove(seg)
@@ -828,15 +778,9 @@ class Store:
                     self._save_confirmed()
             except QueueWriteError as exc:  # written with the next append or sync
                 log.warning("%s", exc)
-        wal = self._fsync_wal()
-        for src, top in self._appended.items():  # durable now; reserve ahead for the next interval
-            came = top - self._durable.get(src, top)
-            self._ahead[src] = max(self._ahead.get(src, 0), top + max(marks.AHEAD_MIN, 2 * came))
-        self._durable = dict(self._appended)
-        if wal >= self.wal_limit:
+        if self._fsync_wal() >= self.wal_limit:
             self.checkpoint()
-        self._note_synced()
-        self._write_marks()  # (after the fsync: a mark never claims more is durable than is)
+        self._synced()
 
     def _closes_at_sync(self, seg: _Segment) -> bool:
         """Whether the newest segment is closed now: at every sync without an archive
@@ -874,25 +818,11 @@ class Store:
         except sqlite3.Error as exc:
             log.error("queue %s: cannot mark the stop clean (%s); the next run starts a new stream", self.path, exc)
         self.checkpoint()
-        self._note_synced()
-        self._write_marks()
+        self._synced()
         self._db.close()
 
     def _transaction(self):
         return _Transaction(self._db)
-
-
-def _raise_marks(sources: dict[str, tuple[int, int, int]], committed: dict[str, int]) -> None:
-    """Raise the marks of a stream's sources to what was ``committed`` in it (by source)."""
-    for src, high in committed.items():
-        if src in sources:
-            low, was, ahead = sources[src]
-            sources[src] = (low, max(was, high), max(ahead, high))
-
-def _raise(low: dict[str, int], top: dict[str, int]) -> None:
-    for src, seq in top.items():
-        if seq > low.get(src, 0):
-            low[src] = seq
 
 
 def _times(rows: list[Queued]) -> list[int]:
