@@ -122,7 +122,7 @@ class Collector:
             self._backoff.reset()
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        arrival = self._flow.received(message.qos)
+        arrival = self._flow.received(message.qos, len(message.payload))
         if arrival.pause:
             self._link.pause_reading()  # until acknowledgements make room
         if arrival.overflow:

@@ -1,10 +1,12 @@
 """The collector's decisions about the broker's messages, sans I/O, as the gateway's outbox
 is for what it sends: bytes and sockets are the shell's (:mod:`gateway.central.collector`).
 
-* **What is unacknowledged, and when to read.** The collector asks the broker for at most
+* **What is in hand, and when to read.** The collector asks the broker for at most
   ``inflight`` messages unacknowledged (MQTT 5 Receive Maximum); a broker may send past it
-  (Mosquitto 2.0 does when it drains a session's queue), so at ``inflight`` the shell stops
-  reading the socket, and TCP holds the broker, until acknowledgements make room.
+  (Mosquitto 2.0 does when it drains a session's queue), and the window says nothing of
+  QoS 0 messages or of bytes. So the messages in hand (received, not yet stored: of any
+  QoS, of any connection) are counted, and at ``inflight`` of them or :data:`HELD_BYTES`
+  the shell stops reading the socket, and TCP holds the broker, until storing makes room.
 * **What to acknowledge.** Only a message stored, and only on the connection it came on: a
   packet id means nothing on another (what came before a reconnection is delivered again).
 * **Whether a backlog is draining**: a batch came full within :data:`DRAIN_S`. Calls are
@@ -22,6 +24,9 @@ STABLE_S = 30.0
 #: A backlog is draining while batches came full within this long (the batches of a drain
 #: are not all full: one fills only as the one before is acknowledged, and a linger may end it).
 DRAIN_S = 5.0
+#: Reading stops while messages in hand hold this many payload bytes (with the message that
+#: passed it: a broker sends messages of up to MAX_MESSAGE_BYTES whole).
+HELD_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,8 @@ class Flow:
         self.inflight = inflight
         self.generation = 0  # counts connections
         self.unacked = 0  # messages of this connection received and not yet acknowledged
+        self.held = 0  # messages received and not yet stored (of any QoS and connection)
+        self.held_bytes = 0  # ... their payloads' bytes
         self._overflow_said = False
         self._connected_at: float | None = None
         self._full_at = -float("inf")
@@ -73,21 +80,28 @@ class Flow:
         self.generation, self.unacked, self._connected_at = self.generation + 1, 0, None
         return stable
 
-    def received(self, qos: int) -> Arrival:
-        """A message came, at ``qos`` (0 needs no acknowledgement)."""
-        if not qos:
-            return Arrival(self.generation, False, False)
-        self.unacked += 1
+    def received(self, qos: int, size: int) -> Arrival:
+        """A message of ``size`` payload bytes came, at ``qos`` (0 needs no acknowledgement,
+        and takes room in hand all the same)."""
+        self.held += 1
+        self.held_bytes += size
+        if qos:
+            self.unacked += 1
         overflow = self.unacked > self.inflight and not self._overflow_said
         self._overflow_said = self._overflow_said or overflow
-        return Arrival(self.generation, self.unacked >= self.inflight, overflow)
+        return Arrival(self.generation, not self._room(), overflow)
 
     def stored(self, messages: list[Message]) -> tuple[list[Message], bool]:
         """``messages`` are stored: those to acknowledge now (of this connection, at QoS 1
-        or 2), and whether reading goes on (fewer than ``inflight`` are unacknowledged)."""
+        or 2), and whether reading goes on (there is room in hand again)."""
         acked = [m for m in messages if m.qos and m.generation == self.generation]
         self.unacked -= len(acked)
-        return acked, self.unacked < self.inflight
+        self.held -= len(messages)
+        self.held_bytes -= sum(len(m.payload) for m in messages)
+        return acked, self._room()
+
+    def _room(self) -> bool:
+        return self.held < self.inflight and self.held_bytes < HELD_BYTES
 
     def batched(self, size: int, most: int, now: float) -> None:
         """A batch of ``size`` messages (of at most ``most``) was taken at ``now``."""

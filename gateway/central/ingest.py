@@ -1,15 +1,20 @@
 """Sans-I/O: one MQTT message in, the rows it makes out, or the reason it is refused.
 
 A gateway's message is a batch (a msgpack array) of events of one kind, or one map
-(``status``, ``metrics``). Every event is checked against schema v1 before a row is made
-of it: its kind is its topic's, its gateway the topic's, every key there with a value of
-its type, nothing a database would refuse (a NUL in text, an integer past 64 bits). What
-fails is kept whole in ``rejected`` with the reason and the topic: never dropped, and never
-a message that cannot be stored and so blocks the session.
+(``status``, ``metrics``). Anything may have crafted it, so its shape is bounded before it is
+looked at: its size, each array's and map's length (as msgpack decodes it) and its depth
+(walked without recursion, before anything recursive sees it). Then every event is checked
+against schema v1 before a row is made of it: its kind is its topic's, its gateway the
+topic's, every key there with a value of its type, a sequence number from 1 to below 2^53,
+nothing a database would refuse (a NUL in text, an integer past 64 bits). What fails is
+kept in ``rejected`` with the reason and the topic, one row per message however many of its
+events failed (its payload up to :data:`REJECTED_KEEP_BYTES`, then its digest): never
+dropped, and never a message that cannot be stored and so blocks the session.
 """
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +24,16 @@ import orjson
 
 from gateway.wire import topics
 from gateway.wire.events import HIST_KEY, MAX_MESSAGE_BYTES, SCHEMA_VERSION, wire_schema
+
+#: The deepest nesting of arrays and maps a message may have (an event is 4 deep at most:
+#: a status's ``sources``, a source's ``assembly`` table, its lists).
+MAX_DEPTH = 32
+#: The most elements one array or map may have (a gateway's batch holds far fewer events).
+MAX_ELEMENTS = 100_000
+#: Sequence numbers run from 1 to below this: the integers a JSON reader and a float keep exact.
+SEQ_LIMIT = 2**53
+#: The most of a refused message's payload ``rejected`` keeps (beyond it: the bytes' digest).
+REJECTED_KEEP_BYTES = 64 * 1024
 
 #: Why a range a gateway's reply says it does not have is lost at the edge.
 NOT_KEPT = "not kept at the gateway (asked for again: beyond its retention, or never queued)"
@@ -82,14 +97,17 @@ class Rows:
             expected = "one map" if single else "an array of events"
             self._reject(topic, payload, f"expected {expected}, got {type(value).__name__}", received_at)
             return
-        stored = 0
-        for event in [value] if single else value:
+        events = [value] if single else value
+        refused, first_reason = 0, ""
+        for index, event in enumerate(events):
             reason = problem(event, kind, gw) or self._row(event, kind, site, received_at)
             if reason:
-                self._reject(topic, msgpack.packb(event, use_bin_type=True), reason, received_at)
-            else:
-                stored += 1
-        if stored:
+                refused += 1
+                first_reason = first_reason or (reason if single else f"event {index + 1}: {reason}")
+        if refused:
+            summary = first_reason if refused == 1 else f"{refused} of {len(events)} events refused; {first_reason}"
+            self._reject(topic, payload, summary, received_at)
+        if refused < len(events):
             self.heard[gw] = (site, max(received_at, self.heard.get(gw, (site, 0))[1]))
 
     def _reply(self, reply: Any, site: str, gw: str, received_at: int) -> str:
@@ -119,6 +137,10 @@ class Rows:
         return ""
 
     def _reject(self, topic: str, payload: bytes, reason: str, received_at: int) -> None:
+        if len(payload) > REJECTED_KEEP_BYTES:
+            reason += (f" (payload cut to its first {REJECTED_KEEP_BYTES} of {len(payload)} bytes; "
+                       f"sha256 {hashlib.sha256(payload).hexdigest()})")
+            payload = payload[:REJECTED_KEEP_BYTES]
         self.rejected.append((topic, payload, reason, received_at))
 
     def _row(self, e: dict[str, Any], kind: str, site: str, received_at: int) -> str:
@@ -163,12 +185,37 @@ def rows_of(messages: list[tuple[str, bytes, int]]) -> Rows:
 
 
 def _decode(payload: bytes) -> Any:
+    """The message's value, its size, lengths and depth bounded.
+
+    :raises ValueError: it is too large, not msgpack, or nested too deep."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ValueError(f"{len(payload)} bytes, more than {MAX_MESSAGE_BYTES}")
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        value = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_array_len=MAX_ELEMENTS,
+                                max_map_len=MAX_ELEMENTS)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
         raise ValueError(f"not msgpack: {exc}") from None
+    if too_deep(value):
+        raise ValueError(f"arrays and maps nested more than {MAX_DEPTH} deep")
+    return value
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests arrays and maps more than ``limit`` deep; walked with a stack
+    of its own, so that no depth can exhaust Python's."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is dict:
+            children = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if type(child) is dict or type(child) is list)
+    return False
 
 
 _KEYS = {kind: tuple(schema) for kind, schema in SCHEMA.items()}
@@ -187,6 +234,8 @@ def _keys_with(kind: str, t: type) -> tuple[str, ...]:
 _INTS = {kind: _keys_with(kind, int) for kind in SCHEMA}
 _TEXTS = {kind: _keys_with(kind, str) for kind in SCHEMA}
 _NESTED = {kind: _keys_with(kind, dict) + _keys_with(kind, list) for kind in SCHEMA}
+#: The keys that are sequence numbers (each an ``int`` by the time they are checked).
+_SEQS = {"call": ("seq",), "unparsed": ("seq",), "headset": ("seq",), "gap": ("first", "last")}
 
 
 def problem(event: Any, kind: str, gw: str) -> str:
@@ -214,6 +263,11 @@ def problem(event: Any, kind: str, gw: str) -> str:
         value = event.get(key)
         if type(value) is int and not -2**63 <= value < 2**63:
             return f"{key!r}: integer {value} beyond 64 bits"
+    for key in _SEQS.get(kind, ()):
+        if not 1 <= event[key] < SEQ_LIMIT:
+            return f"{key!r}: {event[key]} is no sequence number (1 to {SEQ_LIMIT - 1})"
+    if kind == "gap" and event["first"] > event["last"]:
+        return f"'first' {event['first']} after 'last' {event['last']}"
     if "\0" in "".join(filter(None, map(event.get, _TEXTS[kind]))):  # (each a str or None by now)
         return "text with a NUL character"
     for key in _NESTED[kind]:  # (a call's x is checked as its JSON is made: see Rows._row)
@@ -245,24 +299,23 @@ def _unstorable(value: Any) -> str:
     """What a database would refuse in a map or list kept as JSON (``x``, a status's
     sources, metrics): a NUL in text (PostgreSQL's ``jsonb``), a number JSON cannot hold,
     a value JSON has no type for (binary). Any integer msgpack carries, JSON carries.
-    (Walked here: it is faster than making the JSON of these small maps.)"""
-    t = type(value)
-    if t is str:
-        return "text with a NUL character" if "\0" in value else ""
-    if t is dict:
-        for k, v in value.items():
-            reason = _unstorable(k) or _unstorable(v)
-            if reason:
-                return reason
-        return ""
-    if t is list:
-        for v in value:
-            reason = _unstorable(v)
-            if reason:
-                return reason
-        return ""
-    if t is float:
-        return "" if value == value and abs(value) != float("inf") else f"number {value}"
-    if value is None or t is bool or t is int:
-        return ""
-    return f"a {t.__name__} value"
+    (Walked here, with a stack of its own: it is faster than making the JSON of these small
+    maps, and no depth exhausts Python's.)"""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        t = type(item)
+        if t is str:
+            if "\0" in item:
+                return "text with a NUL character"
+        elif t is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif t is list:
+            stack.extend(item)
+        elif t is float:
+            if item != item or abs(item) == float("inf"):
+                return f"number {item}"
+        elif not (item is None or t is bool or t is int):
+            return f"a {t.__name__} value"
+    return ""

@@ -129,7 +129,7 @@ def test_what_is_not_a_gateways_batch_is_kept_in_rejected_acknowledged_and_the_r
     wait_until(lambda: stored.count() >= 2 and stored.count("rejected") >= 4, what="the good stored, the bad kept")
     reasons = sorted(r for (r,) in stored.db.fetch("SELECT reason FROM rejected"))
     assert len(reasons) == 4 and any("not msgpack" in r for r in reasons) and any("schema version 9" in r for r in reasons)
-    assert any("expected an array of events" in r for r in reasons) and any(r == "no 'raw'" for r in reasons)
+    assert any("expected an array of events" in r for r in reasons) and any(r == "event 1: no 'raw'" for r in reasons)
     assert sorted(s for (s,) in stored.db.fetch("SELECT seq FROM events")) == [1, 4]
 
 

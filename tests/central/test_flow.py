@@ -4,35 +4,44 @@ the backoff starts afresh."""
 
 import pytest
 
-from gateway.central.flow import DRAIN_S, STABLE_S, Flow, Message
+from gateway.central.flow import DRAIN_S, HELD_BYTES, STABLE_S, Flow, Message
 
 pytestmark = pytest.mark.central
 
 
-def message(flow: Flow, mid: int, qos: int = 1) -> Message:
-    arrival = flow.received(qos)
-    return Message(arrival.generation, mid, qos, "pbxgw/v1/lab/gw-1/calls", b"", 0)
+def message(flow: Flow, mid: int, qos: int = 1, payload: bytes = b"") -> Message:
+    arrival = flow.received(qos, len(payload))
+    return Message(arrival.generation, mid, qos, "pbxgw/v1/lab/gw-1/calls", payload, 0)
 
 
 def test_reading_stops_at_the_receive_maximum_and_goes_on_once_acknowledgements_make_room():
     flow = Flow(inflight=3)
-    arrivals = [flow.received(1) for _ in range(3)]
+    arrivals = [flow.received(1, 0) for _ in range(3)]
     assert [a.pause for a in arrivals] == [False, False, True] and flow.unacked == 3
     kept = [Message(a.generation, mid, 1, "t", b"", 0) for mid, a in enumerate(arrivals, 1)]
     acked, reading = flow.stored(kept[:1])
     assert acked == kept[:1] and reading and flow.unacked == 2
 
 
-def test_qos_0_needs_no_acknowledgement_and_takes_no_room():
-    flow = Flow(inflight=1)
-    m = message(flow, 0, qos=0)
-    assert flow.unacked == 0
-    assert flow.stored([m]) == ([], True)
+def test_qos_0_needs_no_acknowledgement_and_takes_room_in_hand_all_the_same():
+    flow = Flow(inflight=2)
+    first = message(flow, 0, qos=0)
+    assert flow.unacked == 0 and flow.held == 1
+    assert flow.received(0, 0).pause  # (the broker's window counts no QoS 0: the flow does)
+    assert flow.stored([first]) == ([], True) and flow.held == 1
+
+
+def test_reading_stops_while_the_bytes_in_hand_reach_their_bound():
+    flow = Flow(inflight=100)
+    big = [message(flow, mid, payload=bytes(HELD_BYTES // 4)) for mid in range(1, 4)]
+    assert flow.received(1, HELD_BYTES // 4).pause  # the fourth quarter reaches it
+    acked, reading = flow.stored(big[:1])
+    assert [m.mid for m in acked] == [1] and reading and flow.held_bytes == 3 * (HELD_BYTES // 4)
 
 
 def test_the_broker_sending_past_the_receive_maximum_is_said_once():
     flow = Flow(inflight=2)
-    overflows = [flow.received(1).overflow for _ in range(5)]
+    overflows = [flow.received(1, 0).overflow for _ in range(5)]
     assert overflows == [False, False, True, False, False] and flow.unacked == 5
 
 

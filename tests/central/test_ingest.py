@@ -1,11 +1,12 @@
 """Messages in, rows out: what the collector stores, and what it keeps aside and why."""
 
+import hashlib
 import json
 
 import msgpack
 import pytest
 
-from gateway.central.ingest import EVENT_COLUMNS, Rows, problem
+from gateway.central.ingest import EVENT_COLUMNS, MAX_DEPTH, REJECTED_KEEP_BYTES, Rows, problem, too_deep
 from gateway.wire.events import CallEvent, GapEvent, StatusEvent, to_wire
 
 pytestmark = pytest.mark.central
@@ -48,6 +49,10 @@ def test_a_message_that_is_no_batch_is_kept_whole_with_its_reason(topic, payload
     ({"seq": "7"}, "'seq' is '7', expected int"),
     ({"seq": True}, "'seq' is True, expected int"),
     ({"seq": 2**63}, "beyond 64 bits"),  # (msgpack carries it as uint64; bigint cannot)
+    ({"seq": 0}, "'seq': 0 is no sequence number"),
+    ({"seq": -5}, "'seq': -5 is no sequence number"),
+    ({"seq": 2**53}, f"'seq': {2**53} is no sequence number"),
+    ({"seq": 2**62}, "is no sequence number (1 to 9007199254740991)"),
     ({"raw": "a\0b"}, "NUL"),
     ({"x": {"k": "a\0"}}, "NUL"),
     ({"x": {"k": [1.5, float("nan")]}}, "number nan"),
@@ -57,9 +62,62 @@ def test_a_message_that_is_no_batch_is_kept_whole_with_its_reason(topic, payload
 ])
 def test_one_bad_event_is_rejected_and_its_batchmates_stored(change, reason):
     rows = Rows()
-    rows.add(TOPIC, packed(CALL, {**CALL, "seq": 8, **change}), 5)
-    assert len(rows.events) == 1 and len(rows.rejected) == 1
-    assert reason in rows.rejected[0][2] and msgpack.unpackb(rows.rejected[0][1])["seq"] == (8 if "seq" not in change else change["seq"])
+    payload = packed(CALL, {**CALL, "seq": 8, **change})
+    rows.add(TOPIC, payload, 5)
+    assert len(rows.events) == 1 and rows.events[0][3] == 7
+    assert rows.rejected == [(TOPIC, payload, rows.rejected[0][2], 5)]
+    assert rows.rejected[0][2].startswith("event 2: ") and reason in rows.rejected[0][2]
+
+
+def test_a_batch_of_bad_elements_is_one_rejected_row_that_counts_them():
+    rows = Rows()
+    payload = msgpack.packb([CALL] + [None] * 50_000 + [{**CALL, "seq": 9}])
+    rows.add(TOPIC, payload, 5)
+    assert [r[3] for r in rows.events] == [7, 9]
+    assert len(rows.rejected) == 1 and rows.rejected[0][1] == payload
+    assert rows.rejected[0][2] == "50000 of 50002 events refused; event 2: expected an event map, got NoneType"
+
+
+def test_a_large_refused_payload_is_kept_to_a_cap_with_the_digest_of_the_whole():
+    rows = Rows()
+    payload = msgpack.packb([{**CALL, "raw": "r" * 2_000_000, "seq": 0}])
+    rows.add(TOPIC, payload, 5)
+    (topic, kept, reason, _), = rows.rejected
+    assert kept == payload[:REJECTED_KEEP_BYTES]
+    assert f"first {REJECTED_KEEP_BYTES} of {len(payload)} bytes" in reason
+    assert hashlib.sha256(payload).hexdigest() in reason
+
+
+@pytest.mark.parametrize("kind", ["status", "metrics", "calls"])
+def test_a_message_nested_a_thousand_deep_is_refused_before_anything_walks_it(kind):
+    deep: object = "leaf"
+    for _ in range(1_020):
+        deep = [deep]
+    value = {**to_wire(StatusEvent(gw="gw-1", site="lab", state="online", boot=1, rx=9, version="1")),
+             "sources": deep}
+    payload = msgpack.packb([value] if kind == "calls" else value)
+    rows = Rows()
+    rows.add(f"pbxgw/v1/lab/gw-1/{kind}", payload, 5)
+    assert not rows.statuses and not rows.metrics and not rows.events
+    assert rows.rejected == [(f"pbxgw/v1/lab/gw-1/{kind}", payload, f"arrays and maps nested more than {MAX_DEPTH} deep", 5)]
+
+
+def test_a_nesting_at_the_limit_is_walked_without_recursion():
+    deep: object = {"k": 1.5}
+    for _ in range(MAX_DEPTH - 1):
+        deep = [deep]
+    assert not too_deep(deep) and too_deep([deep])
+    rows = Rows()
+    rows.add(TOPIC, packed({**CALL, "x": {"k": [[float("nan")]]}}), 5)
+    assert "number nan" in rows.rejected[0][2]
+
+
+def test_a_gap_that_ends_before_it_begins_is_refused():
+    gap = to_wire(GapEvent(gw="gw-1", src="pbx", stream=None, rx=9, first=9, last=3, count=3, first_rx=None,
+                           last_rx=None, reason="queue full: drop_oldest"))
+    rows = Rows()
+    rows.add("pbxgw/v1/lab/gw-1/gaps", packed(gap), 5)
+    assert not rows.gaps and "'first' 9 after 'last' 3" in rows.rejected[0][2]
 
 
 def test_vendor_fields_that_only_look_unstorable_in_json_are_stored():
