@@ -1,7 +1,9 @@
 """Sans-I/O: the holes in what was stored in, replay requests out (docs/central.md).
 
 A hole (a ``seq`` range missing in a stream, not reported lost) is asked for once it has
-been seen for ``grace`` seconds: events out of order or a backlog on its way fill most
+been seen for ``grace`` seconds, unless its stream misses more than
+:data:`gateway.wire.replay.MAX_HOLE` numbers (a forged or damaged ``seq``: said once, and
+shown in ``pbxgw fleet``, never asked): events out of order or a backlog on its way fill most
 holes by themselves. A request names at most :data:`gateway.wire.replay.MAX_RANGE` events; a
 gateway takes at most :data:`gateway.wire.replay.MAX_JOBS` at once, so no more are asked of
 it until they are answered or time out. A hole still open after its request is asked
@@ -22,7 +24,7 @@ from typing import Any
 import msgpack
 
 from gateway.wire import ranges
-from gateway.wire.replay import MAX_JOBS, MAX_RANGE, request
+from gateway.wire.replay import MAX_JOBS, MAX_RANGE, request, too_large
 from gateway.wire import topics
 
 #: ``(gw, site, src, stream)``: a stream of one source of one gateway.
@@ -54,11 +56,21 @@ class Asker:
         self._ids = (f"{name[:40]}-{run[:8]}-{n}" for n in itertools.count(1))
         self._waiting: dict[str, tuple[StreamKey, int, int]] = {}  # request id -> its hole
         self.asked = self.lost = 0
+        self._too_large: set[StreamKey] = set()  # streams past asking for, said already
+
+    def too_large(self, holes: dict[StreamKey, list[ranges.Range]]) -> list[tuple[StreamKey, int]]:
+        """The streams among ``holes`` past asking for, not said before: ``(key, how many
+        numbers missing)``, for the log."""
+        found = {key for key, missing in holes.items() if too_large(missing)}
+        new = sorted(found - self._too_large)
+        self._too_large = found
+        return [(key, ranges.size(holes[key])) for key in new]
 
     def requests(self, holes: dict[StreamKey, list[ranges.Range]], now: float) -> list[tuple[str, bytes]]:
         """The requests to publish now, ``(topic, payload)``, for the holes open now (all
         of them: a hole no longer among them was filled and is forgotten)."""
-        current = {(key, first, last) for key, missing in holes.items() for first, last in _pieces(missing)}
+        current = {(key, first, last) for key, missing in holes.items() if not too_large(missing)
+                   for first, last in _pieces(missing)}
         for gone in self._holes.keys() - current:
             hole = self._holes.pop(gone)
             self._waiting.pop(hole.request, None)

@@ -335,6 +335,9 @@ class Collector:
                 holes = await self._loop.run_in_executor(self._db_thread, open_holes, self._db)
             except Unavailable:
                 continue  # (said by the writes, which meet it too)
+            for (gw, _, src, stream), count in self._asker.too_large(holes):
+                log.warning("%s %s %s misses %d numbers, more than any gateway keeps (a forged or damaged seq?): "
+                            "not asked for", gw, src, stream, count)
             for topic, payload in self._asker.requests(holes, time.monotonic()):
                 log.info("asking for events missing: %s", _request_text(topic, payload))
                 self._client.publish(topic, payload, qos=1)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.central.database import Database, json_value
 from gateway.wire import ranges
+from gateway.wire.replay import MAX_HOLE, too_large
 
 DAY_MS = 86_400_000
 
@@ -120,6 +121,7 @@ def _source(db: Database, gw: str, src: str, kind: str, announced: dict[str, Any
             "today": today, "unparsed_today": int(unread or 0), "missing": sum(map(ranges.size, missing.values())),
             "lost_at_edge": sum(map(ranges.size, lost.values())),
             "missing_ranges": {s: [list(r) for r in rs] for s, rs in missing.items()},
+            "not_asked": sorted(s for s, rs in missing.items() if too_large(rs)),
             "alarms": [a["alarm"] for a in states if "active_since" in a], "alarm_states": states}
 
 
@@ -170,8 +172,10 @@ def text(gateways: list[dict[str, Any]], now_ms: int) -> str:
                                else f"{a['alarm']} cleared at {_when(a['cleared_at'])}"
                                for a in s["alarm_states"]) or "none"
             unread = f" ({s['unparsed_today']} not understood)" if s["unparsed_today"] else ""
+            not_asked = (f" (stream {', '.join(s['not_asked'])} misses more than {MAX_HOLE}, more than any gateway "
+                         "keeps: a forged or damaged seq? not asked for)" if s["not_asked"] else "")
             lines.append(f"  {s['src']} ({s['kind']}): {s['records']} stored, last {_when(s['last_rx'])}, "
-                         f"{s['today']} today{unread}, missing {s['missing']}{_ranges(s['missing_ranges'])}, "
+                         f"{s['today']} today{unread}, missing {s['missing']}{_ranges(s['missing_ranges'])}{not_asked}, "
                          f"lost at edge {s['lost_at_edge']}, alarms: {alarms}")
     return "\n".join(lines) + "\n"
 
@@ -185,7 +189,14 @@ def _ranges(by_stream: dict[str, list[list[int]]], shown: int = 3) -> str:
 
 
 def _when(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if ms else "never"
+    """A time as a UTC date; one no calendar holds (a gateway's, so it may be anything) as
+    what it is."""
+    if not ms:
+        return "never"
+    try:
+        return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} ms (no date)"
 
 
 def _ago(ms: int | None, now_ms: int) -> str:

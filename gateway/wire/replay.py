@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.wire import ranges
 from gateway.wire.events import SCHEMA_VERSION
 
 #: Most events one request may name; the collector splits a larger hole.
 MAX_RANGE = 10_000
 #: Most requests waiting or being served at once.
 MAX_JOBS = 4
+#: Most numbers missing in one stream that a collector asks for: more than any gateway's
+#: queue holds (at a hundred bytes an event, 10 GB), so a stream missing more has a forged
+#: or damaged ``seq`` in it, and asking would only make a storm of requests. It is shown in
+#: ``pbxgw fleet`` instead.
+MAX_HOLE = 100_000_000
 #: The longest request id a gateway keeps (a longer one is malformed).
 ID_MAX = 64
 
@@ -38,3 +44,8 @@ def malformed(value: dict) -> str:
     if last - first + 1 > MAX_RANGE:
         return f"range of {last - first + 1} events: at most {MAX_RANGE} in one request"
     return ""
+
+
+def too_large(missing: list[ranges.Range]) -> bool:
+    """Whether a stream missing these ranges is past asking for (see :data:`MAX_HOLE`)."""
+    return ranges.size(missing) > MAX_HOLE

@@ -5,7 +5,7 @@ import msgpack
 import pytest
 
 from gateway.central.asker import Asker
-from gateway.wire.replay import MAX_JOBS, MAX_RANGE
+from gateway.wire.replay import MAX_HOLE, MAX_JOBS, MAX_RANGE
 
 pytestmark = pytest.mark.central
 
@@ -60,3 +60,16 @@ def test_a_collector_started_again_does_not_number_its_requests_as_the_run_befor
     (_, first_before), = asked(before.requests({KEY: [(5, 9)]}, now=1))
     (_, first_after), = asked(after.requests({KEY: [(5, 9)]}, now=1))
     assert first_before["id"] != first_after["id"] and len(first_after["id"]) <= 64
+
+
+def test_a_stream_missing_more_than_any_gateway_keeps_is_said_once_and_never_asked():
+    """A forged or damaged seq (one event numbered 2^53 - 1) must not become a storm of
+    requests, nor a list of pieces that fills the memory: the other streams are asked."""
+    asker = Asker(grace=0, name="c1", run="r1")
+    forged = ("gw-1", "lab", "pbx", "s2")
+    holes = {forged: [(2, 2**53 - 2)], KEY: [(5, 9)]}
+    assert asker.too_large(holes) == [(forged, 2**53 - 3)]
+    assert [(r["stream"], r["first"], r["last"]) for _, r in asked(asker.requests(holes, now=1))] == [("s1", 5, 9)]
+    assert asker.too_large(holes) == []  # said once
+    at_limit = {forged: [(1, MAX_HOLE)]}
+    assert asker.too_large(at_limit) == [] and len(asker.requests(at_limit, now=2)) == MAX_JOBS

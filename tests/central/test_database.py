@@ -8,6 +8,7 @@ from gateway.central import fleet
 from gateway.central.database import MIGRATIONS, Database
 from gateway.central.ingest import Rows
 from gateway.wire.events import CallEvent, GapEvent, StatusEvent, to_wire
+from gateway.wire.replay import MAX_HOLE
 
 pytestmark = pytest.mark.central
 
@@ -154,6 +155,16 @@ def test_the_fleet_shows_status_boots_sources_and_alarms(db):
                                                                                            ["no_data"])
     shown = fleet.text([gateway], 1_700_000_060_000)
     assert "gw-1 (site lab): online since" in shown and "missing 1 (3), lost at edge 0" in shown
+
+
+def test_the_fleet_says_a_stream_missing_more_than_any_gateway_keeps_is_not_asked_for(db):
+    db.write(batch(call(1), call(2**53 - 1)))
+    (source,) = fleet.fleet(db, 1_700_000_060_000)[0]["sources"]
+    assert (source["missing"], source["not_asked"]) == (2**53 - 3, ["s1"])
+    assert fleet.open_holes(db) == {("gw-1", "lab", "pbx", "s1"): [(2, 2**53 - 2)]}  # (a range, not pieces)
+    shown = fleet.text(fleet.fleet(db, 1_700_000_060_000), 1_700_000_060_000)
+    assert f"missing {2**53 - 3} (2-{2**53 - 2}) (stream s1 misses more than {MAX_HOLE}, more than any gateway " \
+           "keeps: a forged or damaged seq? not asked for)" in shown
 
 
 def test_an_alarm_raised_before_the_collector_joined_is_known_from_the_status_and_a_cleared_one_says_when(db):
