@@ -9,8 +9,10 @@ gateway takes at most :data:`gateway.wire.replay.MAX_JOBS` at once, so no more a
 it until they are answered or time out. A hole still open after its request is asked
 for again after a backoff (``backoff_min`` doubling up to ``backoff_max``), whether the
 reply was lost, the gateway was away or busy; and at once when its gateway comes online
-again (a request made before then may have found it gone). What a reply says the gateway does not have
-is stored as lost at the edge (``gap`` rows, made by :mod:`gateway.central.ingest`), so
+again (a request made before then may have found it gone). A reply counts only when it
+answers a request this collector made and still waits for, of the gateway that sends it,
+about the range asked (so no reply, sent unasked or about numbers not yet used, makes a
+loss). What a reply says the gateway does not have is stored as lost at the edge (``gap`` rows, made by :mod:`gateway.central.ingest`), so
 it is no hole any more and is never asked for again. The caller passes the time.
 """
 
@@ -101,17 +103,27 @@ class Asker:
                 self._waiting.pop(hole.request, None)
                 hole.request, hole.retry_at = None, now
 
-    def answered(self, reply: dict[str, Any], now: float) -> None:
-        """A gateway's reply (stored: what it lacks is a ``gap`` now). A request refused
-        as busy is asked again after its backoff; one answered frees a place at the
-        gateway at once."""
-        where = self._waiting.pop(reply.get("id"), None) if isinstance(reply.get("id"), str) else None
-        if where is None or where not in self._holes:
-            return
-        hole = self._holes[where]
-        hole.request = None
+    def answered(self, gw: str, reply: dict[str, Any]) -> str:
+        """A gateway's reply: "" when it answers a request made of ``gw`` and still
+        waited for, about what it asked (what it lacks is then stored as a ``gap``); else why
+        it is refused, and it changes nothing. A request refused as busy is asked again
+        after its backoff; one answered frees a place at the gateway at once."""
+        where = self._waiting.get(reply["id"])
+        if where is None:
+            return f"a reply to {reply['id']!r}, no request this collector waits for (answered, asked again or never asked)"
+        (asked_of, _, src, stream), first, last = where
+        if gw != asked_of:
+            return f"a reply from {gw} to a request made of {asked_of}"
+        if "error" not in reply and (reply["src"], reply["stream"], reply["first"], reply["last"]) != (
+                src, stream, first, last):
+            return (f"a reply about {reply['src']} {reply['stream']} {reply['first']}..{reply['last']} to a request "
+                    f"for {src} {stream} {first}..{last}")
+        del self._waiting[reply["id"]]
+        if where in self._holes:
+            self._holes[where].request = None
         if "error" not in reply:
-            self.lost += sum(b - a + 1 for a, b in reply.get("missing", []))
+            self.lost += sum(b - a + 1 for a, b in reply["missing"])
+        return ""
 
 
 def _pieces(missing: list[ranges.Range]) -> list[ranges.Range]:

@@ -241,10 +241,16 @@ class Collector:
         if rows is None:
             log.warning("stopping with %d messages not stored: the broker keeps them", len(batch))
             return
+        verdicts = {}  # per reply, why it is refused ("": it answers a request of this collector)
+        for reply in rows.replies:
+            verdicts[reply.payload, reply.received_at] = refused = self._asker.answered(reply.gw, reply.body)
+            rows.take_reply(reply, refused)
+            if refused:
+                log.warning("%s: %s; kept in rejected", reply.gw, refused)
         backoff = Backoff(self.settings.mqtt.backoff_min, self.settings.mqtt.backoff_max)
         while True:
             try:
-                written = await self._loop.run_in_executor(self._db_thread, self._write_all, batch, rows)
+                written = await self._loop.run_in_executor(self._db_thread, self._write_all, batch, rows, verdicts)
             except Unavailable as exc:
                 self._unavailable(exc)
                 if self._stopping.is_set():
@@ -268,13 +274,13 @@ class Collector:
             for status in rows.statuses:
                 if status["state"] == "online":
                     self._asker.online(status["gw"], time.monotonic())
-            for gw, reply in rows.replies:
-                self._asker.answered(reply, time.monotonic())
-                if "error" in reply:
-                    log.warning("%s refused a replay request: %s", gw, reply["error"])
-                elif reply["missing"]:
-                    log.warning("%s has not %s %s: %s; stored as lost at the edge", gw, reply["src"],
-                                reply["stream"], ", ".join(f"{a}..{b}" for a, b in reply["missing"]))
+            for reply in (r for r in rows.replies if not verdicts[r.payload, r.received_at]):
+                body = reply.body
+                if "error" in body:
+                    log.warning("%s refused a replay request: %s", reply.gw, body["error"])
+                elif body["missing"]:
+                    log.warning("%s has not %s %s: %s; stored as lost at the edge", reply.gw, body["src"],
+                                body["stream"], ", ".join(f"{a}..{b}" for a, b in body["missing"]))
             return
 
     async def _read_rows(self, batch: list[Message]) -> Rows | None:
@@ -290,9 +296,10 @@ class Collector:
                 await self._sleep(backoff.next())
         return None
 
-    def _write_all(self, batch: list[Message], rows: Rows) -> Written:
+    def _write_all(self, batch: list[Message], rows: Rows, verdicts: dict[tuple[bytes, int], str]) -> Written:
         """In the database thread: the batch's rows in one transaction, or, when the
-        database refuses them, message by message, a refused one kept in ``rejected``."""
+        database refuses them, message by message, a refused one kept in ``rejected`` (a
+        reply's rows as its ``verdicts`` made them)."""
         try:
             return self._db.write(rows)
         except Refused:
@@ -300,7 +307,10 @@ class Collector:
         new = duplicates = rejected = 0
         for m in batch:
             try:
-                written = self._db.write(rows_of([m.parts]))
+                one = rows_of([m.parts])
+                for reply in one.replies:
+                    one.take_reply(reply, verdicts[reply.payload, reply.received_at])
+                written = self._db.write(one)
             except Refused as exc:
                 log.warning("%s: the database refused a message: %s; kept in rejected", m.topic, exc)
                 written = self._db.write(Rows(rejected=[(m.topic, m.payload, f"the database refused it: {exc}",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import orjson
@@ -60,6 +60,18 @@ ALARM_COLUMNS = ("gw", "src", "rx", "alarm", "state", "last_rx", "quiet_s", "ske
 REJECTED_COLUMNS = ("topic", "payload", "reason", "received_at")
 
 
+class Reply(NamedTuple):
+    """A gateway's answer to a replay request, well formed: it makes rows only once the
+    collector has checked that it answers a request it made (:meth:`Rows.take_reply`)."""
+
+    topic: str
+    payload: bytes
+    gw: str
+    site: str
+    body: dict[str, Any]
+    received_at: int
+
+
 @dataclass
 class Rows:
     """What a batch of messages writes, table by table (tuples in the columns' order)."""
@@ -70,7 +82,7 @@ class Rows:
     alarms: list[tuple] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)  # status maps, with their site
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (gw, a replay request's answer)
+    replies: list[Reply] = field(default_factory=list)  # answers to replay requests, checked by the asker
     rejected: list[tuple] = field(default_factory=list)
     heard: dict[str, tuple[str, int]] = field(default_factory=dict)  # gw -> (site, when its last row came)
 
@@ -88,7 +100,7 @@ class Rows:
             self._reject(topic, payload, str(exc), received_at)
             return
         if kind == "reply":
-            reason = self._reply(value, site, gw, received_at)
+            reason = self._reply(topic, payload, value, site, gw, received_at)
             if reason:
                 self._reject(topic, payload, reason, received_at)
             return
@@ -110,31 +122,40 @@ class Rows:
         if refused < len(events):
             self.heard[gw] = (site, max(received_at, self.heard.get(gw, (site, 0))[1]))
 
-    def _reply(self, reply: Any, site: str, gw: str, received_at: int) -> str:
-        """Take a gateway's answer to a replay request (:mod:`gateway.edge.replay`): what it
-        does not have becomes ``gap`` rows, lost at the edge. Why not, when malformed."""
+    def _reply(self, topic: str, payload: bytes, reply: Any, site: str, gw: str, received_at: int) -> str:
+        """Keep a gateway's answer to a replay request (:mod:`gateway.edge.replay`) for the
+        collector to check; why not, when malformed."""
         if type(reply) is not dict or reply.get("v") != SCHEMA_VERSION:
             return "expected a replay reply map of schema version 1"
+        if not isinstance(reply.get("id"), str):
+            return "a replay reply needs the request's 'id' (text)"
         if "error" in reply:
             if not isinstance(reply["error"], str) or type(reply.get("retry")) is not bool:
                 return "a replay refusal needs 'error' (text) and 'retry' (true or false)"
-            self.replies.append((gw, reply))
-            return ""
-        src, stream, first, last = (reply.get(k) for k in ("src", "stream", "first", "last"))
-        missing = reply.get("missing")
-        if not (isinstance(src, str) and isinstance(stream, str) and type(first) is int and type(last) is int
-                and type(reply.get("found")) is int and isinstance(missing, list)):
-            return "a replay reply needs 'src', 'stream' (text), 'first', 'last', 'found' and 'missing'"
-        gaps = []
-        for r in missing:
-            if not (isinstance(r, list) and len(r) == 2 and all(type(n) is int for n in r)
-                    and first <= r[0] <= r[1] <= last):
-                return f"'missing': {r!r} is no range within {first}..{last}"
-            gaps.append((gw, src, stream, r[0], r[1], r[1] - r[0] + 1, received_at, None, None, NOT_KEPT, site,
-                         received_at))
-        self.gaps += gaps
-        self.replies.append((gw, reply))
+        else:
+            src, stream, first, last = (reply.get(k) for k in ("src", "stream", "first", "last"))
+            missing = reply.get("missing")
+            if not (isinstance(src, str) and isinstance(stream, str) and type(first) is int and type(last) is int
+                    and type(reply.get("found")) is int and isinstance(missing, list)):
+                return "a replay reply needs 'src', 'stream' (text), 'first', 'last', 'found' and 'missing'"
+            for r in missing:
+                if not (isinstance(r, list) and len(r) == 2 and all(type(n) is int for n in r)
+                        and first <= r[0] <= r[1] <= last):
+                    return f"'missing': {r!r} is no range within {first}..{last}"
+        self.replies.append(Reply(topic, payload, gw, site, reply, received_at))
         return ""
+
+    def take_reply(self, reply: Reply, refused: str) -> None:
+        """A reply checked: what it says the gateway does not have becomes ``gap`` rows,
+        lost at the edge; or, ``refused`` (it answers no request waiting), it is kept in
+        ``rejected`` and changes nothing."""
+        if refused:
+            self._reject(reply.topic, reply.payload, refused, reply.received_at)
+            return
+        body = reply.body
+        for first, last in body.get("missing", ()):
+            self.gaps.append((reply.gw, body["src"], body["stream"], first, last, last - first + 1, reply.received_at,
+                              None, None, NOT_KEPT, reply.site, reply.received_at))
 
     def _reject(self, topic: str, payload: bytes, reason: str, received_at: int) -> None:
         if len(payload) > REJECTED_KEEP_BYTES:

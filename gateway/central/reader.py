@@ -28,7 +28,7 @@ import subprocess
 import sys
 from dataclasses import fields
 
-from gateway.central.ingest import Rows, rows_of
+from gateway.central.ingest import Reply, Rows, rows_of
 
 
 class ReaderGone(Exception):
@@ -89,6 +89,7 @@ def _send_rows(stream, rows: Rows) -> None:
     """``rows`` as pieces ``(field, rows)`` and then ``heard``, an empty piece last."""
     pieces = [(name, part[i:i + PIECE]) for name in _LISTS if (part := getattr(rows, name))
               for i in range(0, len(part), PIECE)]
+    pieces = [(name, [tuple(r) for r in part] if name == "replies" else part) for name, part in pieces]
     for piece in (*pieces, ("heard", rows.heard)):
         data = marshal.dumps(piece)
         stream.write(_LENGTH.pack(len(data)) + data)
@@ -112,6 +113,8 @@ def _receive_rows(stream) -> Rows:
         name, part = marshal.loads(data)
         if name == "heard":
             rows.heard = part
+        elif name == "replies":  # (marshal carries plain tuples)
+            rows.replies.extend(Reply(*r) for r in part)
         else:
             getattr(rows, name).extend(part)
 

@@ -193,12 +193,14 @@ class Publisher:
                     self._pump_scheduled = True
                     self._loop.call_later(self.replays.wait(), self._pump)
                 return None
+            # (what is numbered before the read: the read finds every one of those it keeps)
+            numbered = self.store.source_state(job.src)[0] - 1 if job.stream == self.store.stream else None
             found = self.store.kept(job.src, job.stream, job.first, job.last, job.after,
                                     min(allowed, self.settings.batch_events))
             if found:
                 batch = self.outbox.replay_batch([row for row, _ in found])
                 return batch, job, [(row.id, seq) for row, seq in found[:len(batch.ids)]]
-            reply = self.replays.finish(job)
+            reply = self.replays.finish(job, numbered)
             log.info("replayed %d events of %s %d..%d (stream %s); %d missing", reply["found"], job.src, job.first,
                      job.last, job.stream, sum(b - a + 1 for a, b in reply["missing"]))
             self._client.publish(self._topic("replies"), msgpack.packb(reply), qos=1)

@@ -48,11 +48,15 @@ class Job:
     found: list[ranges.Range] = field(default_factory=list)
     count: int = 0
 
-    def reply(self) -> dict[str, Any]:
-        found = ranges.merged(self.found)
+    def reply(self, numbered: int | None) -> dict[str, Any]:
+        """The reply: how many were found, and the ranges missing, up to the highest seq
+        the source has ``numbered`` in this stream (None: not known, an earlier stream's).
+        A number not used yet is not missing: it may come yet."""
+        top = self.last if numbered is None else min(self.last, numbered)
+        asked = [(self.first, top)] if top >= self.first else []
         return {"v": SCHEMA_VERSION, "id": self.id, "src": self.src, "stream": self.stream, "first": self.first,
                 "last": self.last, "found": self.count,
-                "missing": [list(r) for r in ranges.subtract([(self.first, self.last)], found)]}
+                "missing": [list(r) for r in ranges.subtract(asked, ranges.merged(self.found))]}
 
 
 class Replays:
@@ -124,11 +128,11 @@ class Replays:
         job.found = ranges.merged(job.found)
         self._tokens -= len(rows)
 
-    def finish(self, job: Job) -> dict[str, Any]:
-        """``job`` has no more rows: its reply; the next job is served."""
+    def finish(self, job: Job, numbered: int | None) -> dict[str, Any]:
+        """``job`` has no more rows: its reply (see :meth:`Job.reply`); the next job is served."""
         self.jobs.remove(job)
         self.served += 1
-        reply = self._answered[job.id] = job.reply()
+        reply = self._answered[job.id] = job.reply(numbered)
         if len(self._answered) > REMEMBERED:
             del self._answered[next(iter(self._answered))]
         return reply

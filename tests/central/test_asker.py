@@ -38,8 +38,8 @@ def test_a_large_hole_is_asked_in_pieces_at_most_max_jobs_at_a_time_per_gateway(
     to_gw1 = [r for t, r in first if "/gw-1/" in t]
     assert len(to_gw1) == MAX_JOBS and all(r["last"] - r["first"] + 1 == MAX_RANGE for r in to_gw1)
     assert any("/gw-2/" in t for t, _ in first)  # another gateway is not held up
-    for _, r in first:
-        asker.answered({"v": 1, "id": r["id"], "found": 1, "missing": []}, now=2)
+    for t, r in first:
+        assert asker.answered(t.split("/")[3], {**r, "found": 1, "missing": []}) == ""
     assert len([r for t, r in asked(asker.requests(hole, now=3)) if "/gw-1/" in t]) == MAX_JOBS
 
 
@@ -73,3 +73,16 @@ def test_a_stream_missing_more_than_any_gateway_keeps_is_said_once_and_never_ask
     assert asker.too_large(holes) == []  # said once
     at_limit = {forged: [(1, MAX_HOLE)]}
     assert asker.too_large(at_limit) == [] and len(asker.requests(at_limit, now=2)) == MAX_JOBS
+
+
+def test_a_reply_counts_only_for_a_request_waiting_of_its_gateway_about_what_was_asked():
+    asker = Asker(grace=0, name="c1", run="r1")
+    (_, request), = asked(asker.requests({KEY: [(5, 9)]}, now=1))
+    answer = {**request, "found": 0, "missing": [[5, 9]]}
+    assert "no request this collector waits for" in asker.answered("gw-1", {**answer, "id": "c1-r1-99"})
+    assert asker.answered("gw-2", answer) == "a reply from gw-2 to a request made of gw-1"
+    assert asker.answered("gw-1", {**answer, "last": 1_000_000, "missing": [[5, 1_000_000]]}) == \
+        "a reply about pbx s1 5..1000000 to a request for pbx s1 5..9"
+    assert asker.lost == 0
+    assert asker.answered("gw-1", answer) == "" and asker.lost == 5
+    assert "no request this collector waits for" in asker.answered("gw-1", answer)  # (once)

@@ -6,7 +6,7 @@ import json
 import msgpack
 import pytest
 
-from gateway.central.ingest import EVENT_COLUMNS, MAX_DEPTH, REJECTED_KEEP_BYTES, Rows, problem, too_deep
+from gateway.central.ingest import EVENT_COLUMNS, MAX_DEPTH, REJECTED_KEEP_BYTES, Reply, Rows, problem, too_deep
 from gateway.wire.events import CallEvent, GapEvent, StatusEvent, to_wire
 
 pytestmark = pytest.mark.central
@@ -145,3 +145,21 @@ def test_status_gaps_and_metrics_become_their_rows():
     assert not rows.rejected
     assert rows.statuses[0]["boot"] == 4 and rows.statuses[0]["site"] == "lab"
     assert rows.gaps[0][:6] == ("gw-1", "pbx", "", 3, 5, 3)
+
+
+def test_the_reader_process_hands_back_replies_as_the_collector_checks_them():
+    from gateway.central.reader import Reader
+
+    reply = {"v": 1, "id": "c1-r1-1", "src": "pbx", "stream": "s1", "first": 5, "last": 9, "found": 2,
+             "missing": [[7, 9]]}
+    reader = Reader()
+    try:
+        rows = reader.rows([("pbxgw/v1/lab/gw-1/replies", msgpack.packb(reply), 11), (TOPIC, packed(CALL), 12)])
+    finally:
+        reader.close()
+    assert rows.replies == [Reply("pbxgw/v1/lab/gw-1/replies", msgpack.packb(reply), "gw-1", "lab", reply, 11)]
+    assert not rows.gaps and len(rows.events) == 1  # (a reply makes rows once the asker says it answers a request)
+    rows.take_reply(rows.replies[0], "")
+    assert [g[:6] for g in rows.gaps] == [("gw-1", "pbx", "s1", 7, 9, 3)]
+    rows.take_reply(rows.replies[0], "a reply to no request")
+    assert len(rows.gaps) == 1 and rows.rejected[-1][2] == "a reply to no request"

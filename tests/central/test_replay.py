@@ -166,7 +166,7 @@ def test_bad_enormous_repeated_and_unknown_requests_are_answered_and_live_traffi
         assert [r["retry"] for r in by_id[None]] == [False, False]
         assert "at most" in by_id["big"][0]["error"] and "'v'" in by_id["future"][0]["error"]
         assert by_id["nobody"] == [{"v": 1, "id": "nobody", "src": "nobody", "stream": by_id["nobody"][0]["stream"],
-                                    "first": 1, "last": 10, "found": 0, "missing": [[1, 10]]}]
+                                    "first": 1, "last": 10, "found": 0, "missing": []}]  # (it numbered none)
         # asked twice: answered once or twice alike, replayed once
         assert all(r == by_id["twice"][0] for r in by_id["twice"]) and by_id["twice"][0]["found"] == 10
         assert gateway.log_text().count("replayed 10 events of ipo 1..10") == 1
@@ -175,6 +175,28 @@ def test_bad_enormous_repeated_and_unknown_requests_are_answered_and_live_traffi
         assert gateway.proc.poll() is None
     finally:
         client.close()
+
+
+def test_a_reply_to_no_request_of_the_collector_changes_nothing_and_is_kept_in_rejected(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored):
+    """A gateway's credentials could say "51..1000000 is lost" unasked, or answer a request
+    made for numbers not used yet: neither may store anything as lost at the edge."""
+    collector = start_collector(broker.url, database_url, hole_grace="0s")
+    start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, 100))])
+    wait_until(lambda: stored.count() >= 100, what="100 stored")
+    stream = stored.db.fetch("SELECT DISTINCT stream FROM events")[0][0]
+    forged = {"v": 1, "id": "c-forged-1", "src": "ipo", "stream": stream, "first": 51, "last": 1_000_000,
+              "found": 0, "missing": [[51, 1_000_000]]}
+    client = Client(broker.url)
+    try:
+        client._client.publish("pbxgw/v1/lab/gw-test/replies", msgpack.packb(forged), qos=1).wait_for_publish(TIMEOUT)
+    finally:
+        client.close()
+    wait_until(lambda: stored.count("rejected") >= 1, what="the forged reply kept aside")
+    ((reason,),) = stored.db.fetch("SELECT reason FROM rejected")
+    assert "a reply to 'c-forged-1', no request this collector waits for" in reason
+    assert stored.db.fetch("SELECT count(*) FROM gaps") == [(0,)]
+    assert fleet.holes(stored.db, "gw-test", "ipo") == ({}, {}) and "kept in rejected" in collector.log_text()
 
 
 def test_the_documented_acl_lets_the_collector_ask_and_keeps_gateways_from_asking(tmp_path, start_gateway,

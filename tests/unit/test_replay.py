@@ -45,7 +45,7 @@ def test_at_most_per_minute_requests_are_taken_in_any_minute():
     replays = Replays("s1", rate=100)
     for n in range(replay.PER_MINUTE):
         assert replays.request(ask(id=f"r{n}"), float(n)) is None
-        replays.finish(replays.jobs[0])
+        replays.finish(replays.jobs[0], None)
     assert "last minute" in replays.request(ask(id="late"), 59.5)["error"]
     assert replays.request(ask(id="later"), 61.0) is None  # the first ones are a minute old
 
@@ -57,10 +57,21 @@ def test_a_request_without_a_stream_means_the_current_one_and_its_reply_names_wh
     assert job.stream == "current"
     replays.sent(job, [(101, 10), (102, 11), (105, 15)])
     replays.sent(job, [(107, 17)])
-    reply = replays.finish(job)
+    reply = replays.finish(job, 30)
     assert reply == {"v": 1, "id": "x", "src": "pbx", "stream": "current", "first": 10, "last": 20, "found": 4,
                      "missing": [[12, 14], [16, 16], [18, 20]]}
     assert job.after == 107 and not replays.jobs
+
+
+@pytest.mark.parametrize("numbered, missing", [(15, [[12, 14]]), (9, []), (None, [[12, 14], [16, 20]])])
+def test_a_number_the_source_has_not_used_yet_is_not_missing(numbered, missing):
+    """A request for numbers not used yet (asked early, or made to make the gateway say
+    so) must not have them stored as lost: they may come yet."""
+    replays = Replays("current", rate=100)
+    replays.request(msgpack.packb({"v": 1, "id": "x", "src": "pbx", "first": 10, "last": 20}), 0.0)
+    replays.sent(replays.jobs[0], [(101, 10), (102, 11), (105, 15)])
+    reply = replays.finish(replays.jobs[0], numbered)
+    assert (reply["first"], reply["last"], reply["found"], reply["missing"]) == (10, 20, 3, missing)
 
 
 def test_the_rate_allows_a_second_of_events_and_refills_with_time():
@@ -76,5 +87,5 @@ def test_the_rate_allows_a_second_of_events_and_refills_with_time():
 def test_a_request_answered_lately_gets_its_reply_again_not_a_second_replay():
     replays = Replays("s1", rate=100)
     replays.request(ask(id="a"), 0.0)
-    first = replays.finish(replays.jobs[0])
+    first = replays.finish(replays.jobs[0], None)
     assert replays.request(ask(id="a"), 1.0) == first and not replays.jobs
