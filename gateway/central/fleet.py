@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.central.database import Database, json_value
+from gateway.common.printable import printable
 from gateway.wire import ranges
 from gateway.wire.replay import MAX_HOLE, too_large
 
@@ -157,24 +158,26 @@ def _midnight_ms(now_ms: int, zone: str | None) -> int:
 
 
 def text(gateways: list[dict[str, Any]], now_ms: int) -> str:
-    """What ``pbxgw fleet`` prints: a line per gateway, one more per source."""
+    """What ``pbxgw fleet`` prints: a line per gateway, one more per source (every name
+    as a gateway sent it, so made printable)."""
     if not gateways:
         return "no gateway has been heard from yet\n"
     lines = []
     for g in gateways:
-        state = f"{g['state']} since {_when(g['since'])}" if g["state"] else "no status yet"
+        state = f"{printable(g['state'])} since {_when(g['since'])}" if g["state"] else "no status yet"
         queue = "" if g["queue_depth"] is None else f", queue {g['queue_depth']}"
-        lines.append(f"{g['gw']} (site {g['site']}): {state}, pbxgw {g['version'] or '?'}, boot {g['boot'] or '?'} "
+        lines.append(f"{printable(g['gw'])} (site {printable(g['site'])}): {state}, pbxgw "
+                     f"{printable(g['version'] or '?')}, boot {g['boot'] or '?'} "
                      f"({g['starts_last_day']} start(s) in the last day){queue}, last heard "
                      f"{_ago(g['last_seen'], now_ms)}")
         for s in g["sources"]:
-            alarms = "; ".join(f"{a['alarm']} active since {_when(a['active_since'])}" if "active_since" in a
-                               else f"{a['alarm']} cleared at {_when(a['cleared_at'])}"
+            alarms = "; ".join(f"{printable(a['alarm'])} active since {_when(a['active_since'])}" if "active_since" in a
+                               else f"{printable(a['alarm'])} cleared at {_when(a['cleared_at'])}"
                                for a in s["alarm_states"]) or "none"
             unread = f" ({s['unparsed_today']} not understood)" if s["unparsed_today"] else ""
-            not_asked = (f" (stream {', '.join(s['not_asked'])} misses more than {MAX_HOLE}, more than any gateway "
+            not_asked = (f" (stream {', '.join(map(printable, s['not_asked']))} misses more than {MAX_HOLE}, more than any gateway "
                          "keeps: a forged or damaged seq? not asked for)" if s["not_asked"] else "")
-            lines.append(f"  {s['src']} ({s['kind']}): {s['records']} stored, last {_when(s['last_rx'])}, "
+            lines.append(f"  {printable(s['src'])} ({s['kind']}): {s['records']} stored, last {_when(s['last_rx'])}, "
                          f"{s['today']} today{unread}, missing {s['missing']}{_ranges(s['missing_ranges'])}{not_asked}, "
                          f"lost at edge {s['lost_at_edge']}, alarms: {alarms}")
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import csv
 import html
 import io
 import operator
+import re
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -436,9 +437,39 @@ def _html(figures: Report, charts: list[tuple[str, bytes]], zone_from: str, csv_
 
 # -- CSV ----------------------------------------------------------------------------------
 
+#: How a text cell may begin that a spreadsheet takes for a formula (OWASP, "CSV Injection").
+FORMULA_HEADS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?\Z")
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A cell as a spreadsheet may open it. The text in these files comes from a PBX's
+    records and a gateway's names, so anyone who can dial or name an extension writes it:
+    text that a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``+cmd|...``,
+    ``@SUM(...)``) gets a ``'`` before it, as OWASP advises, which spreadsheets show as text.
+    A plain number (``+441234567``, ``-3``) is left as it is: it runs nothing."""
+    if isinstance(value, str) and value.startswith(FORMULA_HEADS) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+class _Cells:
+    """A CSV writer whose every cell is a :func:`spreadsheet_cell`."""
+
+    def __init__(self, fh):
+        self._writer = csv.writer(fh)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow([spreadsheet_cell(v) for v in row])
+
+    def writerows(self, rows: Iterable[Iterable[object]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
 def _writer(path: Path, head: list[str]):
     fh = path.open("w", newline="", encoding="utf-8")
-    w = csv.writer(fh)
+    w = _Cells(fh)
     w.writerow(head)
     return fh, w
 

@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.common.printable import json_printable, printable
 from gateway.wire.events import MAX_MESSAGE_BYTES, iso_utc
 
 #: How long the broker keeps a named subscriber's session (and queued messages) while it
@@ -85,11 +86,11 @@ def subscribe(host: str, port: int, tls: bool, topic: str, client_id: str, windo
         try:
             events = decode(message.payload)
         except (ValueError, msgpack.UnpackException) as exc:
-            print(f"pbxgw subscribe: {message.topic}: undecodable payload: {exc}", file=sys.stderr)
+            print(f"pbxgw subscribe: {printable(message.topic, 200)}: undecodable payload: {exc}", file=sys.stderr)
             return
         for event in events:
             if isinstance(event, dict) and dedup.is_new(event):
-                out.write(json.dumps(for_json(event), ensure_ascii=False) + "\n")
+                out.write(json_printable(json.dumps(for_json(event), ensure_ascii=False)) + "\n")
                 printed += "seq" in event
         out.flush()
         if count is not None and printed >= count:

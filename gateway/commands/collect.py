@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from gateway.central.settings import DEFAULT_CONFIG
+from gateway.common.printable import log_to_stderr
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.central.database import Database
 
     settings = central.load(args.config)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    log_to_stderr()
     if args.migrate_only:
         db = Database.open(settings.database)
         try:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 
 from gateway.commands.common import CONFIG
+from gateway.common.printable import log_to_stderr
 from gateway.edge import config
 
 
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     # default); the daemon's loop takes SIGHUP over once it runs.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = config.load(args.config)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    log_to_stderr()
     from gateway.edge import daemon
 
     return daemon.run(settings)

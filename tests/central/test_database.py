@@ -167,6 +167,13 @@ def test_the_fleet_says_a_stream_missing_more_than_any_gateway_keeps_is_not_aske
            "keeps: a forged or damaged seq? not asked for)" in shown
 
 
+def test_the_fleet_prints_names_from_the_wire_without_their_control_characters(db):
+    db.write(batch({**call(1), "src": "\x1b[2J\x1b[Hpbx\nforged: line"}))
+    shown = fleet.text(fleet.fleet(db, 1_700_000_060_000), 1_700_000_060_000)
+    assert "  \\x1b[2J\\x1b[Hpbx\\nforged: line (pbx): 1 stored" in shown
+    assert "\x1b" not in shown and shown.count("\n") == 2
+
+
 def test_an_alarm_raised_before_the_collector_joined_is_known_from_the_status_and_a_cleared_one_says_when(db):
     rows = batch(call(1))
     rows.add("pbxgw/v1/lab/gw-1/status", msgpack.packb(to_wire(StatusEvent(

@@ -256,3 +256,38 @@ def test_an_out_directory_that_cannot_be_written_is_said(site, tmp_path):
     blocker.write_text("")
     run = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--out", str(blocker / "out"))
     assert run.returncode == 1 and b"cannot write into" in run.stderr and b"Traceback" not in run.stderr
+
+
+FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)",
+            "\t=1+1", "\r=1+1"]
+
+
+def test_text_a_spreadsheet_would_run_is_written_as_text_and_numbers_are_left_alone(tmp_path, database_url):
+    """Anyone who can dial or name an extension writes the CSVs' text (OWASP, CSV injection)."""
+    db = Database.open(database_url)
+    db.migrate()
+    send(db, "status", to_wire(StatusEvent(gw="gw-1", site="hq", state="online", boot=1, rx=1, version="t",
+                                           sources=[{"name": "pbx", "profile": "avaya-ipo",
+                                                     "timezone": "Europe/Paris"}])))
+    calls = [segment(n + 1, n + 1, at(PARIS_MONDAY, 9, n), text, 0, 5, 60) for n, text in enumerate(FORMULAS)]
+    calls += [{**segment(9, 9, at(PARIS_MONDAY, 10, 0), "201", 0, 5, 60), "caller": "+441234567"},
+              {**segment(10, 10, at(PARIS_MONDAY, 10, 5), "202", 0, 5, 60), "caller": "=1+1", "called": "@x"}]
+    send(db, "calls", calls)
+    db.close()
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[collector]\ndatabase = "{database_url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n')
+    made = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-09", "--out",
+                 str(tmp_path / "out"), timeout=120)
+    assert made.returncode == 0, made.stderr
+    cells = [cell for name in ("calls.csv", "extensions.csv", "numbers.csv")
+             for row in csv.reader((tmp_path / "out" / name).open(newline="")) for cell in row]
+    for text in FORMULAS + ["=1+1", "@x"]:
+        assert text not in cells and "'" + text in cells, text
+    assert "+441234567" in cells  # a number runs nothing: left as it came
+    assert not [c for c in cells if c.startswith(report.FORMULA_HEADS) and not report._NUMBER.match(c)]
+
+
+@pytest.mark.parametrize("value, shown", [("=1+1", "'=1+1"), ("-3", "-3"), ("+33 1 23", "'+33 1 23"), ("-", "'-"),
+                                          ("201", "201"), (7, 7), (None, None), ("a=b", "a=b")])
+def test_a_cell_is_neutralised_only_when_it_would_start_a_formula(value, shown):
+    assert report.spreadsheet_cell(value) == shown
