@@ -128,6 +128,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE calls ADD COLUMN hunt_group TEXT",
         *_ASSEMBLE_ALL_AGAIN,
     ]),
+    (5, "gateways: the latest status and metrics by their arrival, not the sender's clock", [
+        # (status_rx and metrics_rx now say when they arrived: a sender's time in the future
+        # no longer holds the latest in place)
+        "UPDATE gateways SET status_rx = last_seen WHERE status_rx IS NOT NULL",
+        "UPDATE gateways SET metrics_rx = last_seen WHERE metrics_rx IS NOT NULL",
+    ]),
 ]
 
 
@@ -326,7 +332,7 @@ class Database:
         profile are assembled again, those that came before the status included."""
         cur.execute(self._sql("SELECT sources, status_rx FROM gateways WHERE gw = ?"), (status["gw"],))
         row = cur.fetchone()
-        if row is not None and row[1] is not None and row[1] > status["rx"]:
+        if row is not None and row[1] is not None and row[1] > status["received_at"]:
             return
         before = assembly_tables(json_value(row[0]) if row is not None and row[0] is not None else [])
         now = assembly_tables(status.get("sources") or [])
@@ -341,7 +347,9 @@ class Database:
                 [(status["gw"], profile) for profile in changed])
 
     def _gateways(self, cur: Any, rows: Rows) -> None:
-        """The latest status and metrics of each gateway, its boots, when it was last heard."""
+        """The latest status and metrics of each gateway (by their arrival here: the order a
+        broker keeps on a topic, whatever the sender's clock says), its boots, when it was
+        last heard."""
         g = self._greatest
         for s in rows.statuses:
             self._assembly_changes(cur, s)
@@ -354,7 +362,7 @@ class Database:
                 "since = CASE WHEN gateways.state = excluded.state THEN gateways.since ELSE excluded.since END, "
                 f"last_seen = {g}(gateways.last_seen, excluded.last_seen) "
                 "WHERE gateways.status_rx IS NULL OR gateways.status_rx <= excluded.status_rx"),
-                (s["gw"], s["site"], s["state"], s["rx"], s["boot"], s["version"], s["rx"], sources,
+                (s["gw"], s["site"], s["state"], s["rx"], s["boot"], s["version"], s["received_at"], sources,
                  s["received_at"]))
             if s["state"] == "online":
                 cur.execute(self._sql("INSERT INTO boots VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
@@ -367,7 +375,7 @@ class Database:
                 "ON CONFLICT (gw) DO UPDATE SET metrics = excluded.metrics, metrics_rx = excluded.metrics_rx, "
                 f"last_seen = {g}(gateways.last_seen, excluded.last_seen) "
                 "WHERE gateways.metrics_rx IS NULL OR gateways.metrics_rx <= excluded.metrics_rx"),
-                (m["gw"], m["site"], metrics, m["rx"], m["received_at"]))
+                (m["gw"], m["site"], metrics, m["received_at"], m["received_at"]))
         if rows.heard:
             cur.executemany(self._sql(
                 "INSERT INTO gateways (gw, site, last_seen) VALUES (?, ?, ?) ON CONFLICT (gw) DO UPDATE SET "
@@ -576,8 +584,14 @@ class PostgresDatabase(Database):
 
 def json_value(value: Any) -> Any:
     """A JSON column as read back: text from SQLite, already decoded by psycopg from
-    PostgreSQL's ``jsonb``."""
-    return orjson.loads(value) if isinstance(value, str) else value
+    PostgreSQL's ``jsonb``; None for text that is no JSON (a row written by hand, or by an
+    older version)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _first_line(exc: Exception) -> str:

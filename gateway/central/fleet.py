@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.central.database import Database, json_value
 from gateway.common.printable import printable
+from gateway.common.zones import known_zone
 from gateway.wire import ranges
 from gateway.wire.replay import MAX_HOLE, too_large
 
@@ -149,10 +149,7 @@ def _alarms(db: Database, gw: str, src: str, active: Any) -> list[dict[str, Any]
 
 def _midnight_ms(now_ms: int, zone: str | None) -> int:
     """The start of today in the source's zone (UTC when it is not known)."""
-    try:
-        tz = ZoneInfo(zone) if zone else timezone.utc
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = timezone.utc
+    tz = known_zone(zone) or timezone.utc
     now = datetime.fromtimestamp(now_ms / 1000, tz)
     return int(now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
 

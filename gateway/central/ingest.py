@@ -254,6 +254,7 @@ def _keys_with(kind: str, t: type) -> tuple[str, ...]:
 
 _INTS = {kind: _keys_with(kind, int) for kind in SCHEMA}
 _TEXTS = {kind: _keys_with(kind, str) for kind in SCHEMA}
+_FLOATS = {kind: _keys_with(kind, float) for kind in SCHEMA}
 _NESTED = {kind: _keys_with(kind, dict) + _keys_with(kind, list) for kind in SCHEMA}
 #: The keys that are sequence numbers (each an ``int`` by the time they are checked).
 _SEQS = {"call": ("seq",), "unparsed": ("seq",), "headset": ("seq",), "gap": ("first", "last")}
@@ -284,6 +285,10 @@ def problem(event: Any, kind: str, gw: str) -> str:
         value = event.get(key)
         if type(value) is int and not -2**63 <= value < 2**63:
             return f"{key!r}: integer {value} beyond 64 bits"
+    for key in _FLOATS[kind]:
+        value = event.get(key)
+        if type(value) is float and (value != value or abs(value) == float("inf")):
+            return f"{key!r}: number {value}"
     for key in _SEQS.get(kind, ()):
         if not 1 <= event[key] < SEQ_LIMIT:
             return f"{key!r}: {event[key]} is no sequence number (1 to {SEQ_LIMIT - 1})"

@@ -28,6 +28,8 @@ from gateway.central import callstore, kpi
 from gateway.central.calls import CALL_COLUMNS, Call
 from gateway.central.database import Database, json_value
 from gateway.central.kpi import Figures, KpiSettings, Report
+from gateway.common.printable import printable
+from gateway.common.zones import known_zone
 
 #: Answer-time and abandon-time bands, seconds: ``(low, high)``, high None for open.
 BANDS = ((0, 5), (5, 10), (10, 20), (20, 30), (30, 60), (60, 120), (120, None))
@@ -51,14 +53,17 @@ def site_zone(db: Database, site: str, settings: KpiSettings) -> tuple[str, str]
     configured = dict(settings.site_zones).get(site)
     if configured:
         return configured, "the collector's config"
-    zones = []
+    zones, unknown = [], set()
     for (sources,) in db.fetch("SELECT sources FROM gateways WHERE site = ? AND sources IS NOT NULL", (site,)):
-        for source in json_value(sources):
+        for source in json_value(sources) or ():
             if isinstance(source, dict) and source.get("timezone"):
-                zones.append(source["timezone"])
+                name = source["timezone"]
+                (zones.append(name) if known_zone(name) else unknown.add(printable(name)))
     if zones:
         zone = max(set(zones), key=zones.count)
         return zone, "its gateways' status" + (" (its sources differ: the most common)" if len(set(zones)) > 1 else "")
+    if unknown:
+        return "UTC", f"its gateways' status names no known zone ({', '.join(sorted(unknown))}): UTC"
     return "UTC", "no gateway of the site has said its zone: UTC"
 
 

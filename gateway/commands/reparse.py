@@ -7,6 +7,8 @@ import time
 from datetime import datetime, timezone
 
 from gateway.central.settings import DEFAULT_CONFIG
+from gateway.common.printable import printable
+from gateway.common.zones import known_zone
 from gateway.errors import GatewayError
 
 
@@ -45,8 +47,6 @@ def run(args: argparse.Namespace) -> int:
     from gateway.central import require_extra
 
     require_extra("reparse", ("orjson",))
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     from gateway.central import report, reparse, settings
     from gateway.central.database import Database
     from gateway.commands.common import find_profile
@@ -80,11 +80,11 @@ def run(args: argparse.Namespace) -> int:
         zone_name = args.timezone or reparse.zone_of(db, gw, args.src)
         if zone_name is None:
             raise GatewayError(f"no status of gateway {gw} gives the zone of {args.src}: say it with --timezone")
-        try:
-            zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise GatewayError(f"--timezone: expected an IANA time zone such as Europe/Paris; got {zone_name!r}") \
-                from None
+        zone = known_zone(zone_name)
+        if zone is None:
+            said = "--timezone" if args.timezone else f"the status of gateway {gw} gives {args.src} the zone"
+            raise GatewayError(f"{said} {printable(zone_name)!r}, no IANA time zone (such as Europe/Paris)"
+                               + ("" if args.timezone else ": say it with --timezone"))
         done = reparse.reparse(db, gw, args.src, profile, zone, args.since, args.all, int(time.time() * 1000),
                                progress)
     finally:

@@ -35,7 +35,7 @@ def db(database_url):
 
 
 def test_migrations_apply_once_and_say_their_version(db):
-    assert db.migrate() == [] and db.schema_version() == MIGRATIONS[-1][0] == 4
+    assert db.migrate() == [] and db.schema_version() == MIGRATIONS[-1][0] == 5
 
 
 @pytest.mark.parametrize("old", [2, 3])
@@ -192,16 +192,23 @@ def test_an_alarm_raised_before_the_collector_joined_is_known_from_the_status_an
     assert "alarms: clock_skew active since 2023-11-14 21:56:40Z; no_data cleared at 2023-11-14 22:05:00Z" in shown
 
 
-def test_an_older_status_does_not_undo_a_newer_one(db):
-    def status(state, rx):
+def test_the_latest_status_is_the_one_that_arrived_last_whatever_the_senders_clock_says(db):
+    """A status dated 2100 (a wrong clock, or a forged one) must not hold a gateway
+    "offline since 2100" for good: a broker keeps a topic's order, the sender's clock may not."""
+    def status(state, rx, arrived):
         rows = Rows()
         rows.add("pbxgw/v1/lab/gw-1/status", msgpack.packb(to_wire(StatusEvent(
-            gw="gw-1", site="lab", state=state, boot=1, rx=rx, version="1"))), rx)
+            gw="gw-1", site="lab", state=state, boot=1, rx=rx, version="1"))), arrived)
         return rows
 
-    db.write(status("offline", 200))
-    db.write(status("online", 100))  # the retained one, sent again on a resubscribe
-    assert db.fetch("SELECT state, since FROM gateways") == [("offline", 200)]
+    year_2100 = 4_102_444_800_000
+    db.write(status("offline", year_2100, 1_000))
+    db.write(status("online", 100, 2_000))
+    assert db.fetch("SELECT state, since FROM gateways") == [("online", 100)]
+    db.write(status("offline", 300, 1_500))  # (arrived before the latest: it was read late)
+    assert db.fetch("SELECT state FROM gateways") == [("online",)]
+    shown = fleet.text(fleet.fleet(db, 3_000), 3_000)
+    assert "gw-1 (site lab): online since 1970-01-01 00:00:00Z" in shown
 
 
 def test_a_stream_a_gateway_says_began_at_a_seq_has_its_first_events_as_its_own_holes(db):

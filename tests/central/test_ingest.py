@@ -163,3 +163,18 @@ def test_the_reader_process_hands_back_replies_as_the_collector_checks_them():
     assert [g[:6] for g in rows.gaps] == [("gw-1", "pbx", "s1", 7, 9, 3)]
     rows.take_reply(rows.replies[0], "a reply to no request")
     assert len(rows.gaps) == 1 and rows.rejected[-1][2] == "a reply to no request"
+
+
+@pytest.mark.parametrize("up_s", [float("nan"), float("inf"), -float("inf")])
+def test_a_number_no_database_keeps_is_refused_where_it_came(up_s):
+    metrics = {"v": 1, "kind": "metrics", "gw": "gw-1", "rx": 1, "up_s": up_s, "sources": [], "queue": {},
+               "broker": {}, "headsets": 0}
+    rows = Rows()
+    rows.add("pbxgw/v1/lab/gw-1/metrics", msgpack.packb(metrics), 5)
+    assert not rows.metrics and f"'up_s': number {up_s}" in rows.rejected[0][2]
+
+
+def test_a_json_column_that_is_no_json_reads_as_nothing():
+    from gateway.central.database import json_value
+
+    assert json_value("") is None and json_value("{") is None and json_value('{"a": 1}') == {"a": 1}

@@ -291,3 +291,20 @@ def test_text_a_spreadsheet_would_run_is_written_as_text_and_numbers_are_left_al
                                           ("201", "201"), (7, 7), (None, None), ("a=b", "a=b")])
 def test_a_cell_is_neutralised_only_when_it_would_start_a_formula(value, shown):
     assert report.spreadsheet_cell(value) == shown
+
+
+def test_a_zone_no_calendar_knows_in_a_status_is_said_and_the_report_made_in_utc(tmp_path, database_url):
+    db = Database.open(database_url)
+    db.migrate()
+    send(db, "status", to_wire(StatusEvent(gw="gw-1", site="hq", state="online", boot=1, rx=1, version="t",
+                                           sources=[{"name": "pbx", "profile": "avaya-ipo",
+                                                     "timezone": "../../../etc/passwd"}])))
+    send(db, "calls", [segment(1, 1, at(PARIS_MONDAY, 9, 0), "201", 0, 5, 60)])
+    db.close()
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[collector]\ndatabase = "{database_url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n')
+    made = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-09", "--out",
+                 str(tmp_path / "out"), timeout=120)
+    assert made.returncode == 0 and b"Traceback" not in made.stderr, made.stderr
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "UTC, from its gateways&#x27; status names no known zone (../../../etc/passwd): UTC" in page
