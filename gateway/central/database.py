@@ -32,6 +32,7 @@ from gateway.central.ingest import (ALARM_COLUMNS, EVENT_COLUMNS, GAP_COLUMNS, H
                                     json_text)
 from gateway.central.settings import database_kind
 from gateway.errors import GatewayError
+from gateway.wire import topics
 from gateway.wire.events import STREAM_ID
 
 
@@ -133,8 +134,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # no longer holds the latest in place)
         "UPDATE gateways SET status_rx = last_seen WHERE status_rx IS NOT NULL",
         "UPDATE gateways SET metrics_rx = last_seen WHERE metrics_rx IS NOT NULL",
+        # (what each gateway had kept in rejected, and not, hour by hour: see REJECTED_PER_HOUR)
+        """CREATE TABLE rejected_counts (
+            gw TEXT NOT NULL, hour BIGINT NOT NULL, kept BIGINT NOT NULL, kept_bytes BIGINT NOT NULL,
+            dropped BIGINT NOT NULL, PRIMARY KEY (gw, hour))""",
     ]),
 ]
+
+#: What ``rejected`` keeps of one gateway's refused messages in an hour (by the topic's
+#: gateway; "" for a topic that names none), at most: messages, and payload bytes. Past
+#: either, a refused message is only counted (``rejected_counts.dropped``): stolen
+#: credentials sending garbage fill no disk, and ``pbxgw fleet`` says how many were not kept.
+REJECTED_PER_HOUR = 1000
+REJECTED_BYTES_PER_HOUR = 8 * 1024 * 1024
+HOUR_MS = 3_600_000
 
 
 def assembly_tables(sources: Any) -> dict[str, Any]:
@@ -244,13 +257,36 @@ class Database:
             headsets = self._insert_new(cur, "headset_events", HEADSET_COLUMNS, rows.headsets, "ts")
             self._insert(cur, "gaps", GAP_COLUMNS, rows.gaps)
             self._insert(cur, "alarms", ALARM_COLUMNS, rows.alarms)
-            self._insert(cur, "rejected", REJECTED_COLUMNS, rows.rejected, keyed=False)
+            self._insert_rejected(cur, rows.rejected)
             self._count_sources(cur, events, "pbx")
             self._count_sources(cur, headsets, "headset")
             self._gateways(cur, rows)
             self._calls_pending(cur, rows.events)
         new = sum(n for *_, n, _ in events.values()) + sum(n for *_, n, _ in headsets.values())
         return Written(new, len(rows.events) + len(rows.headsets) - new, len(rows.rejected))
+
+    def _insert_rejected(self, cur: Any, rejected: list[tuple]) -> None:
+        """Keep refused messages within each gateway's hourly allowance; count the rest."""
+        by_hour: dict[tuple[str, int], list[tuple]] = {}
+        for row in rejected:
+            parts = topics.parse(row[0])
+            by_hour.setdefault((parts[1] if parts else "", row[3] // HOUR_MS), []).append(row)
+        for (gw, hour), group in by_hour.items():
+            cur.execute(self._sql(f"SELECT kept, kept_bytes FROM rejected_counts WHERE gw = ? AND hour = ? "
+                                  f"{self.for_update}"), (gw, hour))
+            kept, size = cur.fetchone() or (0, 0)
+            keep = []
+            for row in group:
+                if kept + len(keep) >= REJECTED_PER_HOUR or size + len(row[1]) > REJECTED_BYTES_PER_HOUR:
+                    break
+                keep.append(row)
+                size += len(row[1])
+            self._insert(cur, "rejected", REJECTED_COLUMNS, keep, keyed=False)
+            cur.execute(self._sql(
+                "INSERT INTO rejected_counts VALUES (?, ?, ?, ?, ?) ON CONFLICT (gw, hour) DO UPDATE SET "
+                "kept = rejected_counts.kept + excluded.kept, kept_bytes = excluded.kept_bytes, "
+                "dropped = rejected_counts.dropped + excluded.dropped"),
+                (gw, hour, len(keep), size, len(group) - len(keep)))
 
     def _maybe_stored(self, cur: Any, table: str, groups: dict[tuple, list[tuple]]) -> list[tuple]:
         """The streams of ``groups`` some of whose rows may be stored already: a stored row

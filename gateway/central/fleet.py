@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from gateway.central.database import Database, json_value
+from gateway.central.database import HOUR_MS, Database, json_value
 from gateway.common.printable import printable
 from gateway.common.zones import known_zone
 from gateway.wire import ranges
@@ -24,9 +24,12 @@ def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
         announced = {s.get("name"): s for s in json_value(sources_json) or [] if isinstance(s, dict)}
         metrics = json_value(metrics_json) or {}
         restarts = db.fetch("SELECT count(*) FROM boots WHERE gw = ? AND rx >= ?", (gw, now_ms - DAY_MS))[0][0]
+        kept, dropped = db.fetch("SELECT COALESCE(SUM(kept), 0), COALESCE(SUM(dropped), 0) FROM rejected_counts "
+                                 "WHERE gw = ? AND hour >= ?", (gw, (now_ms - DAY_MS) // HOUR_MS))[0]
         out.append({
             "gw": gw, "site": site, "state": state, "since": since, "version": version, "boot": boot,
             "starts_last_day": restarts, "last_seen": last_seen,
+            "refused_last_day": int(kept) + int(dropped), "refused_not_kept_last_day": int(dropped),
             "queue_depth": (metrics.get("queue") or {}).get("depth") if isinstance(metrics, dict) else None,
             "sources": [_source(db, gw, src, kind, announced.get(src) or {}, now_ms)
                         for src, kind in db.fetch("SELECT DISTINCT src, kind FROM sources WHERE gw = ? ORDER BY src",
@@ -163,6 +166,10 @@ def text(gateways: list[dict[str, Any]], now_ms: int) -> str:
     for g in gateways:
         state = f"{printable(g['state'])} since {_when(g['since'])}" if g["state"] else "no status yet"
         queue = "" if g["queue_depth"] is None else f", queue {g['queue_depth']}"
+        if g["refused_last_day"]:
+            queue += f", {g['refused_last_day']} messages refused in the last day"
+            if g["refused_not_kept_last_day"]:
+                queue += f" ({g['refused_not_kept_last_day']} past the hourly allowance, counted and not kept)"
         lines.append(f"{printable(g['gw'])} (site {printable(g['site'])}): {state}, pbxgw "
                      f"{printable(g['version'] or '?')}, boot {g['boot'] or '?'} "
                      f"({g['starts_last_day']} start(s) in the last day){queue}, last heard "

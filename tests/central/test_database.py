@@ -227,3 +227,42 @@ def test_a_stream_a_gateway_says_began_at_a_seq_has_its_first_events_as_its_own_
     assert fleet.holes(db, "gw-1", "pbx")[0] == {new: [(3, 5)]}
     assert set(fleet.open_holes(db)) == {("gw-1", "lab", "pbx", new)}
     assert db.fetch("SELECT count(*) FROM sources")[0][0] == 2  # (the malformed entry is no stream)
+
+
+def test_rejected_keeps_a_gateways_hourly_allowance_and_counts_the_rest(db):
+    """Stolen credentials sending garbage fill no disk: each gateway's refused messages are
+    kept up to an allowance an hour, the rest counted; another gateway's are its own."""
+    from gateway.central.database import HOUR_MS, REJECTED_PER_HOUR
+
+    hour = 1_700_000_000_000 // HOUR_MS * HOUR_MS
+    flood = Rows()
+    for n in range(REJECTED_PER_HOUR + 50):
+        flood.add(TOPIC, b"\xc1", hour + n)
+    flood.add("pbxgw/v1/lab/gw-2/calls", b"\xc1", hour)
+    assert db.write(flood).rejected == REJECTED_PER_HOUR + 51
+    db.write(batch(b"\xc1"))  # (an event that is no map: refused too, within the same hour)
+    counts = dict(((gw, kept), dropped) for gw, kept, dropped in db.fetch(
+        "SELECT gw, kept, dropped FROM rejected_counts"))
+    assert counts == {("gw-1", REJECTED_PER_HOUR): 51, ("gw-2", 1): 0}
+    assert db.fetch("SELECT count(*) FROM rejected")[0][0] == REJECTED_PER_HOUR + 1
+    later = Rows()
+    later.add(TOPIC, b"\xc1", hour + HOUR_MS)  # the next hour: kept again
+    db.write(later)
+    assert db.fetch("SELECT count(*) FROM rejected")[0][0] == REJECTED_PER_HOUR + 2
+    db.write(batch(call(1)))
+    (gateway,) = [g for g in fleet.fleet(db, hour + HOUR_MS) if g["gw"] == "gw-1"]
+    assert (gateway["refused_last_day"], gateway["refused_not_kept_last_day"]) == (REJECTED_PER_HOUR + 52, 51)
+    assert f"{REJECTED_PER_HOUR + 52} messages refused in the last day (51 past the hourly allowance, counted and " \
+           "not kept)" in fleet.text([gateway], hour + HOUR_MS)
+
+
+def test_rejected_keeps_at_most_its_bytes_an_hour(db):
+    from gateway.central.database import REJECTED_BYTES_PER_HOUR
+    from gateway.central.ingest import REJECTED_KEEP_BYTES
+
+    big = Rows()
+    for n in range(REJECTED_BYTES_PER_HOUR // REJECTED_KEEP_BYTES + 5):
+        big.add(TOPIC, b"\xc1" * REJECTED_KEEP_BYTES, 1_700_000_000_000 + n)
+    db.write(big)
+    (kept, size, dropped), = db.fetch("SELECT kept, kept_bytes, dropped FROM rejected_counts")
+    assert size <= REJECTED_BYTES_PER_HOUR and kept == REJECTED_BYTES_PER_HOUR // REJECTED_KEEP_BYTES and dropped == 5
