@@ -240,9 +240,9 @@ class CollectorProcess(DaemonProcess):
     command = "collect"
 
     def __init__(self, workdir: Path, broker_url: str, database: str, mqtt: dict | None = None,
-                 kpi: dict | None = None, **collector):
+                 kpi: dict | None = None, gateways: dict | None = None, **collector):
         """:param mqtt: ``[mqtt]`` settings beside the URL, client id and backoff; :param kpi:
-        ``[kpi]`` settings."""
+        ``[kpi]`` settings; :param gateways: ``[gateways]``, each gateway's site."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "collector.toml"
@@ -253,6 +253,8 @@ class CollectorProcess(DaemonProcess):
                   'backoff_max = "2s"'] + [f"{k} = {json.dumps(v)}" for k, v in (mqtt or {}).items()]
         if kpi:
             lines += ["[kpi]"] + [f"{k} = {json.dumps(v)}" for k, v in kpi.items()]
+        if gateways:
+            lines += ["[gateways]"] + [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in gateways.items()]
         self.config.write_text("\n".join(lines) + "\n")
         self.proc = None
 

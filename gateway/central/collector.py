@@ -50,6 +50,7 @@ from gateway.central.fleet import open_holes
 from gateway.central.flow import Flow, Message
 from gateway.central.ingest import Rows, rows_of
 from gateway.central.reader import Reader, ReaderGone
+from gateway.central.register import SiteRegister
 from gateway.central.settings import CollectorSettings
 from gateway.common.backoff import Backoff
 from gateway.common.link import Link
@@ -82,6 +83,7 @@ class Collector:
         self._link = self._make_link()
         self._client = self._link.client
         self._asker = Asker(settings.hole_grace, settings.mqtt.client_id, secrets.token_hex(4))
+        self._register = SiteRegister(dict(settings.gateways))
 
     # -- MQTT, on the loop ----------------------------------------------------------------
 
@@ -180,6 +182,8 @@ class Collector:
                 applied = await self._loop.run_in_executor(self._db_thread, db.migrate)
                 if applied:
                     log.info("database schema migrated to version %d", applied[-1])
+                self._register.heard(await self._loop.run_in_executor(
+                    self._db_thread, db.fetch, "SELECT gw, site FROM gateways"))
                 return db
             except Unavailable as exc:
                 self._unavailable(exc)
@@ -235,12 +239,18 @@ class Collector:
         written (retried while the database is unavailable), then acknowledge its
         messages; asked to stop before they could be written, they are not acknowledged:
         the broker delivers them again."""
-        rows = await self._read_rows(batch)
+        foreign = {id(m): reason for m in batch if (reason := self._register.refusal(m.topic))}
+        rows = await self._read_rows([m for m in batch if id(m) not in foreign])
         if after is not None:
             await after
         if rows is None:
             log.warning("stopping with %d messages not stored: the broker keeps them", len(batch))
             return
+        for m in batch:
+            if id(m) in foreign:
+                rows.reject(m.topic, m.payload, foreign[id(m)], m.received_at)
+                if self._register.first_refusal(m.topic):
+                    log.warning("%s; refused, kept in rejected (said once a site)", foreign[id(m)])
         verdicts = {}  # per reply, why it is refused ("": it answers a request of this collector)
         for reply in rows.replies:
             verdicts[reply.payload, reply.received_at] = refused = self._asker.answered(reply.gw, reply.body)
@@ -250,7 +260,8 @@ class Collector:
         backoff = Backoff(self.settings.mqtt.backoff_min, self.settings.mqtt.backoff_max)
         while True:
             try:
-                written = await self._loop.run_in_executor(self._db_thread, self._write_all, batch, rows, verdicts)
+                written = await self._loop.run_in_executor(self._db_thread, self._write_all, batch, rows, verdicts,
+                                                           foreign)
             except Unavailable as exc:
                 self._unavailable(exc)
                 if self._stopping.is_set():
@@ -296,10 +307,12 @@ class Collector:
                 await self._sleep(backoff.next())
         return None
 
-    def _write_all(self, batch: list[Message], rows: Rows, verdicts: dict[tuple[bytes, int], str]) -> Written:
+    def _write_all(self, batch: list[Message], rows: Rows, verdicts: dict[tuple[bytes, int], str],
+                   foreign: dict[int, str]) -> Written:
         """In the database thread: the batch's rows in one transaction, or, when the
         database refuses them, message by message, a refused one kept in ``rejected`` (a
-        reply's rows as its ``verdicts`` made them)."""
+        reply's rows as its ``verdicts`` made them; a message from a gateway under another
+        site ``foreign``, kept in ``rejected`` as it was)."""
         try:
             return self._db.write(rows)
         except Refused:
@@ -307,7 +320,9 @@ class Collector:
         new = duplicates = rejected = 0
         for m in batch:
             try:
-                one = rows_of([m.parts])
+                one = rows_of([] if id(m) in foreign else [m.parts])
+                if id(m) in foreign:
+                    one.reject(m.topic, m.payload, foreign[id(m)], m.received_at)
                 for reply in one.replies:
                     one.take_reply(reply, verdicts[reply.payload, reply.received_at])
                 written = self._db.write(one)

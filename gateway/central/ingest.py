@@ -91,23 +91,23 @@ class Rows:
         if topics.is_command(topic):  # (a request to the gateways, a collector's own among them)
             return
         if (parts := topics.parse(topic)) is None:
-            self._reject(topic, payload, f"not a {topics.ROOT}/<site>/<gw>/<kind> topic", received_at)
+            self.reject(topic, payload, f"not a {topics.ROOT}/<site>/<gw>/<kind> topic", received_at)
             return
         site, gw, kind = parts
         try:
             value = _decode(payload)
         except ValueError as exc:
-            self._reject(topic, payload, str(exc), received_at)
+            self.reject(topic, payload, str(exc), received_at)
             return
         if kind == "reply":
             reason = self._reply(topic, payload, value, site, gw, received_at)
             if reason:
-                self._reject(topic, payload, reason, received_at)
+                self.reject(topic, payload, reason, received_at)
             return
         single = kind in ("status", "metrics")
         if not isinstance(value, dict if single else list):
             expected = "one map" if single else "an array of events"
-            self._reject(topic, payload, f"expected {expected}, got {type(value).__name__}", received_at)
+            self.reject(topic, payload, f"expected {expected}, got {type(value).__name__}", received_at)
             return
         events = [value] if single else value
         refused, first_reason = 0, ""
@@ -118,7 +118,7 @@ class Rows:
                 first_reason = first_reason or (reason if single else f"event {index + 1}: {reason}")
         if refused:
             summary = first_reason if refused == 1 else f"{refused} of {len(events)} events refused; {first_reason}"
-            self._reject(topic, payload, summary, received_at)
+            self.reject(topic, payload, summary, received_at)
         if refused < len(events):
             self.heard[gw] = (site, max(received_at, self.heard.get(gw, (site, 0))[1]))
 
@@ -150,14 +150,15 @@ class Rows:
         lost at the edge; or, ``refused`` (it answers no request waiting), it is kept in
         ``rejected`` and changes nothing."""
         if refused:
-            self._reject(reply.topic, reply.payload, refused, reply.received_at)
+            self.reject(reply.topic, reply.payload, refused, reply.received_at)
             return
         body = reply.body
         for first, last in body.get("missing", ()):
             self.gaps.append((reply.gw, body["src"], body["stream"], first, last, last - first + 1, reply.received_at,
                               None, None, NOT_KEPT, reply.site, reply.received_at))
 
-    def _reject(self, topic: str, payload: bytes, reason: str, received_at: int) -> None:
+    def reject(self, topic: str, payload: bytes, reason: str, received_at: int) -> None:
+        """Keep a refused message (its payload cut to REJECTED_KEEP_BYTES, with the whole's digest)."""
         if len(payload) > REJECTED_KEEP_BYTES:
             reason += (f" (payload cut to its first {REJECTED_KEEP_BYTES} of {len(payload)} bytes; "
                        f"sha256 {hashlib.sha256(payload).hexdigest()})")

@@ -43,6 +43,8 @@ class CollectorSettings:
     inflight: int = 100  # messages received and not yet acknowledged (MQTT 5 Receive Maximum)
     hole_grace: float = 60.0  # how long a hole may fill by itself before the gateway is asked (0: never asked)
     kpi: KpiSettings = KpiSettings()
+    #: ``[gateways]``: the site each gateway belongs to (one not named: where it was first heard).
+    gateways: tuple[tuple[str, str], ...] = ()
 
     @property
     def topics(self) -> list[str]:
@@ -94,10 +96,25 @@ def load(path: str | Path) -> CollectorSettings:
         raise c.fail("batch_messages", f"expected at most inflight ({settings['inflight']}): a batch is made of "
                                        f"messages not yet acknowledged; got {settings['batch_messages']}")
     c.done()
+    gateways = _gateways(top.table("gateways"))
     mqtt = _mqtt(top.table("mqtt"))
     kpi = _kpi(top.table("kpi"))
     top.done()
-    return CollectorSettings(path, mqtt, kpi=kpi, **settings)
+    return CollectorSettings(path, mqtt, kpi=kpi, gateways=gateways, **settings)
+
+
+def _gateways(t: Table) -> tuple[tuple[str, str], ...]:
+    """``[gateways]``: ``gw-01 = "paris"``, each gateway's site (ids as the topics spell them)."""
+    out = []
+    for gw in t.keys():
+        if not ID.fullmatch(gw):
+            raise t.fail(gw, "expected a gateway id (1-64 of A-Z a-z 0-9 . _ -) as the key")
+        site = t.take(gw, str)
+        if not ID.fullmatch(site):
+            raise t.fail(gw, f"expected a site id (1-64 of A-Z a-z 0-9 . _ -); got {site!r}")
+        out.append((gw, site))
+    t.done()
+    return tuple(out)
 
 
 def _kpi(t: Table) -> KpiSettings:

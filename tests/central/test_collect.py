@@ -133,6 +133,39 @@ def test_what_is_not_a_gateways_batch_is_kept_in_rejected_acknowledged_and_the_r
     assert sorted(s for (s,) in stored.db.fetch("SELECT seq FROM events")) == [1, 4]
 
 
+@pytest.mark.parametrize("registered", [None, {"gw-test": "lab"}])
+def test_a_gateways_messages_under_another_site_are_refused_and_its_site_stays(
+        tmp_path, broker, start_gateway, start_collector, database_url, stored, registered):
+    """Credentials that may publish under any site (an ACL with '+' for the site, or none)
+    must not move a gateway, nor put its calls in another site's figures."""
+    collector = start_collector(broker.url, database_url, gateways=registered)
+    start_gateway(broker.url, [file_source(capture_of(tmp_path / "smdr.log", 1, 20))])
+    wait_until(lambda: stored.count() >= 20, what="the gateway's own 20")
+    stream = stored.db.fetch("SELECT DISTINCT stream FROM events")[0][0]
+    call = stored.db.fetch("SELECT raw FROM events WHERE seq = 1")[0][0]
+    forged = {"v": 1, "kind": "call", "gw": "gw-test", "src": "ipo", "stream": stream, "seq": 21, "rx": 1,
+              "profile": "avaya-ipo", "start": 1, "ring": None, "dur": 5, "dir": "in", "ext": "201", "trunk": None,
+              "caller": None, "called": None, "acct": None, "disp": None, "callid": None, "raw": call}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="elsewhere", protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        for n in range(3):
+            client.publish("pbxgw/v1/siteB/gw-test/calls", msgpack.packb([{**forged, "seq": 21 + n}]),
+                           qos=1).wait_for_publish(TIMEOUT)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    wait_until(lambda: stored.count("rejected") >= 3, what="the three refused")
+    how = "where it was first heard" if registered is None else "collector.toml [gateways]"
+    reasons = {r for (r,) in stored.db.fetch("SELECT reason FROM rejected")}
+    assert reasons == {f"gateway gw-test belongs to site lab ({how}), not siteB: stolen credentials, or a "
+                       "gateway moved (say so in [gateways])"}
+    assert stored.db.fetch("SELECT DISTINCT site FROM events") == [("lab",)] and stored.count() == 20
+    assert stored.db.fetch("SELECT site FROM gateways") == [("lab",)]
+    assert collector.log_text().count("belongs to site lab") == 1  # (said once a site)
+
+
 def test_a_broker_restart_and_a_batch_delivered_again_lose_and_double_nothing(
         tmp_path, broker, start_gateway, start_collector, database_url, stored):
     capture = capture_of(tmp_path / "smdr.log", 1, 300)

@@ -34,6 +34,10 @@ business_hours = "Mon-Sat 07:00-19:00"
 [kpi.site.north]
 timezone = "Europe/Oslo"
 business_hours = "Mon-Fri 09:00-17:00"
+
+[gateways]
+gw-01 = "north"
+"gw.02" = "south"
 """
 
 
@@ -54,6 +58,7 @@ def test_a_good_config_reads_into_its_settings(tmp_path):
         30, "offered", 10, 0.9, "Mon-Sat 07:00-19:00")
     assert k.site_zones == (("north", "Europe/Oslo"),) and str(k.hours_of("north")) == "Mon-Fri 09:00-17:00"
     assert k.hours_of("south") == k.hours
+    assert s.gateways == (("gw-01", "north"), ("gw.02", "south"))
 
 
 def test_an_empty_config_collects_every_site_into_the_default_sqlite_file(tmp_path):
@@ -81,6 +86,9 @@ def test_an_empty_config_collects_every_site_into_the_default_sqlite_file(tmp_pa
      "kpi.business_hours", "no time of day"),
     ('timezone = "Europe/Oslo"', 'timezone = "CEST"', "kpi.site.north.timezone", "IANA time zone"),
     ('answer_within = "30s"', 'answer_within = "soon"', "kpi.answer_within", "expected a duration"),
+    ('gw-01 = "north"', 'gw-01 = "no/rth"', "gateways.gw-01", "expected a site id"),
+    ('gw-01 = "north"', '"gw 01" = "north"', "gateways.gw 01", "expected a gateway id"),
+    ('gw-01 = "north"', 'gw-01 = 7', "gateways.gw-01", "expected"),
 ])
 def test_a_mistake_is_one_error_naming_file_and_key(tmp_path, old, new, key, message):
     assert old in GOOD
