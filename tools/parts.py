@@ -77,13 +77,14 @@ class Broker:
     """
 
     def __init__(self, workdir: Path, acl: str = "", tls: dict | None = None, anonymous: bool = True,
-                 users: dict[str, str] | None = None, persistence: bool = True):
+                 users: dict[str, str] | None = None, persistence: bool = True, conf: tuple[str, ...] = ()):
         """:param tls: a second listener, TLS only, on ``tls_port``: mosquitto's ``cafile``,
             ``certfile``, ``keyfile`` and ``require_certificate`` settings.
         :param anonymous: whether clients without a user name are let in.
         :param users: user names and their passwords, for mosquitto's password file.
         :param persistence: whether sessions and queued messages outlive the broker (off:
-            a broker killed loses what it held)."""
+            a broker killed loses what it held).
+        :param conf: more lines of mosquitto.conf."""
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -93,6 +94,7 @@ class Broker:
         lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", f"allow_anonymous {str(anonymous).lower()}",
                  f"persistence {str(persistence).lower()}", f"persistence_location {workdir}/",
                  "max_queued_messages 0", "max_inflight_messages 65535", f"log_dest file {workdir}/mosquitto.log"]
+        lines += conf
         if acl:
             (workdir / "acl").write_text(acl)
             lines.append(f"acl_file {workdir}/acl")

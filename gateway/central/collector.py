@@ -49,6 +49,7 @@ from gateway.central.database import Database, Refused, Unavailable, Written
 from gateway.central.fleet import open_holes
 from gateway.central.flow import Flow, Message
 from gateway.central.ingest import Rows, rows_of
+from gateway.central.probe import anonymous_allowed
 from gateway.central.reader import Reader, ReaderGone
 from gateway.central.register import SiteRegister
 from gateway.central.settings import CollectorSettings
@@ -84,6 +85,7 @@ class Collector:
         self._client = self._link.client
         self._asker = Asker(settings.hole_grace, settings.mqtt.client_id, secrets.token_hex(4))
         self._register = SiteRegister(dict(settings.gateways))
+        self._probe: asyncio.Task | None = None
 
     # -- MQTT, on the loop ----------------------------------------------------------------
 
@@ -104,6 +106,8 @@ class Collector:
         return self._link.connected
 
     def _on_connect(self, flags) -> None:
+        if self._flow.generation == 0 and self._probe is None:  # (once a run)
+            self._probe = self._loop.create_task(self._probe_anonymous())
         self._flow.connected(time.monotonic())
         log.info("connected to the broker (%s session)", "resumed" if flags.session_present else "new")
         # A subscription the session already has keeps its queue; the retained status of
@@ -160,6 +164,8 @@ class Collector:
         finally:
             watchdog.cancel()
             assembling.cancel()
+            if self._probe is not None:
+                self._probe.cancel()
             if asking is not None:
                 asking.cancel()
             self.notifier.stopping()
@@ -171,6 +177,22 @@ class Collector:
         log.info("stopped: %d events stored, %d duplicates absorbed, %d rejected; %d calls assembled", self.stored,
                  self.duplicates, self.rejected, self.calls)
         return 0
+
+    async def _probe_anonymous(self) -> None:
+        """Try the broker as an intruder would, without a user name: said loudly, and kept
+        for ``pbxgw fleet``, when it lets one in."""
+        allowed = await self._loop.run_in_executor(None, anonymous_allowed, self.settings.mqtt)
+        if allowed is None:
+            return
+        said = (f"the broker at {self._link.url} lets in clients without a user name: anyone who reaches it can "
+                "publish as any gateway (mosquitto.conf: allow_anonymous false; docs/central.md)") if allowed else None
+        if said:
+            log.error("%s", said)
+        try:
+            await self._loop.run_in_executor(self._db_thread, self._db.finding, "broker_anonymous", said,
+                                             int(time.time() * 1000))
+        except Unavailable:
+            pass  # (said by the writes, which meet it too; probed again at the next start)
 
     async def _open_database(self) -> Database | None:
         """The database, its migrations applied; retried while it cannot be reached (None:

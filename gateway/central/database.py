@@ -138,6 +138,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """CREATE TABLE rejected_counts (
             gw TEXT NOT NULL, hour BIGINT NOT NULL, kept BIGINT NOT NULL, kept_bytes BIGINT NOT NULL,
             dropped BIGINT NOT NULL, PRIMARY KEY (gw, hour))""",
+        # (what a collector found wrong in how it is set up, for pbxgw fleet to say)
+        "CREATE TABLE findings (name TEXT PRIMARY KEY, said TEXT NOT NULL, at BIGINT NOT NULL)",
     ]),
 ]
 
@@ -264,6 +266,14 @@ class Database:
             self._calls_pending(cur, rows.events)
         new = sum(n for *_, n, _ in events.values()) + sum(n for *_, n, _ in headsets.values())
         return Written(new, len(rows.events) + len(rows.headsets) - new, len(rows.rejected))
+
+    def finding(self, name: str, said: str | None, at_ms: int) -> None:
+        """Keep what a collector found wrong in its set-up (``said``), or that it is wrong
+        no more (None)."""
+        with self.transaction() as cur:
+            cur.execute(self._sql("DELETE FROM findings WHERE name = ?"), (name,))
+            if said is not None:
+                cur.execute(self._sql("INSERT INTO findings VALUES (?, ?, ?)"), (name, said, at_ms))
 
     def _insert_rejected(self, cur: Any, rejected: list[tuple]) -> None:
         """Keep refused messages within each gateway's hourly allowance; count the rest."""

@@ -38,6 +38,11 @@ def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
     return out
 
 
+def findings(db: Database) -> list[str]:
+    """What a collector found wrong in how the centre is set up, each as a line to print first."""
+    return [f"WARNING: {said} (found {_when(at)})" for said, at in db.fetch("SELECT said, at FROM findings ORDER BY name")]
+
+
 def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str, list], dict[str, list]]:
     """Per stream: the ``seq`` ranges missing and not reported lost (the collector asks
     the gateway for them again), and those the gateway reported lost (``gap`` events, and

@@ -9,4 +9,4 @@ need them, so that ``pbxgw parse`` starts quickly.
 
 #: The command modules, in the order of ``pbxgw --help``.
 MODULES = ("parse", "capture", "profiles", "detect", "simulate", "hid", "status", "dead", "export", "devices", "run",
-           "check_config", "subscribe", "collect", "fleet", "report", "reparse")
+           "check_config", "subscribe", "collect", "fleet", "report", "reparse", "broker_acl")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from gateway.central.settings import DEFAULT_CONFIG
@@ -34,10 +35,13 @@ def run(args: argparse.Namespace) -> int:
             return 1
         now = int(time.time() * 1000)
         gateways = fleet.fleet(db, now)
+        warnings = fleet.findings(db)
     finally:
         db.close()
     if args.json:
         print(json.dumps(gateways))
     else:
-        print(fleet.text(gateways, now), end="")
+        print("".join(f"{line}\n" for line in warnings) + fleet.text(gateways, now), end="")
+    for line in warnings if args.json else ():
+        print(f"pbxgw fleet: {line}", file=sys.stderr)
     return 0

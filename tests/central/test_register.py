@@ -36,3 +36,25 @@ def test_a_refusal_is_said_once_per_gateway_and_site():
     assert register.first_refusal("pbxgw/v1/paris/gw-01/calls") is True
     assert register.first_refusal("pbxgw/v1/paris/gw-01/status") is False
     assert register.first_refusal("pbxgw/v1/nice/gw-01/calls") is True
+
+
+def test_the_acl_docs_show_is_what_broker_acl_writes():
+    import re
+
+    from gateway.central.broker_acl import mosquitto_acl
+    from helpers import ROOT
+
+    shown = re.search(r"```\n(# pbxgw broker-acl.*?)```", (ROOT / "docs" / "events.md").read_text(), re.S)[1]
+    assert shown == mosquitto_acl("collector", [("gw-01", "hq")])
+
+
+def test_broker_acl_needs_the_collectors_user_and_the_register(tmp_path):
+    from helpers import pbxgw
+
+    config = tmp_path / "collector.toml"
+    config.write_text('[gateways]\ngw-01 = "hq"\n')
+    made = pbxgw("broker-acl", "--config", str(config))
+    assert made.returncode == 78 and b"mqtt.username: expected the collector's user name" in made.stderr
+    config.write_text('[mqtt]\nusername = "collector"\n')
+    made = pbxgw("broker-acl", "--config", str(config))
+    assert made.returncode == 78 and b"gateways: expected each gateway's site" in made.stderr

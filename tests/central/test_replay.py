@@ -11,12 +11,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.central import fleet
+from gateway.central.broker_acl import MOSQUITTO_CONF
 from gateway.central.ingest import NOT_KEPT
 from gateway.wire.replay import MAX_RANGE
 from plugins.processes import TIMEOUT, Broker, wait_until
 from tools.parts import subscriber
 from central_parts import Stored, capture_of, file_source
-from helpers import ROOT
+from helpers import pbxgw
 
 pytestmark = pytest.mark.central
 
@@ -199,19 +200,46 @@ def test_a_reply_to_no_request_of_the_collector_changes_nothing_and_is_kept_in_r
     assert fleet.holes(stored.db, "gw-test", "ipo") == ({}, {}) and "kept in rejected" in collector.log_text()
 
 
-def test_the_documented_acl_lets_the_collector_ask_and_keeps_gateways_from_asking(tmp_path, start_gateway,
-                                                                                   start_collector):
-    acl = re.search(r"```\n(# each gateway.*?)```", (ROOT / "docs" / "events.md").read_text(), re.S)[1]
+def test_the_broker_set_up_binds_each_gateway_to_its_site_topics_and_client_id(tmp_path, start_gateway,
+                                                                                start_collector):
+    """Mosquitto set up as docs/central.md says, with the ACL `pbxgw broker-acl` writes: the
+    collector asks through it; a gateway's credentials may not command another gateway,
+    publish under another site, or take the collector's session (the broker gives every
+    client its user name for a client id; a stolen credential in use takes over only its
+    own gateway's connection); no anonymous way in."""
     secrets = {"gw-test": "gw-secret", "gw-other": "other-secret", "collector": "collector-secret"}
-    broker = Broker(tmp_path / "broker", acl=acl, anonymous=False, users=secrets)
-    broker.start()
     files = {}
     for user, secret in secrets.items():
         files[user] = tmp_path / f"{user}.password"
         files[user].write_text(secret)
         files[user].chmod(0o600)
+    register = tmp_path / "register.toml"
+    register.write_text('[mqtt]\nusername = "collector"\n[gateways]\ngw-test = "lab"\ngw-other = "lab"\n')
+    made = pbxgw("broker-acl", "--config", str(register))
+    assert made.returncode == 0, made.stderr
+    broker = Broker(tmp_path / "broker", acl=made.stdout.decode(), anonymous=False, users=secrets,
+                    conf=MOSQUITTO_CONF)
+    broker.start()
     url = f"sqlite:///{tmp_path / 'central.db'}"
     stored = Stored(url)
+    host, port = broker.url.removeprefix("mqtt://").rsplit(":", 1)
+
+    def publish_as(user: str, topic: str, payload: bytes, client_id: str = "", clean_start: bool = False) -> int:
+        """Publish once with ``user``'s credentials; the PUBACK's reason code."""
+        codes = []
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+        client.username_pw_set(user, secrets[user])
+        client.on_publish = lambda c, u, mid, code, props: codes.append(code.value)
+        client.connect(host, int(port), clean_start=clean_start)
+        client.loop_start()
+        try:
+            client.publish(topic, payload, qos=1).wait_for_publish(TIMEOUT)
+            wait_until(lambda: codes, what="the PUBACK")
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        return codes[0]
+
     try:
         collector = start_collector(broker.url, url, hole_grace="1s",
                                     mqtt={"username": "collector", "password_file": str(files["collector"])})
@@ -221,22 +249,39 @@ def test_the_documented_acl_lets_the_collector_ask_and_keeps_gateways_from_askin
         stored.db.fetch("DELETE FROM events WHERE seq BETWEEN 100 AND 199 RETURNING seq")
         wait_until(lambda: stored.count() >= 300, what="the 100 deleted replayed through the ACL")
         assert stored.callids() == list(range(1, 301)) and "asking for events missing" in collector.log_text()
-        # Another gateway's credentials may not command this one; the collector's may
-        for user, rid, first in (("gw-other", "sneaky", 1), ("collector", "legit", 11)):
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-            client.username_pw_set(user, secrets[user])
-            host, port = broker.url.removeprefix("mqtt://").rsplit(":", 1)
-            client.connect(host, int(port))
-            client.loop_start()
-            try:
-                request = {"v": 1, "id": rid, "src": "ipo", "first": first, "last": first + 9}
-                client.publish("pbxgw/v1/lab/gw-test/cmd/replay", msgpack.packb(request), qos=1).wait_for_publish(TIMEOUT)
-            finally:
-                client.loop_stop()
-                client.disconnect()
-        wait_until(lambda: "replayed 10 events of ipo 11..20" in gateway.log_text(),
-                   what="the collector's request served")
-        assert "of ipo 1..10" not in gateway.log_text()  # (the one before it never reached the gateway)
+        connections = collector.log_text().count("connected to the broker")
+        not_authorized = 0x87
+        request = lambda rid, first: msgpack.packb({"v": 1, "id": rid, "src": "ipo", "first": first,  # noqa: E731
+                                                    "last": first + 9})
+        # Another gateway's credentials may not command this one
+        assert publish_as("gw-other", "pbxgw/v1/lab/gw-test/cmd/replay", request("sneaky", 1)) == not_authorized
+        # A gateway's credentials may not publish under another site, even taking the
+        # collector's client id with a clean start (the broker gives it its own)
+        collector_id = re.search(r'client_id = "([^"]+)"', collector.config.read_text())[1]
+        event = msgpack.packb([{"v": 1, "kind": "call", "gw": "gw-test"}])
+        assert publish_as("gw-test", "pbxgw/v1/siteB/gw-test/calls", event, client_id=collector_id,
+                          clean_start=True) == not_authorized
+        # The collector, its session untouched, still asks and is answered (a session taken
+        # over would have shown as a new connection)
+        stored.db.fetch("DELETE FROM events WHERE seq BETWEEN 11 AND 20 RETURNING seq")
+        wait_until(lambda: stored.count() >= 300, what="the 10 deleted replayed after the attempts")
+        assert "of ipo 1..10" not in gateway.log_text()  # (the gateway never saw the other's request)
+        assert collector.log_text().count("connected to the broker") == connections
+        assert stored.count("rejected") == 0 and stored.db.fetch("SELECT DISTINCT site FROM events") == [("lab",)]
+        assert "without a user name" not in collector.log_text() and stored.count("findings") == 0
     finally:
         stored.close()
         broker.stop(signal.SIGKILL)
+
+
+def test_the_collector_says_loudly_when_the_broker_lets_anyone_in(tmp_path, broker, start_collector, database_url,
+                                                                   stored):
+    collector = start_collector(broker.url, database_url)  # (the broker fixture lets anonymous clients in)
+    wait_until(lambda: "lets in clients without a user name" in collector.log_text(), what="the probe's finding")
+    assert "ERROR: the broker at mqtt://127.0.0.1:" in collector.log_text()
+    wait_until(lambda: stored.count("findings") == 1, what="the finding kept")
+    config = collector.config
+    shown = pbxgw("fleet", "--config", str(config))
+    assert shown.returncode == 0 and shown.stdout.decode().startswith(
+        f"WARNING: the broker at {broker.url} lets in clients without a user name: anyone who reaches it can "
+        "publish as any gateway (mosquitto.conf: allow_anonymous false; docs/central.md) (found ")
