@@ -166,6 +166,33 @@ def test_a_gateways_messages_under_another_site_are_refused_and_its_site_stays(
     assert collector.log_text().count("belongs to site lab") == 1  # (said once a site)
 
 
+def test_a_retained_poison_status_is_refused_once_and_what_comes_after_it_is_stored(
+        broker, start_collector, database_url, stored):
+    """A status nested a thousand deep, retained so that every collector starts on it, once
+    killed the reader process over and over and stopped the centre."""
+    deep: object = "x"
+    for _ in range(1_020):
+        deep = [deep]
+    status = {"v": 1, "kind": "status", "gw": "gw-x", "site": "lab", "state": "online", "boot": 1, "rx": 1,
+              "version": "1", "sources": deep}
+    canary = {"v": 1, "kind": "call", "gw": "gw-x", "src": "pbx", "stream": "s", "seq": 1, "rx": 1, "profile": "p",
+              "start": 1, "ring": None, "dur": None, "dir": None, "ext": None, "trunk": None, "caller": None,
+              "called": None, "acct": None, "disp": None, "callid": None, "raw": "canary"}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="poison", protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        client.publish("pbxgw/v1/lab/gw-x/status", msgpack.packb(status), qos=1, retain=True).wait_for_publish(TIMEOUT)
+        collector = start_collector(broker.url, database_url)
+        client.publish("pbxgw/v1/lab/gw-x/calls", msgpack.packb([canary]), qos=1).wait_for_publish(TIMEOUT)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    wait_until(lambda: stored.count() >= 1, what="the canary stored after the poison")
+    assert stored.db.fetch("SELECT reason FROM rejected") == [("arrays and maps nested more than 32 deep",)]
+    assert "starting another" not in collector.log_text()  # (the reader never died)
+
+
 def test_a_broker_restart_and_a_batch_delivered_again_lose_and_double_nothing(
         tmp_path, broker, start_gateway, start_collector, database_url, stored):
     capture = capture_of(tmp_path / "smdr.log", 1, 300)
