@@ -2,8 +2,8 @@
 
 A gateway's message is a batch (a msgpack array) of events of one kind, or one map
 (``status``, ``metrics``). Anything may have crafted it, so its shape is bounded before it is
-looked at: its size, each array's and map's length (as msgpack decodes it) and its depth
-(walked without recursion, before anything recursive sees it). Then every event is checked
+looked at: its size, each array's and map's length (as msgpack decodes it), and the depth
+of every value that may nest (walked without recursion, before anything else walks it). Then every event is checked
 against schema v1 before a row is made of it: its kind is its topic's, its gateway the
 topic's, every key there with a value of its type, a sequence number from 1 to below 2^53,
 nothing a database would refuse (a NUL in text, an integer past 64 bits). What fails is
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -141,7 +142,7 @@ class Rows:
             for r in missing:
                 if not (isinstance(r, list) and len(r) == 2 and all(type(n) is int for n in r)
                         and first <= r[0] <= r[1] <= last):
-                    return f"'missing': {r!r} is no range within {first}..{last}"
+                    return f"'missing': {_shown(r)} is no range within {first}..{last}"
         self.replies.append(Reply(topic, payload, gw, site, reply, received_at))
         return ""
 
@@ -207,9 +208,10 @@ def rows_of(messages: list[tuple[str, bytes, int]]) -> Rows:
 
 
 def _decode(payload: bytes) -> Any:
-    """The message's value, its size, lengths and depth bounded.
+    """The message's value, its size and lengths bounded (its depth: msgpack's own stack,
+    then :func:`problem` where a value may nest).
 
-    :raises ValueError: it is too large, not msgpack, or nested too deep."""
+    :raises ValueError: it is too large, or not msgpack."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ValueError(f"{len(payload)} bytes, more than {MAX_MESSAGE_BYTES}")
     try:
@@ -217,8 +219,6 @@ def _decode(payload: bytes) -> Any:
                                 max_map_len=MAX_ELEMENTS)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
         raise ValueError(f"not msgpack: {exc}") from None
-    if too_deep(value):
-        raise ValueError(f"arrays and maps nested more than {MAX_DEPTH} deep")
     return value
 
 
@@ -249,6 +249,13 @@ _REQUIRED = {kind: frozenset(k for k, (_, omitted) in schema.items() if not omit
 _KNOWN = {kind: frozenset(schema) | {"v", "kind", HIST_KEY} for kind, schema in SCHEMA.items()}
 
 
+#: A value from the wire in a reason: its repr cut in length and depth (reprlib's own
+#: walk stops a few levels down, so no depth reaches Python's limit).
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_shown = _REPR.repr
+
+
 def _keys_with(kind: str, t: type) -> tuple[str, ...]:
     return tuple(k for k, (types, _) in SCHEMA[kind].items() if t in types)
 
@@ -269,19 +276,19 @@ def problem(event: Any, kind: str, gw: str) -> str:
     if type(event) is not dict:
         return f"expected an event map, got {type(event).__name__}"
     if event.get("v") != SCHEMA_VERSION:
-        return f"schema version {event.get('v')!r}, this collector reads {SCHEMA_VERSION}"
+        return f"schema version {_shown(event.get('v'))}, this collector reads {SCHEMA_VERSION}"
     if event.get("kind") != kind:
-        return f"a {event.get('kind')!r} event on the topic of {kind!r} events"
+        return f"a {_shown(event.get('kind'))} event on the topic of {kind!r} events"
     keys = event.keys()
     if not _REQUIRED[kind] <= keys:
         return f"no {sorted(_REQUIRED[kind] - keys)[0]!r}"
     if not keys <= _KNOWN[kind]:
-        return f"unknown key {sorted(keys - _KNOWN[kind])[0]!r}"
+        return f"unknown key {_shown(sorted(keys - _KNOWN[kind])[0])}"
     if not all(map(frozenset.__contains__, _ALLOWED[kind], map(type, map(event.get, _KEYS[kind])))):
         for key, allowed in zip(_KEYS[kind], _ALLOWED[kind]):
             if type(event.get(key)) not in allowed:
                 names = " or ".join(sorted("null" if t is type(None) else t.__name__ for t in allowed))
-                return f"{key!r} is {event[key]!r}, expected {names}"
+                return f"{key!r} is {_shown(event[key])}, expected {names}"
     for key in _INTS[kind]:
         value = event.get(key)
         if type(value) is int and not -2**63 <= value < 2**63:
@@ -298,11 +305,13 @@ def problem(event: Any, kind: str, gw: str) -> str:
     if "\0" in "".join(filter(None, map(event.get, _TEXTS[kind]))):  # (each a str or None by now)
         return "text with a NUL character"
     for key in _NESTED[kind]:  # (a call's x is checked as its JSON is made: see Rows._row)
+        if too_deep(event.get(key), MAX_DEPTH - 2):
+            return f"{key!r}: arrays and maps nested more than {MAX_DEPTH} deep"
         reason = "" if key == "x" else _unstorable(event.get(key))
         if reason:
             return f"{key!r}: {reason}"
     if event["gw"] != gw:
-        return f"gateway {event['gw']!r} on the topic of gateway {gw!r}"
+        return f"gateway {_shown(event['gw'])} on the topic of gateway {gw!r}"
     return ""
 
 

@@ -189,7 +189,7 @@ def test_a_retained_poison_status_is_refused_once_and_what_comes_after_it_is_sto
         client.disconnect()
         client.loop_stop()
     wait_until(lambda: stored.count() >= 1, what="the canary stored after the poison")
-    assert stored.db.fetch("SELECT reason FROM rejected") == [("arrays and maps nested more than 32 deep",)]
+    assert stored.db.fetch("SELECT reason FROM rejected") == [("'sources': arrays and maps nested more than 32 deep",)]
     assert "starting another" not in collector.log_text()  # (the reader never died)
 
 

@@ -88,18 +88,22 @@ def test_a_large_refused_payload_is_kept_to_a_cap_with_the_digest_of_the_whole()
     assert hashlib.sha256(payload).hexdigest() in reason
 
 
-@pytest.mark.parametrize("kind", ["status", "metrics", "calls"])
-def test_a_message_nested_a_thousand_deep_is_refused_before_anything_walks_it(kind):
+@pytest.mark.parametrize("kind, key", [("status", "sources"), ("metrics", "queue"), ("calls", "x")])
+def test_a_message_nested_a_thousand_deep_is_refused_before_anything_walks_it(kind, key):
     deep: object = "leaf"
     for _ in range(1_020):
         deep = [deep]
-    value = {**to_wire(StatusEvent(gw="gw-1", site="lab", state="online", boot=1, rx=9, version="1")),
-             "sources": deep}
+    value = {"status": to_wire(StatusEvent(gw="gw-1", site="lab", state="online", boot=1, rx=9, version="1")),
+             "metrics": {"v": 1, "kind": "metrics", "gw": "gw-1", "rx": 1, "up_s": 1.0, "sources": [], "queue": {},
+                         "broker": {}, "headsets": 0},
+             "calls": CALL}[kind] | {key: deep if key == "sources" else {"k": deep}}
     payload = msgpack.packb([value] if kind == "calls" else value)
     rows = Rows()
     rows.add(f"pbxgw/v1/lab/gw-1/{kind}", payload, 5)
     assert not rows.statuses and not rows.metrics and not rows.events
-    assert rows.rejected == [(f"pbxgw/v1/lab/gw-1/{kind}", payload, f"arrays and maps nested more than {MAX_DEPTH} deep", 5)]
+    reason = f"{key!r}: arrays and maps nested more than {MAX_DEPTH} deep"
+    assert rows.rejected == [(f"pbxgw/v1/lab/gw-1/{kind}", payload, f"event 1: {reason}" if kind == "calls" else reason,
+                              5)]
 
 
 def test_a_nesting_at_the_limit_is_walked_without_recursion():
@@ -178,3 +182,14 @@ def test_a_json_column_that_is_no_json_reads_as_nothing():
     from gateway.central.database import json_value
 
     assert json_value("") is None and json_value("{") is None and json_value('{"a": 1}') == {"a": 1}
+
+
+def test_a_reason_shows_a_hostile_value_cut_in_depth_and_length():
+    """A value 1020 deep (msgpack reads 1024) would exhaust Python's repr."""
+    payload = packed({**CALL, "v": "PLACEHOLDER"}, {**CALL, "ext": "x" * 100_000, "seq": 8, "dur": "y" * 100_000})
+    payload = payload.replace(msgpack.packb("PLACEHOLDER"), b"\x91" * 1_020 + b"\x01")
+    rows = Rows()
+    rows.add(TOPIC, payload, 5)
+    (reason,) = [r[2] for r in rows.rejected]
+    assert reason.startswith("2 of 2 events refused; event 1: schema version [[[[") and "...]]]]" in reason
+    assert len(reason.split(" (payload cut")[0]) < 200
