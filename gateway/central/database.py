@@ -143,6 +143,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
 ]
 
+#: PostgreSQL roles (``pbxgw collect --migrate-only --roles``): one that writes (the
+#: collector's login is made a member), one that reads (report readers'); the tables' owner
+#: applies the migrations.
+ROLES = ("pbxgw_writer", "pbxgw_reader")
+
 #: What ``rejected`` keeps of one gateway's refused messages in an hour (by the topic's
 #: gateway; "" for a topic that names none), at most: messages, and payload bytes. Past
 #: either, a refused message is only counted (``rejected_counts.dropped``): stolen
@@ -223,9 +228,10 @@ class Database:
         """Apply the migrations not applied yet, each in its own transaction; the versions
         applied now."""
         applied = []
-        with self.transaction() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
-                        "applied_at BIGINT NOT NULL, what TEXT NOT NULL)")
+        if not self.fetch(self._table_named, ("schema_migrations",)):  # (a writer may not create tables)
+            with self.transaction() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                            "applied_at BIGINT NOT NULL, what TEXT NOT NULL)")
         for version, what, statements in MIGRATIONS:
             with self.transaction() as cur:
                 self._lock_schema(cur)
@@ -238,6 +244,17 @@ class Database:
                             (version, int(time.time() * 1000), what))
                 applied.append(version)
         return applied
+
+    def create_roles(self) -> list[str]:
+        """Create the roles that separate who writes from who reads (PostgreSQL's), and
+        grant them this schema's tables, now and to come; what was done.
+
+        :raises Refused: this engine has no roles, or this user may not create them."""
+        raise Refused("roles are PostgreSQL's: who may read a SQLite file is who may read the file")
+
+    def may_write(self) -> bool:
+        """Whether this user may write the calls (a report reader may only read)."""
+        return True
 
     def _lock_schema(self, cur: Any) -> None:
         """Keep two collectors starting at once from applying one migration twice."""
@@ -594,6 +611,40 @@ class PostgresDatabase(Database):
             cur.execute(self._sql(sql), params)
             while rows := cur.fetchmany(size):
                 yield from rows
+
+    def create_roles(self) -> list[str]:
+        sql = self._psycopg.sql
+        done = []
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute("SELECT current_schema()")
+                schema = sql.Identifier(cur.fetchone()[0])
+                for role in ROLES:
+                    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                    if not cur.fetchone():
+                        cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                        done.append(f"created role {role}")
+                writer, reader = (sql.Identifier(role) for role in ROLES)
+                for statement in (
+                        "GRANT USAGE ON SCHEMA {s} TO {w}, {r}",
+                        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {w}",
+                        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {w}",
+                        "GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}",
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {w}",
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {w}",
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT ON TABLES TO {r}"):
+                    cur.execute(sql.SQL(statement).format(s=schema, w=writer, r=reader))
+                done.append(f"granted {ROLES[0]} writing and {ROLES[1]} reading every table of schema "
+                            f"{schema.as_string(cur)}, now and to come")
+        except self._psycopg.errors.InsufficientPrivilege as exc:
+            raise Refused(f"{_first_line(exc)}: run it as the tables' owner, with CREATEROLE (or have a superuser "
+                          f"create the roles {', '.join(ROLES)} first)") from None
+        except self._psycopg.Error as exc:
+            raise Unavailable(f"PostgreSQL: {_first_line(exc)}") from None
+        return done
+
+    def may_write(self) -> bool:
+        return bool(self.fetch("SELECT has_table_privilege('calls', 'INSERT')")[0][0])
 
     def _lock_schema(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(7240001)")  # any fixed number: pbxgw's migrations

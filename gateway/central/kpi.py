@@ -259,6 +259,7 @@ class Report:
     over_a_day: int = 0  # calls whose records say they were on the line longer than LONGEST_ON_LINE
     not_understood: tuple[tuple[str, str, int], ...] = ()  # (source, profile, records) the PBX printed unread
     unshown: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (source, profile, what its records do not show)
+    unassembled: int = 0  # sources with records stored and not yet assembled into calls (a reader may not assemble)
 
     @property
     def day_count(self) -> int:

@@ -71,8 +71,8 @@ def build(db: Database, site: str, first: date, last: date, settings: KpiSetting
           progress: Callable[[str], None] = lambda text: None) -> tuple[Report, str]:
     """Assemble what is pending, then the figures of ``site`` for the local dates
     ``first``..``last``, and where its zone came from."""
-    done = False
-    pieces = 0
+    reader = not db.may_write()  # (a report reader's user may only read: the collector assembles)
+    done, pieces = reader, 0
     while not done:
         _, done = callstore.refresh(db, 1)
         pieces += 1
@@ -84,6 +84,8 @@ def build(db: Database, site: str, first: date, last: date, settings: KpiSetting
                         "AND agent IS NOT NULL ORDER BY agent, ts, seq", (site, start * 1000, end * 1000))
     figures = kpi.report(calls(db, site, start, end), site, zone_name, first, last, settings, headsets,
                          unread(db, site, start, end), unshown(db, site, start, end))
+    if reader:
+        figures.unassembled = db.fetch("SELECT count(*) FROM calls_pending WHERE site = ?", (site,))[0][0]
     return figures, zone_from
 
 
@@ -178,6 +180,7 @@ def summary_figures(figures: Report) -> dict:
                                 for src, profile, missing in figures.unshown],
         "folded_duplicates": figures.folded, "orphans": figures.orphans, "incomplete": figures.incomplete,
         "calls_over_a_day": figures.over_a_day,
+        "unassembled_sources": figures.unassembled,
         "peak_trunks": max(figures.peak_trunks.values(), default=0),
         "busy_hour": None if busy is None else {
             "start": f"{busy.hour:02}:00", "erlangs_open_days": busy.erlangs_open_days, "open_days": busy.open_days,
@@ -219,7 +222,10 @@ def summary(figures: Report) -> list[tuple[str, str]]:
         ("Records joining no call though their PBX prints an id", str(f["orphans"])),
         ("Calls whose last record has not come yet", str(f["incomplete"])),
     ] + ([("Calls whose records say they lasted over a day (counted in traffic and trunks for their first day only)",
-           str(f["calls_over_a_day"]))] if f["calls_over_a_day"] else [])
+           str(f["calls_over_a_day"]))] if f["calls_over_a_day"] else []) + (
+        [("Sources whose latest records are not in calls yet (not counted above: the collector assembles them "
+          "within seconds; this report's user may only read)", str(f["unassembled_sources"]))]
+        if f["unassembled_sources"] else [])
 
 
 def definitions(figures: Report, zone_from: str) -> list[tuple[str, str]]:
