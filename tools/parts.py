@@ -242,9 +242,10 @@ class CollectorProcess(DaemonProcess):
     command = "collect"
 
     def __init__(self, workdir: Path, broker_url: str, database: str, mqtt: dict | None = None,
-                 kpi: dict | None = None, gateways: dict | None = None, **collector):
+                 kpi: dict | None = None, gateways: dict | None = None, privacy: dict | None = None, **collector):
         """:param mqtt: ``[mqtt]`` settings beside the URL, client id and backoff; :param kpi:
-        ``[kpi]`` settings; :param gateways: ``[gateways]``, each gateway's site."""
+        ``[kpi]`` settings; :param gateways: ``[gateways]``, each gateway's site; :param
+        privacy: ``[privacy]`` settings."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "collector.toml"
@@ -257,6 +258,8 @@ class CollectorProcess(DaemonProcess):
             lines += ["[kpi]"] + [f"{k} = {json.dumps(v)}" for k, v in kpi.items()]
         if gateways:
             lines += ["[gateways]"] + [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in gateways.items()]
+        if privacy:
+            lines += ["[privacy]"] + [f"{k} = {json.dumps(v)}" for k, v in privacy.items()]
         self.config.write_text("\n".join(lines) + "\n")
         self.proc = None
 

@@ -43,7 +43,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.central import callstore
+from gateway.central import callstore, privacy
 from gateway.central.asker import Asker
 from gateway.central.database import Database, Refused, Unavailable, Written
 from gateway.central.fleet import open_holes
@@ -159,13 +159,15 @@ class Collector:
         watchdog = self._loop.create_task(self._watchdog())
         asking = self._loop.create_task(self._ask_for_holes()) if self.settings.hole_grace else None
         assembling = self._loop.create_task(self._assemble_calls())
+        private = self._loop.create_task(self._keep_privacy()) if self.settings.privacy.active else None
         try:
             await self._write_batches()
         finally:
             watchdog.cancel()
             assembling.cancel()
-            if self._probe is not None:
-                self._probe.cancel()
+            for task in (self._probe, private):
+                if task is not None:
+                    task.cancel()
             if asking is not None:
                 asking.cancel()
             self.notifier.stopping()
@@ -405,6 +407,22 @@ class Collector:
                 log.warning("calls not assembled now (tried again in %d s): %s", ASSEMBLE_EVERY, exc)
             except Exception:  # a fault is retried, never a dead task (and a bug is told whole)
                 log.exception("calls not assembled now (tried again in %d s)", ASSEMBLE_EVERY)
+
+    async def _keep_privacy(self) -> None:
+        """At the start and every :data:`privacy.EVERY_S`, mask the numbers and empty the
+        record text that ``[privacy]`` says are due (:mod:`gateway.central.privacy`)."""
+        while True:
+            try:
+                records, calls, emptied = await self._loop.run_in_executor(
+                    self._db_thread, privacy.apply, self._db, self.settings.privacy, int(time.time() * 1000))
+                if records or calls or emptied:
+                    log.info("privacy: numbers masked in %d records and %d calls; the text of %d records emptied",
+                             records, calls, emptied)
+            except (Unavailable, Refused) as exc:
+                log.warning("privacy schedule not applied now (tried again in %d s): %s", privacy.EVERY_S, exc)
+            except Exception:  # a fault is retried, never a dead task (and a bug is told whole)
+                log.exception("privacy schedule not applied now (tried again in %d s)", privacy.EVERY_S)
+            await asyncio.sleep(privacy.EVERY_S)
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval

@@ -260,6 +260,8 @@ class Report:
     not_understood: tuple[tuple[str, str, int], ...] = ()  # (source, profile, records) the PBX printed unread
     unshown: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (source, profile, what its records do not show)
     unassembled: int = 0  # sources with records stored and not yet assembled into calls (a reader may not assemble)
+    privacy: str = ""  # how long the centre keeps personal data ([privacy], said in the definitions)
+    masked: bool = False  # numbers shown masked (pbxgw report --mask-numbers)
 
     @property
     def day_count(self) -> int:

@@ -10,6 +10,7 @@ from elsewhere), and writes the same figures as CSV for spreadsheets.
 from __future__ import annotations
 
 import base64
+import functools
 import csv
 import html
 import io
@@ -28,6 +29,7 @@ from gateway.central import callstore, kpi
 from gateway.central.calls import CALL_COLUMNS, Call
 from gateway.central.database import Database, json_value
 from gateway.central.kpi import Figures, KpiSettings, Report
+from gateway.central.privacy import PrivacySettings
 from gateway.common.printable import printable
 from gateway.common.zones import known_zone
 
@@ -130,7 +132,7 @@ def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
     are the report's, for calls.csv."""
     out.mkdir(parents=True, exist_ok=True)
     progress("writing calls.csv")
-    csvs = (_calls_csv(out / "calls.csv", calls, figures.zone), _extensions_csv(out / "extensions.csv", figures),
+    csvs = (_calls_csv(out / "calls.csv", calls, figures), _extensions_csv(out / "extensions.csv", figures),
             _intervals_csv(out / "intervals.csv", figures), _days_csv(out / "days.csv", figures),
             _numbers_csv(out / "numbers.csv", figures), _groups_csv(out / "groups.csv", figures),
             _summary_json(out / "summary.json", figures))
@@ -257,6 +259,9 @@ def definitions(figures: Report, zone_from: str) -> list[tuple[str, str]]:
                     "it, over the hour's length; the busy hour is the hour of the day with the most, averaged over "
                     "the open days (days with offered calls in business hours)"),
         ("Not shown", kpi.NOT_FROM_SMDR),
+        ("Personal data", (figures.privacy or "callers' and called numbers and the record text kept whole "
+                           "([privacy] sets how long)") + ("; this report shows numbers masked to their last 4 digits"
+                                                           if figures.masked else "")),
     ]
 
 
@@ -429,7 +434,7 @@ def _html(figures: Report, charts: list[tuple[str, bytes]], zone_from: str, csv_
                           _secs(o.talk / o.answered if o.answered else None)]])
                  + "<p>Per extension: the outbound columns of the table above.</p>")
     parts.append("<h2>Numbers called (DDI, hunt group or queue, as the PBX prints it)</h2>")
-    parts.append(_offered_table("number called", figures.numbers, figures)
+    parts.append(_offered_table("number called", figures.numbers, figures, numbers=True)
                  if figures.numbers else "<p>No call was offered in business hours.</p>")
     parts.append("<h2>Hunt groups and queues</h2>")
     unnamed = figures.total.offered - sum(f.offered for f in figures.groups.values())
@@ -485,13 +490,14 @@ def _writer(path: Path, head: list[str]):
     return fh, w
 
 
-def _calls_csv(path: Path, calls: Iterable[Call], zone_name: str) -> Path:
-    zone, utc = ZoneInfo(zone_name), ZoneInfo("UTC")
+def _calls_csv(path: Path, calls: Iterable[Call], figures: Report) -> Path:
+    zone, utc = ZoneInfo(figures.zone), ZoneInfo("UTC")
     columns = [c for c in _READ if c not in ("gw", "src", "key", "start")]
     values = operator.attrgetter(*columns)
     fh, w = _writer(path, ["start_local", "start_utc", "gw", "src", "key", *columns])
     # (csv writes None as ""; the two flags as 0 or 1 on either engine; the legs as JSON)
-    shown = {"orphan": int, "complete": int, "legs": lambda legs: orjson.dumps(legs).decode()}
+    shown = {"orphan": int, "complete": int, "legs": lambda legs: orjson.dumps(legs).decode(),
+             "caller": functools.partial(_number, figures), "called": functools.partial(_number, figures)}
     cells = [shown.get(c, lambda v: v) for c in columns]
     with fh:
         for c in calls:
@@ -539,10 +545,11 @@ def _intervals_csv(path: Path, figures: Report) -> Path:
     return path
 
 
-def _offered_table(head: str, rows: dict[str, Figures], figures: Report) -> str:
+def _offered_table(head: str, rows: dict[str, Figures], figures: Report, numbers: bool = False) -> str:
     """Offered calls in business hours by a key (number called, hunt group), busiest first."""
     return _table([head, "offered", "answered", "abandoned", "voicemail", "service level", "average speed of answer"],
-                  [[n or "(none printed)", str(f.offered), str(f.answered), str(f.abandoned), str(f.voicemail),
+                  [[(_number(figures, n) if numbers else n) or "(none printed)", str(f.offered), str(f.answered),
+                    str(f.abandoned), str(f.voicemail),
                     _pct(f.service_level(figures.settings.formula)), _secs(f.average_wait)]
                    for n, f in sorted(rows.items(), key=lambda kv: (-kv[1].offered, kv[0]))])
 
@@ -557,13 +564,21 @@ def _groups_csv(path: Path, figures: Report) -> Path:
     return path
 
 
+#: How ``pbxgw report --mask-numbers`` shows a number: its last four digits.
+READER_MASK = PrivacySettings(numbers="mask", keep_digits=4)
+
+
+def _number(figures: Report, number: str | None) -> str | None:
+    return READER_MASK.hidden(number) if figures.masked else number
+
+
 def _numbers_csv(path: Path, figures: Report) -> Path:
     """The summary's offered calls by the number they called (the DDI, hunt group or queue,
     as the PBX prints it; "" where it prints none)."""
     fh, w = _writer(path, ["called", *_FIGURE_HEAD])
     with fh:
         for number, f in sorted(figures.numbers.items()):
-            w.writerow([number, *_figure_cells(f, figures.settings.formula)])
+            w.writerow([_number(figures, number), *_figure_cells(f, figures.settings.formula)])
     return path
 
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 from gateway.central.kpi import FORMULAS, KpiSettings
+from gateway.central.privacy import PrivacySettings
 from gateway.common import mqtt
 from gateway.common import schedule
 from gateway.common.mqtt import MqttSettings, identifier
@@ -45,6 +46,7 @@ class CollectorSettings:
     kpi: KpiSettings = KpiSettings()
     #: ``[gateways]``: the site each gateway belongs to (one not named: where it was first heard).
     gateways: tuple[tuple[str, str], ...] = ()
+    privacy: PrivacySettings = PrivacySettings()
 
     @property
     def topics(self) -> list[str]:
@@ -97,10 +99,32 @@ def load(path: str | Path) -> CollectorSettings:
                                        f"messages not yet acknowledged; got {settings['batch_messages']}")
     c.done()
     gateways = _gateways(top.table("gateways"))
+    privacy = _privacy(top.table("privacy"), str(path))
     mqtt = _mqtt(top.table("mqtt"))
     kpi = _kpi(top.table("kpi"))
     top.done()
-    return CollectorSettings(path, mqtt, kpi=kpi, gateways=gateways, **settings)
+    return CollectorSettings(path, mqtt, kpi=kpi, gateways=gateways, privacy=privacy, **settings)
+
+
+def _privacy(t: Table, where: str) -> PrivacySettings:
+    """``[privacy]``: how long callers' numbers and the record text are kept (docs/central.md)."""
+    base = PrivacySettings()
+    numbers = t.take("numbers", str, base.numbers, choices=("mask", "hash"))
+    keep = t.take("keep_digits", int, base.keep_digits)
+    if not 0 <= keep <= 8:
+        raise t.fail("keep_digits", f"expected 0 to 8 (the last digits a masked number keeps); got {keep}")
+    key_file = t.take("hash_key_file", str, "")
+    if numbers == "hash" and not key_file:
+        raise t.fail("hash_key_file", "expected a file holding a secret key (numbers = \"hash\" keys its hash with "
+                                      "it, so that no one without it can reverse a hash); got none")
+    settings = PrivacySettings(numbers_after=duration(t, "numbers_after", base.numbers_after), numbers=numbers,
+                               keep_digits=keep, raw_after=duration(t, "raw_after", base.raw_after),
+                               hash_key=mqtt.read_secret(where, "privacy.hash_key_file", key_file).encode()
+                               if key_file else b"")
+    if numbers == "hash" and len(settings.hash_key) < 16:
+        raise t.fail("hash_key_file", "expected a key of 16 characters or more")
+    t.done()
+    return settings
 
 
 def _gateways(t: Table) -> tuple[tuple[str, str], ...]:

@@ -35,6 +35,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="first", type=_date, required=True, metavar="DATE", help="first day, YYYY-MM-DD")
     p.add_argument("--to", dest="last", type=_date, metavar="DATE", help="last day, YYYY-MM-DD (default: --from)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to write into (made if missing)")
+    p.add_argument("--mask-numbers", action="store_true",
+                   help="show callers' and called numbers masked to their last 4 digits (for readers who need none)")
     p.set_defaults(run=run)
 
 
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if site not in sites:
             raise GatewayError(f"no record of site {site!r} is stored; sites: {known}")
         figures, zone_from = report.build(db, site, args.first, last, config.kpi, progress)
+        figures.privacy, figures.masked = config.privacy.described(), args.mask_numbers
         start, end = local_range(args.first, last, ZoneInfo(figures.zone))
         with closing(report.calls(db, site, start, end)) as calls:  # (its read ends before the database closes)
             try:

@@ -130,3 +130,26 @@ def test_a_central_command_without_the_central_extra_says_how_to_install_it(tmp_
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 69 and "pip install 'pbxgw[central]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("privacy, key, message", [
+    ('numbers = "blur"', "privacy.numbers", "expected one of"),
+    ("keep_digits = 9", "privacy.keep_digits", "expected 0 to 8"),
+    ('numbers = "hash"', "privacy.hash_key_file", "expected a file holding a secret key"),
+    ('numbers_after = "soon"', "privacy.numbers_after", "expected a duration"),
+    ('numbers = "hash"\nhash_key_file = "/nonexistent/key"', "privacy.hash_key_file", "cannot read"),
+])
+def test_a_privacy_mistake_names_its_key(tmp_path, privacy, key, message):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, f"[privacy]\n{privacy}\n")
+    assert info.value.key == key and message in info.value.message
+
+
+def test_privacy_reads_its_schedule_and_its_key(tmp_path):
+    key = tmp_path / "numbers.key"
+    key.write_text("a secret of sixteen+ characters\n")
+    s = load(tmp_path, f'[privacy]\nnumbers_after = "90d"\nraw_after = "365d"\nnumbers = "hash"\n'
+                       f'hash_key_file = "{key}"\n').privacy
+    assert (s.numbers_after, s.raw_after, s.numbers, s.hash_key) == (90 * 86400, 365 * 86400, "hash",
+                                                                      b"a secret of sixteen+ characters")
+    assert not load(tmp_path, "").privacy.active
