@@ -43,13 +43,13 @@ def samples() -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def month(records: int, seed: int = 1) -> list[list[dict]]:
-    """About ``records`` call events over 30 days, weekdays busier, in batches of 100."""
+def month(records: int, seed: int = 1, days: int = 30) -> list[list[dict]]:
+    """About ``records`` call events over ``days`` days from FIRST, weekdays busier, in batches of 100."""
     rnd = random.Random(seed)
     sample = samples()
     per_call = sum(share * (2 if kind == "transferred" else 1) for kind, share in MIX)
     calls = int(records / per_call)
-    days = [FIRST + timedelta(days=d) for d in range(30)]
+    days = [FIRST + timedelta(days=d) for d in range(days)]
     weights = [1.0 if d.weekday() < 5 else 0.25 for d in days]
     events, seq = [], 0
     for n in range(calls):

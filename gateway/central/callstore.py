@@ -2,12 +2,20 @@
 
 Each batch the collector writes marks, in its own transaction, the span of starts of
 each source's call records in ``calls_pending`` (:meth:`Database._calls_pending`).
-:func:`refresh` takes those spans a day at a time: it reads the records of the span and
-of a margin either side (``window`` + :data:`LONGEST_CALL`, where records of one call
-can be), assembles them (:func:`gateway.central.calls.assemble`), and replaces the calls
-that share a record with a call touching the span. A late or replayed record thus
-re-assembles its call, and a record stored twice changes nothing. The collector runs it
-every few seconds; ``pbxgw report`` runs it before it reads.
+:func:`refresh` takes those spans a piece at a time, at most :data:`PIECE_RECORDS` records
+(and :data:`PIECE` seconds) a piece: it reads the records of the piece and those of a
+margin either side (``window`` + :data:`LONGEST_CALL`, where records of one call can be)
+that may be in a call with them, assembles them (:func:`gateway.central.calls.assemble`),
+and replaces the calls that share a record with a call touching the piece. A late or
+replayed record thus re-assembles its call, and a record stored twice changes nothing.
+
+Records of one call share their join fields (``callid``), or their line (``trunk``): where
+a profile joins by columns, the margin's
+records are read only where they share one of those with the piece's, so that one new
+record costs a few rows, not the hours around it. Where it joins by vendor fields, or
+where a call stored before holds a record the piece did not read (rules that changed),
+the whole margin is read, as the rules demand. The collector runs it every few seconds;
+``pbxgw report`` runs it before it reads.
 """
 
 from __future__ import annotations
@@ -29,9 +37,14 @@ from gateway.smdr.profile import Assembly
 #: one comes.
 LONGEST_CALL = 4 * 3600
 log = logging.getLogger("pbxgw.collect")
-#: Seconds of pending records assembled in one transaction (bounds memory and lock time;
-#: the margins either side are read again by the next piece).
+#: Seconds of pending records assembled in one transaction, at most (bounds lock time; the
+#: margins either side are read again by the next piece) ...
 PIECE = 2 * 86400
+#: ... and records, at most (bounds memory: a busy site's day of backlog is many pieces).
+#: Records that start in one second are one piece, however many.
+PIECE_RECORDS = 10_000
+#: Values in one ``IN (...)`` list.
+_IN_CHUNK = 500
 
 _RECORD_COLUMNS = ("gw", "src", "site", "stream", "seq", "rx", "profile", "start", "ring", "dur", "dir", "ext",
                    "trunk", "caller", "called", "disp", "callid", "x", "raw")
@@ -94,7 +107,7 @@ def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
                 if pending is None:
                     break
                 site, low, high = pending
-                top = min(high, low + PIECE)
+                top = _piece_top(db, cur, gw, src, site, low, min(high, low + PIECE))
                 written += _assemble_span(db, cur, assemblies, gw, src, site, low, top)
                 done += 1
                 if top >= high:
@@ -105,19 +118,61 @@ def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
     return written, not db.fetch("SELECT 1 FROM calls_pending LIMIT 1")
 
 
+def _piece_top(db: Database, cur: Any, gw: str, src: str, site: str, low: int, top: int) -> int:
+    """The last start of a piece from ``low``: ``top``, or sooner when more than
+    :data:`PIECE_RECORDS` records start before it."""
+    cur.execute(db._sql("SELECT start FROM events WHERE site = ? AND start BETWEEN ? AND ? AND gw = ? AND src = ? "
+                        f"AND kind = 'call' ORDER BY start LIMIT 1 OFFSET {PIECE_RECORDS}"), (site, low, top, gw, src))
+    row = cur.fetchone()
+    return top if row is None else max(low, row[0] - 1)
+
+
 def _assemble_span(db: Database, cur: Any, assemblies: Assemblies, gw: str, src: str, site: str, low: int,
                    high: int) -> int:
     """Re-assemble the calls of one source that have a record starting in ``low..high``."""
     assembly_of = functools.partial(assemblies.of, gw)
-    margin = _margin(db, cur, assembly_of, gw, src, site, low, high)
+    margin, names = _margin(db, cur, assembly_of, gw, src, site, low, high)
     # A call starts at most a margin before its last record, and that record's own call
     # (stored before this one came) may start a margin before it again.
-    records = _records(db, cur, assembly_of, gw, src, site, low - 2 * margin, high + margin)
+    wide = (low - 2 * margin, high + margin)
+    keys = _key_columns(assembly_of, names)
+    if keys is not None:
+        records = _records(db, cur, assembly_of, gw, src, site, low, high)
+        records += _neighbours(db, cur, assembly_of, gw, src, site, wide, (low, high), keys, records)
+        found, stored = _found_and_stored(db, cur, assembly_of, gw, src, records, wide)
+        if found is not None:
+            return _replace(db, cur, assembly_of, gw, src, low, high, found, stored)
+    records = _records(db, cur, assembly_of, gw, src, site, *wide)
+    found, stored = _found_and_stored(db, cur, assembly_of, gw, src, records, wide, whole=True)
+    return _replace(db, cur, assembly_of, gw, src, low, high, found, stored)
+
+
+def _found_and_stored(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str,
+                      records: list[dict], wide: tuple[int, int], whole: bool = False):
+    """The chains of ``records`` and the stored calls sharing a record with them (key ->
+    its records); ``(None, None)`` when a stored call holds records not among them and the
+    margin was not read ``whole`` (its records must be read to be assembled again)."""
     by_profile: dict[str, list[dict]] = {}
     for r in records:
         by_profile.setdefault(r["profile"], []).append(r)
     found = [(chain, name) for name, rs in by_profile.items() for chain in chains(rs, assembly_of(name))]
-    stored = _stored_calls(db, cur, gw, src, low - 2 * margin, high + margin)
+    read = {(r["stream"], r["seq"]) for r in records}
+    stored = {}
+    # A stored call holding a record read has its last start at or after that record's:
+    # only such calls are read (all of the margin's when it was read whole).
+    since = min((r["start"] for r in records), default=wide[0])
+    for key, recs in _stored_calls(db, cur, gw, src, *wide,
+                                   ("", ()) if whole else (" AND last_start >= ?", (since,))).items():
+        if not read.isdisjoint(recs):
+            if not whole and not read.issuperset(recs):
+                return None, None
+            stored[key] = recs
+    return found, stored
+
+
+def _replace(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, low: int,
+             high: int, found: list, stored: dict[str, list[tuple]]) -> int:
+    """Write the calls touching ``low..high`` in place of the stored ones they share records with."""
     # The calls to write: those touching the span and then, as long as any are found,
     # those sharing a record with a stored call that shares one with a call to write.
     owner = {(r["stream"], r["seq"]): i for i, (chain, _) in enumerate(found) for r in (*chain.records, *chain.folded)}
@@ -142,19 +197,66 @@ def _assemble_span(db: Database, cur: Any, assemblies: Assemblies, gw: str, src:
     return len(calls)
 
 
+def _key_columns(assembly_of: Callable[[str], Assembly], names: list[str]) -> tuple[str, ...] | None:
+    """The columns records of one call share, under each of these profiles' rules (none:
+    each record is a call of its own); None when a rule joins by a vendor field."""
+    columns: set[str] = set()
+    for name in names:
+        a = assembly_of(name)
+        columns.update(a.join or ((a.line,) if a.line else ()))
+    if any(c not in _RECORD_COLUMNS or c.startswith("x.") for c in columns):
+        return None
+    return tuple(sorted(columns))
+
+
+def _neighbours(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, site: str,
+                wide: tuple[int, int], span: tuple[int, int], keys: tuple[str, ...], records: list[dict]) -> list[dict]:
+    """The records of the margin ``wide`` (less the ``span`` read already) that share a key
+    column with ``records``: picked out by the database when they are a few; else the
+    margin's keys are scanned (a few columns a row), then only the records that share one
+    are read whole. (A record printed twice starts when its first print does: both are in
+    the span.)"""
+    wanted = [{r[column] for r in records} - {None, ""} for column in keys]
+    if not any(wanted):
+        return []
+    if sum(map(len, wanted)) <= _IN_CHUNK:  # a few (a live pass): the database picks them out
+        condition = " OR ".join(f"{column} IN ({', '.join('?' * len(w))})" for column, w in zip(keys, wanted) if w)
+        return _records(db, cur, assembly_of, gw, src, site, *wide,
+                        also=(f" AND NOT start BETWEEN ? AND ? AND ({condition})",
+                              (*span, *(v for w in wanted for v in sorted(w)))))
+    cur.execute(db._sql(f"SELECT stream, seq, {', '.join(keys)} FROM events WHERE site = ? AND start BETWEEN ? AND ? "
+                        "AND gw = ? AND src = ? AND kind = 'call' AND NOT start BETWEEN ? AND ?"),
+                (site, *wide, gw, src, *span))
+    hits: dict[str, list[int]] = {}
+    while rows := cur.fetchmany(5000):
+        for stream, seq, *values in rows:
+            if any(v in w for v, w in zip(values, wanted)):
+                hits.setdefault(stream, []).append(seq)
+    out = []
+    for stream, seqs in hits.items():
+        for i in range(0, len(seqs), _IN_CHUNK):
+            chunk = seqs[i:i + _IN_CHUNK]
+            out += _records(db, cur, assembly_of, gw, src, site, *wide,
+                            also=(f" AND stream = ? AND seq IN ({', '.join('?' * len(chunk))})", (stream, *chunk)))
+    return out
+
+
 def _margin(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, site: str, low: int,
-            high: int) -> int:
-    """How far apart records of one call can start: its profiles' window plus
-    :data:`LONGEST_CALL`."""
+            high: int) -> tuple[int, list[str]]:
+    """How far apart records of one call can start (its profiles' window plus
+    :data:`LONGEST_CALL`), and the profiles of the records in ``low..high``."""
     cur.execute(db._sql("SELECT DISTINCT profile FROM events WHERE site = ? AND start BETWEEN ? AND ? "
                         "AND gw = ? AND src = ? AND kind = 'call'"), (site, low, high, gw, src))
-    return max((assembly_of(name).window for (name,) in cur.fetchall()), default=0) + LONGEST_CALL
+    names = [name for (name,) in cur.fetchall()]
+    return max((assembly_of(name).window for name in names), default=0) + LONGEST_CALL, names
 
 
 def _records(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, site: str, low: int,
-             high: int) -> list[dict]:
+             high: int, also: tuple[str, tuple] = ("", ())) -> list[dict]:
+    """The call records of a source starting in ``low..high`` (and meeting ``also``: a
+    condition and its values)."""
     cur.execute(db._sql(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM events WHERE site = ? AND start BETWEEN ? AND ? "
-                        "AND gw = ? AND src = ? AND kind = 'call'"), (site, low, high, gw, src))
+                        f"AND gw = ? AND src = ? AND kind = 'call'{also[0]}"), (site, low, high, gw, src, *also[1]))
     out = []
     for row in cur.fetchall():
         r = dict(zip(_RECORD_COLUMNS, row))
@@ -174,10 +276,12 @@ def _x_fields(a: Assembly) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f[2:] for f in named if f.startswith("x.")))
 
 
-def _stored_calls(db: Database, cur: Any, gw: str, src: str, low: int, high: int) -> dict[str, list[tuple]]:
-    """The stored calls of a source starting in ``low..high``: key -> its records."""
-    cur.execute(db._sql("SELECT key, records FROM calls WHERE gw = ? AND src = ? AND start BETWEEN ? AND ?"),
-                (gw, src, low, high))
+def _stored_calls(db: Database, cur: Any, gw: str, src: str, low: int, high: int,
+                  also: tuple[str, tuple] = ("", ())) -> dict[str, list[tuple]]:
+    """The stored calls of a source starting in ``low..high`` (and meeting ``also``): key ->
+    its records."""
+    cur.execute(db._sql("SELECT key, records FROM calls WHERE gw = ? AND src = ? AND start BETWEEN ? AND ?"
+                        + also[0]), (gw, src, low, high, *also[1]))
     return {key: [tuple(r) for r in json_value(recs)]
             for key, recs in cur.fetchall()}
 

@@ -212,3 +212,49 @@ def test_announced_rules_that_do_not_read_fall_back_and_are_checked_as_a_profile
     caplog.clear()
     callstore.refresh(db)
     assert "do not read" not in caplog.text  # once, not at every refresh
+
+
+def test_a_backlog_is_assembled_in_pieces_of_records_and_comes_out_as_in_one(db, monkeypatch):
+    monkeypatch.setattr(callstore, "PIECE_RECORDS", 7)  # (a busy site's day, in miniature)
+    records = a_day()
+    db.write(batch(records))
+    pieces = 1
+    while not callstore.refresh(db, 1)[1]:
+        pieces += 1
+    assert pieces >= len(records) // 7
+    assert normal(stored_calls(db)) == normal(one_shot(records))
+
+
+def test_a_late_record_joins_its_call_from_hours_before_without_the_hours_between_being_read(db, monkeypatch):
+    """Records of one call share their callid: the margin is read only where they do."""
+    early = [segment(1, 7, NOON, "201", 1, 5, 30)]
+    others = [segment(n, 100 + n, NOON + 60 * n, "205", 0, 3, 20) for n in range(2, 40)]
+    late = segment(40, 7, NOON + 5400, "202", 0, 4, 40)  # (1 h 30 after: within IP Office's window of 2 h)
+    db.write(batch(early + others))
+    callstore.refresh(db)
+    read = []
+    original = callstore._records
+    monkeypatch.setattr(callstore, "_records", lambda *a, **k: read.extend(rows := original(*a, **k)) or rows)
+    db.write(batch([late]))
+    callstore.refresh(db)
+    assert sorted(r["seq"] for r in read) == [1, 40]
+    assert normal(stored_calls(db)) == normal(one_shot(early + others + [late]))
+
+
+def test_a_stored_call_holding_records_the_keys_did_not_read_makes_the_whole_margin_read(db):
+    """A call stored under other rules (here: by trunk) may hold records of another
+    callid: its records must all be read again, or one would lose its call."""
+    from gateway.central.calls import assemble as assemble_by
+    from gateway.smdr.profile import Assembly
+
+    a, b = segment(1, 7, NOON, "201", 1, 5, 30), segment(2, 8, NOON + 60, "202", 0, 4, 40)
+    db.write(batch([a, b]))
+    with db.transaction() as cur:
+        cur.execute("DELETE FROM calls_pending")
+        callstore._insert(db, cur, assemble_by([{**r, "site": "hq"} for r in (a, b)],
+                                               Assembly(join=("trunk",), window=7200), "avaya-ipo"))
+    assert len(stored_calls(db)) == 1  # (both records, one call, as the other rules made it)
+    late = segment(3, 7, NOON + 30, "203", 0, 3, 50)
+    db.write(batch([late]))
+    callstore.refresh(db)
+    assert normal(stored_calls(db)) == normal(one_shot([a, b, late]))
