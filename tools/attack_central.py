@@ -145,37 +145,25 @@ def huge_seq(work: Path, broker: Broker) -> str:
     return figures
 
 
-def nil_flood(work: Path, broker: Broker) -> str:
+def flood(work: Path, broker: Broker, payload: bytes, count: int, qos: int) -> str:
+    """``count`` messages of ``payload`` on a gateway's calls topic, then a good call: what
+    was kept, what it cost, and when the good call was stored."""
     centre = Centre(work, broker)
     attacker = Attacker(broker)
-    message = msgpack.packb([None] * (256 * 1024 - 5))  # 256 KiB of nils: a gateway's own batch_bytes
-    count = (12 * 1024 * 1024 + 512 * 1024) // len(message)
-    for _ in range(count):
-        attacker.send("calls", message)
-    attacker.send("calls", [call(1)])
-    waited = centre.watch(lambda: centre.count("SELECT count(*) FROM events") >= 1, 300)
-    attacker.close()
-    figures = (f"{count} messages, {count * len(message) / 2**20:.1f} MiB: {centre.refused()}, "
-               f"database {centre.database_mib():.1f} MiB, "
-               f"peak RSS {centre.peak:.0f} MiB, canary after {waited:.1f} s")
-    centre.stop()
-    return figures
-
-
-def large_payloads(work: Path, broker: Broker, count: int, size: int, qos: int) -> str:
-    centre = Centre(work, broker)
-    attacker = Attacker(broker)
-    payload = msgpack.packb([{"raw": "x" * (size - 64)}])
     for _ in range(count):
         attacker.send("calls", payload, qos=qos)
     attacker.send("calls", [call(1)])
     waited = centre.watch(lambda: centre.count("SELECT count(*) FROM events") >= 1, 600)
     attacker.close()
-    figures = (f"{count} x {size / 2**20:.0f} MB at QoS {qos}: {centre.refused()}, "
-               f"database {centre.database_mib():.1f} MiB, "
-               f"peak RSS {centre.peak:.0f} MiB, canary after {waited:.1f} s")
+    figures = (f"{count} x {len(payload) / 2**20:.2f} MiB at QoS {qos}: {centre.refused()}, "
+               f"database {centre.database_mib():.1f} MiB, peak RSS {centre.peak:.0f} MiB, "
+               f"canary after {waited:.1f} s")
     centre.stop()
     return figures
+
+
+#: 256 KiB of msgpack nils (a gateway's own batch_bytes), 12.5 MiB of them in all.
+NILS = msgpack.packb([None] * (256 * 1024 - 5))
 
 
 def forged_reply(work: Path, broker: Broker) -> str:
@@ -246,9 +234,9 @@ def stored_state(work: Path, broker: Broker) -> str:
 ATTACKS = {
     "poison": poison,
     "huge-seq": huge_seq,
-    "nil-flood": nil_flood,
-    "large-qos1": lambda work, broker: large_payloads(work, broker, 40, 10 * 2**20, 1),
-    "large-qos0": lambda work, broker: large_payloads(work, broker, 400, 2**20, 0),
+    "nil-flood": lambda work, broker: flood(work, broker, NILS, 50, 1),
+    "large-qos1": lambda work, broker: flood(work, broker, msgpack.packb([{"raw": "x" * (10 * 2**20 - 64)}]), 40, 1),
+    "large-qos0": lambda work, broker: flood(work, broker, msgpack.packb([{"raw": "x" * (2**20 - 64)}]), 400, 0),
     "forged-reply": forged_reply,
     "cross-site": cross_site,
     "stored-state": stored_state,

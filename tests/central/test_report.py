@@ -258,26 +258,31 @@ def test_an_out_directory_that_cannot_be_written_is_said(site, tmp_path):
     assert run.returncode == 1 and b"cannot write into" in run.stderr and b"Traceback" not in run.stderr
 
 
+def monday_report(tmp_path, database_url: str, zone: str, calls: list[dict]):
+    """``pbxgw report`` of the Monday, over a site whose gateway names ``zone`` and sent
+    ``calls``: the finished process (its output in ``tmp_path / "out"``)."""
+    db = Database.open(database_url)
+    db.migrate()
+    send(db, "status", to_wire(StatusEvent(gw="gw-1", site="hq", state="online", boot=1, rx=1, version="t",
+                                           sources=[{"name": "pbx", "profile": "avaya-ipo", "timezone": zone}])))
+    send(db, "calls", calls)
+    db.close()
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[collector]\ndatabase = "{database_url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n')
+    return pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-09", "--out",
+                 str(tmp_path / "out"), timeout=120)
+
+
 FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)",
             "\t=1+1", "\r=1+1"]
 
 
 def test_text_a_spreadsheet_would_run_is_written_as_text_and_numbers_are_left_alone(tmp_path, database_url):
     """Anyone who can dial or name an extension writes the CSVs' text (OWASP, CSV injection)."""
-    db = Database.open(database_url)
-    db.migrate()
-    send(db, "status", to_wire(StatusEvent(gw="gw-1", site="hq", state="online", boot=1, rx=1, version="t",
-                                           sources=[{"name": "pbx", "profile": "avaya-ipo",
-                                                     "timezone": "Europe/Paris"}])))
     calls = [segment(n + 1, n + 1, at(PARIS_MONDAY, 9, n), text, 0, 5, 60) for n, text in enumerate(FORMULAS)]
     calls += [{**segment(9, 9, at(PARIS_MONDAY, 10, 0), "201", 0, 5, 60), "caller": "+441234567"},
               {**segment(10, 10, at(PARIS_MONDAY, 10, 5), "202", 0, 5, 60), "caller": "=1+1", "called": "@x"}]
-    send(db, "calls", calls)
-    db.close()
-    config = tmp_path / "collector.toml"
-    config.write_text(f'[collector]\ndatabase = "{database_url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n')
-    made = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-09", "--out",
-                 str(tmp_path / "out"), timeout=120)
+    made = monday_report(tmp_path, database_url, "Europe/Paris", calls)
     assert made.returncode == 0, made.stderr
     cells = [cell for name in ("calls.csv", "extensions.csv", "numbers.csv")
              for row in csv.reader((tmp_path / "out" / name).open(newline="")) for cell in row]
@@ -294,17 +299,8 @@ def test_a_cell_is_neutralised_only_when_it_would_start_a_formula(value, shown):
 
 
 def test_a_zone_no_calendar_knows_in_a_status_is_said_and_the_report_made_in_utc(tmp_path, database_url):
-    db = Database.open(database_url)
-    db.migrate()
-    send(db, "status", to_wire(StatusEvent(gw="gw-1", site="hq", state="online", boot=1, rx=1, version="t",
-                                           sources=[{"name": "pbx", "profile": "avaya-ipo",
-                                                     "timezone": "../../../etc/passwd"}])))
-    send(db, "calls", [segment(1, 1, at(PARIS_MONDAY, 9, 0), "201", 0, 5, 60)])
-    db.close()
-    config = tmp_path / "collector.toml"
-    config.write_text(f'[collector]\ndatabase = "{database_url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n')
-    made = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-09", "--out",
-                 str(tmp_path / "out"), timeout=120)
+    made = monday_report(tmp_path, database_url, "../../../etc/passwd",
+                         [segment(1, 1, at(PARIS_MONDAY, 9, 0), "201", 0, 5, 60)])
     assert made.returncode == 0 and b"Traceback" not in made.stderr, made.stderr
     page = (tmp_path / "out" / "report.html").read_text()
     assert "UTC, from its gateways&#x27; status names no known zone (../../../etc/passwd): UTC" in page
