@@ -43,7 +43,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.central import callstore, privacy
+from gateway.central import callstore, retention
 from gateway.central.asker import Asker
 from gateway.central.database import Database, Refused, Unavailable, Written
 from gateway.central.fleet import open_holes
@@ -409,20 +409,20 @@ class Collector:
                 log.exception("calls not assembled now (tried again in %d s)", ASSEMBLE_EVERY)
 
     async def _keep_privacy(self) -> None:
-        """At the start and every :data:`privacy.EVERY_S`, mask the numbers and empty the
-        record text that ``[privacy]`` says are due (:mod:`gateway.central.privacy`)."""
+        """At the start and every :data:`retention.EVERY_S`, mask the numbers and empty the
+        record text that ``[privacy]`` says are due (:mod:`gateway.central.retention`)."""
         while True:
             try:
                 records, calls, emptied = await self._loop.run_in_executor(
-                    self._db_thread, privacy.apply, self._db, self.settings.privacy, int(time.time() * 1000))
+                    self._db_thread, retention.apply, self._db, self.settings.privacy, int(time.time() * 1000))
                 if records or calls or emptied:
                     log.info("privacy: numbers masked in %d records and %d calls; the text of %d records emptied",
                              records, calls, emptied)
             except (Unavailable, Refused) as exc:
-                log.warning("privacy schedule not applied now (tried again in %d s): %s", privacy.EVERY_S, exc)
+                log.warning("privacy schedule not applied now (tried again in %d s): %s", retention.EVERY_S, exc)
             except Exception:  # a fault is retried, never a dead task (and a bug is told whole)
-                log.exception("privacy schedule not applied now (tried again in %d s)", privacy.EVERY_S)
-            await asyncio.sleep(privacy.EVERY_S)
+                log.exception("privacy schedule not applied now (tried again in %d s)", retention.EVERY_S)
+            await asyncio.sleep(retention.EVERY_S)
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval

@@ -7,7 +7,7 @@ import csv
 import msgpack
 import pytest
 
-from gateway.central import callstore, privacy
+from gateway.central import callstore, retention
 from gateway.central.database import Database
 from gateway.central.ingest import Rows
 from gateway.central.privacy import PrivacySettings
@@ -54,7 +54,7 @@ def test_what_is_due_is_masked_in_records_their_text_and_their_calls_and_nothing
     db.migrate()
     try:
         store(db, [90, 45, 10])
-        assert privacy.apply(db, MASK, NOW_MS) == (2, 2, 1)
+        assert retention.apply(db, MASK, NOW_MS) == (2, 2, 1)
         events = db.fetch("SELECT seq, caller, called, raw FROM events ORDER BY seq")
         assert [(seq, caller, called) for seq, caller, called, _ in events] == [
             (1, "•0001", "•6789"), (2, "•0002", "•6789"), (3, "0912000003", "0223456789")]
@@ -63,7 +63,7 @@ def test_what_is_due_is_masked_in_records_their_text_and_their_calls_and_nothing
         assert "0912000003" in events[2][3]  # (10 days: not due)
         calls = db.fetch("SELECT caller, called FROM calls ORDER BY start")
         assert calls == [("•0001", "•6789"), ("•0002", "•6789"), ("0912000003", "0223456789")]
-        assert privacy.apply(db, MASK, NOW_MS) == (0, 0, 0)  # (nothing is masked twice)
+        assert retention.apply(db, MASK, NOW_MS) == (0, 0, 0)  # (nothing is masked twice)
     finally:
         db.close()
 
