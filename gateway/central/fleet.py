@@ -26,10 +26,14 @@ def fleet(db: Database, now_ms: int) -> list[dict[str, Any]]:
         restarts = db.fetch("SELECT count(*) FROM boots WHERE gw = ? AND rx >= ?", (gw, now_ms - DAY_MS))[0][0]
         kept, dropped = db.fetch("SELECT COALESCE(SUM(kept), 0), COALESCE(SUM(dropped), 0) FROM rejected_counts "
                                  "WHERE gw = ? AND hour >= ?", (gw, (now_ms - DAY_MS) // HOUR_MS))[0]
+        elsewhere, latest = db.fetch(
+            "SELECT count(*), max(received_at) FROM rejected WHERE received_at >= ? AND reason LIKE ? ESCAPE '!'",
+            (now_ms - DAY_MS, f"gateway {_like(gw)} belongs to site %"))[0]
         out.append({
             "gw": gw, "site": site, "state": state, "since": since, "version": version, "boot": boot,
             "starts_last_day": restarts, "last_seen": last_seen,
             "refused_last_day": int(kept) + int(dropped), "refused_not_kept_last_day": int(dropped),
+            "under_another_site_last_day": elsewhere, "under_another_site_latest": latest,
             "queue_depth": (metrics.get("queue") or {}).get("depth") if isinstance(metrics, dict) else None,
             "sources": [_source(db, gw, src, kind, announced.get(src) or {}, now_ms)
                         for src, kind in db.fetch("SELECT DISTINCT src, kind FROM sources WHERE gw = ? ORDER BY src",
@@ -94,6 +98,11 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
 
 #: How a gateway's gap reasons begin for what a damaged queue may have held (docs/events.md).
 DAMAGED = "queue damaged"
+
+
+def _like(text: str) -> str:
+    """``text`` matched as it is by LIKE ... ESCAPE '!' (a gateway id may hold ``_``)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _numbered(db: Database, gw: str, src: str) -> dict[str, int]:
@@ -179,6 +188,10 @@ def text(gateways: list[dict[str, Any]], now_ms: int) -> str:
                      f"{printable(g['version'] or '?')}, boot {g['boot'] or '?'} "
                      f"({g['starts_last_day']} start(s) in the last day){queue}, last heard "
                      f"{_ago(g['last_seen'], now_ms)}")
+        if g["under_another_site_last_day"]:
+            lines.append(f"  ALARM: {g['under_another_site_last_day']} messages of {printable(g['gw'])} under another "
+                         f"site in the last day (the latest {_when(g['under_another_site_latest'])}): stolen "
+                         "credentials, or a gateway moved (say so in [gateways]); refused, kept in rejected")
         for s in g["sources"]:
             alarms = "; ".join(f"{printable(a['alarm'])} active since {_when(a['active_since'])}" if "active_since" in a
                                else f"{printable(a['alarm'])} cleared at {_when(a['cleared_at'])}"

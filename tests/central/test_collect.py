@@ -164,6 +164,8 @@ def test_a_gateways_messages_under_another_site_are_refused_and_its_site_stays(
     assert stored.db.fetch("SELECT DISTINCT site FROM events") == [("lab",)] and stored.count() == 20
     assert stored.db.fetch("SELECT site FROM gateways") == [("lab",)]
     assert collector.log_text().count("belongs to site lab") == 1  # (said once a site)
+    shown = pbxgw("fleet", "--config", str(collector.config))
+    assert "  ALARM: 3 messages of gw-test under another site in the last day" in shown.stdout.decode()
 
 
 def test_a_retained_poison_status_is_refused_once_and_what_comes_after_it_is_stored(
