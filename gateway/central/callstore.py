@@ -212,33 +212,25 @@ def _key_columns(assembly_of: Callable[[str], Assembly], names: list[str]) -> tu
 def _neighbours(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, site: str,
                 wide: tuple[int, int], span: tuple[int, int], keys: tuple[str, ...], records: list[dict]) -> list[dict]:
     """The records of the margin ``wide`` (less the ``span`` read already) that share a key
-    column with ``records``: picked out by the database when they are a few; else the
-    margin's keys are scanned (a few columns a row), then only the records that share one
-    are read whole. (A record printed twice starts when its first print does: both are in
-    the span.)"""
-    wanted = [{r[column] for r in records} - {None, ""} for column in keys]
-    if not any(wanted):
+    column with ``records``, picked out by the database: by a list of values when they are
+    a few (a live pass), else through a temporary table of them (a backlog's piece). (A
+    record printed twice starts when its first print does: both are in the span.)"""
+    wanted = {column: sorted({r[column] for r in records} - {None, ""}) for column in keys}
+    wanted = {column: values for column, values in wanted.items() if values}
+    if not wanted:
         return []
-    if sum(map(len, wanted)) <= _IN_CHUNK:  # a few (a live pass): the database picks them out
-        condition = " OR ".join(f"{column} IN ({', '.join('?' * len(w))})" for column, w in zip(keys, wanted) if w)
-        return _records(db, cur, assembly_of, gw, src, site, *wide,
-                        also=(f" AND NOT start BETWEEN ? AND ? AND ({condition})",
-                              (*span, *(v for w in wanted for v in sorted(w)))))
-    cur.execute(db._sql(f"SELECT stream, seq, {', '.join(keys)} FROM events WHERE site = ? AND start BETWEEN ? AND ? "
-                        "AND gw = ? AND src = ? AND kind = 'call' AND NOT start BETWEEN ? AND ?"),
-                (site, *wide, gw, src, *span))
-    hits: dict[str, list[int]] = {}
-    while rows := cur.fetchmany(5000):
-        for stream, seq, *values in rows:
-            if any(v in w for v, w in zip(values, wanted)):
-                hits.setdefault(stream, []).append(seq)
-    out = []
-    for stream, seqs in hits.items():
-        for i in range(0, len(seqs), _IN_CHUNK):
-            chunk = seqs[i:i + _IN_CHUNK]
-            out += _records(db, cur, assembly_of, gw, src, site, *wide,
-                            also=(f" AND stream = ? AND seq IN ({', '.join('?' * len(chunk))})", (stream, *chunk)))
-    return out
+    if sum(map(len, wanted.values())) <= _IN_CHUNK:
+        condition = " OR ".join(f"{column} IN ({', '.join('?' * len(values))})" for column, values in wanted.items())
+        values = tuple(v for vs in wanted.values() for v in vs)
+    else:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS pbxgw_wanted (col TEXT NOT NULL, value TEXT NOT NULL)")
+        cur.execute("DELETE FROM pbxgw_wanted")
+        cur.executemany(db._sql("INSERT INTO pbxgw_wanted VALUES (?, ?)"),
+                        [(column, v) for column, vs in wanted.items() for v in vs])
+        condition = " OR ".join(f"{column} IN (SELECT value FROM pbxgw_wanted WHERE col = ?)" for column in wanted)
+        values = tuple(wanted)
+    return _records(db, cur, assembly_of, gw, src, site, *wide,
+                    also=(f" AND NOT start BETWEEN ? AND ? AND ({condition})", (*span, *values)))
 
 
 def _margin(db: Database, cur: Any, assembly_of: Callable[[str], Assembly], gw: str, src: str, site: str, low: int,

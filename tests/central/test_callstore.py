@@ -214,8 +214,10 @@ def test_announced_rules_that_do_not_read_fall_back_and_are_checked_as_a_profile
     assert "do not read" not in caplog.text  # once, not at every refresh
 
 
-def test_a_backlog_is_assembled_in_pieces_of_records_and_comes_out_as_in_one(db, monkeypatch):
+@pytest.mark.parametrize("listed", [500, 2])  # (a piece's keys listed, or through a temporary table)
+def test_a_backlog_is_assembled_in_pieces_of_records_and_comes_out_as_in_one(db, monkeypatch, listed):
     monkeypatch.setattr(callstore, "PIECE_RECORDS", 7)  # (a busy site's day, in miniature)
+    monkeypatch.setattr(callstore, "_IN_CHUNK", listed)
     records = a_day()
     db.write(batch(records))
     pieces = 1
