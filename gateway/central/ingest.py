@@ -305,7 +305,7 @@ def problem(event: Any, kind: str, gw: str) -> str:
     if "\0" in "".join(filter(None, map(event.get, _TEXTS[kind]))):  # (each a str or None by now)
         return "text with a NUL character"
     for key in _NESTED[kind]:  # (a call's x is checked as its JSON is made: see Rows._row)
-        if too_deep(event.get(key), MAX_DEPTH - 2):
+        if too_deep(event.get(key), MAX_DEPTH - 2):  # (the batch and the event are the first two levels)
             return f"{key!r}: arrays and maps nested more than {MAX_DEPTH} deep"
         reason = "" if key == "x" else _unstorable(event.get(key))
         if reason:
