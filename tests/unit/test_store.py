@@ -6,7 +6,7 @@ import time
 import msgpack
 
 from gateway.edge.queue.store import Store
-from gateway.wire.events import CallEvent, UnparsedEvent, packb
+from gateway.wire.events import AlarmEvent, CallEvent, UnparsedEvent, packb
 
 
 def call(seq: int, src: str = "pbx1", pad: int = 0, stream: str | None = None) -> CallEvent:
@@ -54,6 +54,22 @@ def test_drop_oldest_keeps_newest_and_reports_the_exact_range(tmp_path):
     assert (gap["first_rx"], gap["last_rx"], gap["reason"]) == (1001, 1015, "queue full: drop_oldest")
     assert store.report_gaps("gw", now_ms=6000) == 0  # reported once
     assert store.stats().dropped == 15
+
+
+def test_a_full_queue_drops_no_alarm_so_its_gap_keeps_the_range_it_lost(tmp_path):
+    """An alarm has no seq: dropped with the calls, it made the gap's range null (a gap
+    the collector refuses), and the alarm itself was lost unsaid."""
+    size = len(packb(call(1, pad=100)))
+    store = Store(tmp_path, 10 * size, "drop_oldest")
+    store.enqueue([AlarmEvent(gw="gw", src="pbx1", rx=5, alarm="no_data", state="raised", last_rx=None,
+                              quiet_s=60.0)])
+    for seq in range(1, 26):
+        store.append("pbx1", [call(seq, pad=100)], next_seq=seq + 1)
+    store.report_gaps("gw", now_ms=5000)
+    kinds = [msgpack.unpackb(r.payload) for r in store.peek(0, None, 100)]
+    assert [m["alarm"] for m in kinds if m["kind"] == "alarm"] == ["no_data"]
+    (gap,) = [m for m in kinds if m["kind"] == "gap"]
+    assert gap["first"] == 1 and gap["last"] == gap["count"] >= 15  # (the oldest calls, a range, counted)
 
 
 def test_a_single_read_over_budget_keeps_its_newest(tmp_path):

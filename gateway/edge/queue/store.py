@@ -32,7 +32,8 @@ The disk is the only durable copy of an event between the PBX and the broker's P
   a segment closed with every event confirmed counts against the archive.
 * A message the broker rejected moves its events to the ``dead`` table.
 * The queue has a byte budget. When an append would pass it, ``drop_oldest`` deletes the
-  oldest events and ``drop_newest`` refuses the new ones; either way the dropped ``seq``
+  oldest numbered events (never an alarm or a gap report) and ``drop_newest`` refuses the
+  new ones; either way the dropped ``seq``
   range is counted per source and stream in ``lost`` and later turned into a ``gap`` event.
 * Every event carries the queue's *stream* identity beside its ``seq``. ``(gw, src, stream,
   seq)`` is never reused: a run continues the last run's stream only when that run stopped
@@ -493,8 +494,10 @@ class Store:
         seg.last_rx = max(seg.last_rx, *_times(rows))
 
     def _drop_oldest(self, excess: int) -> int:
-        """Delete the oldest queued events (never gap reports) until ``excess`` bytes are
-        freed or none are left; the bytes freed. (Confirmed events stay: they count for the
+        """Delete the oldest queued events of the sources' numbering until ``excess`` bytes
+        are freed or none are left; the bytes freed. Alarms and gap reports are never
+        dropped: they carry no ``seq``, so their loss could not be told as a range (and
+        a gap's range would lose its bounds). (Confirmed events stay: they count for the
         archive, not the queue.)"""
         freed = 0
         for seg in list(self._segments):
@@ -505,7 +508,7 @@ class Store:
             victims, lost = [], []
             for row_id, src, seq, kind, rx, length in self._db.execute(
                     f"SELECT id, src, seq, kind, rx, length(payload) FROM {seg.table} "
-                    "WHERE kind != 'gap' ORDER BY id").fetchall():
+                    "WHERE seq IS NOT NULL ORDER BY id").fetchall():
                 if freed >= excess:
                     break
                 if row_id in seg.done:
