@@ -26,6 +26,15 @@ from tools.chaos import committed_next_seq
 from tools.parts import StateDisk, subscriber
 
 
+def first_source(sock) -> dict | None:
+    """The first source in the status the daemon's socket gives; None while it does not
+    answer yet (the socket's file is made before the daemon listens on it)."""
+    try:
+        return status.query(sock)["sources"][0]
+    except OSError:
+        return None
+
+
 def ipo_line(i: int) -> bytes:
     return (f"2026/01/15 10:{i // 60 % 60:02}:{i % 60:02},00:00:10,3,0312{i:06},I,200,200,,0,{i},0,"
             f"E200,Agent,T9001,Line 1.1,0,0\r\n").encode()
@@ -107,7 +116,7 @@ def test_a_port_in_use_is_a_waiting_source_that_listens_once_it_is_free(tmp_path
               "backoff_min": "100ms", "backoff_max": "300ms"}
     gw = start_gateway(broker.url, [source])
     sock = tmp_path / "gw" / "run" / status.SOCKET_NAME
-    wait_until(lambda: sock.exists() and status.query(sock)["sources"][0]["state"] == "waiting", what="waiting")
+    wait_until(lambda: (first := first_source(sock)) is not None and first["state"] == "waiting", what="waiting")
     assert status.query(sock)["sources"][0]["error"] == f"cannot listen on 127.0.0.1:{port}: Address already in use"
     blocker.close()
     wait_until(lambda: "listening on 127.0.0.1" in gw.log_text(), what="the listener, once the port is free")
