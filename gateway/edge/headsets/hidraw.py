@@ -9,16 +9,13 @@ part of the ioctl numbers, come from the C declarations rather than from countin
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cffi import FFI
-
-_ffi = FFI()
-_ffi.cdef("""
-    struct hidraw_report_descriptor { uint32_t size; uint8_t value[4096]; };
-    struct hidraw_devinfo { uint32_t bustype; int16_t vendor; int16_t product; };
-""")
+if TYPE_CHECKING:
+    from cffi import FFI
 
 _IOC_READ = 2
 
@@ -27,26 +24,44 @@ def _ior(nr: int, size: int) -> int:
     return (_IOC_READ << 30) | (size << 16) | (ord("H") << 8) | nr
 
 
-HIDIOCGRDESCSIZE = _ior(0x01, _ffi.sizeof("int"))
-HIDIOCGRDESC = _ior(0x02, _ffi.sizeof("struct hidraw_report_descriptor"))
-HIDIOCGRAWINFO = _ior(0x03, _ffi.sizeof("struct hidraw_devinfo"))
+@functools.cache
+def _declared() -> tuple[FFI, int, int, int]:
+    """cffi with the structs declared, and the three ioctl numbers (HIDIOCGRDESCSIZE,
+    HIDIOCGRDESC, HIDIOCGRAWINFO): made when a headset is first opened, since cffi and its
+    C parser cost a box with no headset about 3 MiB for as long as it runs."""
+    from cffi import FFI
+
+    ffi = FFI()
+    ffi.cdef("""
+        struct hidraw_report_descriptor { uint32_t size; uint8_t value[4096]; };
+        struct hidraw_devinfo { uint32_t bustype; int16_t vendor; int16_t product; };
+    """)
+    return (ffi, _ior(0x01, ffi.sizeof("int")), _ior(0x02, ffi.sizeof("struct hidraw_report_descriptor")),
+            _ior(0x03, ffi.sizeof("struct hidraw_devinfo")))
+
+
+def ioctl_numbers() -> tuple[int, int, int]:
+    """HIDIOCGRDESCSIZE, HIDIOCGRDESC and HIDIOCGRAWINFO."""
+    return _declared()[1:]
 
 
 def read_descriptor(fd: int) -> bytes:
     """The report descriptor of an open hidraw node (HIDIOCGRDESCSIZE, HIDIOCGRDESC)."""
-    size = _ffi.new("int *")
-    fcntl.ioctl(fd, HIDIOCGRDESCSIZE, _ffi.buffer(size), True)
-    descriptor = _ffi.new("struct hidraw_report_descriptor *")
+    ffi, descriptor_size, descriptor_call, _ = _declared()
+    size = ffi.new("int *")
+    fcntl.ioctl(fd, descriptor_size, ffi.buffer(size), True)
+    descriptor = ffi.new("struct hidraw_report_descriptor *")
     descriptor.size = min(size[0], 4096)
-    fcntl.ioctl(fd, HIDIOCGRDESC, _ffi.buffer(descriptor), True)
-    return bytes(_ffi.buffer(descriptor.value, descriptor.size))
+    fcntl.ioctl(fd, descriptor_call, ffi.buffer(descriptor), True)
+    return bytes(ffi.buffer(descriptor.value, descriptor.size))
 
 
 def device_info(fd: int) -> tuple[int, int, int]:
     """(bus, vendor ID, product ID) of an open hidraw node (HIDIOCGRAWINFO; the kernel's
     IDs are signed 16-bit, so they are masked)."""
-    info = _ffi.new("struct hidraw_devinfo *")
-    fcntl.ioctl(fd, HIDIOCGRAWINFO, _ffi.buffer(info), True)
+    ffi, _, _, info_call = _declared()
+    info = ffi.new("struct hidraw_devinfo *")
+    fcntl.ioctl(fd, info_call, ffi.buffer(info), True)
     return info.bustype, info.vendor & 0xFFFF, info.product & 0xFFFF
 
 
