@@ -9,7 +9,8 @@ Prints figures, never asserts them (shared machines are noisy). Per engine:
   `pbxgw run` through a local Mosquitto while the collector is away (its session queues
   them), then `pbxgw collect` is started: events/s from the first stored until the
   database holds all N (counted there; the process's start left out), and the collector's
-  peak RSS (its processes' peaks, summed);
+  peak RSS (its processes' peaks, summed) then, and again once it has assembled their
+  calls (no records left pending), with the seconds that took;
 * bulk: the same rows (the collector's own, made from the same events) loaded by the
   database's fastest path into an empty database of the same schema, in chunks: one
   ``executemany`` transaction into SQLite, ``COPY`` into PostgreSQL; events/s;
@@ -35,21 +36,27 @@ from tools.parts import Broker, CollectorProcess, GatewayProcess, Postgres, wait
 CHUNK = 50_000  # rows per bulk-load chunk (and per batch of events made for it)
 
 
-def peak_rss_mib(pid: int) -> float:
-    """The peak RSS of a process and of those it started (the collector's reader process,
-    multiprocessing's resource tracker), summed."""
-    children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                for child in (task / "children").read_text().split()]
+def family(pid: int) -> list[int]:
+    """A process and those it started (the collector's reader process, multiprocessing's
+    resource tracker)."""
+    return [pid, *(int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                   for child in (task / "children").read_text().split())]
+
+
+def memory_mib(pid: int, field: str = "VmHWM") -> float:
+    """A ``/proc/PID/status`` figure of a process and of those it started, summed: their
+    peak RSS (``VmHWM``), or their RSS now (``VmRSS``)."""
     total = 0.0
-    for process in (pid, *children):
+    for process in family(pid):
         for line in Path(f"/proc/{process}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 total += int(line.split()[1]) / 1024
     return total
 
 
-def collect_round(work: Path, broker: Broker, url: str, events: int) -> tuple[float, float]:
-    """(events/s stored, the collector's peak RSS in MiB)."""
+def collect_round(work: Path, broker: Broker, url: str, events: int) -> tuple[float, float, float, float]:
+    """(events/s stored, the collector's peak RSS in MiB when the last was stored, its peak
+    RSS when their calls were assembled, and the seconds from the one to the other)."""
     collector = CollectorProcess(work / "collector", broker.url, url)
     collector.start()
     wait_for(lambda: "subscribed to" in collector.log_text(), what="the collector to subscribe")
@@ -73,12 +80,16 @@ def collect_round(work: Path, broker: Broker, url: str, events: int) -> tuple[fl
         first, started = stored(), time.perf_counter()
         wait_for(lambda: stored() >= events, timeout=3600, what=f"{events} events stored")
         elapsed = time.perf_counter() - started
-        rss = peak_rss_mib(collector.proc.pid)
+        stored_rss = memory_mib(collector.proc.pid)
         assert db.fetch("SELECT count(*) FROM events")[0][0] == events  # each once
+        wait_for(lambda: not db.fetch("SELECT count(*) FROM calls_pending")[0][0], timeout=3600,
+                 what="the calls assembled")
+        assembled = time.perf_counter() - started - elapsed
+        rss = memory_mib(collector.proc.pid)
     finally:
         db.close()
         collector.kill(signal.SIGTERM)
-    return (events - first) / elapsed, rss
+    return (events - first) / elapsed, stored_rss, rss, assembled
 
 
 def bulk_rate(url: str, events: int) -> float:
@@ -128,11 +139,12 @@ def main() -> None:
                     cluster = Postgres()
                     cluster.start()
                     url = cluster.create_database("bench")
-                rate, rss = collect_round(work / engine, broker, url, args.events)
+                rate, stored_rss, rss, assembled = collect_round(work / engine, broker, url, args.events)
                 bulk = bulk_rate(f"sqlite:///{work / 'bulk.db'}" if engine == "sqlite" else cluster.create_database("bulk"),
                                  args.events)
                 print(f"{engine}: collect {rate:,.0f} events/s ({args.events:,} events drained from the broker, "
-                      f"counted in the database), collector peak RSS {rss:.1f} MiB; bulk "
+                      f"counted in the database), collector peak RSS {stored_rss:.1f} MiB, then {rss:.1f} MiB "
+                      f"to the end of assembly ({assembled:.1f} s after the last stored); bulk "
                       f"{'COPY' if engine == 'postgresql' else 'executemany'} {bulk:,.0f} events/s; "
                       f"collect/bulk {rate / bulk:.0%}", flush=True)
                 if cluster:

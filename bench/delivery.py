@@ -6,7 +6,9 @@ Prints figures, never asserts them (shared machines are noisy):
 
 * drain: a queue of N events (already on disk, as after an outage) published by
   `pbxgw run` to a local Mosquitto and counted at a subscriber; events/s from the first to
-  the last event received; median, min and max over the rounds;
+  the last event received; median, min and max over the rounds; beside it, in turns, the
+  ceiling: the same messages published by a plain paho client with the gateway's window,
+  and the ratio of the medians;
 * idle RSS of `pbxgw run` with one idle source and the broker connected;
 * bytes the gateway process wrote to disk (/proc/PID/io write_bytes) per event, with a PBX
   printing 10 events/s on a serial line (a pty) and pushing 1000 events/s over TCP (a
@@ -32,12 +34,15 @@ import time
 from pathlib import Path
 
 import msgpack
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.commands.simulate import PtyLine
 from gateway.edge.queue.store import Store
 from gateway.smdr import profiles
 from gateway.smdr.offline import sample_events
-from gateway.wire.events import CallEvent, packb
+from gateway.common.mqtt import MqttSettings
+from gateway.wire.events import CallEvent, mark_historical, packb
 from tools.parts import Broker, GatewayProcess, free_port, subscriber, wait_for
 
 
@@ -98,6 +103,36 @@ def drain_round(work: Path, broker: Broker, events: int) -> float:
         wait_for(lambda: counter.count >= events, timeout=600, what=f"{events} events at the subscriber")
     finally:
         gateway.kill(signal.SIGTERM)
+        counter.close()
+    return events / (counter.last - counter.first)
+
+
+def ceiling_round(work: Path, broker: Broker, events: int) -> float:
+    """The same messages as a drain sends (``batch_events`` backlog events each, marked
+    ``hist``), published by a plain paho client at QoS 1 with the gateway's in-flight
+    window, counted at the same subscriber: events/s, the most a drain could reach."""
+    settings = MqttSettings()  # (the defaults: batch_events and inflight)
+    base = dataclasses.replace(template(), gw="gw-test", src="pbx", stream="ceiling", rx=int(time.time() * 1000))
+    messages = []
+    for first in range(1, events + 1, settings.batch_events):
+        parts = [mark_historical(packb(dataclasses.replace(base, seq=s, callid=str(s), start=base.start + s)))
+                 for s in range(first, min(first + settings.batch_events, events + 1))]
+        messages.append(msgpack.Packer().pack_array_header(len(parts)) + b"".join(parts))
+    host, port = broker.url.removeprefix("mqtt://").rsplit(":", 1)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5,
+                         client_id=f"ceiling-{work.name}")
+    client.max_inflight_messages_set(settings.inflight)
+    client.max_queued_messages_set(0)
+    counter = Counter(broker.url)
+    client.connect(host, int(port))
+    client.loop_start()
+    try:
+        for payload in messages:
+            client.publish("pbxgw/v1/lab/gw-test/calls", payload, qos=1)
+        wait_for(lambda: counter.count >= events, timeout=600, what=f"{events} events at the subscriber")
+    finally:
+        client.loop_stop()
+        client.disconnect()
         counter.close()
     return events / (counter.last - counter.first)
 
@@ -273,10 +308,15 @@ def main() -> None:
         broker.start()
         try:
             if "drain" in parts:
-                rates = [drain_round(work / f"drain{i}", broker, args.events) for i in range(args.rounds)]
+                rates, ceilings = [], []
+                for i in range(args.rounds):  # in turns: both see the same machine
+                    rates.append(drain_round(work / f"drain{i}", broker, args.events))
+                    ceilings.append(ceiling_round(work / f"ceiling{i}", broker, args.events))
                 print(f"drain of {args.events} queued events to a local broker, counted at a subscriber: "
                       f"median {statistics.median(rates):,.0f} events/s (min {min(rates):,.0f}, "
-                      f"max {max(rates):,.0f}, {args.rounds} rounds)")
+                      f"max {max(rates):,.0f}, {args.rounds} rounds); a plain paho QoS 1 publisher of the same "
+                      f"messages, same window: median {statistics.median(ceilings):,.0f} events/s; drain/paho "
+                      f"{statistics.median(rates) / statistics.median(ceilings):.2f}")
             if "idle" in parts:
                 print(f"idle RSS of pbxgw run: {idle_rss(work / 'idle', broker):.1f} MiB")
             for rate, seconds, link in ((10, 30, "serial"), (1000, 20, "tcp")) if "disk" in parts else ():

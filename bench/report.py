@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import msgpack
 
-from bench.collect import peak_rss_mib
+from bench.collect import memory_mib
 from gateway.central.collector import ASSEMBLE_EVERY
 from gateway.central.database import Database
 from gateway.central.ingest import Rows
@@ -113,7 +113,7 @@ def collector_assembles(work: Path, url: str) -> tuple[float, float]:
         wait_for(lambda: not db.fetch("SELECT 1 FROM calls_pending LIMIT 1"), timeout=600,
                  what="the collector to assemble the month")
         seconds = time.perf_counter() - began - ASSEMBLE_EVERY
-        return seconds, peak_rss_mib(collector.proc.pid)
+        return seconds, memory_mib(collector.proc.pid)
     finally:
         collector.kill(signal.SIGTERM)
         db.close()

@@ -23,7 +23,7 @@ import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from bench.collect import peak_rss_mib
+from bench.collect import memory_mib
 from gateway.central.database import Database
 from tools.parts import TIMEOUT, Broker, CollectorProcess, wait_for
 
@@ -88,11 +88,11 @@ class Centre:
         """Wait until ``until()`` (or ``timeout``), noting the peak RSS; seconds waited."""
         began = time.monotonic()
         while time.monotonic() - began < timeout:
-            self.peak = max(self.peak, peak_rss_mib(self.collector.proc.pid))
+            self.peak = max(self.peak, memory_mib(self.collector.proc.pid))
             if until():
                 break
             time.sleep(0.2)
-        self.peak = max(self.peak, peak_rss_mib(self.collector.proc.pid))
+        self.peak = max(self.peak, memory_mib(self.collector.proc.pid))
         return time.monotonic() - began
 
     def database_mib(self) -> float:
