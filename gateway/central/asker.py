@@ -68,6 +68,11 @@ class Asker:
         self._too_large = found
         return [(key, ranges.size(holes[key])) for key in new]
 
+    @property
+    def open(self) -> set[StreamKey]:
+        """The streams with holes open at the last look."""
+        return {key for key, _, _ in self._holes}
+
     def requests(self, holes: dict[StreamKey, list[ranges.Range]], now: float) -> list[tuple[str, bytes]]:
         """The requests to publish now, ``(topic, payload)``, for the holes open now (all
         of them: a hole no longer among them was filled and is forgotten)."""

@@ -93,28 +93,55 @@ def _announced(table: bytes) -> Assembly:
     return profiles.assembly_from_table(orjson.loads(table), "status")
 
 
-def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
-    """Assemble the pending spans, a piece at a time (at most ``pieces`` of them);
-    ``(calls written, whether none is left pending)``."""
-    written = done = 0
-    assemblies = Assemblies(db)
-    for gw, src in db.fetch("SELECT gw, src FROM calls_pending"):
-        while pieces is None or done < pieces:
+class Pass:
+    """One pass of assembly over the sources pending when it began, a piece (at most
+    :data:`PIECE_RECORDS` records) at a time, each in a transaction of its own, so that
+    the collector stores what arrives between two pieces. What a pass needs of every
+    source (which are pending, the gateways' assembly rules) is read once, at its
+    beginning: a collector of thousands of sites must not read it again for each piece."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._assemblies = Assemblies(db)
+        self._pending = db.fetch("SELECT gw, src FROM calls_pending")
+        self._at = 0  # the source assembled next
+
+    @property
+    def over(self) -> bool:
+        return self._at >= len(self._pending)
+
+    def piece(self) -> int:
+        """Assemble the next piece; the calls written."""
+        db = self._db
+        while not self.over:
+            gw, src = self._pending[self._at]
             with db.transaction() as cur:
                 cur.execute(db._sql("SELECT site, low, high FROM calls_pending WHERE gw = ? AND src = ?"
                                     + db.for_update), (gw, src))
                 pending = cur.fetchone()
-                if pending is None:
-                    break
+                if pending is None:  # (assembled by another pass meanwhile)
+                    self._at += 1
+                    continue
                 site, low, high = pending
                 top = _piece_top(db, cur, gw, src, site, low, min(high, low + PIECE))
-                written += _assemble_span(db, cur, assemblies, gw, src, site, low, top)
-                done += 1
+                written = _assemble_span(db, cur, self._assemblies, gw, src, site, low, top)
                 if top >= high:
                     cur.execute(db._sql("DELETE FROM calls_pending WHERE gw = ? AND src = ?"), (gw, src))
+                    self._at += 1
                 else:
                     cur.execute(db._sql("UPDATE calls_pending SET low = ? WHERE gw = ? AND src = ?"),
                                 (top + 1, gw, src))
+            return written
+        return 0
+
+
+def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
+    """Assemble the pending spans, a piece at a time (at most ``pieces`` of them);
+    ``(calls written, whether none is left pending)``."""
+    assembly, written, done = Pass(db), 0, 0
+    while not assembly.over and (pieces is None or done < pieces):
+        written += assembly.piece()
+        done += 1
     return written, not db.fetch("SELECT 1 FROM calls_pending LIMIT 1")
 
 

@@ -22,6 +22,7 @@ blocks the session. A database that cannot be reached is a state, retried with b
 while the broker keeps the messages.
 
 Every ``hole_grace`` / 2 (at most 30 s) the collector looks for holes in what it stored
+(by the counters it keeps per source; by counting the rows every :data:`RECOUNT_EVERY` looks)
 and asks their gateways to publish them again (:mod:`gateway.central.asker`); the events
 come back on their usual topics, the replies on ``.../replies``. Every few seconds, when
 no backlog is draining, it assembles the records stored since into calls
@@ -61,6 +62,9 @@ from gateway.common.notify import Notifier
 log = logging.getLogger("pbxgw.collect")
 #: Seconds between two assemblies of the calls of the records stored since.
 ASSEMBLE_EVERY = 5
+#: Every this many looks for holes, the rows stored are counted (the looks between read
+#: the sources' counters): 20 looks are 10 grace periods, 10 minutes by default.
+RECOUNT_EVERY = 20
 
 
 class Collector:
@@ -74,11 +78,16 @@ class Collector:
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-db")
+        # Looking for holes only reads, on a connection of its own: a look over thousands of
+        # sources takes seconds, which the writes must not wait for.
+        self._looks_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-looks")
+        self._looks_db: Database | None = None
         # The reader process's pipes take one request at a time: from one thread.
         self._reader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxgw-reader")
         self._reader = Reader()
         self._db: Database | None = None
-        self._flow = Flow(settings.inflight)  # what to acknowledge, when to read, whether a backlog drains
+        # what to acknowledge, when to read, when a batch is full, whether a backlog drains
+        self._flow = Flow(settings.inflight, settings.batch_messages, settings.batch_bytes)
         self._said = ""  # the last fault told: told once, then again only when it changes
         self._backoff = Backoff(settings.mqtt.backoff_min, settings.mqtt.backoff_max)
         self._link = self._make_link()
@@ -174,6 +183,9 @@ class Collector:
             await self._link.close()  # (the session stays: what comes meanwhile is kept for us)
             await self._loop.run_in_executor(self._db_thread, self._db.close)
             self._db_thread.shutdown()
+            if self._looks_db is not None:
+                await self._loop.run_in_executor(self._looks_thread, self._looks_db.close)
+            self._looks_thread.shutdown()
             self._reader.close()
             self._reader_thread.shutdown()
         log.info("stopped: %d events stored, %d duplicates absorbed, %d rejected; %d calls assembled", self.stored,
@@ -215,15 +227,13 @@ class Collector:
         return None
 
     async def _write_batches(self) -> None:
-        """Take messages as they come, in batches of at most ``batch_messages`` that wait at
-        most ``linger`` to fill; store each, then acknowledge its messages. While one batch
-        is written, the next is read into rows and the one after fills; batches are
-        written one at a time, in order."""
-        s = self.settings
+        """Take messages as they come, in batches of at most ``batch_messages`` or
+        ``batch_bytes`` that wait at most ``linger`` to fill; store each, then acknowledge its
+        messages. While one batch is written, the next is read into rows and the one after
+        fills; batches are written one at a time, in order."""
         storing: list[asyncio.Task] = []  # at most two: one read into rows, one written
         while not (self._stopping.is_set() and self._queue.empty()):
-            batch = await self._next_batch(s.batch_messages, s.linger)
-            self._flow.batched(len(batch), s.batch_messages, time.monotonic())
+            batch = await self._next_batch(self.settings.linger)
             if not batch:
                 continue
             if len(storing) == 2:
@@ -232,7 +242,7 @@ class Collector:
         for task in storing:
             await task
 
-    async def _next_batch(self, most: int, linger: float) -> list[Message]:
+    async def _next_batch(self, linger: float) -> list[Message]:
         batch: list[Message] = []
         if self._queue.empty():
             if self._stopping.is_set():
@@ -245,8 +255,9 @@ class Collector:
                 get.cancel()
                 return batch
             batch.append(get.result())
+        size = sum(len(m.payload) for m in batch)
         deadline = self._loop.time() + linger
-        while len(batch) < most:
+        while not self._flow.full(len(batch), size):
             if self._queue.empty():
                 if self._stopping.is_set() or self._loop.time() >= deadline:
                     break
@@ -256,6 +267,8 @@ class Collector:
                     break
             else:
                 batch.append(self._queue.get_nowait())
+            size += len(batch[-1].payload)
+        self._flow.batched(len(batch), size, time.monotonic())
         return batch
 
     async def _store(self, batch: list[Message], after: asyncio.Task | None) -> None:
@@ -374,14 +387,22 @@ class Collector:
 
     async def _ask_for_holes(self) -> None:
         """Look for holes every ``hole_grace`` / 2 (at most 30 s) and publish the replay
-        requests due for them, while connected."""
+        requests due for them, while connected: by the sources' counters, and at the first
+        look and every :data:`RECOUNT_EVERY` looks by counting the rows stored (which shows
+        rows deleted by hand too)."""
         every = min(30.0, self.settings.hole_grace / 2)
+        looks = 0
         while True:
             await asyncio.sleep(every)
             if not self._connected:
                 continue
             try:
-                holes = await self._loop.run_in_executor(self._db_thread, open_holes, self._db)
+                if self._looks_db is None:
+                    self._looks_db = await self._loop.run_in_executor(self._looks_thread, Database.open,
+                                                                      self.settings.database)
+                holes = await self._loop.run_in_executor(self._looks_thread, open_holes, self._looks_db,
+                                                         looks % RECOUNT_EVERY == 0, self._asker.open)
+                looks += 1
             except Unavailable:
                 continue  # (said by the writes, which meet it too)
             for (gw, _, src, stream), count in self._asker.too_large(holes):
@@ -399,10 +420,9 @@ class Collector:
         while True:
             await asyncio.sleep(ASSEMBLE_EVERY)
             try:
-                done = False
-                while not done and not self._flow.draining(time.monotonic()):
-                    written, done = await self._loop.run_in_executor(self._db_thread, callstore.refresh, self._db, 1)
-                    self.calls += written
+                assembly = await self._loop.run_in_executor(self._db_thread, callstore.Pass, self._db)
+                while not assembly.over and not self._flow.draining(time.monotonic()):
+                    self.calls += await self._loop.run_in_executor(self._db_thread, assembly.piece)
             except (Unavailable, Refused) as exc:
                 log.warning("calls not assembled now (tried again in %d s): %s", ASSEMBLE_EVERY, exc)
             except Exception:  # a fault is retried, never a dead task (and a bug is told whole)

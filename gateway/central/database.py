@@ -319,14 +319,25 @@ class Database:
         """The streams of ``groups`` some of whose rows may be stored already: a stored row
         within their seqs' span, or a seq twice in the batch. (A drain, the bulk of the
         work, has none: its rows are inserted without a second look.)"""
-        maybe = []
+        maybe, spans = [], []
         for key, group in groups.items():
             seqs = list(map(_SEQ, group))
-            cur.execute(self._sql(f"SELECT 1 FROM {table} WHERE gw = ? AND src = ? AND stream = ? "
-                                  "AND seq BETWEEN ? AND ? LIMIT 1"), (*key, min(seqs), max(seqs)))
-            if cur.fetchone() is not None or len(set(seqs)) < len(seqs):
+            if len(set(seqs)) < len(seqs):
                 maybe.append(key)
-        return maybe
+            else:
+                spans.append((*key, min(seqs), max(seqs)))
+        return maybe + (self._maybe_stored_spans(cur, table, spans) if spans else [])
+
+    def _maybe_stored_spans(self, cur: Any, table: str, spans: list[tuple]) -> list[tuple]:
+        """Of ``spans`` ``(gw, src, stream, low seq, high seq)``, the streams with a row
+        stored in ``table`` within the span: in one statement for many (live traffic brings
+        a message from each of thousands of sites), not one each."""
+        raise NotImplementedError
+
+    def _upsert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple], conflict: str) -> None:
+        """Insert ``rows`` (whose keys differ) into ``table``, ``ON CONFLICT`` as
+        ``conflict`` says."""
+        raise NotImplementedError
 
     def _insert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple], keyed: bool = True) -> None:
         """Insert ``rows``; into a ``keyed`` table, those whose key is stored already are not."""
@@ -340,14 +351,12 @@ class Database:
         if not inserted:
             return
         g, l_ = self._greatest, self._least
-        cur.executemany(self._sql(
-            "INSERT INTO sources (gw, src, stream, kind, site, first_seq, high_seq, received, last_rx) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gw, src, stream) DO UPDATE SET "
-            f"first_seq = {l_}(sources.first_seq, excluded.first_seq), "
-            f"high_seq = {g}(sources.high_seq, excluded.high_seq), "
-            "received = sources.received + excluded.received, "
-            f"last_rx = {g}(sources.last_rx, excluded.last_rx)"),
-            [(*key, kind, *summary) for key, summary in inserted.items()])
+        self._upsert(
+            cur, "sources", ("gw", "src", "stream", "kind", "site", "first_seq", "high_seq", "received", "last_rx"),
+            [(*key, kind, *summary) for key, summary in inserted.items()],
+            f"(gw, src, stream) DO UPDATE SET first_seq = {l_}(sources.first_seq, excluded.first_seq), "
+            f"high_seq = {g}(sources.high_seq, excluded.high_seq), received = sources.received + excluded.received, "
+            f"last_rx = {g}(sources.last_rx, excluded.last_rx)")
 
     def _streams_begun(self, cur: Any, status: dict) -> None:
         """Where a gateway says each source's numbers begin in a stream new with its run
@@ -383,11 +392,10 @@ class Database:
                 elif start > span[2]:
                     span[2] = start
         if spans:
-            cur.executemany(self._sql(
-                "INSERT INTO calls_pending (gw, src, site, low, high) VALUES (?, ?, ?, ?, ?) "
-                f"ON CONFLICT (gw, src) DO UPDATE SET low = {self._least}(calls_pending.low, excluded.low), "
-                f"high = {self._greatest}(calls_pending.high, excluded.high)"),
-                [(*key, *span) for key, span in spans.items()])
+            self._upsert(cur, "calls_pending", ("gw", "src", "site", "low", "high"),
+                         [(*key, *span) for key, span in spans.items()],
+                         f"(gw, src) DO UPDATE SET low = {self._least}(calls_pending.low, excluded.low), "
+                         f"high = {self._greatest}(calls_pending.high, excluded.high)")
 
     def _assembly_changes(self, cur: Any, status: dict) -> None:
         """A newer status that joins a profile's records otherwise than the one before (a
@@ -440,10 +448,9 @@ class Database:
                 "WHERE gateways.metrics_rx IS NULL OR gateways.metrics_rx <= excluded.metrics_rx"),
                 (m["gw"], m["site"], metrics, m["received_at"], m["received_at"]))
         if rows.heard:
-            cur.executemany(self._sql(
-                "INSERT INTO gateways (gw, site, last_seen) VALUES (?, ?, ?) ON CONFLICT (gw) DO UPDATE SET "
-                f"last_seen = {g}(gateways.last_seen, excluded.last_seen)"),
-                [(gw, site, at) for gw, (site, at) in rows.heard.items()])
+            self._upsert(cur, "gateways", ("gw", "site", "last_seen"),
+                         [(gw, site, at) for gw, (site, at) in rows.heard.items()],
+                         f"(gw) DO UPDATE SET last_seen = {g}(gateways.last_seen, excluded.last_seen)")
 
 
 class SqliteDatabase(Database):
@@ -505,6 +512,23 @@ class SqliteDatabase(Database):
                 self._conn.rollback()
             cur.close()
 
+    def _maybe_stored_spans(self, cur: Any, table: str, spans: list[tuple]) -> list[tuple]:
+        # (each span looked up in the key's index)
+        found = []
+        for i in range(0, len(spans), _SPANS_AT_ONCE):
+            part = spans[i:i + _SPANS_AT_ONCE]
+            cur.execute(f"WITH span (gw, src, stream, low, high) AS (VALUES {', '.join(['(?, ?, ?, ?, ?)'] * len(part))}) "
+                        f"SELECT gw, src, stream FROM span WHERE EXISTS (SELECT 1 FROM {table} AS t WHERE t.gw = span.gw "
+                        "AND t.src = span.src AND t.stream = span.stream AND t.seq BETWEEN span.low AND span.high)",
+                        [value for span in part for value in span])
+            found += [tuple(row) for row in cur.fetchall()]
+        return found
+
+    def _upsert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple], conflict: str) -> None:
+        # (in the process: a statement a row costs no round trip)
+        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                        f"ON CONFLICT {conflict}", rows)
+
     def _insert_new(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple],
                     time_column: str) -> dict[tuple, tuple]:
         # One writer (BEGIN IMMEDIATE holds the lock): where a stream's seqs may be stored
@@ -535,6 +559,8 @@ class SqliteDatabase(Database):
 
 
 _SEQ = operator.itemgetter(3)
+#: Streams looked up in one statement (five parameters each: SQLite takes 32 766).
+_SPANS_AT_ONCE = 500
 _START, _SITE, _KIND = EVENT_COLUMNS.index("start"), EVENT_COLUMNS.index("site"), EVENT_COLUMNS.index("kind")
 
 
@@ -576,6 +602,7 @@ class PostgresDatabase(Database):
             raise Unavailable("PostgreSQL needs psycopg: pip install 'pbxgw[central]'") from None
         self._psycopg = psycopg
         self.url = url
+        self._types_of: dict[str, dict[str, str]] = {}  # (see _column_types)
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
@@ -645,6 +672,34 @@ class PostgresDatabase(Database):
 
     def may_write(self) -> bool:
         return bool(self.fetch("SELECT has_table_privilege('calls', 'INSERT')")[0][0])
+
+    # Many rows go as one array a column (unnest): one short statement, whose parsing
+    # psycopg caches, where a VALUES list of thousands of parameters is parsed again each
+    # time, and executemany runs a statement a row.
+
+    def _maybe_stored_spans(self, cur: Any, table: str, spans: list[tuple]) -> list[tuple]:
+        # LATERAL ... LIMIT 1: a look in the key's index for each span, where the planner
+        # could join the spans to the whole table.
+        cur.execute(f"SELECT span.gw, span.src, span.stream FROM unnest(%s::text[], %s::text[], %s::text[], "
+                    f"%s::bigint[], %s::bigint[]) AS span (gw, src, stream, low, high) CROSS JOIN LATERAL "
+                    f"(SELECT 1 FROM {table} AS t WHERE t.gw = span.gw AND t.src = span.src AND t.stream = span.stream "
+                    "AND t.seq BETWEEN span.low AND span.high LIMIT 1) AS hit", [list(c) for c in zip(*spans)])
+        return [tuple(row) for row in cur.fetchall()]
+
+    def _upsert(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple], conflict: str) -> None:
+        types = self._column_types(cur, table)
+        arrays = ", ".join(f"%s::{types[c]}[]" for c in columns)
+        cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) ON CONFLICT {conflict}",
+                    [list(c) for c in zip(*rows)])
+
+    def _column_types(self, cur: Any, table: str) -> dict[str, str]:
+        """The SQL type of each column of ``table``, as the schema made it (read once)."""
+        if table not in self._types_of:
+            cur.execute("SELECT column_name, format_type(atttypid, atttypmod) FROM information_schema.columns "
+                        "JOIN pg_attribute ON attrelid = to_regclass(table_name) AND attname = column_name "
+                        "WHERE table_schema = current_schema() AND table_name = %s", (table,))
+            self._types_of[table] = dict(cur.fetchall())
+        return self._types_of[table]
 
     def _lock_schema(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(7240001)")  # any fixed number: pbxgw's migrations

@@ -3,6 +3,7 @@ and health, per source what arrived, what is missing and what was lost at the ed
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,19 +63,18 @@ def holes(db: Database, gw: str, src: str, kind: str = "pbx") -> tuple[dict[str,
     delivered to what may have been committed): of those, only the numbers missing here
     count as lost."""
     table = "events" if kind == "pbx" else "headset_events"
-    numbered = _numbered(db, gw, src)
+    rows = db.fetch("SELECT metrics FROM gateways WHERE gw = ?", (gw,))
+    numbered = _numbered(rows[0][0] if rows else None, src)
     lost: dict[str, list] = {}  # the gateway's own count: every number in it lost
     bounds: dict[str, list] = {}  # a damaged queue's: lost, where missing here
     for stream, first, last, reason in db.fetch("SELECT stream, first, last, reason FROM gaps WHERE gw = ? AND src = ?",
                                                 (gw, src)):
         (bounds if reason.startswith(DAMAGED) else lost).setdefault(stream, []).append((first, last))
     missing: dict[str, list] = {}
-    streams = db.fetch("SELECT stream, first_seq, high_seq FROM sources WHERE gw = ? AND src = ? ORDER BY first_seq",
-                       (gw, src))
-    for i, (stream, first, high) in enumerate(streams):
-        first = 1 if i == 0 else first  # (the earliest stream began at 1)
+    streams = db.fetch("SELECT stream, first_seq, high_seq, received FROM sources WHERE gw = ? AND src = ? "
+                       "ORDER BY first_seq", (gw, src))
+    for stream, first, high, _ in _spans(streams, numbered):
         key = (gw, src, stream)
-        high = max(high, numbered.get(stream, high), streams[i + 1][1] - 1 if i + 1 < len(streams) else high)
         count, low, top = db.fetch(f"SELECT count(*), min(seq), max(seq) FROM {table} WHERE gw = ? AND src = ? "
                                    "AND stream = ?", key)[0]
         if count == high - first + 1:
@@ -105,19 +105,49 @@ def _like(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-def _numbered(db: Database, gw: str, src: str) -> dict[str, int]:
+def _spans(streams: list[tuple], numbered: dict[str, int]) -> list[tuple[str, int, int, int]]:
+    """``(stream, first, high, received)`` of a source's streams (rows of ``sources``, by
+    first seq): the numbers each should hold, from its first (1 for the earliest) to the
+    highest stored, numbered at the gateway, or below where the next stream begins."""
+    return [(stream, 1 if i == 0 else first,
+             max(high, numbered.get(stream, high), streams[i + 1][1] - 1 if i + 1 < len(streams) else high), received)
+            for i, (stream, first, high, received) in enumerate(streams)]
+
+
+def _numbered(metrics_json: str | None, src: str) -> dict[str, int]:
     """The highest seq a gateway's latest metrics say a source has numbered, by stream."""
-    rows = db.fetch("SELECT metrics FROM gateways WHERE gw = ?", (gw,))
-    metrics = json_value(rows[0][0]) if rows and rows[0][0] else {}
+    metrics = json_value(metrics_json) if metrics_json else {}
     return {s["stream"]: s["seq"] for s in (metrics or {}).get("sources") or []
             if isinstance(s, dict) and s.get("name") == src and isinstance(s.get("stream"), str)
             and type(s.get("seq")) is int}
 
 
-def open_holes(db: Database) -> dict[tuple[str, str, str, str], list[ranges.Range]]:
-    """Every range missing and not lost, by ``(gw, site, src, stream)``: what to ask for."""
+def open_holes(db: Database, recount: bool = True, open_before: Collection[tuple[str, str, str, str]] = ()
+               ) -> dict[tuple[str, str, str, str], list[ranges.Range]]:
+    """Every range missing and not lost, by ``(gw, site, src, stream)``: what to ask for.
+
+    A source is looked at closely (:func:`holes`) only when its streams do not hold as many
+    rows as their numbers span, or it had holes ``open_before`` (whose filling, or not,
+    shows so). How many rows a stream holds is, by default, counted in the tables, in one
+    pass over each; without ``recount``, the counter each write keeps is believed
+    (``sources.received``), which reads a row per stream: a collector of thousands of
+    sites and years of rows looks every half minute so, and recounts now and then to find
+    rows deleted by hand."""
+    again = {(gw, site, src) for gw, site, src, _ in open_before}
+    by_source: dict[tuple[str, str, str, str], list[tuple]] = {}
+    for gw, site, src, kind, *stream in db.fetch(
+            "SELECT gw, site, src, kind, stream, first_seq, high_seq, received FROM sources ORDER BY gw, src, first_seq"):
+        by_source.setdefault((gw, site, src, kind), []).append(tuple(stream))
+    counted = {(gw, src, stream): count for table in ("events", "headset_events")
+               for gw, src, stream, count in db.fetch(f"SELECT gw, src, stream, count(*) FROM {table} "
+                                                      "GROUP BY gw, src, stream")} if recount else None
+    metrics = dict(db.fetch("SELECT gw, metrics FROM gateways"))
     out = {}
-    for gw, site, src, kind in db.fetch("SELECT DISTINCT gw, site, src, kind FROM sources ORDER BY gw, src"):
+    for (gw, site, src, kind), streams in by_source.items():
+        whole = all((received if counted is None else counted.get((gw, src, stream), 0)) == high - first + 1
+                    for stream, first, high, received in _spans(streams, _numbered(metrics.get(gw), src)))
+        if whole and (gw, site, src) not in again:
+            continue
         for stream, missing in holes(db, gw, src, kind)[0].items():
             out[(gw, site, src, stream)] = missing
     return out

@@ -5,10 +5,13 @@ is for what it sends: bytes and sockets are the shell's (:mod:`gateway.central.c
   ``inflight`` messages unacknowledged (MQTT 5 Receive Maximum); a broker may send past it
   (Mosquitto 2.0 does when it drains a session's queue), and the window says nothing of
   QoS 0 messages or of bytes. So the messages in hand (received, not yet stored: of any
-  QoS, of any connection) are counted, and at ``inflight`` of them or :data:`HELD_BYTES`
-  the shell stops reading the socket, and TCP holds the broker, until storing makes room.
+  QoS, of any connection) are counted, and at ``inflight`` of them or
+  :data:`BATCHES_IN_HAND` batches' bytes the shell stops reading the socket, and TCP holds the broker, until
+  storing makes room.
 * **What to acknowledge.** Only a message stored, and only on the connection it came on: a
   packet id means nothing on another (what came before a reconnection is delivered again).
+* **When a batch is full**: at ``batch_messages`` messages or ``batch_bytes`` of payloads
+  (live traffic: many one-event messages; a backlog: fewer, of a hundred events each).
 * **Whether a backlog is draining**: a batch came full within :data:`DRAIN_S`. Calls are
   assembled once it has been stored, not while it is.
 * **When the backoff starts afresh**: after a connection that lasted :data:`STABLE_S` (one
@@ -19,14 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Batches' bytes in hand at most: one written, one read into rows, one filling, and room
+#: for each to pass its bound by a message.
+BATCHES_IN_HAND = 4
 #: A connection that lasted this long was no flap: its end starts the backoff afresh.
 STABLE_S = 30.0
 #: A backlog is draining while batches came full within this long (the batches of a drain
 #: are not all full: one fills only as the one before is acknowledged, and a linger may end it).
 DRAIN_S = 5.0
-#: Reading stops while messages in hand hold this many payload bytes (with the message that
-#: passed it: a broker sends messages of up to MAX_MESSAGE_BYTES whole).
-HELD_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +63,12 @@ class Arrival:
 class Flow:
     """The collector's flow of messages over its connections (see the module docstring)."""
 
-    def __init__(self, inflight: int):
-        self.inflight = inflight
+    def __init__(self, inflight: int, batch_messages: int, batch_bytes: int):
+        """:param batch_messages: a batch is full at this many messages,
+        :param batch_bytes: or at this many payload bytes (with the message that passed it:
+            a broker sends a message whole); reading stops while the messages in hand hold
+            :data:`BATCHES_IN_HAND` batches' bytes."""
+        self.inflight, self.batch_messages, self.batch_bytes = inflight, batch_messages, batch_bytes
         self.generation = 0  # counts connections
         self.unacked = 0  # messages of this connection received and not yet acknowledged
         self.held = 0  # messages received and not yet stored (of any QoS and connection)
@@ -101,11 +108,15 @@ class Flow:
         return acked, self._room()
 
     def _room(self) -> bool:
-        return self.held < self.inflight and self.held_bytes < HELD_BYTES
+        return self.held < self.inflight and self.held_bytes < BATCHES_IN_HAND * self.batch_bytes
 
-    def batched(self, size: int, most: int, now: float) -> None:
-        """A batch of ``size`` messages (of at most ``most``) was taken at ``now``."""
-        if size >= most:
+    def full(self, messages: int, size: int) -> bool:
+        """Whether a batch of ``messages`` holding ``size`` payload bytes is full."""
+        return messages >= self.batch_messages or size >= self.batch_bytes
+
+    def batched(self, messages: int, size: int, now: float) -> None:
+        """A batch of ``messages`` holding ``size`` payload bytes was taken at ``now``."""
+        if self.full(messages, size):
             self._full_at = now
 
     def draining(self, now: float) -> bool:

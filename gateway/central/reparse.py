@@ -68,9 +68,9 @@ def reparse(db: Database, gw: str, src: str, profile: PbxProfile, zone: ZoneInfo
             if spans:
                 _mark(db, cur, gw, src, site, min(spans), max(spans))
         progress(f"reparse: {out.read} records read again, {out.now_calls} now calls")
-    done = False
-    while not done:
-        _, done = callstore.refresh(db, 1)
+    assembly = callstore.Pass(db)
+    while not assembly.over:
+        assembly.piece()
         progress("reparse: assembling the calls again")
     return out
 

@@ -74,9 +74,9 @@ def build(db: Database, site: str, first: date, last: date, settings: KpiSetting
     """Assemble what is pending, then the figures of ``site`` for the local dates
     ``first``..``last``, and where its zone came from."""
     reader = not db.may_write()  # (a report reader's user may only read: the collector assembles)
-    done, pieces = reader, 0
-    while not done:
-        _, done = callstore.refresh(db, 1)
+    assembly, pieces = None if reader else callstore.Pass(db), 0
+    while assembly is not None and not assembly.over:
+        assembly.piece()
         pieces += 1
         progress(f"assembling calls: {pieces} piece(s) of records")
     zone_name, zone_from = site_zone(db, site, settings)

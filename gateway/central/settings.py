@@ -20,7 +20,7 @@ from gateway.central.privacy import PrivacySettings
 from gateway.common import mqtt
 from gateway.common import schedule
 from gateway.common.mqtt import MqttSettings, identifier
-from gateway.common.tomltable import Table, defaults, duration, load_toml
+from gateway.common.tomltable import Table, defaults, duration, load_toml, size
 from gateway.wire import topics
 from gateway.wire.topics import ID
 
@@ -39,9 +39,10 @@ class CollectorSettings:
     database: str = DEFAULT_DATABASE
     sites: tuple[str, ...] = ()  # () : every site
     session_expiry: float = DEFAULT_SESSION_EXPIRY
-    batch_messages: int = 50  # messages (gateway batches of up to 100 events) written per transaction, at most
+    batch_messages: int = 500  # messages written per transaction, at most (live traffic: an event each)
+    batch_bytes: int = 1024 * 1024  # their payloads' bytes, at most (a backlog: a hundred events a message)
     linger: float = 0.2  # how long a batch waits to fill before it is written
-    inflight: int = 100  # messages received and not yet acknowledged (MQTT 5 Receive Maximum)
+    inflight: int = 1000  # messages received and not yet acknowledged (MQTT 5 Receive Maximum)
     hole_grace: float = 60.0  # how long a hole may fill by itself before the gateway is asked (0: never asked)
     kpi: KpiSettings = KpiSettings()
     #: ``[gateways]``: the site each gateway belongs to (one not named: where it was first heard).
@@ -87,11 +88,13 @@ def load(path: str | Path) -> CollectorSettings:
         database=database, sites=sites,
         session_expiry=duration(c, "session_expiry", base.session_expiry),
         batch_messages=c.take("batch_messages", int, base.batch_messages),
+        batch_bytes=size(c, "batch_bytes", base.batch_bytes),
         linger=duration(c, "linger", base.linger),
         inflight=c.take("inflight", int, base.inflight),
         hole_grace=duration(c, "hole_grace", base.hole_grace),
     )
-    for key, low, high in (("batch_messages", 1, 10_000), ("inflight", 1, 65_535)):
+    for key, low, high in (("batch_messages", 1, 10_000), ("inflight", 1, 65_535),
+                           ("batch_bytes", 64 * 1024, 64 * 1024 * 1024)):
         if not low <= settings[key] <= high:
             raise c.fail(key, f"expected {low} to {high}; got {settings[key]}")
     if settings["batch_messages"] > settings["inflight"]:

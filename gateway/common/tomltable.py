@@ -147,3 +147,20 @@ def duration(t: Table, key: str, default: float) -> float:
     if isinstance(value, bool) or value < 0:
         raise t.fail(key, f"expected a duration of 0 or more; got {value!r}")
     return float(value)
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|kB|KiB|MB|MiB|GB|GiB)")
+_UNITS = {"B": 1, "kB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
+
+
+def size(t: Table, key: str, default: int) -> int:
+    """A size in bytes from ``"256MiB"``-style text or a number."""
+    value = t.take(key, (str, int), default)
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if not match:
+            raise t.fail(key, f"expected a size such as \"64MiB\" or \"1GB\"; got {value!r}")
+        value = int(match[1]) * _UNITS[match[2]]
+    if isinstance(value, bool) or value <= 0:
+        raise t.fail(key, f"expected a size above 0; got {value!r}")
+    return value

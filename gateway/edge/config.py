@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.common import schedule
 from gateway.common.mqtt import MqttSettings, check_credentials, check_private, identifier, read_link
-from gateway.common.tomltable import Table, defaults, duration, load_toml
+from gateway.common.tomltable import Table, defaults, duration, load_toml, size
 from gateway.errors import ProfileError
 from gateway.smdr import profiles
 from gateway.smdr.profile import PbxProfile, with_date_order
@@ -34,8 +33,6 @@ SOURCES = {
     "tcp-server": ("gateway.edge.sources.tcp", "TcpServerSource"),
     "file": ("gateway.edge.sources.file", "FileSource"),
 }
-_SIZE = re.compile(r"(\d+)\s*(B|kB|KiB|MB|MiB|GB|GiB)")
-_UNITS = {"B": 1, "kB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +125,6 @@ class Settings:
     @property
     def topic_prefix(self) -> str:
         return topics.gateway(self.site, self.gateway_id)
-
-
-def size(t: Table, key: str, default: int) -> int:
-    """A size in bytes from ``"256MiB"``-style text or a number."""
-    value = t.take(key, (str, int), default)
-    if isinstance(value, str):
-        match = _SIZE.fullmatch(value.strip())
-        if not match:
-            raise t.fail(key, f"expected a size such as \"64MiB\" or \"1GB\"; got {value!r}")
-        value = int(match[1]) * _UNITS[match[2]]
-    if isinstance(value, bool) or value <= 0:
-        raise t.fail(key, f"expected a size above 0; got {value!r}")
-    return value
 
 
 def gateway_dirs(path: str | Path) -> tuple[Path, Path]:

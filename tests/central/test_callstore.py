@@ -126,6 +126,20 @@ def test_records_spanning_days_are_assembled_a_day_at_a_time_with_calls_across_t
     assert normal(stored_calls(db)) == normal(one_shot(records))
 
 
+def test_a_pass_assembles_the_sources_pending_when_it_began_and_what_comes_meanwhile_waits_for_the_next(db):
+    def source(src: str, seq: int, callid: int) -> dict:
+        return {**segment(seq, callid, NOON + seq, "201", 0, 2, 10), "src": src}
+
+    db.write(batch([source("pbx-a", 1, 1), source("pbx-b", 1, 2)]))
+    assembly = callstore.Pass(db)
+    assert assembly.piece() == 1 and not assembly.over
+    db.write(batch([source("pbx-c", 1, 3)]))  # stored between two pieces, as the collector does
+    assert assembly.piece() == 1 and assembly.over and assembly.piece() == 0
+    assert db.fetch("SELECT src FROM calls_pending") == [("pbx-c",)]
+    assert callstore.refresh(db) == (1, True)
+    assert sorted(c.src for c in stored_calls(db)) == ["pbx-a", "pbx-b", "pbx-c"]
+
+
 @pytest.fixture(scope="module")
 def day_db(tmp_path_factory, request):
     """One database per engine for the property test's examples (emptied before each)."""
