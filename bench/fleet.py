@@ -16,7 +16,7 @@ for ``--seconds``):
   the first half of the step and over the second half (growing: the collector does not
   keep up);
 * the collector's CPU (its processes', in % of one core) and RSS (summed) at the end of
-  the step;
+  the step, and how many sources had records not yet assembled into calls then;
 
 then the catch-up: seconds from the step's last publication to the database holding it.
 """
@@ -130,6 +130,7 @@ def step(broker: Broker, db: Database, collector: CollectorProcess, gateways: in
     cpu = (cpu_seconds(collector.proc.pid) - cpu_before) / (ended - began)
     rss = memory_mib(collector.proc.pid, "VmRSS")
     in_step = stored() - before
+    waiting = int(db.fetch("SELECT count(*) FROM calls_pending")[0][0])
     total = int(rate * seconds)
     last_published = offered.times[-1]
     wait_for(lambda: stored() >= first + total, timeout=1800, what=f"{first + total} events stored")
@@ -140,7 +141,8 @@ def step(broker: Broker, db: Database, collector: CollectorProcess, gateways: in
     return (f"  {rate:>6,}/s offered ({total / (last_published - offered.times[0] + 0.1):,.0f} measured): stored "
             f"{in_step / (ended - began):,.0f}/s; commit lag median {statistics.median(early):.2f} s then "
             f"{statistics.median(late):.2f} s; collector CPU {cpu:.0%} of a core, RSS {rss:.0f} MiB "
-            f"(peak {memory_mib(collector.proc.pid):.0f}); caught up {caught_up:.1f} s after the last event")
+            f"(peak {memory_mib(collector.proc.pid):.0f}); caught up {caught_up:.1f} s after the last event; "
+            f"{waiting:,} sources' records waiting for assembly at the step's end")
 
 
 def engine_run(work: Path, broker: Broker, url: str, gateways: int, rates: list[int], seconds: float,

@@ -62,6 +62,8 @@ from gateway.common.notify import Notifier
 log = logging.getLogger("pbxgw.collect")
 #: Seconds between two assemblies of the calls of the records stored since.
 ASSEMBLE_EVERY = 5
+#: Seconds after which calls are assembled even while batches come full.
+ASSEMBLE_AT_LEAST = 60
 #: Every this many looks for holes, the rows stored are counted (the looks between read
 #: the sources' counters): 20 looks are 10 grace periods, 10 minutes by default.
 RECOUNT_EVERY = 20
@@ -415,14 +417,25 @@ class Collector:
     async def _assemble_calls(self) -> None:
         """Every :data:`ASSEMBLE_EVERY`, assemble the calls of the records stored since
         (:mod:`gateway.central.callstore`), a piece of records at a time, on the database's
-        thread; not while batches come full: storing (and so acknowledging) a backlog
-        comes first, its calls after."""
+        thread, between the batches' writes. Not while batches come full (storing, and so
+        acknowledging, a backlog comes first, its calls after), unless the last pass ended
+        :data:`ASSEMBLE_AT_LEAST` ago: thousands of live sites fill batches all day, and
+        their calls must show all the same."""
+        assembled = time.monotonic()
+
+        def overdue() -> bool:
+            return time.monotonic() - assembled >= ASSEMBLE_AT_LEAST
+
         while True:
             await asyncio.sleep(ASSEMBLE_EVERY)
+            if self._flow.draining(time.monotonic()) and not overdue():
+                continue
             try:
                 assembly = await self._loop.run_in_executor(self._db_thread, callstore.Pass, self._db)
-                while not assembly.over and not self._flow.draining(time.monotonic()):
+                while not assembly.over and (overdue() or not self._flow.draining(time.monotonic())):
                     self.calls += await self._loop.run_in_executor(self._db_thread, assembly.piece)
+                if assembly.over:
+                    assembled = time.monotonic()
             except (Unavailable, Refused) as exc:
                 log.warning("calls not assembled now (tried again in %d s): %s", ASSEMBLE_EVERY, exc)
             except Exception:  # a fault is retried, never a dead task (and a bug is told whole)

@@ -74,6 +74,14 @@ def test_backlog_mark_is_added_without_reencoding_and_ignored_on_decoding():
     assert unpackb(marked) == CALL
 
 
+@pytest.mark.parametrize("keys", [0, 14, 15, 16, 300, 65_534, 65_535, 70_000])
+def test_the_backlog_mark_is_added_to_a_map_of_any_header(keys):
+    """fixmap, map 16 (rewritten in place, up to its last count) and map 32 alike."""
+    event = {f"k{n}": n for n in range(keys)}
+    marked = msgpack.unpackb(mark_historical(msgpack.packb(event)))
+    assert marked == {**event, "hist": True}
+
+
 def test_json_shows_start_in_iso_utc():
     assert to_json_dict(CALL)["start"] == "2008-06-28T09:28:41Z"
 

@@ -596,9 +596,9 @@ class Store:
                 break
             if seg.last <= after or seg.first > upto or not seg.pending:
                 continue
-            rows += [Row(*r) for r in self._db.execute(
+            rows += map(Row._make, self._db.execute(
                 f"SELECT id, kind, rx, payload FROM {seg.table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-                (after, upto, limit - len(rows)))]
+                (after, upto, limit - len(rows))))
         damaged = [r.id for r in rows if r.payload[:1] not in _MAP_HEADS]
         if damaged:  # a flipped byte on the card: kept aside, and delivery goes on
             log.error("queue: %d damaged events (not a msgpack map) moved to the dead-letter table", len(damaged))
