@@ -6,8 +6,8 @@ event per message), through a real Mosquitto to one `pbxgw collect`.
 
 Prints figures, never asserts them (shared machines are noisy). The gateways are a
 process of their own (``--simulate``: one MQTT connection publishing, at QoS 1, gateway
-after gateway, each its own topic, site and ``seq``); it prints how many events it has
-handed to the broker and when, a hundred times a second. Per engine and per step (a rate held
+after gateway, each its own topic, site and ``seq``); it prints how many events the broker
+has acknowledged and when, a hundred times a second. Per engine and per step (a rate held
 for ``--seconds``):
 
 * offered: the events/s the gateways published; stored: the events/s the database took
@@ -16,7 +16,8 @@ for ``--seconds``):
   the first half of the step and over the second half (growing: the collector does not
   keep up);
 * the collector's CPU (its processes', in % of one core) and RSS (summed) at the end of
-  the step, and how many sources had records not yet assembled into calls then;
+  the step, and how many calls were assembled by then (each record here is a call of its
+  own: a collector that keeps up assembles them within a minute);
 
 then the catch-up: seconds from the step's last publication to the database holding it.
 """
@@ -52,26 +53,37 @@ TICK = 0.01  # seconds between two rounds of publishing, each followed by the pr
 
 def simulate(url: str, gateways: int, rate: int, seconds: float, first: int) -> None:
     """Publish ``rate`` events/s for ``seconds``, message ``j`` (from ``first``) by gateway
-    ``j % gateways`` with its ``seq`` ``j // gateways + 1``; print ``monotonic count``."""
+    ``j % gateways`` with its ``seq`` ``j // gateways + 1``; print ``monotonic count``, the
+    count of messages the broker has acknowledged (a message the publisher still holds is
+    not offered yet), until it has them all."""
     host, port = url.removeprefix("mqtt://").rsplit(":", 1)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5,
                          client_id=f"fleet-{first}")
     client.max_inflight_messages_set(65535)
     client.max_queued_messages_set(0)
+    acked = 0
+
+    def on_publish(*_) -> None:
+        nonlocal acked
+        acked += 1
+
+    client.on_publish = on_publish
     client.connect(host, int(port))
     client.loop_start()
     base = to_wire(template()) | {"src": "pbx", "stream": "fleet"}
     sent, began = 0, time.monotonic()
     total = int(rate * seconds)
-    while sent < total:
+    deadline = began + seconds + 600
+    while acked < total and time.monotonic() < deadline:
         now = time.monotonic()
         for j in range(first + sent, first + min(total, int((now - began) * rate) + 1)):
             gw, seq = f"g{j % gateways:05d}", j // gateways + 1
             event = base | {"gw": gw, "seq": seq, "callid": f"{gw}-{seq}", "start": base["start"] + seq}
             client.publish(f"pbxgw/v1/s{j % gateways:05d}/{gw}/calls", msgpack.packb([event]), qos=1)
             sent += 1
-        print(f"{time.monotonic():.4f} {sent}", flush=True)
+        print(f"{time.monotonic():.4f} {acked}", flush=True)
         time.sleep(TICK)
+    print(f"{time.monotonic():.4f} {acked}", flush=True)
     client.loop_stop()
     client.disconnect()
 
@@ -129,8 +141,9 @@ def step(broker: Broker, db: Database, collector: CollectorProcess, gateways: in
     ended = time.monotonic()
     cpu = (cpu_seconds(collector.proc.pid) - cpu_before) / (ended - began)
     rss = memory_mib(collector.proc.pid, "VmRSS")
-    in_step = stored() - before
-    waiting = int(db.fetch("SELECT count(*) FROM calls_pending")[0][0])
+    stored_then = stored()
+    in_step = stored_then - before
+    calls = int(db.fetch("SELECT count(*) FROM calls")[0][0])
     total = int(rate * seconds)
     last_published = offered.times[-1]
     wait_for(lambda: stored() >= first + total, timeout=1800, what=f"{first + total} events stored")
@@ -142,7 +155,7 @@ def step(broker: Broker, db: Database, collector: CollectorProcess, gateways: in
             f"{in_step / (ended - began):,.0f}/s; commit lag median {statistics.median(early):.2f} s then "
             f"{statistics.median(late):.2f} s; collector CPU {cpu:.0%} of a core, RSS {rss:.0f} MiB "
             f"(peak {memory_mib(collector.proc.pid):.0f}); caught up {caught_up:.1f} s after the last event; "
-            f"{waiting:,} sources' records waiting for assembly at the step's end")
+            f"{calls:,} calls assembled by the step's end of {stored_then:,} records stored (a call each)")
 
 
 def engine_run(work: Path, broker: Broker, url: str, gateways: int, rates: list[int], seconds: float,
