@@ -6,14 +6,15 @@ is for what it sends: bytes and sockets are the shell's (:mod:`gateway.central.c
   (Mosquitto 2.0 does when it drains a session's queue), and the window says nothing of
   QoS 0 messages or of bytes. So the messages in hand (received, not yet stored: of any
   QoS, of any connection) are counted, and at ``inflight`` of them or
-  :data:`BATCHES_IN_HAND` batches' bytes the shell stops reading the socket, and TCP holds the broker, until
-  storing makes room.
+  :data:`BATCHES_IN_HAND` batches' bytes the shell stops reading the socket, and TCP
+  holds the broker, until storing makes room.
 * **What to acknowledge.** Only a message stored, and only on the connection it came on: a
   packet id means nothing on another (what came before a reconnection is delivered again).
 * **When a batch is full**: at ``batch_messages`` messages or ``batch_bytes`` of payloads
   (live traffic: many one-event messages; a backlog: fewer, of a hundred events each).
 * **Whether a backlog is draining**: a batch came full within :data:`DRAIN_S`. Calls are
-  assembled once it has been stored, not while it is.
+  assembled once it has been stored, not while it is (but for a pass a minute: thousands
+  of live sites fill batches too).
 * **When the backoff starts afresh**: after a connection that lasted :data:`STABLE_S` (one
   that keeps being taken over backs off instead).
 """
