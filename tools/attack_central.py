@@ -217,7 +217,7 @@ def stored_state(work: Path, broker: Broker) -> str:
                            text=True, timeout=120)
     out = work / "report"
     report = subprocess.run([sys.executable, "-m", "gateway", "report", "--config", config, "--from", "2026-03-09",
-                             "--to", "2026-03-10", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                             "--to", "2026-03-10", "--calls", "--out", str(out)], capture_output=True, text=True, timeout=300)
     formulas = 0
     if (out / "calls.csv").exists():
         formulas = sum(cell.startswith(("=", "+", "@", "-")) for row in csv.reader((out / "calls.csv").open())

@@ -46,6 +46,8 @@ PIECE_RECORDS = 10_000
 #: Values in one ``IN (...)`` list.
 _IN_CHUNK = 500
 
+#: The columns a call is read back from (its records are not: a report reads a year).
+READ_COLUMNS = CALL_COLUMNS[:-1]
 _RECORD_COLUMNS = ("gw", "src", "site", "stream", "seq", "rx", "profile", "start", "ring", "dur", "dir", "ext",
                    "trunk", "caller", "called", "disp", "callid", "x", "raw")
 
@@ -313,3 +315,9 @@ def _insert(db: Database, cur: Any, calls: list[Call]) -> None:
     cur.executemany(db._sql(f"INSERT INTO calls ({columns}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) "
                             f"ON CONFLICT (gw, src, key) DO UPDATE SET {updates}"),
                     [(*c.row()[:-2], orjson.dumps(c.legs).decode(), orjson.dumps(c.records).decode()) for c in calls])
+
+
+def call_from_row(row: tuple) -> Call:
+    """A call read back from its :data:`READ_COLUMNS`."""
+    *columns, legs = row
+    return Call(*columns, legs=tuple(map(tuple, json_value(legs))), records=())

@@ -44,7 +44,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.central import callstore, retention
+from gateway.central import callstore, retention, summary
 from gateway.central.asker import Asker
 from gateway.central.database import Database, Refused, Unavailable, Written
 from gateway.central.fleet import open_holes
@@ -416,8 +416,9 @@ class Collector:
 
     async def _assemble_calls(self) -> None:
         """Every :data:`ASSEMBLE_EVERY`, assemble the calls of the records stored since
-        (:mod:`gateway.central.callstore`), a piece of records at a time, on the database's
-        thread, between the batches' writes. Not while batches come full (storing, and so
+        (:mod:`gateway.central.callstore`), a piece of records at a time, then make the
+        summaries of the quarter-hours whose calls changed (:mod:`gateway.central.summary`),
+        on the database's thread, between the batches' writes. Not while batches come full (storing, and so
         acknowledging, a backlog comes first, its calls after), unless the last pass ended
         :data:`ASSEMBLE_AT_LEAST` ago: thousands of live sites fill batches all day, and
         their calls must show all the same."""
@@ -434,8 +435,10 @@ class Collector:
                 assembly = await self._loop.run_in_executor(self._db_thread, callstore.Pass, self._db)
                 while not assembly.over and (overdue() or not self._flow.draining(time.monotonic())):
                     self.calls += await self._loop.run_in_executor(self._db_thread, assembly.piece)
-                if assembly.over:
-                    assembled = time.monotonic()
+                while assembly.over and (overdue() or not self._flow.draining(time.monotonic())):
+                    if not await self._loop.run_in_executor(self._db_thread, summary.make_due, self._db):
+                        assembled = time.monotonic()
+                        break
             except (Unavailable, Refused) as exc:
                 log.warning("calls not assembled now (tried again in %d s): %s", ASSEMBLE_EVERY, exc)
             except Exception:  # a fault is retried, never a dead task (and a bug is told whole)

@@ -60,7 +60,7 @@ _ASSEMBLE_ALL_AGAIN = [
 
 #: The schema, version by version; ``{json}``, ``{blob}``, ``{bool}``, ``{serial}`` are
 #: each engine's types. Never edit a version once released: add one.
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
     (1, "events, headset events, gaps, alarms, gateways, boots, sources, rejected", [
         """CREATE TABLE events (
             gw TEXT NOT NULL, src TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL,
@@ -141,6 +141,32 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # (what a collector found wrong in how it is set up, for pbxgw fleet to say)
         "CREATE TABLE findings (name TEXT PRIMARY KEY, said TEXT NOT NULL, at BIGINT NOT NULL)",
     ]),
+    (6, "summaries: each site's calls, a quarter-hour a part; the quarter-hours whose calls changed", [
+        # (gateway.central.summary; 900 is kpi.PART_SLOT)
+        "CREATE TABLE summaries (site TEXT NOT NULL, slot BIGINT NOT NULL, part {blob} NOT NULL, "
+        "PRIMARY KEY (site, slot))",
+        "CREATE TABLE summaries_due (site TEXT NOT NULL, slot BIGINT NOT NULL, PRIMARY KEY (site, slot))",
+        {"sqlite": "CREATE TRIGGER calls_inserted AFTER INSERT ON calls BEGIN "
+                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, NEW.start - NEW.start % 900); END",
+         "postgresql": """CREATE FUNCTION pbxgw_summary_due() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP <> 'INSERT' THEN
+                    INSERT INTO summaries_due VALUES (OLD.site, OLD.start - OLD.start % 900) ON CONFLICT DO NOTHING;
+                END IF;
+                IF TG_OP <> 'DELETE' THEN
+                    INSERT INTO summaries_due VALUES (NEW.site, NEW.start - NEW.start % 900) ON CONFLICT DO NOTHING;
+                END IF;
+                RETURN NULL;
+            END $$"""},
+        {"sqlite": "CREATE TRIGGER calls_deleted AFTER DELETE ON calls BEGIN "
+                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, OLD.start - OLD.start % 900); END",
+         "postgresql": "CREATE TRIGGER calls_changed AFTER INSERT OR UPDATE OR DELETE ON calls "
+                       "FOR EACH ROW EXECUTE FUNCTION pbxgw_summary_due()"},
+        {"sqlite": "CREATE TRIGGER calls_updated AFTER UPDATE ON calls BEGIN "
+                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, OLD.start - OLD.start % 900); "
+                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, NEW.start - NEW.start % 900); END"},  # (PostgreSQL's one trigger above covers it)
+        "INSERT INTO summaries_due (site, slot) SELECT DISTINCT site, start - start % 900 FROM calls",
+    ]),
 ]
 
 #: PostgreSQL roles (``pbxgw collect --migrate-only --roles``): one that writes (the
@@ -178,6 +204,7 @@ class Database:
     kind: str
     _table_named: str  # a query: whether a table of this name exists
     _types: dict[str, str]
+    engine: str  # "sqlite" or "postgresql": which of a migration's statements for each engine apply
     _greatest: str
     _least: str
     for_update: str  # what locks the rows a SELECT reads until the transaction ends
@@ -239,6 +266,10 @@ class Database:
                 if cur.fetchone():
                     continue
                 for statement in statements:
+                    if isinstance(statement, dict):  # (each engine's own: triggers)
+                        if self.engine not in statement:
+                            continue
+                        statement = statement[self.engine]
                     cur.execute(statement.format(**self._types))
                 cur.execute(self._sql("INSERT INTO schema_migrations VALUES (?, ?, ?)"),
                             (version, int(time.time() * 1000), what))
@@ -459,6 +490,7 @@ class SqliteDatabase(Database):
 
     kind = "sqlite"
     _table_named = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    engine = "sqlite"
     _types = {"json": "TEXT", "blob": "BLOB", "bool": "INTEGER", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
     _greatest, _least = "max", "min"
     for_update = ""  # (a transaction holds the whole database: BEGIN IMMEDIATE)
@@ -591,6 +623,7 @@ class PostgresDatabase(Database):
 
     kind = "postgresql"
     _table_named = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?"
+    engine = "postgresql"
     _types = {"json": "JSONB", "blob": "BYTEA", "bool": "BOOLEAN", "serial": "BIGSERIAL PRIMARY KEY"}
     _greatest, _least = "GREATEST", "LEAST"
     for_update = " FOR UPDATE"

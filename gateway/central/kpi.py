@@ -10,10 +10,13 @@ work need ACD data (:data:`NOT_FROM_SMDR`).
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.central.calls import Call
@@ -52,28 +55,38 @@ class KpiSettings:
         return dict(self.site_hours).get(site, self.hours)
 
 
+#: The counts of :class:`Figures` a part adds as they are.
+COUNTS = ("calls", "offered", "answered", "abandoned", "busy", "voicemail", "other", "unknown_wait",
+           "unknown_abandon", "talk", "hold", "transfers")
+
+
 @dataclass
 class Figures:
-    """The figures of a set of calls (a bucket, a trunk, the whole range)."""
+    """The figures of a set of calls (a bucket, a trunk, the whole range).
+
+    A part's figures (:meth:`add`, one call at a time) hold no setting: the waits are kept
+    as how many calls waited each second. The answer threshold T and the short-abandon cut
+    are applied when the parts are put together (:meth:`absorb`), so that stored parts
+    serve whatever the settings say when the report is made."""
 
     calls: int = 0
     offered: int = 0  # see :func:`offered`
     answered: int = 0
-    answered_within: int = 0
+    answered_within: int = 0  # (counted by :meth:`absorb`)
     abandoned: int = 0
-    short_abandons: int = 0
+    short_abandons: int = 0  # (counted by :meth:`absorb`)
     busy: int = 0
     voicemail: int = 0
     other: int = 0
     unknown_wait: int = 0  # answered calls whose PBX printed no ring time: not in service level
     unknown_abandon: int = 0  # abandoned calls of no printed ring time: not in it either (short or not?)
-    waits: list[int] = field(default_factory=list)  # answer waits of answered calls
-    abandon_waits: list[int] = field(default_factory=list)
+    waits: Counter = field(default_factory=Counter)  # answer waits of answered calls: seconds -> calls
+    abandon_waits: Counter = field(default_factory=Counter)
     talk: int = 0  # seconds, answered calls, every leg
     hold: int = 0  # seconds, answered calls, every leg (where the PBX prints it)
     transfers: int = 0  # hand-offs between answered legs, offered calls
 
-    def add(self, call: Call, settings: KpiSettings) -> None:
+    def add(self, call: Call) -> None:
         self.calls += 1
         if not offered(call):
             return
@@ -87,17 +100,27 @@ class Figures:
             if call.wait is None:
                 self.unknown_wait += 1
             else:
-                self.waits.append(call.wait)
-                self.answered_within += call.wait <= settings.answer_within
+                self.waits[call.wait] += 1
         elif outcome == "abandoned":
             self.abandoned += 1
             if call.wait is None:
                 self.unknown_abandon += 1
             else:
-                self.abandon_waits.append(call.wait)
-                self.short_abandons += call.wait < settings.short_abandon
+                self.abandon_waits[call.wait] += 1
         else:
             setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def absorb(self, part: "Figures", settings: KpiSettings) -> None:
+        """Add a part's figures, counting its calls answered within T and its short abandons."""
+        for name in COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        within, short = settings.answer_within, settings.short_abandon
+        for wait, n in part.waits.items():
+            self.waits[wait] += n
+            self.answered_within += n if wait <= within else 0
+        for wait, n in part.abandon_waits.items():
+            self.abandon_waits[wait] += n
+            self.short_abandons += n if wait < short else 0
 
     def _denominator(self, formula: str) -> int:
         measured = self.answered - self.unknown_wait
@@ -131,7 +154,8 @@ class Figures:
     @property
     def average_wait(self) -> float | None:
         """ASA: the mean answer wait of answered calls whose wait is known."""
-        return sum(self.waits) / len(self.waits) if self.waits else None
+        known = self.answered - self.unknown_wait
+        return sum(wait * n for wait, n in self.waits.items()) / known if known else None
 
     @property
     def p90_wait(self) -> float | None:
@@ -183,13 +207,17 @@ def offered(call: Call) -> bool:
     return call.dir == "in" or (call.dir is None and bool(call.caller or call.called))
 
 
-def percentile(values: list[int], share: float) -> float | None:
-    """The nearest-rank percentile (the smallest value at least ``share`` of them are at or
-    below): a wait that was really measured, not an interpolation."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return float(ordered[max(0, math.ceil(share * len(ordered)) - 1)])
+def percentile(counts: Counter, share: float) -> float | None:
+    """The nearest-rank percentile of values counted (value -> how many): the smallest
+    value at least ``share`` of them are at or below, a wait that was really measured, not
+    an interpolation."""
+    rank = max(1, math.ceil(share * sum(counts.values())))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return float(value)
+    return None
 
 
 @dataclass
@@ -217,6 +245,15 @@ class Extension:
         self.answered += bool(answered)
         self.talk += sum(leg[2] for leg in answered)
         self.hold += sum(leg[3] for leg in answered)
+
+    def absorb(self, part: "Extension") -> None:
+        """Add its part in another set of calls (the name is the caller's to give)."""
+        for name in EXTENSION_COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+
+
+#: The counts of :class:`Extension` a part adds as they are.
+EXTENSION_COUNTS = ("presented", "answered", "talk", "hold", "outbound", "outbound_talk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +299,7 @@ class Report:
     unassembled: int = 0  # sources with records stored and not yet assembled into calls (a reader may not assemble)
     privacy: str = ""  # how long the centre keeps personal data ([privacy], said in the definitions)
     masked: bool = False  # numbers shown masked (pbxgw report --mask-numbers)
+    sources: set[tuple[str, str, str]] = field(default_factory=set)  # (gw, src, rules) of its calls
 
     @property
     def day_count(self) -> int:
@@ -345,64 +383,147 @@ def local(ts: int, zone: ZoneInfo) -> datetime:
 _EPOCH = date(1970, 1, 1).toordinal()
 
 
+def slot_for(schedule: Schedule) -> int:
+    """The slot of :class:`Part` that business hours never cut: a quarter-hour (every
+    zone's offset is a multiple of one, so a local half-hour or day is a whole number of
+    them), or a minute for hours that open or close between quarter-hours."""
+    edges = [second for w in schedule.windows for second in (w.opens, w.closes)]
+    return PART_SLOT if all(second % PART_SLOT == 0 for second in edges) else 60
+
+
+#: The slot of the parts the collector stores (:mod:`gateway.central.summary`).
+PART_SLOT = 900
+
+
+@dataclass
+class Part:
+    """The figures of one site's calls that start in one slot of time (UTC seconds
+    ``[at, at + slot)``), free of settings, zone and business hours: what the collector
+    keeps for each quarter-hour (:mod:`gateway.central.summary`), and what a report puts
+    together (:func:`report_of`), so that a year's report reads parts, not calls."""
+
+    all: Figures = field(default_factory=Figures)
+    groups: dict[str, Figures] = field(default_factory=dict)  # offered calls, by the hunt group or queue printed
+    numbers: dict[str, Figures] = field(default_factory=dict)  # offered calls, by the number called
+    trunks: dict[str, Figures] = field(default_factory=dict)
+    extensions: dict[str, Extension] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # the latest name printed for an extension
+    outbound: Figures = field(default_factory=Figures)  # calls, connected (answered) and talk
+    traffic: dict[int, int] = field(default_factory=dict)  # a slot's start -> seconds on the line in it
+    spans: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of calls on trunks, in order
+    orphans: int = 0
+    incomplete: int = 0
+    folded: int = 0
+    over_a_day: int = 0
+    sources: set[tuple[str, str, str]] = field(default_factory=set)  # (gw, src, rules) of its calls
+
+    def add(self, call: Call, slot: int) -> None:
+        """One more call (calls come in order of start)."""
+        self.all.add(call)
+        if offered(call):
+            self.numbers.setdefault(call.called or "", Figures()).add(call)
+            if call.hunt_group is not None:
+                self.groups.setdefault(call.hunt_group, Figures()).add(call)
+        end = min(call.end_at, call.start + LONGEST_ON_LINE)
+        self.over_a_day += end < call.end_at
+        at = call.start
+        while at < end:  # its seconds on the line, each slot taking the part inside it
+            upto = min(end, at - at % slot + slot)
+            self.traffic[at - at % slot] = self.traffic.get(at - at % slot, 0) + upto - at
+            at = upto
+        _add_extensions(self, call)
+        if call.trunk is not None:
+            self.trunks.setdefault(call.trunk, Figures()).add(call)
+            self.spans.append((call.start, max(call.start + 1, end)))
+        self.orphans += call.orphan
+        self.incomplete += not call.complete
+        self.folded += call.folded
+        self.sources.add((call.gw, call.src, call.rules))
+
+
+def parts(calls: Iterable[Call], slot: int) -> Iterator[tuple[int, Part]]:
+    """The parts of ``calls`` (in order of start), a slot at a time: ``(its start, part)``."""
+    at, part = None, Part()
+    for call in calls:
+        begins = call.start - call.start % slot
+        if begins != at:
+            if at is not None:
+                yield at, part
+            at, part = begins, Part()
+        part.add(call, slot)
+    if at is not None:
+        yield at, part
+
+
 def report(calls: Iterable[Call], site: str, zone_name: str, first: date, last: date, settings: KpiSettings,
            headsets: Iterable[tuple[str, str | None, int, str]] = (),
-           not_understood: Iterable[tuple[str, str, int]] = (),
-           unshown: Iterable[tuple[str, str, tuple[str, ...]]] = ()) -> Report:
-    """The figures of ``calls`` (of one site, starting within the local dates), of the
-    headset events ``(agent, ext, ts ms, ev)`` of its agents, in time order, the records
-    of the range no profile could read, ``(source, profile, count)``, and what the
-    sources' records do not show (:data:`UNSHOWN`)."""
+           not_understood: Iterable[tuple[str, str, int]] = ()) -> Report:
+    """The figures of ``calls`` (of one site, starting within the local dates, held at
+    once): :func:`report_of` their parts."""
+    in_order = sorted(calls, key=lambda call: call.start)
+    return report_of(parts(in_order, slot_for(settings.hours_of(site))), site, zone_name, first, last, settings,
+                     headsets, not_understood)
+
+
+def report_of(parts_in_order: Iterable[tuple[int, Part]], site: str, zone_name: str, first: date, last: date,
+              settings: KpiSettings, headsets: Iterable[tuple[str, str | None, int, str]] = (),
+              not_understood: Iterable[tuple[str, str, int]] = ()) -> Report:
+    """The figures of the parts of a site's calls (in order of their slots, each slot
+    whole in or out of business hours: see :func:`slot_for`), of the headset events
+    ``(agent, ext, ts ms, ev)`` of its agents, in time order, and of the records of the
+    range no profile could read, ``(source, profile, count)``. What its sources' records
+    do not show is for the caller to say, from :attr:`Report.sources`."""
     zone = ZoneInfo(zone_name)
     clock = LocalClock(zone)
-    out = Report(site, zone_name, first, last, settings, not_understood=tuple(not_understood),
-                 unshown=tuple(unshown))
+    out = Report(site, zone_name, first, last, settings, not_understood=tuple(not_understood))
     hours = settings.hours_of(site)
-    trunk_spans: list[tuple[int, int]] = []
-    days: dict[int, date] = {}
-    for call in calls:
-        wall = clock.wall(call.start)
+    names: dict[str, str] = {}
+    peaks = Peaks(clock)
+    for at, part in parts_in_order:
+        wall = clock.wall(at)
         day_number, second = divmod(wall, 86400)
-        day = days.get(day_number) or days.setdefault(day_number, date.fromordinal(_EPOCH + day_number))
+        day = date.fromordinal(_EPOCH + day_number)
         in_hours = hours.covers(day, second)
-        (out.total if in_hours else out.out_of_hours).add(call, settings)
-        if in_hours and offered(call):
-            out.open_days.add(day)
-            out.numbers.setdefault(call.called or "", Figures()).add(call, settings)
-            if call.hunt_group is not None:
-                out.groups.setdefault(call.hunt_group, Figures()).add(call, settings)
-        for bucket, key in ((out.half_hours, call.start - wall % 1800), (out.days, day),
+        (out.total if in_hours else out.out_of_hours).absorb(part.all, settings)
+        if in_hours:
+            if part.all.offered:
+                out.open_days.add(day)
+            _absorb_each(out.numbers, part.numbers, settings)
+            _absorb_each(out.groups, part.groups, settings)
+        for bucket, key in ((out.half_hours, at - wall % 1800), (out.days, day),
                             (out.day_hours, (day, second // 3600))):
-            figures = bucket.get(key)
-            if figures is None:
-                figures = bucket[key] = Figures()
-            figures.add(call, settings)
-        end = min(call.end_at, call.start + LONGEST_ON_LINE)
-        out.over_a_day += end < call.end_at
-        _add_traffic(out.traffic, call.start, end, clock)
-        _add_extensions(out, call)
-        if call.trunk is not None:
-            out.trunks.setdefault(call.trunk, Figures()).add(call, settings)
-            trunk_spans.append((call.start, max(call.start + 1, end)))
-        out.orphans += call.orphan
-        out.incomplete += not call.complete
-        out.folded += call.folded
-    out.peak_trunks = _peaks(trunk_spans, clock)
+            _absorb_each(bucket, {key: part.all}, settings)
+        _absorb_each(out.trunks, part.trunks, settings)
+        for key, seconds in part.traffic.items():
+            half_hour = clock.half_hour(key)
+            out.traffic[half_hour] = out.traffic.get(half_hour, 0) + seconds
+        for ext, e in part.extensions.items():
+            out.extensions.setdefault(ext, Extension()).absorb(e)
+        names.update(part.names)
+        out.outbound.absorb(part.outbound, settings)
+        for start, end in part.spans:
+            peaks.add(start, end)
+        out.orphans += part.orphans
+        out.incomplete += part.incomplete
+        out.folded += part.folded
+        out.over_a_day += part.over_a_day
+        out.sources |= part.sources
+    for ext, e in out.extensions.items():
+        e.name = names.get(ext)
+    out.peak_trunks = peaks.done()
     out.agents = _agents(headsets, out.extensions, *local_range(first, last, zone))
     return out
 
 
-def _add_traffic(traffic: dict[int, int], at: int, end: int, clock: LocalClock) -> None:
-    """A call's seconds on the line, ``[at, end)``, each local half-hour taking the part
-    inside it."""
-    while at < end:
-        key = clock.half_hour(at)
-        upto = min(end, key + 1800)
-        traffic[key] = traffic.get(key, 0) + upto - at
-        at = upto
+def _absorb_each(into: dict, parts_by_key: dict[Any, Figures], settings: KpiSettings) -> None:
+    for key, part in parts_by_key.items():
+        figures = into.get(key)
+        if figures is None:
+            figures = into[key] = Figures()
+        figures.absorb(part, settings)
 
 
-def _add_extensions(out: Report, call: Call) -> None:
+def _add_extensions(part: Part, call: Call) -> None:
     """An offered call at each extension it rang at (voicemail is no extension); an
     outbound one at the extension it was made from."""
     if offered(call):
@@ -411,40 +532,55 @@ def _add_extensions(out: Report, call: Call) -> None:
             if leg[0] is not None and leg[1] != "voicemail":
                 at.setdefault(leg[0], []).append(leg)
         for ext, legs in at.items():
-            out.extensions.setdefault(ext, Extension()).add_offered(legs)
+            part.extensions.setdefault(ext, Extension()).add_offered(legs)
     elif call.dir == "out":
-        out.outbound.calls += 1
-        out.outbound.answered += call.outcome == "answered"
-        out.outbound.talk += call.talk
+        part.outbound.calls += 1
+        part.outbound.answered += call.outcome == "answered"
+        part.outbound.talk += call.talk
         ext = next((leg[0] for leg in call.legs if leg[0] is not None), None)
         if ext is not None:
-            e = out.extensions.setdefault(ext, Extension())
+            e = part.extensions.setdefault(ext, Extension())
             e.outbound += 1
             e.outbound_talk += call.talk
     for leg in call.legs:
-        if leg[0] in out.extensions and leg[4] is not None:
-            out.extensions[leg[0]].name = leg[4]
+        if leg[0] is not None and leg[4] is not None:
+            part.names[leg[0]] = leg[4]
 
 
-def _peaks(spans: list[tuple[int, int]], clock: LocalClock) -> dict[int, int]:
+class Peaks:
     """Per local half-hour, the most calls on trunks at once within it (a call that ends
-    as another starts is not at once with it)."""
-    changes = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    peaks: dict[int, int] = {}
-    now = previous = 0
-    for at, step in changes:
+    as another starts is not at once with it), from the calls' ``(start, end)`` given in
+    order of start: only the calls on at once are held, however long the range."""
+
+    def __init__(self, clock: LocalClock):
+        self._clock = clock
+        self._ends: list[int] = []  # a heap
+        self._previous = 0
+        self.peaks: dict[int, int] = {}
+
+    def add(self, start: int, end: int) -> None:
+        while self._ends and self._ends[0] <= start:
+            self._change(heapq.heappop(self._ends), -1)
+        self._change(start, 1)
+        heapq.heappush(self._ends, end)
+
+    def done(self) -> dict[int, int]:
+        while self._ends:
+            self._change(heapq.heappop(self._ends), -1)
+        return self.peaks
+
+    def _change(self, at: int, step: int) -> None:
+        now, clock, peaks = len(self._ends) + (step < 0), self._clock, self.peaks
         if now:  # held since the previous change: so in each half-hour begun meanwhile
-            boundary = clock.half_hour(previous) + 1800
+            boundary = clock.half_hour(self._previous) + 1800
             while boundary < at:
                 key = clock.half_hour(boundary)
                 peaks[key] = max(peaks.get(key, 0), now)
                 boundary += 1800
-        now += step
         if step > 0:
             key = clock.half_hour(at)
-            peaks[key] = max(peaks.get(key, 0), now)
-        previous = at
-    return peaks
+            peaks[key] = max(peaks.get(key, 0), now + 1)
+        self._previous = at
 
 
 def _agents(events: Iterable[tuple[str, str | None, int, str]], extensions: dict[str, Extension],

@@ -17,6 +17,7 @@ import io
 import operator
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from gateway.central import callstore, kpi
-from gateway.central.calls import CALL_COLUMNS, Call
+from gateway.central import summary as summaries
+from gateway.central.calls import Call
 from gateway.central.database import Database, json_value
 from gateway.central.kpi import Figures, KpiSettings, Report
 from gateway.central.privacy import PrivacySettings
@@ -37,7 +39,8 @@ from gateway.common.zones import known_zone
 BANDS = ((0, 5), (5, 10), (10, 20), (20, 30), (30, 60), (60, 120), (120, None))
 #: A day's service-level bar: at or above the target, below it.
 MET, MISSED = "#3c9a3c", "#d9534f"
-_READ = CALL_COLUMNS[:-1]
+#: The schema version that keeps summaries (:mod:`gateway.central.summary`).
+SUMMARIES = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,37 +74,52 @@ def site_zone(db: Database, site: str, settings: KpiSettings) -> tuple[str, str]
 
 def build(db: Database, site: str, first: date, last: date, settings: KpiSettings,
           progress: Callable[[str], None] = lambda text: None) -> tuple[Report, str]:
-    """Assemble what is pending, then the figures of ``site`` for the local dates
-    ``first``..``last``, and where its zone came from."""
+    """Assemble what is pending and make its summaries, then the figures of ``site`` for
+    the local dates ``first``..``last``, and where its zone came from. The figures are
+    put together from the stored quarter-hour parts (:mod:`gateway.central.summary`),
+    or from the calls where parts cannot serve: business hours that open or close
+    between quarter-hours, a database from before summaries, or parts still due that a
+    report reader (who may not write) cannot make."""
     reader = not db.may_write()  # (a report reader's user may only read: the collector assembles)
-    assembly, pieces = None if reader else callstore.Pass(db), 0
-    while assembly is not None and not assembly.over:
-        assembly.piece()
-        pieces += 1
-        progress(f"assembling calls: {pieces} piece(s) of records")
+    summarised = db.schema_version() >= SUMMARIES
     zone_name, zone_from = site_zone(db, site, settings)
     start, end = kpi.local_range(first, last, ZoneInfo(zone_name))
+    if not reader:
+        assembly, pieces = callstore.Pass(db), 0
+        while not assembly.over:
+            assembly.piece()
+            pieces += 1
+            progress(f"assembling calls: {pieces} piece(s) of records")
+        made = 0
+        while summarised and (step := summaries.make_due(db, of=(site, start - start % kpi.PART_SLOT, end))):
+            made += step
+            progress(f"summarising calls: {made} quarter-hour(s)")
     progress("reading calls")
     headsets = db.fetch("SELECT agent, ext, ts, ev FROM headset_events WHERE site = ? AND ts >= ? AND ts < ? "
                         "AND agent IS NOT NULL ORDER BY agent, ts, seq", (site, start * 1000, end * 1000))
-    figures = kpi.report(calls(db, site, start, end), site, zone_name, first, last, settings, headsets,
-                         unread(db, site, start, end), unshown(db, site, start, end))
+    slot = kpi.slot_for(settings.hours_of(site))
+    if (summarised and slot == kpi.PART_SLOT and start % slot == end % slot == 0
+            and not summaries.due(db, site, start, end)):
+        parts = summaries.stored(db, site, start, end)
+    else:
+        parts = kpi.parts(calls(db, site, start, end), slot)
+    figures = kpi.report_of(parts, site, zone_name, first, last, settings, headsets, unread(db, site, start, end))
+    figures.unshown = unshown(db, figures.sources)
     if reader:
         figures.unassembled = db.fetch("SELECT count(*) FROM calls_pending WHERE site = ?", (site,))[0][0]
     return figures, zone_from
 
 
-def unshown(db: Database, site: str, start: int, end: int) -> list[tuple[str, str, tuple[str, ...]]]:
-    """What the records of each source and profile with calls in ``[start, end)`` do not
-    show (:data:`kpi.UNSHOWN`), by the assembly rules that built its calls."""
+def unshown(db: Database, sources: set[tuple[str, str, str]]) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """What the records of each source and profile do not show (:data:`kpi.UNSHOWN`), by
+    the assembly rules that built its calls (``sources``: ``(gw, src, rules)``)."""
     assemblies = callstore.Assemblies(db)
     found = {}
-    for gw, src, rules in db.fetch("SELECT DISTINCT gw, src, rules FROM calls WHERE site = ? AND start >= ? "
-                                   "AND start < ?", (site, start, end)):
+    for gw, src, rules in sources:
         profile = rules.split("/")[0]
         if missing := kpi.unshown_by(assemblies.of(gw, profile)):
             found[(src, profile)] = missing
-    return [(src, profile, missing) for (src, profile), missing in sorted(found.items())]
+    return tuple((src, profile, missing) for (src, profile), missing in sorted(found.items()))
 
 
 def unread(db: Database, site: str, start: int, end: int) -> list[tuple[str, str, int]]:
@@ -120,19 +138,23 @@ def unread(db: Database, site: str, start: int, end: int) -> list[tuple[str, str
 def calls(db: Database, site: str, start: int, end: int) -> Iterator[Call]:
     """The calls of a site starting in ``[start, end)`` (UTC s), in order, read a few
     thousand at a time."""
-    for row in db.stream(f"SELECT {', '.join(_READ)} FROM calls WHERE site = ? AND start >= ? AND start < ? "
-                         "ORDER BY start", (site, start, end)):  # (the index's order: no sort)
-        *columns, legs = row
-        yield Call(*columns, legs=tuple(map(tuple, json_value(legs))), records=())
+    yield from map(callstore.call_from_row, db.stream(
+        f"SELECT {', '.join(callstore.READ_COLUMNS)} FROM calls WHERE site = ? AND start >= ? AND start < ? "
+        "ORDER BY start", (site, start, end)))  # (the index's order: no sort)
 
 
-def write(out: Path, figures: Report, calls: Iterable[Call], zone_from: str,
+def write(out: Path, figures: Report, calls: Iterable[Call] | None, zone_from: str,
           progress: Callable[[str], None] = lambda text: None) -> Files:
     """``report.html`` and the CSVs into directory ``out`` (made if missing); ``calls``
-    are the report's, for calls.csv."""
+    are the report's, for calls.csv (None: no calls.csv, and an earlier report's is
+    removed, so that the directory holds one report)."""
     out.mkdir(parents=True, exist_ok=True)
-    progress("writing calls.csv")
-    csvs = (_calls_csv(out / "calls.csv", calls, figures), _extensions_csv(out / "extensions.csv", figures),
+    if calls is None:
+        (out / "calls.csv").unlink(missing_ok=True)
+    else:
+        progress("writing calls.csv")
+    csvs = (*(() if calls is None else (_calls_csv(out / "calls.csv", calls, figures),)),
+            _extensions_csv(out / "extensions.csv", figures),
             _intervals_csv(out / "intervals.csv", figures), _days_csv(out / "days.csv", figures),
             _numbers_csv(out / "numbers.csv", figures), _groups_csv(out / "groups.csv", figures),
             _summary_json(out / "summary.json", figures))
@@ -333,8 +355,9 @@ def _band_names() -> list[str]:
     return [f"{low}-{high} s" if high is not None else f"{low} s +" for low, high in BANDS]
 
 
-def _banded(values: list[int]) -> list[int]:
-    return [sum(1 for v in values if v >= low and (high is None or v < high)) for low, high in BANDS]
+def _banded(waits: Counter) -> list[int]:
+    """How many calls waited within each band (waits: seconds -> calls)."""
+    return [sum(n for v, n in waits.items() if v >= low and (high is None or v < high)) for low, high in BANDS]
 
 
 def _answer_bands(ax, figures: Report) -> None:
@@ -492,7 +515,7 @@ def _writer(path: Path, head: list[str]):
 
 def _calls_csv(path: Path, calls: Iterable[Call], figures: Report) -> Path:
     zone, utc = ZoneInfo(figures.zone), ZoneInfo("UTC")
-    columns = [c for c in _READ if c not in ("gw", "src", "key", "start")]
+    columns = [c for c in callstore.READ_COLUMNS if c not in ("gw", "src", "key", "start")]
     values = operator.attrgetter(*columns)
     fh, w = _writer(path, ["start_local", "start_utc", "gw", "src", "key", *columns])
     # (csv writes None as ""; the two flags as 0 or 1 on either engine; the legs as JSON)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from contextlib import closing
+from contextlib import closing, nullcontext
 from datetime import date
 from pathlib import Path
 
@@ -26,15 +26,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Assembles the calls of the records stored since the collector last did, "
                        "then writes DIR/report.html (one self-contained page: definitions, summary, "
                        "charts, tables per extension, per number called and per agent), summary.json (every "
-                       "summary figure under a stable key) and calls.csv, extensions.csv, intervals.csv, "
-                       "days.csv, numbers.csv, for the local dates FROM to TO (inclusive) of the site, in its "
-                       "time zone. The definitions (answer threshold, service-level formula, "
+                       "summary figure under a stable key) and extensions.csv, intervals.csv, days.csv, "
+                       "numbers.csv, groups.csv (and, with --calls, calls.csv), for the local dates FROM to "
+                       "TO (inclusive) of the site, in its time zone. The definitions (answer threshold, service-level formula, "
                        "short-abandon cut, business hours) are [kpi] of the collector config.")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="collector config (default: %(default)s)")
     p.add_argument("--site", help="the site (default: the only site in the database)")
     p.add_argument("--from", dest="first", type=_date, required=True, metavar="DATE", help="first day, YYYY-MM-DD")
     p.add_argument("--to", dest="last", type=_date, metavar="DATE", help="last day, YYYY-MM-DD (default: --from)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to write into (made if missing)")
+    p.add_argument("--calls", action="store_true",
+                   help="also write calls.csv, one row a call (the figures are read from quarter-hour summaries: "
+                   "the calls are read only for this)")
     p.add_argument("--mask-numbers", action="store_true",
                    help="show callers' and called numbers masked to their last 4 digits (for readers who need none)")
     p.set_defaults(run=run)
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         figures, zone_from = report.build(db, site, args.first, last, config.kpi, progress)
         figures.privacy, figures.masked = config.privacy.described(), args.mask_numbers
         start, end = local_range(args.first, last, ZoneInfo(figures.zone))
-        with closing(report.calls(db, site, start, end)) as calls:  # (its read ends before the database closes)
+        # (the calls' read ends before the database closes)
+        with closing(report.calls(db, site, start, end)) if args.calls else nullcontext() as calls:
             try:
                 written = report.write(args.out, figures, calls, zone_from, progress)
             except OSError as exc:

@@ -3,6 +3,7 @@
 import pytest
 
 from central_parts import Stored
+from gateway.central.database import Database
 
 
 @pytest.fixture
@@ -10,3 +11,12 @@ def stored(database_url):
     s = Stored(database_url)
     yield s
     s.close()
+
+
+@pytest.fixture
+def db(database_url):
+    """The collector's database, its migrations applied."""
+    database = Database.open(database_url)
+    database.migrate()
+    yield database
+    database.close()

@@ -60,14 +60,6 @@ def one_shot(records: list[dict]) -> list[Call]:
     return assemble(as_stored, profiles.find("avaya-ipo").assembly, "avaya-ipo")
 
 
-@pytest.fixture
-def db(database_url):
-    database = Database.open(database_url)
-    database.migrate()
-    yield database
-    database.close()
-
-
 def test_a_late_segment_re_assembles_its_call_and_a_replayed_one_changes_nothing(db):
     first, second, last = (segment(1, 7, NOON, "201", 1, 5, 30), segment(2, 7, NOON, "202", 1, 4, 40),
                            segment(3, 7, NOON, "203", 0, 3, 50))

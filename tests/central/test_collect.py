@@ -67,6 +67,15 @@ def test_a_gateways_calls_are_stored_once_with_its_status_and_the_fleet_shows_th
     wait_until(lambda: stored.count("calls") == 500, what="500 calls assembled")
     rules = f"avaya-ipo/1/{profiles.find('avaya-ipo').assembly.digest}"
     assert stored.db.fetch("SELECT count(*), min(rules), max(rules) FROM calls WHERE complete") == [(500, rules, rules)]
+    # ... and summarised after: the quarter-hours' parts hold every call.
+    from gateway.central import summary
+
+    def summarised() -> int:
+        if stored.count("summaries_due"):
+            return 0
+        return sum(summary.decode(bytes(part), slot).all.calls
+                   for slot, part in stored.db.fetch("SELECT slot, part FROM summaries"))
+    wait_until(lambda: summarised() == 500, what="the 500 calls summarised")
     as_json = json.loads(pbxgw("fleet", "--json", "--config", str(collector.config)).stdout)
     assert as_json[0]["sources"][0]["records"] == 500
     assert collector.kill(signal.SIGTERM) == 0  # a clean stop

@@ -35,7 +35,7 @@ def db(database_url):
 
 
 def test_migrations_apply_once_and_say_their_version(db):
-    assert db.migrate() == [] and db.schema_version() == MIGRATIONS[-1][0] == 5
+    assert db.migrate() == [] and db.schema_version() == MIGRATIONS[-1][0] == 6
 
 
 @pytest.mark.parametrize("old", [2, 3])

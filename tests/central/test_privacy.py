@@ -97,7 +97,7 @@ def test_a_report_for_readers_who_need_no_numbers_masks_them_and_says_so(tmp_pat
     config.write_text(f'[collector]\ndatabase = "{database_url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n'
                       '[privacy]\nnumbers_after = "30d"\n')
     made = pbxgw("report", "--config", str(config), "--from", "2026-03-16", "--out", str(tmp_path / "out"),
-                 "--mask-numbers", timeout=120)
+                 "--mask-numbers", "--calls", timeout=120)
     assert made.returncode == 0, made.stderr
     (call,) = list(csv.DictReader((tmp_path / "out" / "calls.csv").open(newline="")))
     assert (call["caller"], call["called"]) == ("•0001", "•6789")

@@ -85,7 +85,7 @@ def expected_summary(url: str) -> list[tuple[str, str]]:
 def out(site, tmp_path):
     """The report of the two days, written by ``pbxgw report``: its directory."""
     config, _ = site
-    made = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--out",
+    made = pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-10", "--calls", "--out",
                  str(tmp_path / "out"), timeout=120)
     assert made.returncode == 0, made.stderr
     return tmp_path / "out"
@@ -242,7 +242,7 @@ def test_a_file_that_cannot_grow_mid_report_is_said_in_one_line(site, tmp_path):
                        for n in range(500)])  # (calls.csv then outgrows the limit, the database's -shm does not)
     db.close()
     report_of = [sys.executable, "-m", "gateway", "report", "--config", str(config), "--from", "2026-03-09", "--to",
-                 "2026-03-10"]
+                 "2026-03-10", "--calls"]
     assert subprocess.run([*report_of, "--out", str(tmp_path / "first")], timeout=120).returncode == 0  # assembles
     run = subprocess.run([*report_of, "--out", str(tmp_path / "out")], capture_output=True, timeout=120,
                          preexec_fn=small_files)
@@ -269,7 +269,7 @@ def monday_report(tmp_path, database_url: str, zone: str, calls: list[dict]):
     db.close()
     config = tmp_path / "collector.toml"
     config.write_text(f'[collector]\ndatabase = "{database_url}"\n[mqtt]\nurl = "mqtt://127.0.0.1:1"\n')
-    return pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-09", "--out",
+    return pbxgw("report", "--config", str(config), "--from", "2026-03-09", "--to", "2026-03-09", "--calls", "--out",
                  str(tmp_path / "out"), timeout=120)
 
 
