@@ -23,8 +23,8 @@ def _date(text: str) -> date:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="a site's calls and service level, as report.html and CSV",
-                       description="Assembles the calls of the records stored since the collector last did, "
-                       "then writes DIR/report.html (one self-contained page: definitions, summary, "
+                       description="Assembles the calls of the records stored since the collector last did, and "
+                       "their quarter-hour summaries, then writes DIR/report.html (one self-contained page: definitions, summary, "
                        "charts, tables per extension, per number called and per agent), summary.json (every "
                        "summary figure under a stable key) and extensions.csv, intervals.csv, days.csv, "
                        "numbers.csv, groups.csv (and, with --calls, calls.csv), for the local dates FROM to "
