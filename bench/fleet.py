@@ -1,8 +1,9 @@
 """Fleet benchmark: many gateways, each publishing its records as a live site does (one
-event per message), through a real Mosquitto to one `pbxgw collect`.
+event per message), through a real Mosquitto to one `pbxgw collect`, or to several with
+disjoint sites on one database (``--collectors``, docs/central.md "Several collectors").
 
     python -m bench.fleet [--gateways 5000] [--rates 1000,2500,5000] [--seconds 30]
-                          [--engines sqlite,postgresql]
+                          [--engines sqlite,postgresql] [--collectors 1]
 
 Prints figures, never asserts them (shared machines are noisy). The gateways are a
 process of their own (``--simulate``: one MQTT connection publishing, at QoS 1, gateway
@@ -16,7 +17,7 @@ for ``--seconds``):
   the first half of the step and over the second half (growing: the collector does not
   keep up);
 * the collector's CPU (its processes', in % of one core) and RSS (summed) at the end of
-  the step, and how many calls were assembled by then (each record here is a call of its
+  the step (of all collectors, summed), and how many calls were assembled by then (each record here is a call of its
   own: a collector that keeps up assembles them within a minute);
 
 then the catch-up: seconds from the step's last publication to the database holding it.
@@ -121,15 +122,16 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def step(broker: Broker, db: Database, collector: CollectorProcess, gateways: int, rate: int, seconds: float,
-         first: int) -> str:
+def step(broker: Broker, db: Database, collectors: list[CollectorProcess], gateways: int, rate: int,
+         seconds: float, first: int) -> str:
     """One rate held for ``seconds``, then the catch-up; the figures, as a line."""
     stored = lambda: int(db.fetch("SELECT coalesce(sum(received), 0) FROM sources")[0][0])  # noqa: E731
+    cpu_seconds_all = lambda: sum(cpu_seconds(c.proc.pid) for c in collectors)  # noqa: E731
     simulator = subprocess.Popen([sys.executable, "-m", "bench.fleet", "--simulate", "--url", broker.url,
                                   "--gateways", str(gateways), "--rates", str(rate), "--seconds", str(seconds),
                                   "--first", str(first)], stdout=subprocess.PIPE, text=True)
     offered = Offered(simulator)
-    cpu_before, began, before = cpu_seconds(collector.proc.pid), time.monotonic(), stored()
+    cpu_before, began, before = cpu_seconds_all(), time.monotonic(), stored()
     lags: list[tuple[float, float]] = []  # (moment, lag)
     while simulator.poll() is None:
         time.sleep(0.5)
@@ -139,8 +141,9 @@ def step(broker: Broker, db: Database, collector: CollectorProcess, gateways: in
             lags.append((now, now - published))
     offered.join()
     ended = time.monotonic()
-    cpu = (cpu_seconds(collector.proc.pid) - cpu_before) / (ended - began)
-    rss = memory_mib(collector.proc.pid, "VmRSS")
+    cpu = (cpu_seconds_all() - cpu_before) / (ended - began)
+    rss = sum(memory_mib(c.proc.pid, "VmRSS") for c in collectors)
+    peak = sum(memory_mib(c.proc.pid) for c in collectors)
     stored_then = stored()
     in_step = stored_then - before
     calls = int(db.fetch("SELECT count(*) FROM calls")[0][0])
@@ -154,24 +157,31 @@ def step(broker: Broker, db: Database, collector: CollectorProcess, gateways: in
     return (f"  {rate:>6,}/s offered ({total / (last_published - offered.times[0] + 0.1):,.0f} measured): stored "
             f"{in_step / (ended - began):,.0f}/s; commit lag median {statistics.median(early):.2f} s then "
             f"{statistics.median(late):.2f} s; collector CPU {cpu:.0%} of a core, RSS {rss:.0f} MiB "
-            f"(peak {memory_mib(collector.proc.pid):.0f}); caught up {caught_up:.1f} s after the last event; "
+            f"(peak {peak:.0f}); caught up {caught_up:.1f} s after the last event; "
             f"{calls:,} calls assembled by the step's end of {stored_then:,} records stored (a call each)")
 
 
 def engine_run(work: Path, broker: Broker, url: str, gateways: int, rates: list[int], seconds: float,
-               settings: dict) -> None:
-    collector = CollectorProcess(work / "collector", broker.url, url, **settings)
-    collector.start()
+               settings: dict, count: int) -> None:
+    """The steps against ``count`` collectors, collector ``i`` taking the sites ``n`` with
+    ``n % count == i`` (one collector: every site)."""
+    sites = [[f"s{n:05d}" for n in range(i, gateways, count)] if count > 1 else [] for i in range(count)]
+    collectors = [CollectorProcess(work / f"collector-{i}", broker.url, url, sites=mine, **settings)
+                  for i, mine in enumerate(sites)]
+    for collector in collectors:
+        collector.start()
     db = Database.open(url)
     try:
-        wait_for(lambda: "subscribed to" in collector.log_text(), what="the collector to subscribe")
+        for collector in collectors:
+            wait_for(lambda: "subscribed to" in collector.log_text(), what="the collectors to subscribe")
         first = 0
         for rate in rates:
-            print(step(broker, db, collector, gateways, rate, seconds, first), flush=True)
+            print(step(broker, db, collectors, gateways, rate, seconds, first), flush=True)
             first += int(rate * seconds)
     finally:
         db.close()
-        collector.kill(15)
+        for collector in collectors:
+            collector.kill(15)
 
 
 def main() -> None:
@@ -180,6 +190,7 @@ def main() -> None:
     parser.add_argument("--rates", default="1000,2500,5000", help="events/s per step, comma-separated")
     parser.add_argument("--seconds", type=float, default=30, help="each step's length")
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--collectors", type=int, default=1, help="collectors, the sites split between them")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a [collector] setting (TOML value), e.g. --set inflight=1000")
     parser.add_argument("--simulate", action="store_true", help="be the gateways (the benchmark starts this)")
@@ -200,17 +211,18 @@ def main() -> None:
         broker.start()
         try:
             for engine in args.engines.split(","):
-                print(f"{engine}: {args.gateways:,} gateways, one event per message, {args.seconds:g} s a step "
+                print(f"{engine}: {args.gateways:,} gateways, {args.collectors} collector(s), one event per message, "
+                      f"{args.seconds:g} s a step "
                       f"(load average {open('/proc/loadavg').read().split()[0]})", flush=True)
                 if engine == "sqlite":
                     engine_run(work / engine, broker, f"sqlite:///{work / 'central.db'}", args.gateways, rates,
-                               args.seconds, settings)
+                               args.seconds, settings, args.collectors)
                 else:
                     cluster = Postgres()
                     cluster.start()
                     try:
                         engine_run(work / engine, broker, cluster.create_database("fleet"), args.gateways, rates,
-                                   args.seconds, settings)
+                                   args.seconds, settings, args.collectors)
                     finally:
                         cluster.close()
         finally:
