@@ -7,6 +7,7 @@ Every wait is bounded and waits for something to happen (a port accepting, a log
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import glob
 import json
@@ -28,10 +29,18 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 TIMEOUT = 60
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free now. Each stays bound until all are chosen:
+    a port closed at once can be handed out again by the next call."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_for(predicate, timeout: float = TIMEOUT, what: str = "condition") -> None:
@@ -85,40 +94,60 @@ class Broker:
         :param persistence: whether sessions and queued messages outlive the broker (off:
             a broker killed loses what it held).
         :param conf: more lines of mosquitto.conf."""
-        self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         # Run as ourselves: started as root, mosquitto would switch to the "mosquitto" user,
         # which cannot write the test's private directory.
-        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", f"allow_anonymous {str(anonymous).lower()}",
-                 f"persistence {str(persistence).lower()}", f"persistence_location {workdir}/",
-                 "max_queued_messages 0", "max_inflight_messages 65535", f"log_dest file {workdir}/mosquitto.log"]
-        lines += conf
+        self._lines = [f"user {getpass.getuser()}", f"allow_anonymous {str(anonymous).lower()}",
+                       f"persistence {str(persistence).lower()}", f"persistence_location {workdir}/",
+                       "max_queued_messages 0", "max_inflight_messages 65535", f"log_dest file {workdir}/mosquitto.log"]
+        self._lines += conf
         if acl:
             (workdir / "acl").write_text(acl)
-            lines.append(f"acl_file {workdir}/acl")
+            self._lines.append(f"acl_file {workdir}/acl")
         if users:
             passwords = workdir / "passwords"
             passwords.write_text("".join(f"{user}:{password}\n" for user, password in users.items()))
             subprocess.run(["mosquitto_passwd", "-U", str(passwords)], check=True, capture_output=True)
-            lines.append(f"password_file {passwords}")
-        self.tls_port = free_port() if tls else None
-        if tls:
-            lines.append(f"listener {self.tls_port} 127.0.0.1")
-            lines += [f"{key} {str(value).lower() if isinstance(value, bool) else value}" for key, value in tls.items()]
+            self._lines.append(f"password_file {passwords}")
+        self._tls = [f"{key} {str(value).lower() if isinstance(value, bool) else value}"
+                     for key, value in (tls or {}).items()]
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text("\n".join(lines) + "\n")
+        self._choose_ports(tls is not None)
         self.proc: subprocess.Popen | None = None
+        self._started = False
+
+    def _choose_ports(self, tls: bool) -> None:
+        self.port, self.tls_port = free_ports(2) if tls else (free_port(), None)
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        lines = [f"listener {self.port} 127.0.0.1", *self._lines]
+        if tls:
+            lines += [f"listener {self.tls_port} 127.0.0.1", *self._tls]
+        self.conf.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._accepting, what=f"mosquitto on port {self.port}")
+        """Start, on the same ports as before once it has started. A first start whose port
+        was taken meanwhile (a client's outgoing connection can get it too) tries new ones."""
+        for attempt in range(5):
+            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_for(self._accepting, what=f"mosquitto on port {self.port}")
+                self._started = True
+                return
+            except RuntimeError:
+                if self._started or attempt == 4 or "Address already in use" not in self._log():
+                    raise
+                (self.workdir / "mosquitto.log").unlink()
+                self._choose_ports(self.tls_port is not None)
+
+    def _log(self) -> str:
+        log = self.workdir / "mosquitto.log"
+        return log.read_text() if log.exists() else ""
 
     def _accepting(self) -> bool:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()}")
+            raise RuntimeError(f"mosquitto exited: {self._log()}")
         try:
             socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
             return True
