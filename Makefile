@@ -26,7 +26,8 @@ test: $(VENV)/.installed packages
 # Not part of `make test`: N cycles of faults (kill -9, broker restarts, reload storms,
 # power cuts, a second instance, a full disk) while M records flow (tools/chaos.py); a storm
 # of 200 reloads on each kind of source (tools/reload_storm.py); then the central side's (tools/chaos_central.py): gateway, broker and collector killed,
-# PostgreSQL restarted, every record counted in the database.
+# PostgreSQL restarted, every record counted in the database, the summaries checked against the
+# calls; then the same with two collectors on one database.
 chaos: $(VENV)/.installed packages
 	$(PY) -m tools.chaos --cycles 50 --records 50000 --source file
 	$(PY) -m tools.chaos --cycles 20 --records 5000 --source pty --faults broker
@@ -35,6 +36,7 @@ chaos: $(VENV)/.installed packages
 	$(PY) -m tools.chaos --cycles 36 --records 10000 --source pty --faults all
 	$(PY) -m tools.reload_storm --source all --records 20000 --reloads 200 --every 0.05
 	$(PY) -m tools.chaos_central --cycles 50 --records 50000
+	$(PY) -m tools.chaos_central --cycles 24 --records 20000 --collectors 2
 
 bench: $(VENV)/.installed packages
 	$(PY) -m bench.parse --profile panasonic-kx-tda

@@ -11,8 +11,13 @@ gateway's archive bring them back), of the collector, and a PostgreSQL restart. 
 file is read again from the offset that survived a kill), `duplicates absorbed` (events
 the collector found stored already, from its log), `replay requests`, `lost at the edge`
 `lost` (never stored; the gaps' reasons follow), `calls` (the collector's assembled calls: one per call id) and
-`records in calls` (every stored record, once). Exit status 1 on any loss, or a record in
-no call or a call too many.
+`records in calls` (every stored record, once), and whether the quarter-hour summaries the
+collectors made give each site the report its calls give. Exit status 1 on any loss, a
+record in no call or a call too many, or a summary that disagrees.
+
+``--collectors 2`` runs a second collector on the same database, every message to both: the
+two store the same events, assemble the same calls and make the same summaries at once (a
+collector killed is one of them, at random).
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from gateway.central import kpi, report, summary
 from gateway.central.database import Database, Unavailable, json_value
 from tools.chaos import record
 from tools.parts import Broker, CollectorProcess, GatewayProcess, Postgres, wait_for
@@ -48,11 +56,27 @@ def stored_callids(url: str) -> tuple[set[int], int]:
     return {int(c) for (c,) in rows}, len(rows)
 
 
+def summaries_agree(db: Database) -> bool:
+    """Whether each site's report put together from the stored quarter-hour summaries is
+    the report of its calls, over the days its calls span (UTC, the default settings)."""
+    settings = kpi.KpiSettings()
+    for (site,) in db.fetch("SELECT DISTINCT site FROM calls"):
+        first, last = (datetime.fromtimestamp(ts, timezone.utc).date() for ts in
+                       db.fetch("SELECT min(start), max(start) FROM calls WHERE site = ?", (site,))[0])
+        start, end = kpi.local_range(first, last, ZoneInfo("UTC"))
+        from_summaries = kpi.report_of(summary.stored(db, site, start, end), site, "UTC", first, last, settings)
+        if from_summaries != kpi.report(list(report.calls(db, site, start, end)), site, "UTC", first, last, settings):
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=50)
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--collectors", type=int, default=1, help="collectors on the one database, each taking "
+                        "every message")
     parser.add_argument("--stall", type=float, default=300.0,
                         help="stop waiting for the last records after this many seconds without progress")
     args = parser.parse_args(argv)
@@ -67,15 +91,17 @@ def main(argv: list[str] | None = None) -> int:
                   "profile": "avaya-ipo", "timezone": "UTC", "clock_skew": "0s"}
         gateway = GatewayProcess(work / "gateway", broker.url, [source], mqtt={"backoff_max": "1s"},
                                  gateway={"metrics_interval": "1s"})
-        collector = None
+        collectors: list[CollectorProcess] = []
         done = dict.fromkeys(FAULTS, 0)
         try:
             broker.start()
             cluster.start()
             url = cluster.create_database("central")
-            collector = CollectorProcess(work / "collector", broker.url, url, hole_grace="2s")
-            collector.start()
-            wait_for(lambda: "subscribed to" in collector.log_text(), what="the collector to subscribe")
+            collectors = [CollectorProcess(work / f"collector-{i}", broker.url, url, hole_grace="2s")
+                          for i in range(args.collectors)]
+            for collector in collectors:
+                collector.start()
+                wait_for(lambda: "subscribed to" in collector.log_text(), what="the collector to subscribe")
             gateway.start()
             duration = args.cycles * 1.0
 
@@ -100,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                     broker.stop(signal.SIGKILL)
                     broker.start()
                 elif fault == "collector":
+                    collector = rng.choice(collectors)
                     collector.kill(signal.SIGKILL)
                     collector.start()
                 else:
@@ -126,15 +153,18 @@ def main(argv: list[str] | None = None) -> int:
                          what="the collector to assemble every call")
                 calls = db.fetch("SELECT records FROM calls")
                 in_calls = sum(len(json_value(records)) for (records,) in calls)
+                wait_for(lambda: not db.fetch("SELECT 1 FROM summaries_due LIMIT 1"), timeout=args.stall,
+                         what="the collector to make every summary")
+                agree = summaries_agree(db)
             finally:
                 db.close()
         finally:  # whatever happened, nothing of this run is left running
-            for part in (gateway, collector):
-                if part is not None and part.proc and part.proc.poll() is None:
+            for part in (gateway, *collectors):
+                if part.proc and part.proc.poll() is None:
                     part.kill(signal.SIGTERM)
             broker.stop(signal.SIGKILL)
             cluster.close()
-        log = collector.log_text()
+        log = "".join(collector.log_text() for collector in collectors)
     absorbed = sum(int(line.split(": INFO: ")[1].split()[0]) for line in log.splitlines()
                    if "duplicates absorbed (events stored already" in line)
     lost = set(range(1, args.records + 1)) - unique
@@ -142,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
                                                 for f, n in done.items()))
     figures = {"sent": args.records, "stored unique": len(unique), "stored again under a new key": rows - len(unique),
                "duplicates absorbed": absorbed, "replay requests": log.count("asking for events missing"),
-               "lost at the edge": at_edge, "lost": len(lost), "calls": len(calls), "records in calls": in_calls}
+               "lost at the edge": at_edge, "lost": len(lost), "calls": len(calls), "records in calls": in_calls,
+               "summaries agree with the calls": agree}
     for name, value in figures.items():
         print(f"{name} {value}")
     for reason, count in edge_reasons:  # (what a gap says: a loss, or numbers never used)
         print(f"  lost at the edge, {reason}: {count}")
-    return 1 if lost or len(calls) != len(unique) or in_calls != rows else 0
+    return 1 if lost or len(calls) != len(unique) or in_calls != rows or not agree else 0
 
 
 if __name__ == "__main__":
