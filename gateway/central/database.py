@@ -142,30 +142,37 @@ MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
         "CREATE TABLE findings (name TEXT PRIMARY KEY, said TEXT NOT NULL, at BIGINT NOT NULL)",
     ]),
     (6, "summaries: each site's calls, a quarter-hour a part; the quarter-hours whose calls changed", [
-        # (gateway.central.summary; 900 is kpi.PART_SLOT)
+        # (gateway.central.summary; 900 is kpi.PART_SLOT. SQL's % keeps the sign of a start
+        # before 1970, Python's does not: (x % 900 + 900) % 900 is Python's.)
         "CREATE TABLE summaries (site TEXT NOT NULL, slot BIGINT NOT NULL, part {blob} NOT NULL, "
         "PRIMARY KEY (site, slot))",
         "CREATE TABLE summaries_due (site TEXT NOT NULL, slot BIGINT NOT NULL, PRIMARY KEY (site, slot))",
         {"sqlite": "CREATE TRIGGER calls_inserted AFTER INSERT ON calls BEGIN "
-                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, NEW.start - NEW.start % 900); END",
+                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, NEW.start - (NEW.start % 900 + 900) % 900); "
+                   "END",
          "postgresql": """CREATE FUNCTION pbxgw_summary_due() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF TG_OP <> 'INSERT' THEN
-                    INSERT INTO summaries_due VALUES (OLD.site, OLD.start - OLD.start % 900) ON CONFLICT DO NOTHING;
+                    INSERT INTO summaries_due VALUES (OLD.site, OLD.start - (OLD.start % 900 + 900) % 900)
+                        ON CONFLICT DO NOTHING;
                 END IF;
                 IF TG_OP <> 'DELETE' THEN
-                    INSERT INTO summaries_due VALUES (NEW.site, NEW.start - NEW.start % 900) ON CONFLICT DO NOTHING;
+                    INSERT INTO summaries_due VALUES (NEW.site, NEW.start - (NEW.start % 900 + 900) % 900)
+                        ON CONFLICT DO NOTHING;
                 END IF;
                 RETURN NULL;
             END $$"""},
         {"sqlite": "CREATE TRIGGER calls_deleted AFTER DELETE ON calls BEGIN "
-                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, OLD.start - OLD.start % 900); END",
+                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, OLD.start - (OLD.start % 900 + 900) % 900); "
+                   "END",
          "postgresql": "CREATE TRIGGER calls_changed AFTER INSERT OR UPDATE OR DELETE ON calls "
                        "FOR EACH ROW EXECUTE FUNCTION pbxgw_summary_due()"},
+        # (PostgreSQL's one trigger above covers updates too)
         {"sqlite": "CREATE TRIGGER calls_updated AFTER UPDATE ON calls BEGIN "
-                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, OLD.start - OLD.start % 900); "
-                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, NEW.start - NEW.start % 900); END"},  # (PostgreSQL's one trigger above covers it)
-        "INSERT INTO summaries_due (site, slot) SELECT DISTINCT site, start - start % 900 FROM calls",
+                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, OLD.start - (OLD.start % 900 + 900) % 900); "
+                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, NEW.start - (NEW.start % 900 + 900) % 900); "
+                   "END"},
+        "INSERT INTO summaries_due (site, slot) SELECT DISTINCT site, start - (start % 900 + 900) % 900 FROM calls",
     ]),
 ]
 

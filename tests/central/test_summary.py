@@ -133,3 +133,10 @@ def test_a_database_from_before_summaries_is_summarised_on_its_upgrade(db):
     while summary.make_due(db):
         pass
     assert from_parts(db, SETTINGS[1]) == from_calls(db, SETTINGS[1])
+
+
+def test_a_call_before_1970_is_summarised_in_its_own_quarter_hour(db):
+    """(SQL's % keeps a negative start's sign: the triggers must floor as Python does.)"""
+    store(db, [segment(1, 1, -1000, "201", 0, 5, 30), segment(2, 2, 1000, "201", 0, 5, 30)])
+    up_to_date(db)
+    assert [slot for slot, _ in summary.stored(db, "hq", -1800, 1800)] == [-1800, 900]
