@@ -10,7 +10,8 @@ Prints figures, never asserts them (shared machines are noisy). Per engine:
   them), then `pbxgw collect` is started: events/s from the first stored until the
   database holds all N (counted there; the process's start left out), and the collector's
   peak RSS (its processes' peaks, summed) then, and again once it has assembled their
-  calls (no records left pending), with the seconds that took;
+  calls and made their summaries (no records pending, no quarter-hour due), with the
+  seconds that took;
 * bulk: the same rows (the collector's own, made from the same events) loaded by the
   database's fastest path into an empty database of the same schema, in chunks: one
   ``executemany`` transaction into SQLite, ``COPY`` into PostgreSQL; events/s;
@@ -56,7 +57,8 @@ def memory_mib(pid: int, field: str = "VmHWM") -> float:
 
 def collect_round(work: Path, broker: Broker, url: str, events: int) -> tuple[float, float, float, float]:
     """(events/s stored, the collector's peak RSS in MiB when the last was stored, its peak
-    RSS when their calls were assembled, and the seconds from the one to the other)."""
+    RSS when their calls were assembled and summarised, and the seconds from the one to the
+    other)."""
     collector = CollectorProcess(work / "collector", broker.url, url)
     collector.start()
     wait_for(lambda: "subscribed to" in collector.log_text(), what="the collector to subscribe")
@@ -82,8 +84,9 @@ def collect_round(work: Path, broker: Broker, url: str, events: int) -> tuple[fl
         elapsed = time.perf_counter() - started
         stored_rss = memory_mib(collector.proc.pid)
         assert db.fetch("SELECT count(*) FROM events")[0][0] == events  # each once
-        wait_for(lambda: not db.fetch("SELECT count(*) FROM calls_pending")[0][0], timeout=3600,
-                 what="the calls assembled")
+        wait_for(lambda: not db.fetch("SELECT count(*) FROM calls_pending")[0][0]
+                 and not db.fetch("SELECT count(*) FROM summaries_due")[0][0], timeout=3600,
+                 what="the calls assembled and summarised")
         assembled = time.perf_counter() - started - elapsed
         rss = memory_mib(collector.proc.pid)
     finally:
@@ -144,7 +147,7 @@ def main() -> None:
                                  args.events)
                 print(f"{engine}: collect {rate:,.0f} events/s ({args.events:,} events drained from the broker, "
                       f"counted in the database), collector peak RSS {stored_rss:.1f} MiB, then {rss:.1f} MiB "
-                      f"to the end of assembly ({assembled:.1f} s after the last stored); bulk "
+                      f"to the end of assembly and summaries ({assembled:.1f} s after the last stored); bulk "
                       f"{'COPY' if engine == 'postgresql' else 'executemany'} {bulk:,.0f} events/s; "
                       f"collect/bulk {rate / bulk:.0%}", flush=True)
                 if cluster:
