@@ -58,6 +58,13 @@ _ASSEMBLE_ALL_AGAIN = [
 ]
 
 
+#: A call's quarter-hour (``kpi.PART_SLOT``), as Python floors it: SQL's % keeps the sign
+#: of a start before 1970. Given to the migrations as ``{slot}``, and for a trigger's rows
+#: as ``{old_slot}`` and ``{new_slot}``.
+_QUARTER_HOUR = "{0}start - ({0}start % 900 + 900) % 900"
+_SLOTS = {"slot": _QUARTER_HOUR.format(""), "old_slot": _QUARTER_HOUR.format("OLD."),
+          "new_slot": _QUARTER_HOUR.format("NEW.")}
+
 #: The schema, version by version; ``{json}``, ``{blob}``, ``{bool}``, ``{serial}`` are
 #: each engine's types. Never edit a version once released: add one.
 MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
@@ -142,37 +149,31 @@ MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
         "CREATE TABLE findings (name TEXT PRIMARY KEY, said TEXT NOT NULL, at BIGINT NOT NULL)",
     ]),
     (6, "summaries: each site's calls, a quarter-hour a part; the quarter-hours whose calls changed", [
-        # (gateway.central.summary; 900 is kpi.PART_SLOT. SQL's % keeps the sign of a start
-        # before 1970, Python's does not: (x % 900 + 900) % 900 is Python's.)
+        # (gateway.central.summary; {slot}, {old_slot}, {new_slot}: see _QUARTER_HOUR)
         "CREATE TABLE summaries (site TEXT NOT NULL, slot BIGINT NOT NULL, part {blob} NOT NULL, "
         "PRIMARY KEY (site, slot))",
         "CREATE TABLE summaries_due (site TEXT NOT NULL, slot BIGINT NOT NULL, PRIMARY KEY (site, slot))",
         {"sqlite": "CREATE TRIGGER calls_inserted AFTER INSERT ON calls BEGIN "
-                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, NEW.start - (NEW.start % 900 + 900) % 900); "
-                   "END",
+                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, {new_slot}); END",
          "postgresql": """CREATE FUNCTION pbxgw_summary_due() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF TG_OP <> 'INSERT' THEN
-                    INSERT INTO summaries_due VALUES (OLD.site, OLD.start - (OLD.start % 900 + 900) % 900)
-                        ON CONFLICT DO NOTHING;
+                    INSERT INTO summaries_due VALUES (OLD.site, {old_slot}) ON CONFLICT DO NOTHING;
                 END IF;
                 IF TG_OP <> 'DELETE' THEN
-                    INSERT INTO summaries_due VALUES (NEW.site, NEW.start - (NEW.start % 900 + 900) % 900)
-                        ON CONFLICT DO NOTHING;
+                    INSERT INTO summaries_due VALUES (NEW.site, {new_slot}) ON CONFLICT DO NOTHING;
                 END IF;
                 RETURN NULL;
             END $$"""},
         {"sqlite": "CREATE TRIGGER calls_deleted AFTER DELETE ON calls BEGIN "
-                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, OLD.start - (OLD.start % 900 + 900) % 900); "
-                   "END",
+                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, {old_slot}); END",
          "postgresql": "CREATE TRIGGER calls_changed AFTER INSERT OR UPDATE OR DELETE ON calls "
                        "FOR EACH ROW EXECUTE FUNCTION pbxgw_summary_due()"},
         # (PostgreSQL's one trigger above covers updates too)
         {"sqlite": "CREATE TRIGGER calls_updated AFTER UPDATE ON calls BEGIN "
-                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, OLD.start - (OLD.start % 900 + 900) % 900); "
-                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, NEW.start - (NEW.start % 900 + 900) % 900); "
-                   "END"},
-        "INSERT INTO summaries_due (site, slot) SELECT DISTINCT site, start - (start % 900 + 900) % 900 FROM calls",
+                   "INSERT OR IGNORE INTO summaries_due VALUES (OLD.site, {old_slot}); "
+                   "INSERT OR IGNORE INTO summaries_due VALUES (NEW.site, {new_slot}); END"},
+        "INSERT INTO summaries_due (site, slot) SELECT DISTINCT site, {slot} FROM calls",
     ]),
 ]
 
@@ -277,7 +278,7 @@ class Database:
                         if self.engine not in statement:
                             continue
                         statement = statement[self.engine]
-                    cur.execute(statement.format(**self._types))
+                    cur.execute(statement.format(**self._types, **_SLOTS))
                 cur.execute(self._sql("INSERT INTO schema_migrations VALUES (?, ?, ?)"),
                             (version, int(time.time() * 1000), what))
                 applied.append(version)
