@@ -23,13 +23,14 @@ def _date(text: str) -> date:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="a site's calls and service level, as report.html and CSV",
-                       description="Assembles the calls of the records stored since the collector last did, and "
-                       "their quarter-hour summaries, then writes DIR/report.html (one self-contained page: definitions, summary, "
-                       "charts, tables per extension, per number called and per agent), summary.json (every "
-                       "summary figure under a stable key) and extensions.csv, intervals.csv, days.csv, "
-                       "numbers.csv, groups.csv (and, with --calls, calls.csv), for the local dates FROM to "
-                       "TO (inclusive) of the site, in its time zone. The definitions (answer threshold, service-level formula, "
-                       "short-abandon cut, business hours) are [kpi] of the collector config.")
+                       description="Assembles the calls of the records stored since the collector last did, "
+                       "and their quarter-hour summaries, then writes DIR/report.html (one self-contained "
+                       "page: definitions, summary, charts, tables per extension, per number called and per "
+                       "agent), summary.json (every summary figure under a stable key) and extensions.csv, "
+                       "intervals.csv, days.csv, numbers.csv, groups.csv (and, with --calls, calls.csv), for "
+                       "the local dates FROM to TO (inclusive) of the site, in its time zone. The definitions "
+                       "(answer threshold, service-level formula, short-abandon cut, business hours) are "
+                       "[kpi] of the collector config.")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="collector config (default: %(default)s)")
     p.add_argument("--site", help="the site (default: the only site in the database)")
     p.add_argument("--from", dest="first", type=_date, required=True, metavar="DATE", help="first day, YYYY-MM-DD")
