@@ -125,8 +125,9 @@ class Pass:
                     self._at += 1
                     continue
                 site, low, high = pending
-                top = _piece_top(db, cur, gw, src, site, low, min(high, low + PIECE))
-                written = _assemble_span(db, cur, self._assemblies, gw, src, site, low, top)
+                span = _piece(db, cur, gw, src, site, low, high)
+                written = 0 if span is None else _assemble_span(db, cur, self._assemblies, gw, src, site, *span)
+                top = high if span is None else span[1]
                 if top >= high:
                     cur.execute(db._sql("DELETE FROM calls_pending WHERE gw = ? AND src = ?"), (gw, src))
                     self._at += 1
@@ -147,13 +148,22 @@ def refresh(db: Database, pieces: int | None = None) -> tuple[int, bool]:
     return written, not db.fetch("SELECT 1 FROM calls_pending LIMIT 1")
 
 
-def _piece_top(db: Database, cur: Any, gw: str, src: str, site: str, low: int, top: int) -> int:
-    """The last start of a piece from ``low``: ``top``, or sooner when more than
-    :data:`PIECE_RECORDS` records start before it."""
-    cur.execute(db._sql("SELECT start FROM events WHERE site = ? AND start BETWEEN ? AND ? AND gw = ? AND src = ? "
-                        f"AND kind = 'call' ORDER BY start LIMIT 1 OFFSET {PIECE_RECORDS}"), (site, low, top, gw, src))
+def _piece(db: Database, cur: Any, gw: str, src: str, site: str, low: int, high: int) -> tuple[int, int] | None:
+    """The next piece of the pending span ``low..high``: from its first record's start, at
+    most :data:`PIECE` seconds and (but for records of one second) :data:`PIECE_RECORDS`
+    records; None when no record starts in the span. Time without records is skipped in
+    one query, however long: one record dated years ahead must not hold assembly up for
+    the thousands of pieces between."""
+    where = "WHERE site = ? AND start BETWEEN ? AND ? AND gw = ? AND src = ? AND kind = 'call'"
+    cur.execute(db._sql(f"SELECT min(start) FROM events {where}"), (site, low, high, gw, src))
+    first = cur.fetchone()[0]
+    if first is None:
+        return None
+    top = min(high, first + PIECE)
+    cur.execute(db._sql(f"SELECT start FROM events {where} ORDER BY start LIMIT 1 OFFSET {PIECE_RECORDS}"),
+                (site, first, top, gw, src))
     row = cur.fetchone()
-    return top if row is None else max(low, row[0] - 1)
+    return first, top if row is None else max(first, row[0] - 1)
 
 
 def _assemble_span(db: Database, cur: Any, assemblies: Assemblies, gw: str, src: str, site: str, low: int,

@@ -18,6 +18,7 @@ import hashlib
 import operator
 import reprlib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 import msgpack
@@ -266,6 +267,12 @@ _FLOATS = {kind: _keys_with(kind, float) for kind in SCHEMA}
 _NESTED = {kind: _keys_with(kind, dict) + _keys_with(kind, list) for kind in SCHEMA}
 #: The keys that are sequence numbers (each an ``int`` by the time they are checked).
 _SEQS = {"call": ("seq",), "unparsed": ("seq",), "headset": ("seq",), "gap": ("first", "last")}
+#: The keys that are a call's start (an unparsed record's: the start of the call before it),
+#: in seconds: within the calendar's years 1 to 9999, which every date a report or a web view
+#: names is in, and far from the ends of 64 bits, which the spans around it are taken from.
+_STARTS = {"call": ("start",), "unparsed": ("after_start",)}
+_FIRST_SECOND = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp())
+_LAST_SECOND = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp())
 
 
 def problem(event: Any, kind: str, gw: str) -> str:
@@ -300,6 +307,9 @@ def problem(event: Any, kind: str, gw: str) -> str:
     for key in _SEQS.get(kind, ()):
         if not 1 <= event[key] < SEQ_LIMIT:
             return f"{key!r}: {event[key]} is no sequence number (1 to {SEQ_LIMIT - 1})"
+    for key in _STARTS.get(kind, ()):
+        if event.get(key) is not None and not _FIRST_SECOND <= event[key] <= _LAST_SECOND:
+            return f"{key!r}: {event[key]} s is no time in the years 1 to 9999"
     if kind == "gap" and event["first"] > event["last"]:
         return f"'first' {event['first']} after 'last' {event['last']}"
     if "\0" in "".join(filter(None, map(event.get, _TEXTS[kind]))):  # (each a str or None by now)

@@ -107,15 +107,28 @@ def test_a_profile_the_centre_does_not_know_makes_each_record_a_call_of_its_own(
 
 def test_records_spanning_days_are_assembled_a_day_at_a_time_with_calls_across_the_cut(db):
     start = NOON - callstore.PIECE // 2
-    records = [segment(1, 1, start, "201", 0, 2, 10), segment(2, 2, start + callstore.PIECE, "202", 1, 2, 10),
-               segment(3, 2, start + callstore.PIECE, "203", 0, 2, 10), segment(4, 3, start + 3 * callstore.PIECE,
-                                                                           "204", 0, 2, 10)]
+    records = [segment(1, 1, start, "201", 0, 2, 10),
+               segment(2, 2, start + callstore.PIECE, "202", 1, 2, 10),  # (the last second of the first piece)
+               segment(3, 2, start + callstore.PIECE + 1, "203", 0, 2, 10),  # (its call's next, in the second)
+               segment(4, 3, start + 3 * callstore.PIECE, "204", 0, 2, 10)]
     db.write(batch(records))
     pieces = 0
     while not callstore.refresh(db, 1)[1]:
         pieces += 1
     assert pieces >= 2
     assert normal(stored_calls(db)) == normal(one_shot(records))
+
+
+def test_a_record_dated_years_ahead_is_assembled_in_a_few_pieces_and_holds_no_other_source_up(db):
+    far = int(datetime(9999, 12, 31, tzinfo=timezone.utc).timestamp())  # (the last day a report can name)
+    records = [segment(1, 1, NOON, "201", 0, 2, 10), {**segment(2, 2, far, "202", 0, 2, 10), "rx": NOON * 1000}]
+    other = {**segment(1, 3, NOON, "203", 0, 2, 10), "src": "pbx-b"}
+    db.write(batch([*records, other]))
+    pieces = 0
+    while not callstore.refresh(db, 1)[1]:
+        pieces += 1
+        assert pieces < 10, "the years between the two records were walked two days at a time"
+    assert sorted((c.src, c.start) for c in stored_calls(db)) == [("pbx", NOON), ("pbx", far), ("pbx-b", NOON)]
 
 
 def test_a_pass_assembles_the_sources_pending_when_it_began_and_what_comes_meanwhile_waits_for_the_next(db):

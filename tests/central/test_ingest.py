@@ -53,6 +53,8 @@ def test_a_message_that_is_no_batch_is_kept_whole_with_its_reason(topic, payload
     ({"seq": -5}, "'seq': -5 is no sequence number"),
     ({"seq": 2**53}, f"'seq': {2**53} is no sequence number"),
     ({"seq": 2**62}, "is no sequence number (1 to 9007199254740991)"),
+    ({"start": 2**62}, f"'start': {2**62} s is no time in the years 1 to 9999"),
+    ({"start": -62135596801}, "is no time in the years 1 to 9999"),  # (a second before the year 1)
     ({"raw": "a\0b"}, "NUL"),
     ({"x": {"k": "a\0"}}, "NUL"),
     ({"x": {"k": [1.5, float("nan")]}}, "number nan"),
