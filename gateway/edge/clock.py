@@ -1,7 +1,7 @@
 """The wall clock, read only by the I/O shell (the sans-I/O core gets times as arguments)."""
 
 import ctypes
-import ctypes.util
+import functools
 import time
 from datetime import datetime, timezone
 
@@ -30,11 +30,16 @@ def synchronized() -> bool:
     if time.time() < EARLIEST_TRUE_S:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        timex = ctypes.create_string_buffer(512)  # struct timex, larger than any libc's
-        return libc.adjtimex(timex) != _TIME_ERROR
+        return _adjtimex()(ctypes.create_string_buffer(512)) != _TIME_ERROR  # (a struct timex, larger than any libc's)
     except (OSError, AttributeError):
         return True  # no way to ask: the date alone said yes
+
+
+@functools.cache
+def _adjtimex():
+    """libc's adjtimex(2), looked up once among the symbols the process has loaded (libc's
+    among them): ``ctypes.util.find_library`` would run ``ldconfig`` at every look."""
+    return ctypes.CDLL(None, use_errno=True).adjtimex
 
 
 class Clock:

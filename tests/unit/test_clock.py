@@ -2,6 +2,7 @@
 taken from it, what is received meanwhile is marked, and it is said so."""
 
 import asyncio
+import subprocess
 import time
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -35,6 +36,16 @@ def start_of(profile: str, record: bytes, rx: int, synchronized: bool):
 def test_a_clock_before_this_release_is_not_synchronized(monkeypatch):
     monkeypatch.setattr(time, "time", lambda: BOOT_MS / 1000)
     assert clock.synchronized() is False
+
+
+def test_the_kernel_is_asked_without_a_process_being_started(monkeypatch):
+    """Before: each look (every STATUS_INTERVAL_S) ran ``ldconfig -p`` to find libc."""
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a process was started: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    clock._adjtimex.cache_clear()
+    assert isinstance(clock.synchronized(), bool)
 
 
 def test_no_year_is_taken_from_a_clock_at_1970():
