@@ -35,6 +35,10 @@ from libc.string cimport memchr, memcmp, memcpy, memset
 cdef extern from "string.h" nogil:
     void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
 
+
+cdef extern from "Python.h":
+    void* PyMem_Calloc(size_t nelem, size_t elsize)  # (its zeroed pages are not resident until used)
+
 import dataclasses
 from array import array
 from datetime import date, datetime, time

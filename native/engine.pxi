@@ -137,6 +137,13 @@ cdef void* _alloc(size_t size) except NULL:
     return memory
 
 
+cdef void* _zeroed(size_t count, size_t size) except NULL:
+    cdef void* memory = PyMem_Calloc(count if count else 1, size)
+    if memory == NULL:
+        raise MemoryError()
+    return memory
+
+
 @cython.final
 cdef class Engine:
     """One profile's parser for one source: same API and same events as
@@ -348,12 +355,12 @@ cdef class Engine:
         self.sets = <Setting*>_int_table(tables.sets, sizeof(Setting) // sizeof(int))
         self.rules_c = <RuleC*>_int_table(tables.rules, sizeof(RuleC) // sizeof(int))
         self.n_caches = len(tables.caches)
-        self.caches = <CacheEntry*>_alloc(sizeof(CacheEntry) * CACHE_SLOTS * self.n_caches)
-        memset(self.caches, 0, sizeof(CacheEntry) * CACHE_SLOTS * self.n_caches)
-        self.offset_key = <int64_t*>_alloc(sizeof(int64_t) * OFFSET_SLOTS)
-        self.offset_value = <int64_t*>_alloc(sizeof(int64_t) * OFFSET_SLOTS)
-        self.offset_state = <char*>_alloc(OFFSET_SLOTS)
-        memset(self.offset_state, OFFSET_UNKNOWN, OFFSET_SLOTS)
+        # Zeroed (empty entries, OFFSET_UNKNOWN) by calloc, which leaves the pages of a large
+        # table to the kernel until an entry is written: an idle source costs none of them.
+        self.caches = <CacheEntry*>_zeroed(CACHE_SLOTS * self.n_caches, sizeof(CacheEntry))
+        self.offset_key = <int64_t*>_zeroed(OFFSET_SLOTS, sizeof(int64_t))
+        self.offset_value = <int64_t*>_zeroed(OFFSET_SLOTS, sizeof(int64_t))
+        self.offset_state = <char*>_zeroed(OFFSET_SLOTS, 1)
 
     # ---- the C path: one record ---------------------------------------------------------
 

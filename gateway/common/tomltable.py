@@ -7,7 +7,6 @@ Used by the profile loader (and the config loader) so that a typo is an error th
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -82,6 +81,7 @@ class Table:
         """
         if key not in self._data:
             if default is ...:
+                import difflib  # (here, not above: a box's idle memory has no room for an error's aid)
                 typo = difflib.get_close_matches(key, list(self._data), 1)
                 hint = f" ({typo[0]!r} is there: a typo?)" if typo else ""
                 raise self.fail(key, f"missing; expected {_type_name(kind)}{hint}")

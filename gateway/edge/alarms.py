@@ -11,7 +11,6 @@ the hours opened, so the first minutes of a morning are not taken for an outage.
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,7 +78,11 @@ class SkewWatch:
     @property
     def median_s(self) -> float | None:
         """Receive time less call end, s (positive: the PBX's clock is behind), or None."""
-        return statistics.median(self.skews) if self.skews else None
+        if not self.skews:
+            return None
+        # (by hand: the statistics module brings decimal and fractions, 0.6 MiB of a box's idle 30)
+        ordered, middle = sorted(self.skews), len(self.skews) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
     def add(self, received_s: float, call_end_s: float) -> str | None:
         """One call; ``"raised"``, ``"cleared"`` or None."""

@@ -21,17 +21,17 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 
 from gateway.common.backoff import Backoff
 from gateway.common.mqtt import Prepared
 from gateway.common.notify import Notifier
-from gateway.edge import clock, config, preflight, status
+from gateway.edge import clock, config, memory, preflight, status
 from gateway.edge.alarms import QuietWatch
 from gateway.edge.clock import now_ms, wall_ms
 from gateway.edge.config import Settings, SourceSettings
-from gateway.edge.headsets.service import Headsets
 from gateway.edge.lock import lock_state_dir
 from gateway.edge.publisher import Publisher
 from gateway.edge.queue.store import QueueWriteError, Store
@@ -39,6 +39,9 @@ from gateway.edge.sources import Ingest, Source, source_class
 from gateway.errors import ConfigError
 from gateway.smdr.engine import ENGINE
 from gateway.wire.events import AlarmEvent, MetricsEvent, packb
+
+if TYPE_CHECKING:  # (imported where headsets are enabled, not here: see Gateway.run)
+    from gateway.edge.headsets.service import Headsets
 
 log = logging.getLogger("pbxgw")
 
@@ -221,9 +224,12 @@ class Gateway:
         self.notifier.ready(self.status_line())
         watchdog = loop.create_task(self._watchdog())
         if s.headsets.enabled:
+            # (imported here: a box without headsets does not carry their code, 0.4 MiB)
+            from gateway.edge.headsets.service import Headsets
             self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake, self.clock)
             self.headsets.start(loop)
         status_server = await self._serve_status()
+        memory.give_back()
         await stop.wait()
         log.info("stopping")
         self.notifier.stopping()
