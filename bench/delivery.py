@@ -37,6 +37,7 @@ import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bench import as_installed
 from gateway.commands.simulate import PtyLine
 from gateway.edge.queue.store import Store
 from gateway.smdr import profiles
@@ -300,6 +301,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parts", default="drain,idle,disk,replay", help="which figures (comma-separated)")
     args = parser.parse_args()
+    as_installed()
     parts = set(args.parts.split(","))
     size = len(packb(dataclasses.replace(template(), gw="gw-test", src="pbx")))
     with tempfile.TemporaryDirectory(prefix="pbxgw-bench-", dir="/var/tmp") as tmp:
