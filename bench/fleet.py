@@ -47,7 +47,7 @@ from bench.delivery import template
 from gateway.central.database import Database
 from gateway.central.settings import CollectorSettings
 from gateway.wire.events import to_wire
-from tools.parts import Broker, CollectorProcess, Postgres, wait_for
+from tools.parts import Broker, CollectorProcess, Postgres, how_many, wait_for
 
 TICK = 0.01  # seconds between two rounds of publishing, each followed by the progress
 #: At most this many messages published and not yet acknowledged. paho numbers messages
@@ -196,11 +196,11 @@ def engine_run(work: Path, broker: Broker, url: str, gateways: int, rates: list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gateways", type=int, default=5000)
+    parser.add_argument("--gateways", type=how_many, default=5000)
     parser.add_argument("--rates", default="1000,2500,5000", help="events/s per step, comma-separated")
     parser.add_argument("--seconds", type=float, default=30, help="each step's length")
     parser.add_argument("--engines", default="sqlite,postgresql")
-    parser.add_argument("--collectors", type=int, default=1, help="collectors, the sites split between them")
+    parser.add_argument("--collectors", type=how_many, default=1, help="collectors, the sites split between them")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a [collector] setting (TOML value), e.g. --set inflight=1000")
     parser.add_argument("--simulate", action="store_true", help="be the gateways (the benchmark starts this)")

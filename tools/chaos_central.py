@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 from gateway.central import kpi, report, summary
 from gateway.central.database import Database, Unavailable, json_value
 from tools.chaos import record
-from tools.parts import Broker, CollectorProcess, GatewayProcess, Postgres, wait_for
+from tools.parts import Broker, CollectorProcess, GatewayProcess, Postgres, how_many, wait_for
 
 FAULTS = ("gateway", "broker", "collector", "postgresql")
 
@@ -72,10 +72,10 @@ def summaries_agree(db: Database) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cycles", type=int, default=50)
-    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--cycles", type=how_many, default=50)
+    parser.add_argument("--records", type=how_many, default=50_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--collectors", type=int, default=1, help="collectors on the one database, each taking "
+    parser.add_argument("--collectors", type=how_many, default=1, help="collectors on the one database, each taking "
                         "every message")
     parser.add_argument("--stall", type=float, default=300.0,
                         help="stop waiting for the last records after this many seconds without progress")

@@ -7,6 +7,7 @@ Every wait is bounded and waits for something to happen (a port accepting, a log
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import getpass
 import glob
@@ -27,6 +28,18 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 TIMEOUT = 60
+
+
+def how_many(text: str) -> int:
+    """A command-line count (``--collectors``, ``--gateways``, ``--cycles``): a whole number,
+    at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got {text!r}")
+    return value
 
 
 def free_ports(count: int) -> list[int]:
