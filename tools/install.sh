@@ -12,7 +12,13 @@ PYTHON=${PYTHON:-python3}
 root="$DESTDIR"
 
 "$PYTHON" -m venv "$root$PREFIX/venv"
-"$root$PREFIX/venv/bin/pip" install -q --disable-pip-version-check .
+# A download cut short on the way (a site's unsteady link: pip then reports a hash
+# mismatch or a reset) fails the install; it is tried once more before giving up.
+pip="$root$PREFIX/venv/bin/pip"
+"$pip" install -q --disable-pip-version-check . || {
+    echo "pbxgw: pip install failed (above); trying once more" >&2
+    "$pip" install -q --disable-pip-version-check .
+}
 install -D -m 0644 systemd/pbxgw.service "$root/etc/systemd/system/pbxgw.service"
 sed -i "s|/opt/pbxgw|$PREFIX|g" "$root/etc/systemd/system/pbxgw.service"
 install -D -m 0644 systemd/pbxgw.sysusers.conf "$root/usr/lib/sysusers.d/pbxgw.conf"
