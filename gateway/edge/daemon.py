@@ -201,6 +201,9 @@ class Gateway:
 
     async def run(self) -> None:
         s = self.settings
+        # Before any source opens its line: the collection holds the GIL, and a serial port
+        # opened meanwhile would flush (pyserial, as it opens) what a PBX printed after it.
+        memory.give_back()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -229,7 +232,6 @@ class Gateway:
             self.headsets = Headsets(s.headsets, self.store, s.gateway_id, self.publisher.wake, self.clock)
             self.headsets.start(loop)
         status_server = await self._serve_status()
-        memory.give_back()
         await stop.wait()
         log.info("stopping")
         self.notifier.stopping()
